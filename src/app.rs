@@ -1,0 +1,810 @@
+//! Dispatch: turns the parsed command line into a context (root, store, UI,
+//! output mode) and runs the command. The core operations (snapshot, check,
+//! restore) are public here so playbooks and hooks call the same code.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::checks;
+use crate::cli::{Cli, Command, KindArg, PlaybookCommand, VmCommand};
+use crate::diff::{self, Change};
+use crate::report::Report;
+use crate::restore;
+use crate::scan::{self, Config, Scope, Sink};
+use crate::store::{Manifest, SnapshotKind, Store};
+use crate::sysroot::{SysPath, SysRoot};
+use crate::ui::{self, Ui, UiOptions};
+
+/// What every command works with.
+pub struct App {
+    pub root: SysRoot,
+    pub store_dir: PathBuf,
+    pub json: bool,
+    pub yes: bool,
+    pub ui: Box<dyn Ui>,
+}
+
+/// Plain settings, free of clap.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub store: Option<PathBuf>,
+    pub json: bool,
+    pub yes: bool,
+    pub progress: bool,
+}
+
+impl App {
+    pub fn new(s: &Settings, ui_opts: UiOptions) -> Result<App> {
+        crate::sysroot::check_root(&s.root)?;
+        let root = SysRoot::open(&s.root)?;
+        let store_dir = s
+            .store
+            .clone()
+            .unwrap_or_else(|| root.host_path(&SysPath::new("/var/lib/guard")));
+        Ok(App {
+            root,
+            store_dir,
+            json: s.json,
+            yes: s.yes,
+            ui: ui::make(ui_opts),
+        })
+    }
+
+    pub fn store_read(&self) -> Result<Store> {
+        Store::open_read(&self.store_dir)
+    }
+
+    pub fn store_write(&self) -> Result<Store> {
+        Store::open_write(&self.store_dir)
+    }
+
+    pub fn scope(&self) -> Result<Scope> {
+        let cfg = Config::load(&self.root)?;
+        Scope::new(&cfg, Some(&self.store_dir), &self.root)
+    }
+
+    /// Prints a JSON document on stdout (the only thing there with --json).
+    pub fn print_json(&self, v: &impl Serialize) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, v)?;
+        writeln!(out)?;
+        Ok(())
+    }
+}
+
+pub fn settings(g: &crate::cli::Global) -> Settings {
+    use std::io::IsTerminal;
+    Settings {
+        root: g.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+        store: g.store.clone(),
+        json: g.json,
+        yes: g.yes,
+        progress: !g.no_progress && std::io::stderr().is_terminal(),
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let s = settings(&cli.global);
+    let mut ui_opts = UiOptions {
+        yes: s.yes,
+        progress: s.progress,
+        ..Default::default()
+    };
+    // Commands that need no root.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut crate::cli::command(),
+                "guard",
+                &mut std::io::stdout(),
+            );
+            return Ok(0);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        Command::Run {
+            answers: Some(f), ..
+        } => {
+            let a = crate::playbook::Answers::load(f)?;
+            ui_opts.answers = a.answers;
+            ui_opts.confirmed = a.confirm;
+        }
+        _ => {}
+    }
+    let app = App::new(&s, ui_opts)?;
+    match cli.command {
+        Command::Snapshot {
+            label,
+            kind,
+            vm,
+            connect,
+        } => {
+            let kind = match kind {
+                KindArg::Manual => SnapshotKind::Manual,
+                KindArg::Pre => SnapshotKind::Pre,
+                KindArg::Post => SnapshotKind::Post,
+                KindArg::Timer => SnapshotKind::Timer,
+            };
+            cmd_snapshot(&app, kind, label, &vm, connect.as_deref())
+        }
+        Command::List => cmd_list(&app),
+        Command::Show { id } => cmd_show(&app, &id),
+        Command::Diff { from, to } => cmd_diff(&app, from.as_deref(), to.as_deref()),
+        Command::Check {
+            against,
+            ack,
+            unack,
+            acks,
+        } => {
+            if acks || !ack.is_empty() || !unack.is_empty() {
+                crate::acks::command(&app, &ack, &unack, acks)
+            } else {
+                cmd_check(&app, against.as_deref())
+            }
+        }
+        Command::Restore {
+            from,
+            vanished,
+            caps,
+            paths,
+            dry_run,
+        } => {
+            let what = if vanished {
+                What::Vanished
+            } else if caps {
+                What::Caps
+            } else {
+                What::Paths(paths.iter().map(|p| SysPath::new(p.as_bytes())).collect())
+            };
+            cmd_restore(&app, from.as_deref(), what, dry_run)
+        }
+        Command::Verify { id } => cmd_verify(&app, id.as_deref()),
+        Command::Forget { ids, dry_run } => cmd_forget(&app, &ids, dry_run),
+        Command::Prune { keep, dry_run } => cmd_prune(&app, keep, dry_run),
+        Command::Playbook { command } => match command {
+            PlaybookCommand::List => crate::playbook::cmd_list(&app),
+            PlaybookCommand::Show { name } => crate::playbook::cmd_show(&app, &name),
+        },
+        Command::Run {
+            name,
+            dry_run,
+            answers: _,
+            resume,
+        } => crate::playbook::cmd_run(&app, &name, dry_run, resume),
+        Command::Vm { command } => cmd_vm(&app, command),
+        Command::Hooks { action, manager } => crate::hooks::command(&app, action, manager),
+        Command::Units { action } => crate::hooks::units_command(&app, action),
+        Command::Push { id, to } => crate::hooks::push_command(&app, id.as_deref(), &to),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+    }
+}
+
+/// The result of a snapshot.
+#[derive(Debug, Serialize)]
+pub struct SnapshotOutcome {
+    pub id: String,
+    pub entries: usize,
+    pub bytes: u64,
+    pub new_objects: u64,
+}
+
+/// Below this much free space (or 2% of the filesystem) a snapshot is
+/// refused: hooks and timers must never fill the disk.
+const MIN_FREE: u64 = 64 << 20;
+
+/// Takes a snapshot into an already locked store.
+pub fn snapshot(
+    app: &App,
+    store: &Store,
+    kind: SnapshotKind,
+    label: Option<String>,
+) -> Result<SnapshotOutcome> {
+    if let Some((free, frac)) = store.free_space() {
+        if free < MIN_FREE || frac < 0.02 {
+            bail!(
+                "the store's filesystem is nearly full ({} MiB free): snapshot refused; run guard prune",
+                free >> 20
+            );
+        }
+    }
+    let scope = app.scope()?;
+    let cache = store.latest_readable();
+    let cap = scan::capture(
+        &app.root,
+        &scope,
+        cache.as_ref(),
+        &Sink::Store(store),
+        app.ui.as_ref(),
+    )?;
+    let mut m = cap.manifest;
+    m.id = store.new_id();
+    m.created = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    m.kind = kind;
+    m.label = label;
+    store.commit(&m)?;
+    Ok(SnapshotOutcome {
+        id: m.id.clone(),
+        entries: m.entries.len(),
+        bytes: m.bytes(),
+        new_objects: cap.new_objects,
+    })
+}
+
+fn cmd_snapshot(
+    app: &App,
+    kind: SnapshotKind,
+    label: Option<String>,
+    vms: &[String],
+    connect: Option<&str>,
+) -> Result<i32> {
+    let store = app.store_write()?;
+    let out = snapshot(app, &store, kind, label)?;
+    if !vms.is_empty() {
+        crate::vmlink::snapshot_vms(app, &store, &out.id, vms, connect)?;
+    }
+    if app.json {
+        app.print_json(&out)?;
+    } else {
+        app.ui.say(&format!(
+            "snapshot {}: {} entries, {} bytes, {} new objects",
+            out.id, out.entries, out.bytes, out.new_objects
+        ));
+        println!("{}", out.id);
+    }
+    Ok(0)
+}
+
+fn cmd_list(app: &App) -> Result<i32> {
+    let store = app.store_read()?;
+    let list = store.list()?;
+    let bad = list.iter().filter(|(_, h)| h.is_err()).count();
+    if app.json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|(id, h)| match h {
+                Ok(h) => json!({"id": id, "created": h.created, "kind": h.kind, "label": h.label}),
+                Err(e) => json!({"id": id, "error": e}),
+            })
+            .collect();
+        app.print_json(&json!({ "snapshots": rows }))?;
+    } else {
+        if list.is_empty() {
+            app.ui
+                .say("no snapshots yet: guard snapshot --label baseline");
+        }
+        for (id, h) in &list {
+            match h {
+                Ok(h) => println!(
+                    "{id}  {}  {:<6}  {}",
+                    h.created,
+                    h.kind.as_str(),
+                    h.label.clone().unwrap_or_default()
+                ),
+                Err(e) => println!("{id}  CORRUPT: {e}"),
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} snapshot(s) cannot be read; run guard verify");
+    }
+    Ok(0)
+}
+
+fn cmd_show(app: &App, id: &str) -> Result<i32> {
+    let store = app.store_read()?;
+    let id = store.resolve(id)?;
+    let m = store.load(&id)?;
+    let unowned: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| e.owners.is_empty() && e.kind != crate::store::FileKind::Dir)
+        .map(|e| e.path.to_string())
+        .collect();
+    let mut by_pkg: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &m.entries {
+        for o in &e.owners {
+            *by_pkg.entry(o).or_default() += 1;
+        }
+    }
+    if app.json {
+        let owners: std::collections::BTreeMap<String, &Vec<String>> = m
+            .entries
+            .iter()
+            .filter(|e| !e.owners.is_empty())
+            .map(|e| (e.path.to_string(), &e.owners))
+            .collect();
+        app.print_json(&json!({
+            "id": m.id, "created": m.created, "kind": m.kind, "label": m.label,
+            "root": m.root, "os": m.os_name(), "entries": m.entries.len(), "bytes": m.bytes(),
+            "package_managers": m.packages.managers, "packages": m.packages.installed.len(),
+            "owners": owners, "unowned": unowned,
+            "units": m.units, "caps": m.caps.iter().map(|c| json!({"path": c.path, "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
+            "errors": m.errors.len(), "unreadable_xattrs": m.unreadable_xattrs,
+            "vms": m.vms,
+        }))?;
+        return Ok(0);
+    }
+    println!("snapshot  {}", m.id);
+    println!("created   {}", m.created);
+    println!("kind      {}", m.kind.as_str());
+    if let Some(l) = &m.label {
+        println!("label     {l}");
+    }
+    println!("system    {} (root {})", m.os_name(), m.root);
+    println!(
+        "entries   {} ({} bytes of file content)",
+        m.entries.len(),
+        m.bytes()
+    );
+    println!(
+        "packages  {} installed ({})",
+        m.packages.installed.len(),
+        if m.packages.managers.is_empty() {
+            "no package database".into()
+        } else {
+            m.packages.managers.join(", ")
+        }
+    );
+    println!("units     {} enabled", m.units.len());
+    if !by_pkg.is_empty() {
+        println!(
+            "owners    {} paths owned by {} packages",
+            by_pkg.values().sum::<usize>(),
+            by_pkg.len()
+        );
+    }
+    println!("admin's own files (owned by no package): {}", unowned.len());
+    for p in unowned.iter().take(40) {
+        println!("  {p}");
+    }
+    if unowned.len() > 40 {
+        println!("  … and {} more (guard show --json)", unowned.len() - 40);
+    }
+    if !m.caps.is_empty() {
+        println!("file capabilities:");
+        for c in &m.caps {
+            println!(
+                "  {} {}{}",
+                c.path,
+                c.caps,
+                if c.owners.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.owners.join(", "))
+                }
+            );
+        }
+    }
+    for v in &m.vms {
+        println!("vm        {} cloned as {} ({})", v.domain, v.clone, v.uri);
+    }
+    if !m.errors.is_empty() || m.unreadable_xattrs > 0 {
+        println!(
+            "unreadable: {} paths, {} xattrs",
+            m.errors.len(),
+            m.unreadable_xattrs
+        );
+    }
+    Ok(0)
+}
+
+/// The baseline (or the given snapshot) loaded, or None when there is none.
+pub fn load_baseline(store: &Store, given: Option<&str>) -> Result<Option<Manifest>> {
+    let id = match given {
+        Some(g) => Some(store.resolve(g)?),
+        None => store.baseline()?,
+    };
+    id.map(|id| store.load(&id)).transpose()
+}
+
+/// Scans the live system without storing anything.
+pub fn live(app: &App, cache: Option<&Manifest>) -> Result<Manifest> {
+    let scope = app.scope()?;
+    let mut m = scan::capture(&app.root, &scope, cache, &Sink::HashOnly, app.ui.as_ref())?.manifest;
+    m.id = "live".into();
+    Ok(m)
+}
+
+fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
+    let store = app.store_read()?;
+    let Some(old) = load_baseline(&store, from)? else {
+        bail!("no baseline snapshot to compare with: guard snapshot first");
+    };
+    let new = match to {
+        Some(t) => store.load(&store.resolve(t)?)?,
+        None => live(app, Some(&old))?,
+    };
+    let scope = app.scope()?;
+    let changes = diff::files(&old, &new, &|p| scope.contains(p));
+    let text_of = |m: &Manifest, e: &crate::store::Entry| -> Option<Vec<u8>> {
+        if m.id == "live" {
+            app.root.read_follow(&e.path).ok().flatten()
+        } else {
+            e.blake3.as_ref().and_then(|h| store.read_object(h).ok())
+        }
+    };
+    let mut rows = Vec::new();
+    for c in &changes {
+        let (what, detail) = match c {
+            Change::Added(e) => (
+                "added",
+                format!(
+                    "{} ({})",
+                    e.kind.as_str(),
+                    if e.owners.is_empty() {
+                        "no package".into()
+                    } else {
+                        e.owners.join(", ")
+                    }
+                ),
+            ),
+            Change::Vanished(e) => (
+                "vanished",
+                format!(
+                    "{} ({})",
+                    e.kind.as_str(),
+                    if e.owners.is_empty() {
+                        "no package".into()
+                    } else {
+                        e.owners.join(", ")
+                    }
+                ),
+            ),
+            Change::Modified {
+                old: o,
+                new: n,
+                content,
+                meta,
+            } => {
+                let mut d: Vec<String> = meta.iter().map(|m| m.to_string()).collect();
+                if *content {
+                    if !o.is_world_readable() || !n.is_world_readable() {
+                        d.push("content changed (not shown: not world-readable)".into());
+                    } else {
+                        match (text_of(&old, o), text_of(&new, n)) {
+                            (Some(a), Some(b)) => d.push(
+                                diff::unified(
+                                    &a,
+                                    &b,
+                                    &format!("{} ({})", o.path, old.id),
+                                    &format!("{} ({})", n.path, new.id),
+                                )
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "binary content changed ({} -> {} bytes)",
+                                        o.size, n.size
+                                    )
+                                }),
+                            ),
+                            _ => d.push("content changed".into()),
+                        }
+                    }
+                }
+                ("modified", d.join("\n"))
+            }
+        };
+        rows.push((c.path().to_string(), what, detail));
+    }
+    let pkgs = diff::packages(&old, &new);
+    if app.json {
+        app.print_json(&json!({
+            "from": old.id, "to": new.id,
+            "changes": rows.iter().map(|(p, w, d)| json!({"path": p, "change": w, "detail": d})).collect::<Vec<_>>(),
+            "packages": pkgs.iter().map(|p| json!({"name": p.name, "old": p.old, "new": p.new})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "from {} to {}",
+            old.id,
+            if new.id == "live" {
+                "the live system"
+            } else {
+                new.id.as_str()
+            }
+        );
+        for (p, w, d) in &rows {
+            println!("{w:<9} {p}");
+            for l in d.lines().filter(|l| !l.is_empty()) {
+                println!("          {l}");
+            }
+        }
+        for p in &pkgs {
+            println!(
+                "package   {} {} -> {}",
+                p.name,
+                p.old.as_deref().unwrap_or("(absent)"),
+                p.new.as_deref().unwrap_or("(removed)")
+            );
+        }
+        if rows.is_empty() && pkgs.is_empty() {
+            println!("no changes");
+        }
+    }
+    Ok(0)
+}
+
+/// Runs every check against the baseline (or `against`); the report.
+pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
+    let store = app.store_read()?;
+    let base = load_baseline(&store, against)?;
+    let live = live(app, base.as_ref())?;
+    let scope = app.scope()?;
+    let changes = match &base {
+        Some(b) => diff::files(b, &live, &|p| scope.contains(p)),
+        None => Vec::new(),
+    };
+    let cx = checks::Context {
+        root: &app.root,
+        baseline: base.as_ref(),
+        live: &live,
+        changes: &changes,
+        store: &store,
+    };
+    let mut findings = checks::run_all(&cx);
+    crate::acks::apply(&store, &mut findings)?;
+    Ok(Report::new(
+        base.map(|b| b.id),
+        app.root.path().display().to_string(),
+        findings,
+    ))
+}
+
+fn cmd_check(app: &App, against: Option<&str>) -> Result<i32> {
+    let report = check(app, against)?;
+    if app.json {
+        app.print_json(&report)?;
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.exit_code())
+}
+
+pub enum What {
+    Vanished,
+    Caps,
+    Paths(Vec<SysPath>),
+}
+
+/// Plan → show → confirm → safety snapshot → apply.
+pub fn restore_cmd(
+    app: &App,
+    from: Option<&str>,
+    what: What,
+    dry_run: bool,
+) -> Result<(restore::Plan, Option<restore::Applied>)> {
+    // Take the lock first unless dry-running: the plan must not go stale
+    // under another writer.
+    let store = if dry_run {
+        app.store_read()?
+    } else {
+        app.store_write()?
+    };
+    let Some(base) = load_baseline(&store, from)? else {
+        bail!("no snapshot to restore from: guard snapshot first (or --from ID)");
+    };
+    let mut plan = match what {
+        What::Vanished => restore::plan_vanished(&base, &app.root, &app.scope()?),
+        What::Caps => restore::plan_caps(&base, &app.root),
+        What::Paths(ps) => restore::plan_paths(&base, &app.root, &ps)?,
+    };
+    let lines: Vec<String> = plan.items.iter().map(|i| i.to_string()).collect();
+    app.ui.say(&format!(
+        "restore plan from snapshot {} ({} items):",
+        plan.from,
+        plan.items.len()
+    ));
+    if !app.json || dry_run {
+        for l in &lines {
+            app.ui.say(&format!("  {l}"));
+        }
+    }
+    for (p, why) in &plan.skipped {
+        app.ui.say(&format!("  skip        {p}: {why}"));
+    }
+    if dry_run || plan.items.is_empty() {
+        return Ok((plan, None));
+    }
+    let keep = app.ui.multi_select("Restore these?", &lines)?;
+    if keep.is_empty() {
+        bail!("nothing selected; nothing restored");
+    }
+    plan.select(&keep);
+    let safety = snapshot(
+        app,
+        &store,
+        SnapshotKind::Safety,
+        Some("before-restore".into()),
+    )
+    .context("safety snapshot before restore failed; nothing restored")?;
+    app.ui.say(&format!("safety snapshot {} taken", safety.id));
+    let bar = app.ui.progress(plan.items.len() as u64, "restoring");
+    let applied = restore::apply(&plan, &app.root, &store, bar.as_ref());
+    Ok((plan, Some(applied)))
+}
+
+fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Result<i32> {
+    let (plan, applied) = restore_cmd(app, from, what, dry_run)?;
+    let failed = applied.as_ref().and_then(|a| a.failed.clone());
+    if app.json {
+        app.print_json(&json!({
+            "from": plan.from,
+            "dry_run": dry_run,
+            "plan": plan.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+            "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
+            "failed": failed.as_ref().map(|(p, e)| json!({"path": p, "error": e})),
+        }))?;
+    } else if let Some(a) = &applied {
+        for p in &a.restored {
+            println!("restored {p}");
+        }
+    } else if plan.items.is_empty() {
+        println!("nothing to restore");
+    }
+    if let Some((p, e)) = failed {
+        let left = applied.map(|a| a.not_done.len()).unwrap_or(0);
+        bail!("restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was");
+    }
+    Ok(0)
+}
+
+fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
+    let store = app.store_read()?;
+    let ids = match id {
+        Some(i) => vec![store.resolve(i)?],
+        None => store.ids()?,
+    };
+    let bar = app.ui.progress(0, "verifying");
+    let rep = store.verify(&ids, bar.as_ref());
+    if app.json {
+        app.print_json(&rep)?;
+    } else {
+        for p in &rep.problems {
+            match &p.object {
+                Some(o) => println!(
+                    "{}: object {o} {}; needed by {}",
+                    p.snapshot,
+                    p.problem,
+                    p.paths.join(", ")
+                ),
+                None => println!("{}: {}", p.snapshot, p.problem),
+            }
+        }
+        println!(
+            "{} snapshot(s), {} object(s) checked, {} problem(s)",
+            rep.snapshots.len(),
+            rep.objects_checked,
+            rep.problems.len()
+        );
+    }
+    Ok(if rep.problems.is_empty() { 0 } else { 2 })
+}
+
+fn show_gc(
+    app: &App,
+    what: &str,
+    ids: &[String],
+    dry_run: bool,
+    f: impl FnOnce(&Store) -> Result<crate::store::GcReport>,
+) -> Result<i32> {
+    if ids.is_empty() {
+        if app.json {
+            app.print_json(&json!({"snapshots": [], "objects": 0, "bytes": 0}))?;
+        } else {
+            println!("nothing to {what}");
+        }
+        return Ok(0);
+    }
+    app.ui.say(&format!("{what}: {}", ids.join(" ")));
+    if dry_run {
+        if app.json {
+            app.print_json(&json!({"snapshots": ids, "dry_run": true}))?;
+        }
+        return Ok(0);
+    }
+    if !app
+        .ui
+        .confirm(&format!("{what} {} snapshot(s)?", ids.len()))?
+    {
+        bail!("nothing removed");
+    }
+    let store = app.store_write()?;
+    let rep = f(&store)?;
+    if app.json {
+        app.print_json(&rep)?;
+    } else {
+        println!(
+            "removed {} snapshot(s), {} object(s), {} bytes",
+            rep.snapshots.len(),
+            rep.objects,
+            rep.bytes
+        );
+    }
+    Ok(0)
+}
+
+fn cmd_forget(app: &App, ids: &[String], dry_run: bool) -> Result<i32> {
+    let store = app.store_read()?;
+    let ids: Vec<String> = ids
+        .iter()
+        .map(|i| store.resolve(i))
+        .collect::<Result<_>>()?;
+    show_gc(app, "forget", &ids.clone(), dry_run, |s| s.forget(&ids))
+}
+
+fn cmd_prune(app: &App, keep: usize, dry_run: bool) -> Result<i32> {
+    let ids = app.store_read()?.prune_plan(keep)?;
+    show_gc(app, "prune", &ids.clone(), dry_run, |s| s.forget(&ids))
+}
+
+/// `guard vm …` runs the `guard-vm` helper next to this binary (or on
+/// PATH), so the guard binary itself never links libvirt.
+pub fn guard_vm_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("guard-vm")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("guard-vm"))
+}
+
+fn cmd_vm(app: &App, command: VmCommand) -> Result<i32> {
+    let mut argv: Vec<OsString> = Vec::new();
+    if app.json {
+        argv.push("--json".into());
+    }
+    if app.yes {
+        argv.push("--yes".into());
+    }
+    argv.push("--store".into());
+    argv.push(app.store_dir.clone().into());
+    match command {
+        VmCommand::List { connect } => {
+            argv.push("list".into());
+            if let Some(c) = connect {
+                argv.extend(["--connect".into(), c.into()]);
+            }
+        }
+        VmCommand::Clone {
+            domain,
+            name,
+            disk_target,
+            connect,
+            dry_run,
+        } => {
+            argv.push("clone".into());
+            argv.push(domain.into());
+            if let Some(n) = name {
+                argv.extend(["--name".into(), n.into()]);
+            }
+            for d in disk_target {
+                argv.extend(["--disk-target".into(), d.into()]);
+            }
+            if let Some(c) = connect {
+                argv.extend(["--connect".into(), c.into()]);
+            }
+            if dry_run {
+                argv.push("--dry-run".into());
+            }
+        }
+    }
+    crate::exec::passthrough(&guard_vm_path(), &argv)
+        .map_err(|e| anyhow!("{e:#}: guard vm needs the guard-vm helper (built with the `vm` feature, needs libvirt)"))
+}
+
+/// The store path a user sees, for messages.
+pub fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,215 @@
+//! Generic file findings: `file/vanished`, `file/modified`, `file/added`,
+//! `file/meta-changed`. A vanished or added directory is one finding, not
+//! one per entry beneath it.
+
+use super::{Check, Context};
+use crate::diff::{self, Change};
+use crate::report::{Finding, Severity};
+use crate::store::{Entry, FileKind, Manifest};
+use crate::sysroot::SysPath;
+
+pub struct Files;
+
+/// Largest file whose diff goes into a finding's detail.
+const DIFF_LIMIT: u64 = 256 * 1024;
+
+fn owned_by(e: &Entry) -> String {
+    if e.owners.is_empty() {
+        "owned by no package: an admin's own file".into()
+    } else {
+        format!("owned by {}", e.owners.join(", "))
+    }
+}
+
+/// Did the owning package change version between the two manifests?
+fn package_changed(e: &Entry, base: &Manifest, live: &Manifest) -> Option<String> {
+    e.owners.iter().find_map(|p| {
+        let (a, b) = (
+            base.packages.installed.get(p),
+            live.packages.installed.get(p),
+        );
+        (a != b).then(|| {
+            format!(
+                "{p} {} -> {}",
+                a.map_or("(absent)", String::as_str),
+                b.map_or("(removed)", String::as_str)
+            )
+        })
+    })
+}
+
+/// Collapses changes beneath a directory that itself vanished (or
+/// appeared) into that directory's finding.
+fn collapse(items: Vec<&Entry>) -> Vec<(&Entry, Vec<&Entry>)> {
+    let mut out: Vec<(&Entry, Vec<&Entry>)> = Vec::new();
+    for e in items {
+        if let Some((top, under)) = out.last_mut() {
+            if top.kind == FileKind::Dir && e.path.starts_with(&top.path) {
+                under.push(e);
+                continue;
+            }
+        }
+        out.push((e, Vec::new()));
+    }
+    out
+}
+
+impl Check for Files {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn run(&self, cx: &Context) -> Vec<Finding> {
+        let Some(base) = cx.baseline else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let vanished: Vec<&Entry> = cx
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Vanished(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for (top, under) in collapse(vanished) {
+            let unowned = std::iter::once(top)
+                .chain(under.iter().copied())
+                .any(|e| e.owners.is_empty() && e.kind != FileKind::Dir);
+            let sev = if unowned || (top.owners.is_empty() && under.is_empty()) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let msg = if under.is_empty() {
+                format!("{} vanished ({})", top.path, owned_by(top))
+            } else {
+                let own = under.iter().filter(|e| e.owners.is_empty()).count();
+                format!(
+                    "{} vanished with {} entries beneath it ({} owned by no package)",
+                    top.path,
+                    under.len(),
+                    own
+                )
+            };
+            out.push(
+                Finding::new("file/vanished", sev, &[&top.path], msg).fix(format!(
+                    "guard restore {}",
+                    crate::exec::shell_quote(top.path.as_bytes())
+                )),
+            );
+        }
+
+        let added: Vec<&Entry> = cx
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Added(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for (top, under) in collapse(added) {
+            let msg = if under.is_empty() {
+                format!("{} was added ({})", top.path, owned_by(top))
+            } else {
+                format!(
+                    "{} was added with {} entries beneath it",
+                    top.path,
+                    under.len()
+                )
+            };
+            out.push(Finding::new(
+                "file/added",
+                Severity::Info,
+                &[&top.path],
+                msg,
+            ));
+        }
+
+        for c in cx.changes {
+            let Change::Modified {
+                old,
+                new,
+                content,
+                meta,
+            } = c
+            else {
+                continue;
+            };
+            if *content {
+                out.push(modified(cx, base, old, new));
+            }
+            if !meta.is_empty() {
+                let list: Vec<String> = meta.iter().map(|m| m.to_string()).collect();
+                out.push(
+                    Finding::new(
+                        "file/meta-changed",
+                        Severity::Warning,
+                        &[&new.path],
+                        format!("{} metadata changed: {}", new.path, list.join("; ")),
+                    )
+                    .fix(format!(
+                        "guard restore {}",
+                        crate::exec::shell_quote(new.path.as_bytes())
+                    )),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding {
+    let (sev, why) = match package_changed(new, base, cx.live) {
+        Some(up) if !new.owners.is_empty() => {
+            (Severity::Info, format!("the package changed it: {up}"))
+        }
+        _ if new.owners.is_empty() => (Severity::Warning, owned_by(new)),
+        _ => (
+            Severity::Warning,
+            format!("{}, whose version did not change", owned_by(new)),
+        ),
+    };
+    let mut f = Finding::new(
+        "file/modified",
+        sev,
+        &[&new.path],
+        format!("{} was modified ({why})", new.path),
+    )
+    .fix(format!(
+        "guard diff; guard restore {}",
+        crate::exec::shell_quote(new.path.as_bytes())
+    ));
+    f.detail = Some(content_diff(cx, old, new));
+    f
+}
+
+/// A unified diff of recorded vs live content, or why there is none.
+/// Content of a file that is not world-readable is never shown.
+pub fn content_diff(cx: &Context, old: &Entry, new: &Entry) -> String {
+    if !old.is_world_readable() || !new.is_world_readable() {
+        return "content changed (not shown: the file is not world-readable)".into();
+    }
+    if old.size > DIFF_LIMIT || new.size > DIFF_LIMIT {
+        return format!("content changed ({} -> {} bytes)", old.size, new.size);
+    }
+    let Some(h) = &old.blake3 else {
+        return "content changed".into();
+    };
+    let (Ok(a), Ok(Some(b))) = (cx.store.read_object(h), cx.root.read_follow(&new.path)) else {
+        return "content changed".into();
+    };
+    let label = |p: &SysPath, s: &str| format!("{p} ({s})");
+    diff::unified(
+        &a,
+        &b,
+        &label(&old.path, "snapshot"),
+        &label(&new.path, "now"),
+    )
+    .unwrap_or_else(|| {
+        format!(
+            "binary content changed ({} -> {} bytes)",
+            old.size, new.size
+        )
+    })
+}

@@ -1,0 +1,244 @@
+//! The command line: clap derive types and nothing else. They stop at
+//! `app.rs`, which turns them into plain domain values.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Guarded upgrade and migration assistant for Linux servers";
+
+const LONG_ABOUT: &str = "\
+guard snapshots the configuration an upgrade can break (all of /etc, the vendor
+config dirs, xattrs and file capabilities, package ownership, installed packages,
+enabled units) into a content-addressed store; checks the live system against it
+afterwards, explaining the damage most-critical-first; restores what vanished;
+and walks an administrator through upgrades and migrations step by step.
+
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL (a critical finding; for verify, a
+corrupt or missing object), 3 UNKNOWN (bad input, unreadable store, I/O error,
+refusal).";
+
+#[derive(Debug, Parser)]
+#[command(name = "guard", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The system to guard; every path is read and written inside it
+    #[arg(long, global = true, env = "GUARD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The snapshot store [default: ROOT/var/lib/guard]
+    #[arg(long, global = true, env = "GUARD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// One JSON document on stdout; messages go to stderr
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to ordinary confirmations (never to destructive steps)
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// No progress bars (also off when stderr is not a terminal)
+    #[arg(long = "no-progress", global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum KindArg {
+    Manual,
+    Pre,
+    Post,
+    Timer,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ManagerArg {
+    Pacman,
+    Zypper,
+    Apt,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum InstallAction {
+    Install,
+    Uninstall,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take a snapshot of the configuration; prints its id
+    Snapshot {
+        /// A note to recognise it by (e.g. "before leap 15")
+        #[arg(long)]
+        label: Option<String>,
+        /// Why it is taken; only manual and pre snapshots become the baseline
+        #[arg(long, value_enum, default_value = "manual")]
+        kind: KindArg,
+        /// Also clone this libvirt guest (as DOMAIN-pre-upgrade-DATE)
+        #[arg(long = "vm", value_name = "DOMAIN")]
+        vm: Vec<String>,
+        /// libvirt URI for --vm [default: qemu:///system]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        connect: Option<String>,
+    },
+    /// List snapshots (id, time, kind, label)
+    List,
+    /// One snapshot's summary, including package owners
+    Show {
+        /// Snapshot id (a unique prefix is enough)
+        id: String,
+    },
+    /// What changed: FROM defaults to the baseline, TO to the live system
+    Diff {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// Check the live system against the baseline; exit 0/1/2 like a monitoring plugin
+    Check {
+        /// Compare with this snapshot instead of the baseline
+        #[arg(long, value_name = "ID")]
+        against: Option<String>,
+        /// Acknowledge a known finding, e.g. file/modified:/etc/motd
+        #[arg(long, value_name = "FINDING:PATH")]
+        ack: Vec<String>,
+        /// Remove an acknowledgement
+        #[arg(long, value_name = "FINDING:PATH")]
+        unack: Vec<String>,
+        /// List the acknowledgements
+        #[arg(long)]
+        acks: bool,
+    },
+    /// Put back what an upgrade removed or changed: plan, show, confirm, apply
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["vanished", "caps", "paths"]))]
+    Restore {
+        /// Restore from this snapshot instead of the baseline
+        #[arg(long, value_name = "ID")]
+        from: Option<String>,
+        /// Every path of the snapshot that no longer exists
+        #[arg(long)]
+        vanished: bool,
+        /// Re-apply recorded file capabilities to files that lost them
+        #[arg(long)]
+        caps: bool,
+        /// Paths to restore (absolute inside the root)
+        #[arg(value_name = "PATH")]
+        paths: Vec<OsString>,
+        /// Show the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-hash every object and manifest a snapshot needs (all if no ID)
+    Verify { id: Option<String> },
+    /// Drop snapshots; objects no snapshot needs go too
+    Forget {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Show what would go and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Apply the retention policy: keep the newest N of each automatic kind and every manual one
+    Prune {
+        #[arg(long, default_value_t = 20)]
+        keep: usize,
+        /// Show what would go and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The playbooks and their steps
+    Playbook {
+        #[command(subcommand)]
+        command: PlaybookCommand,
+    },
+    /// Walk a playbook step by step
+    Run {
+        /// Playbook name (see `guard playbook list`)
+        name: String,
+        /// Print the whole walk as a commented shell script; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Answers and confirmations (TOML), for runs without a terminal
+        #[arg(long, value_name = "FILE")]
+        answers: Option<PathBuf>,
+        /// Continue the last unfinished run at its first unfinished step
+        #[arg(long)]
+        resume: bool,
+    },
+    /// libvirt guests (runs the guard-vm helper, so guard itself never loads libvirt)
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+    },
+    /// Snapshot before and check after every package transaction
+    Hooks {
+        #[arg(value_enum)]
+        action: InstallAction,
+        /// Package manager [default: the root's own]
+        #[arg(long, value_enum)]
+        manager: Option<ManagerArg>,
+    },
+    /// The hardened guard-snapshot.timer and guard-check.service
+    Units {
+        #[arg(value_enum)]
+        action: InstallAction,
+    },
+    /// Copy snapshots to an append-only restic repository off the host
+    Push {
+        /// Snapshot id [default: all]
+        id: Option<String>,
+        /// restic repository (e.g. rest:http://backup:8000/host)
+        #[arg(long, value_name = "REPO")]
+        to: String,
+    },
+    /// Shell completions for bash, zsh, fish, …
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybookCommand {
+    /// Every playbook, built in and from ROOT/etc/guard/playbooks
+    List,
+    /// A playbook's steps with their commands
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum VmCommand {
+    /// Guests with state, disks and NICs
+    List {
+        /// libvirt URI [default: qemu:///system]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        connect: Option<String>,
+    },
+    /// Clone a shut-off guest: new name, UUID and MACs, disks copied and verified
+    Clone {
+        domain: String,
+        /// New name [default: DOMAIN-clone]
+        #[arg(long)]
+        name: Option<String>,
+        /// Send the disk with this target (vda) to PATH (a file or block device)
+        #[arg(long = "disk-target", value_name = "TARGET=PATH")]
+        disk_target: Vec<String>,
+        /// libvirt URI [default: qemu:///system]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        connect: Option<String>,
+        /// Print the new XML and the copy plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The clap command, for completions and the man page.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+}

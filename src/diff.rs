@@ -1,0 +1,358 @@
+//! Pure comparison of two manifests: which paths were added, vanished or
+//! changed (content, and each piece of metadata spelled out), what happened
+//! to file capabilities, packages and enabled units. No I/O here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::store::{CapEntry, EnabledUnit, Entry, FileKind, Manifest};
+use crate::sysroot::SysPath;
+
+/// One piece of metadata that differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaChange {
+    /// `kind`, `mode`, `owner`, `group`, `target`, `acl`, `caps`, `xattr NAME`
+    pub what: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl std::fmt::Display for MetaChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} -> {}", self.what, self.old, self.new)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built once per changed path
+pub enum Change {
+    Added(Entry),
+    Vanished(Entry),
+    Modified {
+        old: Entry,
+        new: Entry,
+        /// The content differs (both sides hashed and different).
+        content: bool,
+        meta: Vec<MetaChange>,
+    },
+}
+
+impl Change {
+    pub fn path(&self) -> &SysPath {
+        match self {
+            Change::Added(e) | Change::Vanished(e) => &e.path,
+            Change::Modified { new, .. } => &new.path,
+        }
+    }
+}
+
+fn owner(name: &Option<String>, id: u32) -> String {
+    match name {
+        Some(n) => format!("{n} ({id})"),
+        None => id.to_string(),
+    }
+}
+
+fn xattr_text(name: &str, hexval: Option<&String>, caps: &Option<String>) -> String {
+    match hexval {
+        None => "(none)".into(),
+        Some(_) if name == crate::xattr::CAPABILITY => {
+            caps.clone().unwrap_or_else(|| "(set)".into())
+        }
+        Some(v) => {
+            let raw = hex::decode(v).unwrap_or_default();
+            match std::str::from_utf8(&raw) {
+                Ok(t) if !t.contains('\0') || t.ends_with('\0') => {
+                    format!("{:?}", t.trim_end_matches('\0'))
+                }
+                _ => format!("{} bytes", raw.len()),
+            }
+        }
+    }
+}
+
+/// Metadata differences between two records of the same path. mtime alone
+/// is not a change worth reporting: it moves with every content change and
+/// with harmless touches.
+pub fn meta_changes(old: &Entry, new: &Entry) -> Vec<MetaChange> {
+    let mut out = Vec::new();
+    let mut push = |what: &str, o: String, n: String| {
+        if o != n {
+            out.push(MetaChange {
+                what: what.into(),
+                old: o,
+                new: n,
+            })
+        }
+    };
+    push("kind", old.kind.as_str().into(), new.kind.as_str().into());
+    push(
+        "mode",
+        format!("{:04o}", old.mode),
+        format!("{:04o}", new.mode),
+    );
+    push(
+        "owner",
+        owner(&old.user, old.uid),
+        owner(&new.user, new.uid),
+    );
+    push(
+        "group",
+        owner(&old.group, old.gid),
+        owner(&new.group, new.gid),
+    );
+    push(
+        "target",
+        old.target
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        new.target
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    );
+    if matches!(old.kind, FileKind::CharDevice | FileKind::BlockDevice) {
+        push(
+            "device",
+            format!("{:?}", old.rdev),
+            format!("{:?}", new.rdev),
+        );
+    }
+    let names: BTreeSet<&String> = old.xattrs.keys().chain(new.xattrs.keys()).collect();
+    for name in names {
+        let (o, n) = (old.xattrs.get(name), new.xattrs.get(name));
+        if o == n {
+            continue;
+        }
+        let what = match name.as_str() {
+            "system.posix_acl_access" => "acl".to_string(),
+            "system.posix_acl_default" => "default acl".to_string(),
+            crate::xattr::CAPABILITY => "caps".to_string(),
+            other => format!("xattr {other}"),
+        };
+        out.push(MetaChange {
+            what,
+            old: xattr_text(name, o, &old.caps),
+            new: xattr_text(name, n, &new.caps),
+        });
+    }
+    out
+}
+
+/// Compares the config scope of two manifests. `in_scope` decides whether a
+/// path missing from `new` is really gone or merely no longer recorded.
+pub fn files(old: &Manifest, new: &Manifest, in_scope: &dyn Fn(&SysPath) -> bool) -> Vec<Change> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&old.entries, &new.entries);
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, _) => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                if in_scope(&a[i].path) {
+                    out.push(Change::Vanished(a[i].clone()));
+                }
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(Change::Added(b[j].clone()));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (o, n) = (&a[i], &b[j]);
+                let content = o.kind == FileKind::File
+                    && n.kind == FileKind::File
+                    && matches!((&o.blake3, &n.blake3), (Some(x), Some(y)) if x != y);
+                let meta = meta_changes(o, n);
+                if content || !meta.is_empty() {
+                    out.push(Change::Modified {
+                        old: o.clone(),
+                        new: n.clone(),
+                        content,
+                        meta,
+                    });
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// What happened to a file that had capabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CapChange {
+    /// The file no longer has a `security.capability` (or is gone).
+    Lost { old: CapEntry },
+    /// It has different capabilities now.
+    Changed { old: CapEntry, new: CapEntry },
+    /// A file gained capabilities since the snapshot.
+    Added { new: CapEntry },
+}
+
+pub fn caps(old: &[CapEntry], new: &[CapEntry]) -> Vec<CapChange> {
+    let newm: BTreeMap<&SysPath, &CapEntry> = new.iter().map(|c| (&c.path, c)).collect();
+    let oldm: BTreeMap<&SysPath, &CapEntry> = old.iter().map(|c| (&c.path, c)).collect();
+    let mut out = Vec::new();
+    for o in old {
+        match newm.get(&o.path) {
+            None => out.push(CapChange::Lost { old: o.clone() }),
+            Some(n) if n.xattr != o.xattr => out.push(CapChange::Changed {
+                old: o.clone(),
+                new: (*n).clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for n in new {
+        if !oldm.contains_key(&n.path) {
+            out.push(CapChange::Added { new: n.clone() });
+        }
+    }
+    out
+}
+
+/// A package upgraded, added or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkgChange {
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+pub fn packages(old: &Manifest, new: &Manifest) -> Vec<PkgChange> {
+    let (a, b) = (&old.packages.installed, &new.packages.installed);
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| a.get(*n) != b.get(*n))
+        .map(|n| PkgChange {
+            name: n.clone(),
+            old: a.get(n).cloned(),
+            new: b.get(n).cloned(),
+        })
+        .collect()
+}
+
+/// Units enabled in `old` and not in `new` (matched by unit and wanting
+/// target, wherever the link lives).
+pub fn units_disabled<'a>(old: &'a Manifest, new: &Manifest) -> Vec<&'a EnabledUnit> {
+    let now: BTreeSet<(&str, &str)> = new
+        .units
+        .iter()
+        .map(|u| (u.unit.as_str(), u.wanted_by.as_str()))
+        .collect();
+    old.units
+        .iter()
+        .filter(|u| !now.contains(&(u.unit.as_str(), u.wanted_by.as_str())))
+        .collect()
+}
+
+/// Content that is safe and sensible to show as a unified diff: both sides
+/// UTF-8 text without NULs. Callers must check world-readability first.
+pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option<String> {
+    let a = std::str::from_utf8(old).ok()?;
+    let b = std::str::from_utf8(new).ok()?;
+    if a.contains('\0') || b.contains('\0') {
+        return None;
+    }
+    Some(
+        similar::TextDiff::from_lines(a, b)
+            .unified_diff()
+            .context_radius(3)
+            .header(old_name, new_name)
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SnapshotKind, Time};
+
+    fn e(p: &str, h: &str, mode: u32) -> Entry {
+        Entry {
+            path: SysPath::new(p),
+            kind: FileKind::File,
+            mode,
+            uid: 0,
+            gid: 0,
+            user: Some("root".into()),
+            group: Some("root".into()),
+            mtime: Time::default(),
+            size: 1,
+            blake3: Some(h.into()),
+            target: None,
+            rdev: None,
+            xattrs: Default::default(),
+            caps: None,
+            owners: vec![],
+            dev: 1,
+            ino: 1,
+            ctime: Time::default(),
+        }
+    }
+
+    fn m(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            version: 1,
+            id: "x".into(),
+            created: String::new(),
+            kind: SnapshotKind::Manual,
+            label: None,
+            root: "/".into(),
+            guard_version: String::new(),
+            scope: vec![],
+            os_release: Default::default(),
+            packages: Default::default(),
+            units: vec![],
+            entries,
+            caps: vec![],
+            errors: vec![],
+            unreadable_xattrs: 0,
+            vms: vec![],
+        }
+    }
+
+    #[test]
+    fn added_vanished_modified_and_meta() {
+        let old = m(vec![
+            e("/etc/a", "1", 0o644),
+            e("/etc/b", "2", 0o644),
+            e("/etc/c", "3", 0o644),
+        ]);
+        let mut c2 = e("/etc/c", "3", 0o600);
+        c2.xattrs.insert("user.note".into(), hex::encode("hi"));
+        let new = m(vec![e("/etc/b", "9", 0o644), c2, e("/etc/d", "4", 0o644)]);
+        let ch = files(&old, &new, &|_| true);
+        assert_eq!(ch.len(), 4);
+        assert!(matches!(&ch[0], Change::Vanished(x) if x.path == SysPath::new("/etc/a")));
+        assert!(matches!(&ch[1], Change::Modified { content: true, meta, .. } if meta.is_empty()));
+        match &ch[2] {
+            Change::Modified { content, meta, .. } => {
+                assert!(!content);
+                assert_eq!(meta[0].to_string(), "mode: 0644 -> 0600");
+                assert_eq!(meta[1].to_string(), "xattr user.note: (none) -> \"hi\"");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&ch[3], Change::Added(x) if x.path == SysPath::new("/etc/d")));
+        // out of scope now: not reported as vanished
+        assert_eq!(
+            files(&old, &new, &|p| p != &SysPath::new("/etc/a")).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn unified_diff_only_for_text() {
+        let d = unified(b"a\nb\n", b"a\nc\n", "/etc/x (snapshot)", "/etc/x").unwrap();
+        assert!(d.contains("-b\n+c\n"), "{d}");
+        assert!(unified(b"\0\x01", b"x", "a", "b").is_none());
+    }
+}

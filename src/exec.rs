@@ -1,0 +1,291 @@
+//! The one place guard spawns processes (enforced by `clippy.toml`).
+//!
+//! Commands are argv lists, never shell strings: no value from a file, a fact
+//! or an answer is ever parsed by a shell. [`Cmd::display`] quotes an argv
+//! for showing it to a person or writing a reviewable dry-run script.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+
+use anyhow::{anyhow, bail, Result};
+
+/// A command to run.
+#[derive(Debug, Clone, Default)]
+pub struct Cmd {
+    pub argv: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<PathBuf>,
+    pub stdin: Option<Vec<u8>>,
+    /// Give the child our terminal's stdin (passphrase prompts).
+    pub inherit_stdin: bool,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Cmd {
+        Cmd {
+            argv: vec![program.as_ref().to_os_string()],
+            ..Default::default()
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
+        self.argv.push(a.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.argv
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
+        self.env
+            .push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn stdin_bytes(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn program(&self) -> &OsStr {
+        &self.argv[0]
+    }
+
+    /// The command as a person would type it, each argument quoted for a
+    /// POSIX shell where it needs to be.
+    pub fn display(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| shell_quote(a.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn build(&self) -> std::process::Command {
+        #[allow(clippy::disallowed_methods)]
+        let mut c = std::process::Command::new(&self.argv[0]);
+        c.args(&self.argv[1..]);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        c
+    }
+}
+
+/// Quotes one argument for a POSIX shell (only for display and dry-run
+/// scripts; guard itself never runs a shell).
+pub fn shell_quote(a: &[u8]) -> String {
+    let safe = !a.is_empty()
+        && a.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(b));
+    let s = String::from_utf8_lossy(a);
+    if safe {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn spawn_error(cmd: &Cmd, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow!(
+            "{} is not installed (needed for: {})",
+            cmd.program().to_string_lossy(),
+            cmd.display()
+        )
+    } else {
+        anyhow!("cannot run {}: {}", cmd.display(), e)
+    }
+}
+
+/// Runs to completion, capturing stdout and stderr.
+pub fn output(cmd: &Cmd) -> Result<Output> {
+    let mut c = cmd.build();
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(if cmd.stdin.is_some() {
+        Stdio::piped()
+    } else if cmd.inherit_stdin {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
+    let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
+    if let Some(data) = &cmd.stdin {
+        let mut si = child.stdin.take().expect("piped stdin");
+        let data = data.clone();
+        // A writer thread so a child that fills its stdout pipe before
+        // reading all of stdin cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| anyhow!("{}: {}", cmd.display(), e))
+}
+
+/// Runs and returns stdout; a non-zero exit is an error carrying stderr.
+pub fn stdout_of(cmd: &Cmd) -> Result<Vec<u8>> {
+    let out = output(cmd)?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            cmd.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// The result of a streamed run.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    pub status: ExitStatus,
+    /// The last lines of combined output, for journals and error messages.
+    pub tail: String,
+}
+
+/// Runs with stdout and stderr streamed line by line to `on_line` (and so to
+/// the screen and the journal), keeping the last `keep` lines.
+pub fn run_streaming(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> Result<Streamed> {
+    let mut c = cmd.build();
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(if cmd.inherit_stdin {
+        Stdio::inherit()
+    } else if cmd.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
+    if let (Some(data), Some(mut si)) = (cmd.stdin.clone(), child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    let pipes: Vec<Box<dyn Read + Send>> = vec![
+        Box::new(child.stdout.take().expect("piped")),
+        Box::new(child.stderr.take().expect("piped")),
+    ];
+    for pipe in pipes {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut r = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\n')
+                    .to_string();
+                if tx.send(text).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        }));
+    }
+    drop(tx);
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    for line in rx {
+        on_line(&line);
+        tail.push_back(line);
+        if tail.len() > keep {
+            tail.pop_front();
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| anyhow!("{}: {}", cmd.display(), e))?;
+    Ok(Streamed {
+        status,
+        tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+    })
+}
+
+/// Runs with our own stdin, stdout and stderr (a helper binary the user
+/// talks to directly); returns its exit code.
+pub fn passthrough(program: &Path, args: &[OsString]) -> Result<i32> {
+    let cmd = Cmd::new(program).args(args);
+    let status = cmd.build().status().map_err(|e| spawn_error(&cmd, e))?;
+    Ok(status.code().unwrap_or(3))
+}
+
+/// Whether `program` can be found on PATH (or is an existing path).
+pub fn available(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_never_shell_parsed() {
+        let out = stdout_of(
+            &Cmd::new("printf")
+                .arg("%s|")
+                .arg("a b; rm -rf /")
+                .arg("$(x)"),
+        )
+        .unwrap();
+        assert_eq!(out, b"a b; rm -rf /|$(x)|");
+    }
+
+    #[test]
+    fn display_quotes_for_review() {
+        let c = Cmd::new("pacman").args(["-S", "a b", "it's"]);
+        assert_eq!(c.display(), "pacman -S 'a b' 'it'\\''s'");
+    }
+
+    #[test]
+    fn missing_program_says_so() {
+        let err = output(&Cmd::new("guard-no-such-tool"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not installed"), "{err}");
+    }
+
+    #[test]
+    fn streaming_keeps_a_tail_and_the_status() {
+        let mut seen = Vec::new();
+        let r = run_streaming(
+            &Cmd::new("sh")
+                .arg("-c")
+                .arg("for i in 1 2 3 4; do echo $i; done; exit 3"),
+            2,
+            &mut |l| seen.push(l.to_string()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["1", "2", "3", "4"]);
+        assert_eq!(r.tail, "3\n4");
+        assert_eq!(r.status.code(), Some(3));
+    }
+}

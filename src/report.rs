@@ -1,0 +1,330 @@
+//! Findings and how they are shown: text for a person (grouped by severity,
+//! a one-line verdict first, 80 columns), JSON for scripts, and the
+//! monitoring-plugin exit code.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::sysroot::SysPath;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A line of a file that shows why a finding was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    pub path: String,
+    pub line: Option<u32>,
+    pub text: Option<String>,
+    pub note: String,
+}
+
+impl Evidence {
+    pub fn new(
+        path: impl ToString,
+        line: Option<u32>,
+        text: Option<String>,
+        note: impl Into<String>,
+    ) -> Evidence {
+        Evidence {
+            path: path.to_string(),
+            line,
+            text,
+            note: note.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub id: String,
+    pub severity: Severity,
+    pub paths: Vec<String>,
+    pub message: String,
+    pub evidence: Vec<Evidence>,
+    pub fix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Acknowledged with `guard check --ack`: shown, counted as info.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub acknowledged: bool,
+}
+
+impl Finding {
+    pub fn new(
+        id: &str,
+        severity: Severity,
+        paths: &[&SysPath],
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            id: id.into(),
+            severity,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            message: message.into(),
+            evidence: Vec::new(),
+            fix: None,
+            detail: None,
+            acknowledged: false,
+        }
+    }
+
+    pub fn fix(mut self, fix: impl Into<String>) -> Finding {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    pub fn evidence(mut self, e: Evidence) -> Finding {
+        self.evidence.push(e);
+        self
+    }
+
+    pub fn detail(mut self, d: impl Into<String>) -> Finding {
+        self.detail = Some(d.into());
+        self
+    }
+
+    /// The severity that counts for the verdict and the exit code.
+    pub fn effective(&self) -> Severity {
+        if self.acknowledged {
+            Severity::Info
+        } else {
+            self.severity
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub critical: usize,
+    pub warning: usize,
+    pub info: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub snapshot: Option<String>,
+    pub root: String,
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Sorts most damaging first and counts.
+    pub fn new(snapshot: Option<String>, root: String, mut findings: Vec<Finding>) -> Report {
+        findings.sort_by(|a, b| {
+            b.effective()
+                .cmp(&a.effective())
+                .then_with(|| a.id.cmp(&b.id))
+                .then_with(|| a.paths.cmp(&b.paths))
+        });
+        let mut summary = Summary::default();
+        for f in &findings {
+            match f.effective() {
+                Severity::Critical => summary.critical += 1,
+                Severity::Warning => summary.warning += 1,
+                Severity::Info => summary.info += 1,
+            }
+        }
+        Report {
+            snapshot,
+            root,
+            findings,
+            summary,
+        }
+    }
+
+    /// 0 OK, 1 WARNING, 2 CRITICAL.
+    pub fn exit_code(&self) -> i32 {
+        if self.summary.critical > 0 {
+            2
+        } else if self.summary.warning > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The one line that leads the text output.
+    pub fn verdict(&self) -> String {
+        let s = &self.summary;
+        if s.critical > 0 {
+            let mut what: Vec<String> = self
+                .findings
+                .iter()
+                .filter(|f| f.effective() == Severity::Critical)
+                .map(headline)
+                .collect();
+            what.dedup();
+            let mut line = format!("{} critical: {}", s.critical, what.join("; "));
+            if line.chars().count() > 78 {
+                line = line.chars().take(75).collect::<String>() + "...";
+            }
+            line
+        } else if s.warning > 0 {
+            format!("OK with {} warning(s), {} info", s.warning, s.info)
+        } else {
+            format!("OK: nothing damaged ({} info)", s.info)
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.verdict());
+        match &self.snapshot {
+            Some(id) => {
+                let _ = writeln!(out, "compared with snapshot {id}");
+            }
+            None => {
+                let _ = writeln!(out, "no baseline snapshot");
+            }
+        }
+        for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
+            let group: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.effective() == sev)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{} ({})", sev.as_str().to_uppercase(), group.len());
+            for f in group {
+                let ack = if f.acknowledged {
+                    " [acknowledged]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    wrap(&format!("* {}{}: {}", f.id, ack, f.message), 80, "  ")
+                );
+                for e in &f.evidence {
+                    let loc = match e.line {
+                        Some(l) => format!("{}:{}", e.path, l),
+                        None => e.path.clone(),
+                    };
+                    let text = e
+                        .text
+                        .as_deref()
+                        .map(|t| format!(" `{}`", t.trim()))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        wrap(&format!("    {loc}{text} - {}", e.note), 80, "      ")
+                    );
+                }
+                if let Some(fix) = &f.fix {
+                    let _ = writeln!(out, "{}", wrap(&format!("    fix: {fix}"), 80, "         "));
+                }
+                if let Some(d) = &f.detail {
+                    for l in d.lines() {
+                        let _ = writeln!(out, "    | {l}");
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A short description of a critical finding for the verdict line.
+fn headline(f: &Finding) -> String {
+    let first = f
+        .message
+        .split([':', '('])
+        .next()
+        .unwrap_or(&f.message)
+        .trim();
+    first.to_string()
+}
+
+/// Wraps at word boundaries to `width`, indenting continuation lines.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let lead = text.len() - text.trim_start_matches(' ').len();
+    let mut line = " ".repeat(lead);
+    for word in text[lead..].split(' ') {
+        let extra = if line.trim().is_empty() { 0 } else { 1 };
+        if !line.trim().is_empty() && line.chars().count() + extra + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_string();
+            line.push_str(word);
+            continue;
+        }
+        if extra == 1 {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_damaging_first_and_exit_codes() {
+        let p = SysPath::new("/etc/x");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new("file/added", Severity::Info, &[&p], "added"),
+                Finding::new("file/vanished", Severity::Critical, &[&p], "gone"),
+                Finding::new("file/modified", Severity::Warning, &[&p], "changed"),
+            ],
+        );
+        assert_eq!(r.findings[0].id, "file/vanished");
+        assert_eq!(r.exit_code(), 2);
+        assert_eq!(
+            r.summary,
+            Summary {
+                critical: 1,
+                warning: 1,
+                info: 1
+            }
+        );
+
+        let mut acked = Finding::new("file/modified", Severity::Warning, &[&p], "changed");
+        acked.acknowledged = true;
+        let r = Report::new(None, "/".into(), vec![acked]);
+        assert_eq!(r.exit_code(), 0);
+    }
+
+    #[test]
+    fn text_fits_80_columns() {
+        let p = SysPath::new("/etc/pam.d/imap");
+        let long = "word ".repeat(60);
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![Finding::new("x/y", Severity::Warning, &[&p], long)
+                .fix("guard restore /etc/pam.d/imap")],
+        );
+        for l in r.to_text().lines() {
+            assert!(l.chars().count() <= 80, "{l}");
+        }
+    }
+}

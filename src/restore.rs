@@ -1,0 +1,714 @@
+//! Restore: a pure plan from a snapshot and the live root, then its
+//! application, one atomic write at a time.
+//!
+//! Every file is written as an unnamed `O_TMPFILE` in its target directory
+//! (a named temp file where the filesystem lacks it), given its content,
+//! owner, mode, xattrs (ACLs, capabilities) and mtime, fsynced, and only then
+//! linked or renamed into place, and the directory fsynced: a crash or a full
+//! disk leaves the original or the restored file, never a torn one.
+//! Directories are reached with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`
+//! from the root fd, so no symlink can lead a write out of the root.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use serde::Serialize;
+
+use crate::scan::{Accounts, Scope};
+use crate::store::{CapEntry, Entry, FileKind, Manifest, Store};
+use crate::sysroot::{SysPath, SysRoot};
+use crate::ui::Progress;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create a missing directory, or put back a directory's metadata.
+    Dir {
+        entry: Entry,
+        exists: bool,
+    },
+    /// Write a regular file (new, or replacing a modified one).
+    File {
+        entry: Entry,
+        exists: bool,
+    },
+    Symlink {
+        entry: Entry,
+        exists: bool,
+    },
+    /// fifo or device node
+    Special {
+        entry: Entry,
+    },
+    /// Re-apply a recorded `security.capability`.
+    Caps {
+        cap: CapEntry,
+        replaced: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub path: SysPath,
+    pub action: Action,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.action {
+            Action::Dir {
+                entry,
+                exists: false,
+            } => write!(f, "create dir  {} ({:04o})", self.path, entry.mode),
+            Action::Dir {
+                entry,
+                exists: true,
+            } => write!(f, "fix dir     {} ({:04o})", self.path, entry.mode),
+            Action::File { entry, exists } => write!(
+                f,
+                "{} {} ({} bytes, {:04o} {}:{}{})",
+                if *exists {
+                    "overwrite  "
+                } else {
+                    "write      "
+                },
+                self.path,
+                entry.size,
+                entry.mode,
+                entry.user.clone().unwrap_or_else(|| entry.uid.to_string()),
+                entry.group.clone().unwrap_or_else(|| entry.gid.to_string()),
+                entry
+                    .caps
+                    .as_ref()
+                    .map(|c| format!(", caps {c}"))
+                    .unwrap_or_default()
+            ),
+            Action::Symlink { entry, .. } => write!(
+                f,
+                "symlink     {} -> {}",
+                self.path,
+                entry
+                    .target
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            ),
+            Action::Special { entry } => {
+                write!(f, "mknod       {} ({})", self.path, entry.kind.as_str())
+            }
+            Action::Caps { cap, replaced } => write!(
+                f,
+                "setcap      {} {}{}",
+                self.path,
+                cap.caps,
+                if *replaced {
+                    " (binary changed since the snapshot)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// What will be done, and what will not and why.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub from: String,
+    pub items: Vec<Item>,
+    pub skipped: Vec<(SysPath, String)>,
+}
+
+impl Plan {
+    /// Keeps only the chosen items, plus the directories a kept item needs.
+    pub fn select(&mut self, keep: &[usize]) {
+        let mut chosen: Vec<bool> = (0..self.items.len()).map(|i| keep.contains(&i)).collect();
+        for i in 0..self.items.len() {
+            if !chosen[i] {
+                continue;
+            }
+            let p = self.items[i].path.clone();
+            for (j, it) in self.items.iter().enumerate() {
+                if matches!(it.action, Action::Dir { exists: false, .. }) && p.starts_with(&it.path)
+                {
+                    chosen[j] = true;
+                }
+            }
+        }
+        let mut k = 0;
+        self.items.retain(|_| {
+            k += 1;
+            chosen[k - 1]
+        });
+    }
+}
+
+/// Does the live path match the recorded entry (content and metadata)?
+fn live_matches(root: &SysRoot, e: &Entry) -> Option<bool> {
+    let st = root.lstat(&e.path).ok()?;
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    let kind_ok = matches!(
+        (ft, e.kind),
+        (rustix::fs::FileType::RegularFile, FileKind::File)
+            | (rustix::fs::FileType::Directory, FileKind::Dir)
+            | (rustix::fs::FileType::Symlink, FileKind::Symlink)
+            | (rustix::fs::FileType::Fifo, FileKind::Fifo)
+            | (rustix::fs::FileType::CharacterDevice, FileKind::CharDevice)
+            | (rustix::fs::FileType::BlockDevice, FileKind::BlockDevice)
+            | (rustix::fs::FileType::Socket, FileKind::Socket)
+    );
+    if !kind_ok {
+        return Some(false);
+    }
+    if st.st_mode & 0o7777 != e.mode || st.st_uid != e.uid || st.st_gid != e.gid {
+        return Some(false);
+    }
+    if e.kind == FileKind::File {
+        let mut f = root.open_exact(&e.path).ok()?;
+        let mut h = blake3::Hasher::new();
+        io::copy(&mut f, &mut h).ok()?;
+        if Some(h.finalize().to_hex().to_string()) != e.blake3 {
+            return Some(false);
+        }
+        let (x, _) = crate::xattr::read_all_fd(f.as_fd()).ok()?;
+        let x: std::collections::BTreeMap<String, String> =
+            x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
+        if x != e.xattrs {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+fn action_for(e: &Entry, exists: bool) -> Option<Action> {
+    let entry = e.clone();
+    Some(match e.kind {
+        FileKind::Dir => Action::Dir { entry, exists },
+        FileKind::File => Action::File { entry, exists },
+        FileKind::Symlink => Action::Symlink { entry, exists },
+        FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice if !exists => {
+            Action::Special { entry }
+        }
+        _ => return None,
+    })
+}
+
+/// Adds directories of the snapshot that are missing above `p`.
+fn add_parents(base: &Manifest, root: &SysRoot, p: &SysPath, plan: &mut Plan) {
+    for a in p.ancestors() {
+        if root.exists(&a) || plan.items.iter().any(|i| i.path == a) {
+            continue;
+        }
+        if let Some(e) = base.entry(&a) {
+            plan.items.push(Item {
+                path: a.clone(),
+                action: Action::Dir {
+                    entry: e.clone(),
+                    exists: false,
+                },
+            });
+        }
+    }
+}
+
+/// Every path of the snapshot that no longer exists (within the scope).
+pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
+    let mut plan = Plan {
+        from: base.id.clone(),
+        ..Default::default()
+    };
+    for e in &base.entries {
+        if !scope.contains(&e.path) || root.exists(&e.path) {
+            continue;
+        }
+        add_parents(base, root, &e.path, &mut plan);
+        match action_for(e, false) {
+            Some(a) => plan.items.push(Item {
+                path: e.path.clone(),
+                action: a,
+            }),
+            None => plan.skipped.push((
+                e.path.clone(),
+                format!("a {} cannot be restored", e.kind.as_str()),
+            )),
+        }
+    }
+    plan.items.sort_by(|a, b| a.path.cmp(&b.path));
+    plan.items.dedup_by(|a, b| a.path == b.path);
+    plan
+}
+
+/// The given paths (and, for a directory, what lies beneath it) where they
+/// differ from the snapshot.
+pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<Plan> {
+    let mut plan = Plan {
+        from: base.id.clone(),
+        ..Default::default()
+    };
+    for p in paths {
+        let Some(top) = base.entry(p) else {
+            bail!("{p} is not in snapshot {}", base.id);
+        };
+        let under: Vec<&Entry> = if top.kind == FileKind::Dir {
+            base.entries
+                .iter()
+                .filter(|e| e.path.starts_with(p))
+                .collect()
+        } else {
+            vec![top]
+        };
+        add_parents(base, root, p, &mut plan);
+        for e in under {
+            let exists = root.exists(&e.path);
+            match live_matches(root, e) {
+                Some(true) => {
+                    plan.skipped
+                        .push((e.path.clone(), "already as in the snapshot".into()));
+                    continue;
+                }
+                _ if exists && e.kind != FileKind::Dir => {
+                    // Replacing a directory by a file (or the reverse) could
+                    // destroy data guard never recorded: refuse.
+                    let st = root.lstat(&e.path)?;
+                    let now_dir = rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory;
+                    if now_dir {
+                        plan.skipped.push((
+                            e.path.clone(),
+                            format!(
+                                "is now a directory, was a {}; not replaced",
+                                e.kind.as_str()
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            match action_for(e, exists) {
+                Some(a) => plan.items.push(Item {
+                    path: e.path.clone(),
+                    action: a,
+                }),
+                None => plan.skipped.push((
+                    e.path.clone(),
+                    format!("a {} cannot be restored", e.kind.as_str()),
+                )),
+            }
+        }
+    }
+    plan.items.sort_by(|a, b| a.path.cmp(&b.path));
+    plan.items.dedup_by(|a, b| a.path == b.path);
+    Ok(plan)
+}
+
+/// Recorded capabilities for files that exist but no longer carry them.
+pub fn plan_caps(base: &Manifest, root: &SysRoot) -> Plan {
+    let mut plan = Plan {
+        from: base.id.clone(),
+        ..Default::default()
+    };
+    for c in &base.caps {
+        let st = match root.lstat(&c.path) {
+            Ok(st) => st,
+            Err(_) => {
+                plan.skipped.push((
+                    c.path.clone(),
+                    "the file is gone: reinstall its package first".into(),
+                ));
+                continue;
+            }
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            plan.skipped
+                .push((c.path.clone(), "no longer a regular file".into()));
+            continue;
+        }
+        let live = crate::xattr::capability_of(&root.host_path(&c.path))
+            .ok()
+            .flatten();
+        if live.as_deref().map(hex::encode).as_deref() == Some(c.xattr.as_str()) {
+            continue;
+        }
+        let replaced =
+            st.st_ino != c.ino || st.st_size as u64 != c.size || st.st_mtime != c.mtime.sec;
+        plan.items.push(Item {
+            path: c.path.clone(),
+            action: Action::Caps {
+                cap: c.clone(),
+                replaced,
+            },
+        });
+    }
+    plan
+}
+
+/// What was applied.
+#[derive(Debug, Default, Serialize)]
+pub struct Applied {
+    pub restored: Vec<String>,
+    pub failed: Option<(String, String)>,
+    pub not_done: Vec<String>,
+}
+
+fn errno(e: Errno, what: &str, p: &SysPath) -> anyhow::Error {
+    anyhow!("{what} {p}: {}", io::Error::from(e))
+}
+
+fn open_parent(root: &SysRoot, p: &SysPath) -> Result<OwnedFd> {
+    let parent = p.parent().ok_or_else(|| anyhow!("cannot restore /"))?;
+    root.open_dir(&parent).map_err(|e| {
+        if e.raw_os_error() == Some(libc_eloop()) || e.raw_os_error() == Some(libc_exdev()) {
+            anyhow!("refusing to write {p}: a symlink lies on the way (guard never follows one out of the root)")
+        } else {
+            anyhow!("cannot open {}: {e}", parent)
+        }
+    })
+}
+
+fn libc_eloop() -> i32 {
+    Errno::LOOP.raw_os_error()
+}
+
+fn libc_exdev() -> i32 {
+    Errno::XDEV.raw_os_error()
+}
+
+fn ids(e: &Entry, acc: &Accounts) -> (u32, u32) {
+    // Names first: an upgrade may have recreated a system user with another
+    // uid, and the file belongs to the user, not the number.
+    let uid = e
+        .user
+        .as_deref()
+        .and_then(|n| acc.uid_of(n))
+        .unwrap_or(e.uid);
+    let gid = e
+        .group
+        .as_deref()
+        .and_then(|n| acc.gid_of(n))
+        .unwrap_or(e.gid);
+    (uid, gid)
+}
+
+fn ts(t: crate::store::Time) -> Timespec {
+    Timespec {
+        tv_sec: t.sec,
+        tv_nsec: t.nsec as _,
+    }
+}
+
+/// Owner, mode, xattrs on an open fd, in the order the kernel needs: chown
+/// clears capabilities and set-id bits, so it comes first; ACLs after the
+/// mode (they carry the group bits); capabilities last.
+fn apply_meta(fd: impl AsFd, e: &Entry, acc: &Accounts) -> Result<()> {
+    let fd = fd.as_fd();
+    let (uid, gid) = ids(e, acc);
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(|x| errno(x, "chown", &e.path))?;
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(e.mode)).map_err(|x| errno(x, "chmod", &e.path))?;
+    let (live, _) = crate::xattr::read_all_fd(fd).unwrap_or_default();
+    for name in live.keys() {
+        if !e.xattrs.contains_key(name) {
+            let _ = rustix::fs::fremovexattr(fd, name.as_str());
+        }
+    }
+    let mut names: Vec<&String> = e.xattrs.keys().collect();
+    names.sort_by_key(|n| n.as_str() == crate::xattr::CAPABILITY);
+    for name in names {
+        let v =
+            hex::decode(&e.xattrs[name]).map_err(|_| anyhow!("bad xattr value for {}", e.path))?;
+        rustix::fs::fsetxattr(fd, name.as_str(), &v, rustix::fs::XattrFlags::empty())
+            .map_err(|x| errno(x, &format!("set xattr {name} on"), &e.path))?;
+    }
+    Ok(())
+}
+
+fn copy_object(store: &Store, e: &Entry, out: &mut std::fs::File) -> Result<()> {
+    let hash = e
+        .blake3
+        .as_deref()
+        .ok_or_else(|| anyhow!("{}: the snapshot has no content for it", e.path))?;
+    let mut src = store.open_object(hash)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|x| anyhow!("write {}: {x}", e.path))?;
+    }
+    if h.finalize().to_hex().as_str() != hash {
+        bail!(
+            "object {hash} for {} is corrupt in the store; run guard verify",
+            e.path
+        );
+    }
+    Ok(())
+}
+
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn tmp_name(p: &SysPath) -> Vec<u8> {
+    let mut n = b".guard-restore.".to_vec();
+    n.extend_from_slice(p.file_name());
+    n.extend_from_slice(
+        format!(
+            ".{}.{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+        .as_bytes(),
+    );
+    n
+}
+
+/// Puts a fully written fd in place under `name` in `dir`.
+fn install(
+    dir: &OwnedFd,
+    tmp: Option<&[u8]>,
+    fd: &OwnedFd,
+    name: &[u8],
+    p: &SysPath,
+) -> Result<()> {
+    let name = OsStr::from_bytes(name);
+    match tmp {
+        // Named temp: rename over the target (atomic replace).
+        Some(t) => rustix::fs::renameat(dir, OsStr::from_bytes(t), dir, name)
+            .map_err(|x| errno(x, "rename onto", p)),
+        // O_TMPFILE: link it in; if the name exists, link under a temp name
+        // and rename over it.
+        None => match rustix::fs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let t = tmp_name(p);
+                rustix::fs::linkat(fd, "", dir, OsStr::from_bytes(&t), AtFlags::EMPTY_PATH)
+                    .map_err(|x| errno(x, "link", p))?;
+                rustix::fs::renameat(dir, OsStr::from_bytes(&t), dir, name).map_err(|x| {
+                    let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(&t), AtFlags::empty());
+                    errno(x, "rename onto", p)
+                })
+            }
+            Err(x) => Err(errno(x, "link", p)),
+        },
+    }
+}
+
+fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Result<()> {
+    let dir = open_parent(root, &e.path)?;
+    let (fd, tmp) = match rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => (fd, None),
+        Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) => {
+            let t = tmp_name(&e.path);
+            let fd = rustix::fs::openat(
+                &dir,
+                OsStr::from_bytes(&t),
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|x| errno(x, "create temp file for", &e.path))?;
+            (fd, Some(t))
+        }
+        Err(x) => return Err(errno(x, "create temp file for", &e.path)),
+    };
+    let res = (|| -> Result<()> {
+        let mut f = std::fs::File::from(fd.try_clone()?);
+        copy_object(store, e, &mut f)?;
+        apply_meta(&fd, e, acc)?;
+        rustix::fs::futimens(
+            &fd,
+            &Timestamps {
+                last_access: ts(e.mtime),
+                last_modification: ts(e.mtime),
+            },
+        )
+        .map_err(|x| errno(x, "set mtime of", &e.path))?;
+        rustix::fs::fsync(&fd).map_err(|x| errno(x, "fsync", &e.path))?;
+        install(&dir, tmp.as_deref(), &fd, e.path.file_name(), &e.path)?;
+        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+    })();
+    if res.is_err() {
+        if let Some(t) = &tmp {
+            let _ = rustix::fs::unlinkat(&dir, OsStr::from_bytes(t), AtFlags::empty());
+        }
+    }
+    res
+}
+
+fn make_dir(root: &SysRoot, e: &Entry, exists: bool, acc: &Accounts) -> Result<()> {
+    let dir = open_parent(root, &e.path)?;
+    let name = OsStr::from_bytes(e.path.file_name());
+    if !exists {
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(x) => return Err(errno(x, "mkdir", &e.path)),
+        }
+    }
+    let fd = rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|x| errno(x, "open dir", &e.path))?;
+    apply_meta(&fd, e, acc)?;
+    rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+}
+
+fn set_dir_mtime(root: &SysRoot, e: &Entry) {
+    if let Ok(fd) = root.open_dir(&e.path) {
+        let _ = rustix::fs::futimens(
+            &fd,
+            &Timestamps {
+                last_access: ts(e.mtime),
+                last_modification: ts(e.mtime),
+            },
+        );
+    }
+}
+
+fn make_symlink(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
+    let dir = open_parent(root, &e.path)?;
+    let target = e
+        .target
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: no recorded target", e.path))?;
+    let t = tmp_name(&e.path);
+    rustix::fs::symlinkat(OsStr::from_bytes(&target.0), &dir, OsStr::from_bytes(&t))
+        .map_err(|x| errno(x, "symlink", &e.path))?;
+    let (uid, gid) = ids(e, acc);
+    let res = (|| -> Result<()> {
+        rustix::fs::chownat(
+            &dir,
+            OsStr::from_bytes(&t),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|x| errno(x, "chown", &e.path))?;
+        let _ = rustix::fs::utimensat(
+            &dir,
+            OsStr::from_bytes(&t),
+            &Timestamps {
+                last_access: ts(e.mtime),
+                last_modification: ts(e.mtime),
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        rustix::fs::renameat(
+            &dir,
+            OsStr::from_bytes(&t),
+            &dir,
+            OsStr::from_bytes(e.path.file_name()),
+        )
+        .map_err(|x| errno(x, "rename onto", &e.path))?;
+        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+    })();
+    if res.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, OsStr::from_bytes(&t), AtFlags::empty());
+    }
+    res
+}
+
+fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
+    let dir = open_parent(root, &e.path)?;
+    let ft = match e.kind {
+        FileKind::Fifo => rustix::fs::FileType::Fifo,
+        FileKind::CharDevice => rustix::fs::FileType::CharacterDevice,
+        FileKind::BlockDevice => rustix::fs::FileType::BlockDevice,
+        _ => bail!("{}: cannot create a {}", e.path, e.kind.as_str()),
+    };
+    let name = OsStr::from_bytes(e.path.file_name());
+    rustix::fs::mknodat(
+        &dir,
+        name,
+        ft,
+        Mode::from_raw_mode(e.mode),
+        e.rdev.unwrap_or(0),
+    )
+    .map_err(|x| errno(x, "mknod", &e.path))?;
+    let (uid, gid) = ids(e, acc);
+    rustix::fs::chownat(
+        &dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|x| errno(x, "chown", &e.path))?;
+    rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty())
+        .map_err(|x| errno(x, "chmod", &e.path))?;
+    Ok(())
+}
+
+fn set_caps(root: &SysRoot, c: &CapEntry) -> Result<()> {
+    let f = root
+        .open_exact(&c.path)
+        .with_context(|| format!("cannot open {}", c.path))?;
+    let raw =
+        hex::decode(&c.xattr).map_err(|_| anyhow!("bad recorded capability for {}", c.path))?;
+    rustix::fs::fsetxattr(
+        &f,
+        crate::xattr::CAPABILITY,
+        &raw,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(|x| errno(x, "setcap", &c.path))?;
+    rustix::fs::fsync(&f).map_err(|x| errno(x, "fsync", &c.path))
+}
+
+/// Applies a plan in order; stops at the first failure (the files already
+/// restored stay restored, the failed one is as it was).
+pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress) -> Applied {
+    let acc = Accounts::load(root);
+    let mut out = Applied::default();
+    let mut dirs: Vec<&Entry> = Vec::new();
+    for (i, item) in plan.items.iter().enumerate() {
+        progress.set_message(&item.path.to_string());
+        let res = match &item.action {
+            Action::Dir { entry, exists } => {
+                dirs.push(entry);
+                make_dir(root, entry, *exists, &acc)
+            }
+            Action::File { entry, .. } => write_file(root, store, entry, &acc),
+            Action::Symlink { entry, .. } => make_symlink(root, entry, &acc),
+            Action::Special { entry } => make_special(root, entry, &acc),
+            Action::Caps { cap, .. } => set_caps(root, cap),
+        };
+        progress.inc(1);
+        match res {
+            Ok(()) => out.restored.push(item.path.to_string()),
+            Err(e) => {
+                out.failed = Some((item.path.to_string(), format!("{e:#}")));
+                out.not_done = plan.items[i + 1..]
+                    .iter()
+                    .map(|it| it.path.to_string())
+                    .collect();
+                break;
+            }
+        }
+    }
+    // Writing children moved the directories' mtimes: put them back last,
+    // deepest first.
+    for d in dirs.iter().rev() {
+        set_dir_mtime(root, d);
+    }
+    progress.finish();
+    out
+}

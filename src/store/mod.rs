@@ -1,0 +1,865 @@
+//! The snapshot store: blake3 objects, manifests, the lock, verify and prune.
+//!
+//! Layout (see `snapshots/FORMAT.md`): `objects/ab/cdef…` (content named by
+//! its blake3, mode 0400), `snapshots/ID.json` (written last, atomically),
+//! `tmp/` (partial writes; emptied by the next writer), `lock`. The store dir
+//! is 0700: it holds a copy of `/etc/shadow`.
+//!
+//! Durability invariant: a snapshot file is renamed into place only after a
+//! `syncfs` of the store's filesystem has made every object it names durable,
+//! so a crash at any moment leaves either no snapshot or a whole one.
+
+pub mod manifest;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub use manifest::*;
+
+/// A snapshot file as stored: a header for fast listing, the manifest's
+/// blake3 (over the raw manifest text, so corruption is detectable without
+/// re-serialising), and the manifest.
+#[derive(Serialize)]
+struct SnapshotDocOut<'a> {
+    format: &'static str,
+    version: u32,
+    #[serde(flatten)]
+    header: Header,
+    blake3: String,
+    manifest: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct SnapshotDocIn {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    header: Header,
+    blake3: String,
+    manifest: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct HeaderOnly {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    header: Header,
+}
+
+const FORMAT_NAME: &str = "guard-snapshot";
+
+/// How a listed snapshot looks: its header, or why it cannot be read.
+pub type Listed = (String, Result<Header, String>);
+
+pub struct Store {
+    dir: PathBuf,
+    /// Held for the lifetime of a writing handle.
+    _lock: Option<File>,
+    tmp_counter: AtomicU64,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub snapshots: Vec<String>,
+    pub objects_checked: u64,
+    pub problems: Vec<VerifyProblem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyProblem {
+    pub snapshot: String,
+    /// The object hash, or null for a manifest problem.
+    pub object: Option<String>,
+    pub problem: String,
+    pub paths: Vec<String>,
+}
+
+/// What `forget`/`prune` would remove, and then did.
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub snapshots: Vec<String>,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+fn io_ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|e| anyhow!("{}: {}", what(), e))
+}
+
+/// Writes `data` to `dir/name` atomically: a temp file in the same dir,
+/// fsync, rename, fsync of the dir. `mode` is applied before the rename.
+pub fn atomic_write(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        #[allow(clippy::disallowed_methods)]
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    io_ctx(res, || format!("cannot write {}", dir.join(name).display()))
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl Store {
+    /// Opens the store for reading. A store that does not exist yet reads as
+    /// empty; nothing is created.
+    pub fn open_read(dir: &Path) -> Result<Store> {
+        if dir.exists() && !dir.is_dir() {
+            bail!("store {} is not a directory", dir.display());
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            _lock: None,
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Opens the store for writing: creates it (0700), takes the exclusive
+    /// lock without waiting, and clears what a killed writer left in `tmp/`.
+    pub fn open_write(dir: &Path) -> Result<Store> {
+        if !dir.exists() {
+            io_ctx(
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir),
+                || format!("cannot create store {}", dir.display()),
+            )?;
+        }
+        if !dir.is_dir() {
+            bail!("store {} is not a directory", dir.display());
+        }
+        // The store holds /etc/shadow: never leave it readable by others,
+        // whatever the umask or an earlier tool did.
+        let md = fs::metadata(dir)?;
+        if md.permissions().mode() & 0o077 != 0 {
+            io_ctx(
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)),
+                || format!("store {} is not writable", dir.display()),
+            )?;
+        }
+        let lock_path = dir.join("lock");
+        let lock = io_ctx(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path),
+            || format!("store {} is not writable", dir.display()),
+        )?;
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                "store {} is locked by another guard process; try again when it has finished",
+                dir.display()
+            ),
+            Err(e) => bail!("cannot lock store {}: {}", dir.display(), e),
+        }
+        for sub in ["objects", "snapshots", "tmp"] {
+            let p = dir.join(sub);
+            if !p.is_dir() {
+                io_ctx(fs::DirBuilder::new().mode(0o700).create(&p), || {
+                    format!("store {} is not writable", dir.display())
+                })?;
+            }
+        }
+        // We hold the lock: anything in tmp/ is from a writer that died.
+        if let Ok(rd) = fs::read_dir(dir.join("tmp")) {
+            for e in rd.flatten() {
+                #[allow(clippy::disallowed_methods)]
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        // Probe writability once so a read-only store fails before any work.
+        let probe = dir.join("tmp").join(".probe");
+        io_ctx(File::create(&probe), || {
+            format!("store {} is not writable", dir.display())
+        })?;
+        #[allow(clippy::disallowed_methods)]
+        let _ = fs::remove_file(&probe);
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            _lock: Some(lock),
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    fn object_path(&self, hash: &str) -> PathBuf {
+        self.dir.join("objects").join(&hash[..2]).join(&hash[2..])
+    }
+
+    fn snapshot_path(&self, id: &str) -> PathBuf {
+        self.dir.join("snapshots").join(format!("{id}.json"))
+    }
+
+    pub fn has_object(&self, hash: &str) -> bool {
+        is_hash(hash) && self.object_path(hash).exists()
+    }
+
+    pub fn open_object(&self, hash: &str) -> Result<File> {
+        if !is_hash(hash) {
+            bail!("invalid object name {hash:?}");
+        }
+        io_ctx(File::open(self.object_path(hash)), || {
+            format!("object {hash} is missing from the store")
+        })
+    }
+
+    /// Reads an object and checks it is what its name says.
+    pub fn read_object(&self, hash: &str) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.open_object(hash)?.read_to_end(&mut buf)?;
+        if blake3::hash(&buf).to_hex().as_str() != hash {
+            bail!("object {hash} is corrupt (its content does not match its name)");
+        }
+        Ok(buf)
+    }
+
+    fn tmp_file(&self) -> Result<(PathBuf, File)> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let p = self
+            .dir
+            .join("tmp")
+            .join(format!("obj.{}.{n}", std::process::id()));
+        let f = io_ctx(
+            fs::OpenOptions::new().write(true).create_new(true).open(&p),
+            || format!("cannot write to store {}", self.dir.display()),
+        )?;
+        Ok((p, f))
+    }
+
+    fn link_object(&self, tmp: &Path, hash: &str) -> Result<()> {
+        let dest = self.object_path(hash);
+        let parent = dest.parent().expect("object has a fan-out dir");
+        if !parent.is_dir() {
+            match fs::DirBuilder::new().mode(0o700).create(parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return io_ctx(Err(e), || format!("cannot write {}", parent.display())),
+            }
+        }
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o400))?;
+        #[allow(clippy::disallowed_methods)]
+        io_ctx(fs::rename(tmp, &dest), || {
+            format!("cannot write object {}", dest.display())
+        })
+    }
+
+    /// Stores `data` unless an object of that content exists. Returns the
+    /// hash and whether a new object was written. Not synced here: the
+    /// snapshot commit syncs the filesystem once for all objects.
+    pub fn put(&self, data: &[u8]) -> Result<(String, bool)> {
+        let hash = blake3::hash(data).to_hex().to_string();
+        if self.object_path(&hash).exists() {
+            return Ok((hash, false));
+        }
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = f
+            .write_all(data)
+            .map_err(|e| anyhow!("cannot write to store {}: {}", self.dir.display(), e))
+            .and_then(|_| self.link_object(&tmp, &hash));
+        if res.is_err() {
+            #[allow(clippy::disallowed_methods)]
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map(|_| (hash, true))
+    }
+
+    /// Streams a large file into the store while hashing it.
+    pub fn put_reader(&self, mut r: impl Read) -> Result<(String, u64, bool)> {
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = (|| -> Result<(String, u64, bool)> {
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0u64;
+            loop {
+                let k = r.read(&mut buf)?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                f.write_all(&buf[..k])
+                    .map_err(|e| anyhow!("cannot write to store {}: {}", self.dir.display(), e))?;
+                n += k as u64;
+            }
+            let hash = h.finalize().to_hex().to_string();
+            if self.object_path(&hash).exists() {
+                #[allow(clippy::disallowed_methods)]
+                let _ = fs::remove_file(&tmp);
+                return Ok((hash, n, false));
+            }
+            self.link_object(&tmp, &hash)?;
+            Ok((hash, n, true))
+        })();
+        if res.is_err() {
+            #[allow(clippy::disallowed_methods)]
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Makes a snapshot exist: one `syncfs` for every object written so
+    /// far, then the snapshot file, atomically. Only after this returns may
+    /// the id be printed.
+    pub fn commit(&self, m: &Manifest) -> Result<()> {
+        if !self.is_writable() {
+            bail!("internal: commit on a read-only store handle");
+        }
+        let dirfd: OwnedFd = rustix::fs::open(
+            &self.dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        io_ctx(
+            rustix::fs::syncfs(dirfd.as_fd()).map_err(io::Error::from),
+            || format!("cannot sync store {}", self.dir.display()),
+        )?;
+        let body = serde_json::to_string(m)?;
+        let raw = RawValue::from_string(body)?;
+        let doc = SnapshotDocOut {
+            format: FORMAT_NAME,
+            version: FORMAT_VERSION,
+            header: Header::from(m),
+            blake3: blake3::hash(raw.get().as_bytes()).to_hex().to_string(),
+            manifest: &raw,
+        };
+        let text = serde_json::to_vec(&doc)?;
+        atomic_write(
+            &self.dir.join("snapshots"),
+            &format!("{}.json", m.id),
+            &text,
+            0o600,
+        )
+    }
+
+    /// A new id: UTC time to the millisecond, so ids sort by time.
+    pub fn new_id(&self) -> String {
+        let mut t = jiff::Timestamp::now();
+        loop {
+            let id = t.strftime("%Y%m%d-%H%M%S-%3f").to_string();
+            if !self.snapshot_path(&id).exists() {
+                return id;
+            }
+            t += jiff::SignedDuration::from_millis(1);
+        }
+    }
+
+    /// Every snapshot id on disk, oldest first.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("snapshots");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return io_ctx(Err(e), || format!("cannot read store {}", dir.display())),
+        };
+        let mut ids: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                if name.starts_with('.') {
+                    return None;
+                }
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every snapshot with its header, or the reason it cannot be read.
+    pub fn list(&self) -> Result<Vec<Listed>> {
+        Ok(self
+            .ids()?
+            .into_iter()
+            .map(|id| {
+                let h = self.header(&id).map_err(|e| format!("{e:#}"));
+                (id, h)
+            })
+            .collect())
+    }
+
+    fn read_doc(&self, id: &str) -> Result<Vec<u8>> {
+        let p = self.snapshot_path(id);
+        match fs::read(&p) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("no snapshot {id}"),
+            Err(e) => io_ctx(Err(e), || format!("cannot read snapshot {id}")),
+        }
+    }
+
+    pub fn header(&self, id: &str) -> Result<Header> {
+        let raw = self.read_doc(id)?;
+        let h: HeaderOnly =
+            serde_json::from_slice(&raw).map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
+        check_format(id, &h.format, h.version)?;
+        Ok(h.header)
+    }
+
+    /// Loads a snapshot and checks the manifest against its recorded hash.
+    pub fn load(&self, id: &str) -> Result<Manifest> {
+        let raw = self.read_doc(id)?;
+        parse_doc(id, &raw)
+    }
+
+    /// Resolves a user-given id: exact, or a unique prefix.
+    pub fn resolve(&self, given: &str) -> Result<String> {
+        if given.is_empty() || given.contains('/') {
+            bail!("invalid snapshot id {given:?}");
+        }
+        let ids = self.ids()?;
+        if ids.iter().any(|i| i == given) {
+            return Ok(given.to_string());
+        }
+        let hits: Vec<&String> = ids.iter().filter(|i| i.starts_with(given)).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => bail!("no snapshot {given} in store {}", self.dir.display()),
+            many => bail!(
+                "snapshot id {given} is ambiguous: {}",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The newest `manual` or `pre` snapshot (DESIGN §2). A corrupt snapshot
+    /// newer than every good candidate is an error, not skipped: silently
+    /// falling back to an older baseline could hide damage.
+    pub fn baseline(&self) -> Result<Option<String>> {
+        for (id, h) in self.list()?.into_iter().rev() {
+            match h {
+                Ok(h) if h.kind.is_baseline_candidate() => return Ok(Some(id)),
+                Ok(_) => continue,
+                Err(e) => bail!("{e}; run `guard verify` or `guard forget {id}`"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest snapshot of any kind that reads; used as the stat cache.
+    pub fn latest_readable(&self) -> Option<Manifest> {
+        self.ids()
+            .ok()?
+            .iter()
+            .rev()
+            .find_map(|id| self.load(id).ok())
+    }
+
+    /// Re-hashes every object and manifest the given snapshots need.
+    pub fn verify(&self, ids: &[String], progress: &dyn crate::ui::Progress) -> VerifyReport {
+        let mut rep = VerifyReport::default();
+        let mut good: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut manifests = Vec::new();
+        for id in ids {
+            rep.snapshots.push(id.clone());
+            match self.load(id) {
+                Ok(m) => manifests.push(m),
+                Err(e) => rep.problems.push(VerifyProblem {
+                    snapshot: id.clone(),
+                    object: None,
+                    problem: format!("{e:#}"),
+                    paths: vec![],
+                }),
+            }
+        }
+        let total: u64 = manifests.iter().map(|m| m.objects().len() as u64).sum();
+        progress.set_length(total);
+        for m in &manifests {
+            for (hash, paths) in m.objects() {
+                let res = good
+                    .entry(hash.to_string())
+                    .or_insert_with(|| {
+                        rep.objects_checked += 1;
+                        self.check_object(hash)
+                    })
+                    .clone();
+                progress.inc(1);
+                if let Err(problem) = res {
+                    rep.problems.push(VerifyProblem {
+                        snapshot: m.id.clone(),
+                        object: Some(hash.to_string()),
+                        problem,
+                        paths: paths.iter().map(|p| p.to_string()).collect(),
+                    });
+                }
+            }
+        }
+        progress.finish();
+        rep
+    }
+
+    fn check_object(&self, hash: &str) -> Result<(), String> {
+        let mut f = match File::open(self.object_path(hash)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("missing".into()),
+            Err(e) => return Err(format!("unreadable: {e}")),
+        };
+        let mut h = blake3::Hasher::new();
+        if let Err(e) = io::copy(&mut f, &mut h) {
+            return Err(format!("unreadable: {e}"));
+        }
+        if h.finalize().to_hex().as_str() != hash {
+            return Err("corrupt: content does not match its hash".into());
+        }
+        Ok(())
+    }
+
+    /// Removes snapshot files, then every object no remaining snapshot needs.
+    pub fn forget(&self, ids: &[String]) -> Result<GcReport> {
+        for id in ids {
+            #[allow(clippy::disallowed_methods)]
+            io_ctx(fs::remove_file(self.snapshot_path(id)), || {
+                format!("cannot remove snapshot {id}")
+            })?;
+        }
+        if let Ok(d) = File::open(self.dir.join("snapshots")) {
+            let _ = d.sync_all();
+        }
+        let mut rep = self.gc()?;
+        rep.snapshots = ids.to_vec();
+        Ok(rep)
+    }
+
+    /// Which snapshots the retention policy drops: all but the newest
+    /// `keep` of each automatic kind; `manual` ones are always kept.
+    pub fn prune_plan(&self, keep: usize) -> Result<Vec<String>> {
+        let mut by_kind: BTreeMap<SnapshotKind, Vec<String>> = BTreeMap::new();
+        for (id, h) in self.list()? {
+            let h = h.map_err(|e| anyhow!("{e}; run `guard verify` before pruning"))?;
+            by_kind.entry(h.kind).or_default().push(id);
+        }
+        let mut drop = Vec::new();
+        for (kind, mut ids) in by_kind {
+            if kind == SnapshotKind::Manual {
+                continue;
+            }
+            ids.sort();
+            if ids.len() > keep {
+                drop.extend(ids[..ids.len() - keep].iter().cloned());
+            }
+        }
+        drop.sort();
+        Ok(drop)
+    }
+
+    /// Objects no snapshot needs, counted (and removed unless `dry`).
+    fn unreferenced(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        for id in self.ids()? {
+            // A manifest we cannot read may need any object: refuse to guess.
+            let m = self
+                .load(&id)
+                .with_context(|| "cannot decide which objects are still needed".to_string())?;
+            needed.extend(m.objects().keys().map(|k| k.to_string()));
+        }
+        let mut out = Vec::new();
+        let objects = self.dir.join("objects");
+        let Ok(rd) = fs::read_dir(&objects) else {
+            return Ok(out);
+        };
+        for fan in rd.flatten() {
+            let Ok(inner) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for obj in inner.flatten() {
+                let name = format!(
+                    "{}{}",
+                    fan.file_name().to_string_lossy(),
+                    obj.file_name().to_string_lossy()
+                );
+                if !needed.contains(&name) {
+                    let size = obj.metadata().map(|m| m.len()).unwrap_or(0);
+                    out.push((obj.path(), size));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn gc(&self) -> Result<GcReport> {
+        let mut rep = GcReport::default();
+        for (p, size) in self.unreferenced()? {
+            #[allow(clippy::disallowed_methods)]
+            if fs::remove_file(&p).is_ok() {
+                rep.objects += 1;
+                rep.bytes += size;
+            }
+        }
+        Ok(rep)
+    }
+
+    /// Free space on the store's filesystem, in bytes and as a fraction.
+    pub fn free_space(&self) -> Option<(u64, f64)> {
+        let probe = if self.dir.exists() {
+            self.dir.clone()
+        } else {
+            self.dir.ancestors().find(|p| p.exists())?.to_path_buf()
+        };
+        let st = rustix::fs::statvfs(&probe).ok()?;
+        let free = st.f_bavail * st.f_frsize;
+        let total = st.f_blocks * st.f_frsize;
+        Some((
+            free,
+            if total == 0 {
+                1.0
+            } else {
+                free as f64 / total as f64
+            },
+        ))
+    }
+
+    /// Reads a small store document (acks, journals) if it exists.
+    pub fn read_doc_file(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => io_ctx(Err(e), || {
+                format!("cannot read {}", self.dir.join(rel).display())
+            }),
+        }
+    }
+
+    /// Writes a small store document atomically (mode 0600).
+    pub fn write_doc_file(&self, rel: &str, data: &[u8]) -> Result<()> {
+        if !self.is_writable() {
+            bail!("internal: write on a read-only store handle");
+        }
+        let p = self.dir.join(rel);
+        let dir = p.parent().unwrap_or(&self.dir).to_path_buf();
+        if !dir.is_dir() {
+            io_ctx(
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir),
+                || format!("cannot create {}", dir.display()),
+            )?;
+        }
+        let name = p
+            .file_name()
+            .and_then(OsStr::to_str)
+            .ok_or_else(|| anyhow!("bad document name {rel}"))?;
+        atomic_write(&dir, name, data, 0o600)
+    }
+}
+
+fn check_format(id: &str, format: &str, version: u32) -> Result<()> {
+    if format != FORMAT_NAME {
+        bail!("snapshot {id} is corrupt: not a guard snapshot");
+    }
+    if version > FORMAT_VERSION {
+        bail!(
+            "snapshot {id} has format version {version}; this guard reads up to {FORMAT_VERSION} (upgrade guard)"
+        );
+    }
+    Ok(())
+}
+
+fn parse_doc(id: &str, raw: &[u8]) -> Result<Manifest> {
+    let doc: SnapshotDocIn =
+        serde_json::from_slice(raw).map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
+    check_format(id, &doc.format, doc.version)?;
+    let actual = blake3::hash(doc.manifest.get().as_bytes()).to_hex();
+    if actual.as_str() != doc.blake3 {
+        bail!("snapshot {id} is corrupt: its manifest does not match its recorded blake3");
+    }
+    let m: Manifest = serde_json::from_str(doc.manifest.get())
+        .map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
+    if m.id != doc.header.id || m.kind != doc.header.kind {
+        bail!("snapshot {id} is corrupt: header and manifest disagree");
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str, kind: SnapshotKind, data: &[(&str, &str)], store: &Store) -> Manifest {
+        let entries = data
+            .iter()
+            .map(|(p, content)| {
+                let (h, _) = store.put(content.as_bytes()).unwrap();
+                Entry {
+                    path: crate::sysroot::SysPath::new(p),
+                    kind: FileKind::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    user: None,
+                    group: None,
+                    mtime: Time::default(),
+                    size: content.len() as u64,
+                    blake3: Some(h),
+                    target: None,
+                    rdev: None,
+                    xattrs: Default::default(),
+                    caps: None,
+                    owners: vec![],
+                    dev: 0,
+                    ino: 0,
+                    ctime: Time::default(),
+                }
+            })
+            .collect();
+        Manifest {
+            version: FORMAT_VERSION,
+            id: id.into(),
+            created: "2026-11-22T00:00:00Z".into(),
+            kind,
+            label: None,
+            root: "/".into(),
+            guard_version: "test".into(),
+            scope: vec![],
+            os_release: Default::default(),
+            packages: Default::default(),
+            units: vec![],
+            entries,
+            caps: vec![],
+            errors: vec![],
+            unreadable_xattrs: 0,
+            vms: vec![],
+        }
+    }
+
+    #[test]
+    fn objects_are_deduplicated_private_and_verified() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(&d.path().join("store")).unwrap();
+        let (h1, new1) = s.put(b"hello").unwrap();
+        let (h2, new2) = s.put(b"hello").unwrap();
+        assert_eq!(h1, h2);
+        assert!(new1 && !new2);
+        let md = fs::metadata(s.object_path(&h1)).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o400);
+        let md = fs::metadata(s.dir()).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o700);
+        assert_eq!(s.read_object(&h1).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn baseline_skips_timer_post_and_safety() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        for (id, kind) in [
+            ("20260101-000000-000", SnapshotKind::Manual),
+            ("20260102-000000-000", SnapshotKind::Pre),
+            ("20260103-000000-000", SnapshotKind::Post),
+            ("20260104-000000-000", SnapshotKind::Timer),
+            ("20260105-000000-000", SnapshotKind::Safety),
+        ] {
+            s.commit(&manifest(id, kind, &[("/etc/a", id)], &s))
+                .unwrap();
+        }
+        assert_eq!(
+            s.baseline().unwrap().as_deref(),
+            Some("20260102-000000-000")
+        );
+        assert_eq!(s.resolve("20260104").unwrap(), "20260104-000000-000");
+        assert!(s.resolve("2026010").is_err());
+    }
+
+    #[test]
+    fn corrupt_manifest_and_object_are_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let m = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/a", "A"), ("/etc/b", "B")],
+            &s,
+        );
+        s.commit(&m).unwrap();
+        assert_eq!(s.load(&m.id).unwrap(), m);
+        let ids = vec![m.id.clone()];
+        assert!(s.verify(&ids, &crate::ui::NoProgress).problems.is_empty());
+
+        // flip one byte of an object
+        let h = m.entries[0].blake3.clone().unwrap();
+        let p = s.object_path(&h);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&p, b"X").unwrap();
+        let rep = s.verify(&ids, &crate::ui::NoProgress);
+        assert_eq!(rep.problems.len(), 1);
+        assert_eq!(rep.problems[0].paths, vec!["/etc/a"]);
+
+        // flip one byte inside the manifest
+        let sp = s.snapshot_path(&m.id);
+        let text = fs::read_to_string(&sp).unwrap().replace("/etc/b", "/etc/c");
+        fs::write(&sp, text).unwrap();
+        let err = s.load(&m.id).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn second_writer_is_refused_while_the_lock_is_held() {
+        let d = tempfile::tempdir().unwrap();
+        let _a = Store::open_write(d.path()).unwrap();
+        let err = Store::open_write(d.path()).err().unwrap().to_string();
+        assert!(err.contains("locked by another guard process"), "{err}");
+    }
+
+    #[test]
+    fn prune_keeps_manual_and_newest_of_each_kind_and_drops_orphans() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        for i in 0..4 {
+            let id = format!("2026010{i}-000000-000");
+            let kind = if i == 0 {
+                SnapshotKind::Manual
+            } else {
+                SnapshotKind::Timer
+            };
+            s.commit(&manifest(&id, kind, &[("/etc/x", &id)], &s))
+                .unwrap();
+        }
+        let plan = s.prune_plan(1).unwrap();
+        assert_eq!(plan, vec!["20260101-000000-000", "20260102-000000-000"]);
+        let rep = s.forget(&plan).unwrap();
+        assert_eq!(rep.objects, 2);
+        assert_eq!(
+            s.ids().unwrap(),
+            vec!["20260100-000000-000", "20260103-000000-000"]
+        );
+    }
+}

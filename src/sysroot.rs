@@ -1,0 +1,399 @@
+//! Paths inside `--root`, and opening them without ever following a symlink
+//! out of it.
+//!
+//! Every path guard shows or records is a [`SysPath`]: absolute as seen
+//! *inside* the root (`/etc/pam.d/imap`), raw bytes so names that are not
+//! UTF-8 round-trip. [`SysRoot`] holds an fd on the root directory and opens
+//! paths relative to it with `openat2`: `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`
+//! for anything guard writes or records (a symlink anywhere on the way is an
+//! error, not a detour), `RESOLVE_IN_ROOT` for reading live configuration the
+//! way the system itself would (absolute symlinks resolve inside the root).
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An absolute path inside the root, as raw bytes (`/etc/pam.d/imap`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SysPath(Vec<u8>);
+
+impl SysPath {
+    /// Builds a path from bytes; a missing leading `/` is added, trailing `/`
+    /// and `//` runs are folded so lookups compare equal.
+    pub fn new(bytes: impl AsRef<[u8]>) -> SysPath {
+        let mut out = Vec::with_capacity(bytes.as_ref().len() + 1);
+        for part in bytes.as_ref().split(|b| *b == b'/') {
+            if part.is_empty() || part == b"." {
+                continue;
+            }
+            out.push(b'/');
+            out.extend_from_slice(part);
+        }
+        if out.is_empty() {
+            out.push(b'/');
+        }
+        SysPath(out)
+    }
+
+    pub fn root() -> SysPath {
+        SysPath(b"/".to_vec())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_os_str(&self) -> &OsStr {
+        OsStr::from_bytes(&self.0)
+    }
+
+    /// The path relative to the root (`etc/pam.d/imap`), for `openat`.
+    pub fn relative(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.0[1..]))
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0 == b"/"
+    }
+
+    pub fn join(&self, name: impl AsRef<[u8]>) -> SysPath {
+        let mut v = self.0.clone();
+        if v != b"/" {
+            v.push(b'/');
+        }
+        v.extend_from_slice(name.as_ref());
+        SysPath::new(v)
+    }
+
+    pub fn parent(&self) -> Option<SysPath> {
+        if self.is_root() {
+            return None;
+        }
+        let i = self.0.iter().rposition(|b| *b == b'/').unwrap_or(0);
+        Some(SysPath::new(&self.0[..i]))
+    }
+
+    pub fn file_name(&self) -> &[u8] {
+        let i = self.0.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+        &self.0[i..]
+    }
+
+    /// True when `self` is `other` or lies beneath it.
+    pub fn starts_with(&self, other: &SysPath) -> bool {
+        other.is_root()
+            || self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.get(other.0.len()) == Some(&b'/'))
+    }
+
+    /// Every ancestor from the top down, excluding `/` and `self`.
+    pub fn ancestors(&self) -> Vec<SysPath> {
+        let mut out = Vec::new();
+        let mut p = self.parent();
+        while let Some(q) = p {
+            if q.is_root() {
+                break;
+            }
+            p = q.parent();
+            out.push(q);
+        }
+        out.reverse();
+        out
+    }
+
+    /// The extension-like suffix after the last `.` of the file name.
+    pub fn lossy(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Writes bytes that are not UTF-8 as `\xNN` (DESIGN §2).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        s.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}
+
+impl fmt::Display for SysPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape_bytes(&self.0))
+    }
+}
+
+impl fmt::Debug for SysPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl From<&str> for SysPath {
+    fn from(s: &str) -> Self {
+        SysPath::new(s)
+    }
+}
+
+/// Stored as a plain string when it is UTF-8, else as `{"hex": "…"}`, so the
+/// manifest stays readable and every name round-trips exactly.
+impl Serialize for SysPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("hex", &hex::encode(&self.0))?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SysPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Hex { hex: String },
+        }
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => Ok(SysPath(t.into_bytes())),
+            Repr::Hex { hex } => hex::decode(hex)
+                .map(SysPath)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The system guard looks after: a directory and an fd on it.
+#[derive(Debug)]
+pub struct SysRoot {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+fn resolve(flags: ResolveFlags, root: &OwnedFd, rel: &Path, oflags: OFlags) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    rustix::fs::openat2(root, rel, oflags | OFlags::CLOEXEC, Mode::empty(), flags)
+        .map_err(io::Error::from)
+}
+
+impl SysRoot {
+    pub fn open(path: &Path) -> Result<SysRoot> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open root {}", path.display()))?;
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot resolve root {}", path.display()))?;
+        Ok(SysRoot { path, fd })
+    }
+
+    /// The root as the host sees it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// `ROOT/rel` on the host, for tools that take a path (`rpm --root`) and
+    /// for walking. Never used to write: writes go through [`Self::open_dir`].
+    pub fn host_path(&self, p: &SysPath) -> PathBuf {
+        let mut out = self.path.clone().into_os_string().into_vec();
+        if out.last() == Some(&b'/') {
+            out.pop();
+        }
+        out.extend_from_slice(p.as_bytes());
+        PathBuf::from(OsString::from_vec(out))
+    }
+
+    /// Turns a host path under the root back into a [`SysPath`].
+    pub fn sys_path(&self, host: &Path) -> Option<SysPath> {
+        host.strip_prefix(&self.path)
+            .ok()
+            .map(|r| SysPath::new(r.as_os_str().as_bytes()))
+    }
+
+    /// Opens a file for reading; no symlink anywhere on the way, including the
+    /// last component. This is what snapshots record.
+    pub fn open_exact(&self, p: &SysPath) -> io::Result<File> {
+        resolve(
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            &self.fd,
+            p.relative(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
+        )
+        .map(File::from)
+    }
+
+    /// Opens a file the way the system would see it: symlinks are followed
+    /// but resolved inside the root (an absolute target means ROOT/target).
+    pub fn open_follow(&self, p: &SysPath) -> io::Result<File> {
+        let f = resolve(
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            &self.fd,
+            p.relative(),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        )?;
+        let st = rustix::fs::fstat(&f)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(File::from(f))
+    }
+
+    /// Reads live configuration as the system would (see [`Self::open_follow`]).
+    /// `Ok(None)` when the file does not exist.
+    pub fn read_follow(&self, p: &SysPath) -> io::Result<Option<Vec<u8>>> {
+        match self.open_follow(p) {
+            Ok(mut f) => {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf)?;
+                Ok(Some(buf))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like [`Self::read_follow`], as text (lossy).
+    pub fn read_text(&self, p: impl Into<SysPath>) -> Option<String> {
+        self.read_follow(&p.into())
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Opens a directory for writing into; no symlink anywhere on the way.
+    pub fn open_dir(&self, p: &SysPath) -> io::Result<OwnedFd> {
+        resolve(
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            &self.fd,
+            p.relative(),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW,
+        )
+    }
+
+    /// `lstat` of a path inside the root; the parent is reached without
+    /// symlinks, the last component is not followed.
+    pub fn lstat(&self, p: &SysPath) -> io::Result<rustix::fs::Stat> {
+        if p.is_root() {
+            return Ok(rustix::fs::fstat(&self.fd)?);
+        }
+        let parent = self.open_dir(&p.parent().unwrap_or_else(SysPath::root))?;
+        Ok(rustix::fs::statat(
+            &parent,
+            OsStr::from_bytes(p.file_name()),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?)
+    }
+
+    pub fn exists(&self, p: &SysPath) -> bool {
+        self.lstat(p).is_ok()
+    }
+
+    /// Names in a directory of the root (followed the system's way), sorted.
+    pub fn list_dir(&self, p: &SysPath) -> Vec<Vec<u8>> {
+        let Ok(fd) = resolve(
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            &self.fd,
+            p.relative(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+        ) else {
+            return Vec::new();
+        };
+        let Ok(dir) = rustix::fs::Dir::read_from(fd.as_fd()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<Vec<u8>> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_bytes().to_vec())
+            .filter(|n| n != b"." && n != b"..")
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Fails when the root is not usable at all (so commands say so at once).
+pub fn check_root(path: &Path) -> Result<()> {
+    let md = std::fs::metadata(path)
+        .with_context(|| format!("root {} is not accessible", path.display()))?;
+    if !md.is_dir() {
+        bail!("root {} is not a directory", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syspath_normalises_and_relates() {
+        let p = SysPath::new("etc//pam.d/imap/");
+        assert_eq!(p.to_string(), "/etc/pam.d/imap");
+        assert_eq!(p.parent().unwrap().to_string(), "/etc/pam.d");
+        assert_eq!(p.file_name(), b"imap");
+        assert!(p.starts_with(&SysPath::new("/etc")));
+        assert!(!SysPath::new("/etcetera").starts_with(&SysPath::new("/etc")));
+        assert_eq!(
+            p.ancestors()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            ["/etc", "/etc/pam.d"]
+        );
+    }
+
+    #[test]
+    fn non_utf8_round_trips_through_json() {
+        let p = SysPath::new(b"/etc/caf\xe9".as_slice());
+        assert_eq!(p.to_string(), "/etc/caf\\xe9");
+        let json = serde_json::to_string(&p).unwrap();
+        let back: SysPath = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        let plain: SysPath = serde_json::from_str("\"/etc/motd\"").unwrap();
+        assert_eq!(plain, SysPath::new("/etc/motd"));
+    }
+
+    #[test]
+    fn never_leaves_the_root_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"host secret").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("etc/abs"))
+            .unwrap();
+        std::os::unix::fs::symlink("../../../../../../../../tmp", root.path().join("etc/up"))
+            .unwrap();
+        let r = SysRoot::open(root.path()).unwrap();
+        assert!(r.open_exact(&"/etc/abs".into()).is_err());
+        // followed the system's way, an absolute target lands inside the root
+        assert!(r.read_follow(&"/etc/abs".into()).unwrap().is_none());
+        assert!(r.open_dir(&"/etc/up".into()).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! The terminal front end: dialoguer prompts and indicatif bars. The only
+//! file that knows either crate.
+
+use anyhow::{bail, Result};
+use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Select};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{NoProgress, Progress, StepChoice, Ui, UiOptions};
+
+pub struct Terminal {
+    opts: UiOptions,
+}
+
+impl Terminal {
+    pub fn new(opts: UiOptions) -> Terminal {
+        Terminal { opts }
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_length(&self, len: u64) {
+        self.0.set_length(len);
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn set_message(&self, msg: &str) {
+        self.0.set_message(msg.to_string());
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn interrupted(e: dialoguer::Error) -> anyhow::Error {
+    anyhow::anyhow!("prompt failed: {e}")
+}
+
+impl Ui for Terminal {
+    fn is_interactive(&self) -> bool {
+        true
+    }
+
+    fn progress(&self, len: u64, what: &str) -> Box<dyn Progress> {
+        if !self.opts.progress {
+            return Box::new(NoProgress);
+        }
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {wide_msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(what.to_string());
+        Box::new(Bar(pb))
+    }
+
+    fn spinner(&self, what: &str) -> Box<dyn Progress> {
+        if !self.opts.progress {
+            return Box::new(NoProgress);
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_draw_target(ProgressDrawTarget::stderr());
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        Box::new(Bar(pb))
+    }
+
+    fn confirm(&self, prompt: &str) -> Result<bool> {
+        if self.opts.yes {
+            return Ok(true);
+        }
+        Confirm::with_theme(&ColorfulTheme::default())
+            .with_prompt(prompt)
+            .default(false)
+            .interact()
+            .map_err(interrupted)
+    }
+
+    fn multi_select(&self, prompt: &str, items: &[String]) -> Result<Vec<usize>> {
+        if self.opts.yes {
+            return Ok((0..items.len()).collect());
+        }
+        let defaults = vec![true; items.len()];
+        MultiSelect::with_theme(&ColorfulTheme::default())
+            .with_prompt(format!("{prompt} (space toggles, enter accepts)"))
+            .items(items)
+            .defaults(&defaults)
+            .interact()
+            .map_err(interrupted)
+    }
+
+    fn confirm_destructive(&self, step: &str, target: &str, what: &str) -> Result<bool> {
+        if self
+            .opts
+            .confirmed
+            .iter()
+            .any(|c| c == &format!("{step}:{target}"))
+        {
+            return Ok(true);
+        }
+        eprintln!("DESTRUCTIVE: {what}");
+        let typed: String = Input::with_theme(&ColorfulTheme::default())
+            .with_prompt(format!("Type {target} to go on (anything else stops)"))
+            .allow_empty(true)
+            .interact_text()
+            .map_err(interrupted)?;
+        Ok(typed.trim() == target)
+    }
+
+    fn select(&self, id: &str, prompt: &str, items: &[String], default: usize) -> Result<usize> {
+        if let Some(a) = self.opts.answers.get(id) {
+            if let Some(i) = items.iter().position(|x| x == a) {
+                return Ok(i);
+            }
+            bail!("answer {a:?} for {id} is not one of: {}", items.join(", "));
+        }
+        Select::with_theme(&ColorfulTheme::default())
+            .with_prompt(prompt)
+            .items(items)
+            .default(default)
+            .interact()
+            .map_err(interrupted)
+    }
+
+    fn input(&self, id: &str, prompt: &str, default: Option<&str>) -> Result<String> {
+        if let Some(a) = self.opts.answers.get(id) {
+            return Ok(a.clone());
+        }
+        let theme = ColorfulTheme::default();
+        let mut i = Input::<String>::with_theme(&theme).with_prompt(prompt);
+        if let Some(d) = default {
+            i = i.default(d.to_string());
+        }
+        i.interact_text().map_err(interrupted)
+    }
+
+    fn step_choice(&self, step: &str) -> Result<StepChoice> {
+        if self.opts.yes {
+            return Ok(StepChoice::Run);
+        }
+        let items = ["Run", "Skip", "Details", "Abort"];
+        let i = Select::with_theme(&ColorfulTheme::default())
+            .with_prompt(format!("Step {step}"))
+            .items(&items)
+            .default(0)
+            .interact()
+            .map_err(interrupted)?;
+        Ok([
+            StepChoice::Run,
+            StepChoice::Skip,
+            StepChoice::Details,
+            StepChoice::Abort,
+        ][i])
+    }
+
+    fn say(&self, msg: &str) {
+        eprintln!("{msg}");
+    }
+}
