@@ -201,7 +201,7 @@ pub struct SnapshotOutcome {
 
 /// Below this much free space (or 2% of the filesystem) a snapshot is
 /// refused: hooks and timers must never fill the disk.
-const MIN_FREE: u64 = 64 << 20;
+const MIN_FREE: u64 = 32 << 20;
 
 /// Takes a snapshot into an already locked store.
 pub fn snapshot(
@@ -298,7 +298,7 @@ fn cmd_list(app: &App) -> Result<i32> {
         }
     }
     if bad > 0 {
-        bail!("{bad} snapshot(s) cannot be read; run guard verify");
+        bail!("{bad} snapshot(s) are corrupt or unreadable; run guard verify");
     }
     Ok(0)
 }

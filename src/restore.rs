@@ -363,20 +363,24 @@ fn errno(e: Errno, what: &str, p: &SysPath) -> anyhow::Error {
 fn open_parent(root: &SysRoot, p: &SysPath) -> Result<OwnedFd> {
     let parent = p.parent().ok_or_else(|| anyhow!("cannot restore /"))?;
     root.open_dir(&parent).map_err(|e| {
-        if e.raw_os_error() == Some(libc_eloop()) || e.raw_os_error() == Some(libc_exdev()) {
-            anyhow!("refusing to write {p}: a symlink lies on the way (guard never follows one out of the root)")
-        } else {
-            anyhow!("cannot open {}: {e}", parent)
+        // Name the symlink, if one is on the way: that is what the admin
+        // needs to look at.
+        let mut on_the_way = p.ancestors();
+        on_the_way.push(parent.clone());
+        let link = on_the_way.into_iter().find(|a| {
+            root.lstat(a)
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                })
+                .unwrap_or(false)
+        });
+        match link {
+            Some(l) => {
+                anyhow!("refusing to write {p}: {l} is a symlink (guard never writes through one)")
+            }
+            None => anyhow!("cannot open {}: {e}", parent),
         }
     })
-}
-
-fn libc_eloop() -> i32 {
-    Errno::LOOP.raw_os_error()
-}
-
-fn libc_exdev() -> i32 {
-    Errno::XDEV.raw_os_error()
 }
 
 fn ids(e: &Entry, acc: &Accounts) -> (u32, u32) {

@@ -1,0 +1,581 @@
+//! Faults, tested rather than promised: kill -9 during snapshot and restore,
+//! a full disk under restore, a read-only store, a held lock, corrupt and
+//! truncated manifests, symlinks out of the root, names that are not UTF-8.
+//! Every test works on a temporary root and store; the tmpfs tests need root.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use guard::exec::{self, Cmd};
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let store = dir.path().join("store");
+        fs::create_dir_all(root.join("etc/pam.d")).unwrap();
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nmail:x:8:12::/var/mail:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(root.join("etc/group"), "root:x:0:\nmail:x:12:\n").unwrap();
+        fs::write(
+            root.join("etc/pam.d/imap"),
+            "auth required pam_sss.so\naccount required pam_sss.so\n",
+        )
+        .unwrap();
+        fs::write(root.join("etc/pam.d/smtp"), "auth required pam_sss.so\n").unwrap();
+        Sandbox {
+            _dir: dir,
+            root,
+            store,
+        }
+    }
+
+    /// Many files with distinct content, so a snapshot takes long enough to
+    /// be killed in the middle.
+    fn bulk(&self, n: usize) {
+        for i in 0..n {
+            let d = self.root.join(format!("etc/bulk/d{}", i % 37));
+            fs::create_dir_all(&d).unwrap();
+            let body = format!("file {i}\n").repeat(200 + i % 50);
+            fs::write(d.join(format!("f{i}.conf")), body).unwrap();
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+        let mut c = std::process::Command::new(GUARD);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--no-progress");
+        c.args(args).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn snapshot(&self) -> String {
+        let o = self.run(&["snapshot"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Content of every regular file under `dir`, by relative path.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A cheap deterministic sequence of delays (no rand dependency needed).
+fn delays(n: usize, max_ms: u64, seed: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % max_ms
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_snapshot_never_leaves_a_broken_snapshot() {
+    let sb = Sandbox::new();
+    sb.bulk(1500);
+    // how long does one take here?
+    let t = std::time::Instant::now();
+    sb.snapshot();
+    let full = t.elapsed().as_millis() as u64;
+    // change content between runs so every snapshot writes new objects
+    for (i, ms) in delays(50, full.max(20) + 20, 7).into_iter().enumerate() {
+        fs::write(
+            sb.root.join(format!("etc/bulk/d0/f{}.conf", i * 37)),
+            format!("run {i}\n"),
+        )
+        .unwrap();
+        fs::write(
+            sb.root.join("etc/bulk/new"),
+            format!("{i}").repeat(1000 + i),
+        )
+        .unwrap();
+        let mut child = sb.spawn(&["snapshot"]);
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let v = sb.run(&["verify"]);
+        assert_eq!(
+            code(&v),
+            0,
+            "verify after kill at {ms} ms: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            stderr(&v)
+        );
+    }
+    // every listed snapshot loads and the store still takes snapshots
+    let l = sb.run(&["list"]);
+    assert_eq!(code(&l), 0, "{}", stderr(&l));
+    sb.snapshot();
+    assert_eq!(code(&sb.run(&["verify"])), 0);
+    // nothing a killed writer left behind survives the next writer
+    assert_eq!(fs::read_dir(sb.store.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn kill_9_during_restore_leaves_whole_files_only() {
+    let sb = Sandbox::new();
+    sb.bulk(800);
+    let before = tree(&sb.root);
+    sb.snapshot();
+    fs::remove_dir_all(sb.root.join("etc/bulk")).unwrap();
+    fs::remove_file(sb.root.join("etc/pam.d/imap")).unwrap();
+    for (i, ms) in delays(50, 150, 11).into_iter().enumerate() {
+        let mut child = sb.spawn(&["restore", "--vanished", "--yes"]);
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // every file that is there is whole and byte-exact
+        for (p, content) in tree(&sb.root) {
+            let name = p.file_name().unwrap().as_bytes();
+            assert!(
+                !name.starts_with(b".guard-restore"),
+                "run {i}: temp file left: {}",
+                p.display()
+            );
+            assert_eq!(
+                Some(&content),
+                before.get(&p),
+                "run {i}: {} is torn or wrong",
+                p.display()
+            );
+        }
+        assert_eq!(code(&sb.run(&["verify"])), 0, "run {i}: store broken");
+    }
+    let o = sb.run(&["restore", "--vanished", "--yes"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(tree(&sb.root), before);
+}
+
+fn mount_tmpfs(dir: &Path, size: &str) {
+    fs::create_dir_all(dir).unwrap();
+    exec::stdout_of(
+        &Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir),
+    )
+    .expect("mounting a tmpfs needs root (CI runs as root)");
+}
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = exec::output(&Cmd::new("umount").arg("-l").arg(&self.0));
+    }
+}
+
+#[test]
+fn restore_onto_a_full_disk_leaves_every_original_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    mount_tmpfs(&root, "512k");
+    let _u = Unmount(root.clone());
+    fs::create_dir_all(root.join("etc/app")).unwrap();
+    for i in 0..8 {
+        fs::write(
+            root.join(format!("etc/app/f{i}.conf")),
+            vec![b'a' + i as u8; 20_000],
+        )
+        .unwrap();
+    }
+    let store = dir.path().join("store");
+    #[allow(clippy::disallowed_methods)]
+    let g = |args: &[&str]| {
+        std::process::Command::new(GUARD)
+            .arg("--root")
+            .arg(&root)
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&g(&["snapshot"])), 0);
+    // an "upgrade" rewrote every file; then the disk filled up
+    for i in 0..8 {
+        fs::write(
+            root.join(format!("etc/app/f{i}.conf")),
+            format!("upgraded {i}\n"),
+        )
+        .unwrap();
+    }
+    let mut n = 0;
+    while fs::write(root.join(format!("filler{n}")), vec![0u8; 16 * 1024]).is_ok() {
+        n += 1;
+    }
+    let _ = fs::write(root.join("filler-last"), vec![0u8; 512]);
+    let live = tree(&root.join("etc"));
+    let o = g(&["restore", "--yes", "/etc/app"]);
+    assert_eq!(
+        code(&o),
+        3,
+        "restore must fail on a full disk: {}",
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("everything else is as it was"), "{err}");
+    // not one original file changed or torn
+    assert_eq!(tree(&root.join("etc")), live);
+    let names: Vec<String> = fs::read_dir(root.join("etc/app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with(".guard")), "{names:?}");
+    // with room again, the same restore completes
+    for i in 0..=n {
+        let _ = fs::remove_file(root.join(format!("filler{i}")));
+    }
+    let _ = fs::remove_file(root.join("filler-last"));
+    assert_eq!(code(&g(&["restore", "--yes", "/etc/app"])), 0);
+    assert_eq!(
+        fs::read(root.join("etc/app/f3.conf")).unwrap(),
+        vec![b'd'; 20_000]
+    );
+}
+
+#[test]
+fn a_read_only_store_refuses_writes_with_one_line_and_still_reads() {
+    let sb = Sandbox::new();
+    mount_tmpfs(&sb.store, "128m");
+    let _u = Unmount(sb.store.clone());
+    sb.snapshot();
+    exec::stdout_of(&Cmd::new("mount").args(["-o", "remount,ro"]).arg(&sb.store)).unwrap();
+    let o = sb.run(&["snapshot"]);
+    assert_eq!(code(&o), 3);
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    // check only reads the store
+    fs::remove_file(sb.root.join("etc/pam.d/imap")).unwrap();
+    assert_eq!(code(&sb.run(&["check"])), 2);
+}
+
+#[test]
+fn a_nearly_full_store_refuses_a_snapshot_instead_of_filling_the_disk() {
+    let sb = Sandbox::new();
+    mount_tmpfs(&sb.store, "40m");
+    let _u = Unmount(sb.store.clone());
+    sb.snapshot();
+    fs::write(sb.store.join("ballast"), vec![0u8; 30 << 20]).unwrap();
+    let o = sb.run(&["snapshot", "--kind", "timer"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("nearly full"), "{}", stderr(&o));
+    assert_eq!(
+        sb.run(&["list"])
+            .stdout
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_second_guard_on_the_same_store_is_refused() {
+    let sb = Sandbox::new();
+    sb.snapshot();
+    // util-linux flock holds the same lock a running guard would
+    #[allow(clippy::disallowed_methods)]
+    let mut holder = std::process::Command::new("flock")
+        .arg(sb.store.join("lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = sb.run(&["snapshot"]);
+    let r = sb.run(&["restore", "--vanished", "--yes"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("locked by another guard process"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).trim().lines().count(), 1);
+    assert_eq!(code(&r), 3);
+}
+
+#[test]
+fn corrupt_or_truncated_manifest_and_unknown_ids_are_one_clear_line() {
+    let sb = Sandbox::new();
+    let id = sb.snapshot();
+    let path = sb.store.join("snapshots").join(format!("{id}.json"));
+    let text = fs::read(&path).unwrap();
+
+    fs::write(&path, &text[..text.len() / 2]).unwrap();
+    for args in [
+        &["check"][..],
+        &["show", &id],
+        &["list"],
+        &["restore", "--vanished", "--yes"],
+    ] {
+        let o = sb.run(args);
+        assert_eq!(code(&o), 3, "{args:?}");
+        assert!(stderr(&o).contains("corrupt"), "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    let v = sb.run(&["verify"]);
+    assert_eq!(code(&v), 2, "verify reports corruption with exit 2");
+    assert!(String::from_utf8_lossy(&v.stdout).contains(&id));
+
+    // a flipped byte inside the manifest (still valid JSON) is caught too
+    let flipped = String::from_utf8(text.clone())
+        .unwrap()
+        .replace("pam_sss", "pam_xss");
+    let flipped = flipped.replace("/etc/pam.d/smtp", "/etc/pam.d/smtq");
+    fs::write(&path, flipped).unwrap();
+    assert_eq!(code(&sb.run(&["verify"])), 2);
+    assert_eq!(code(&sb.run(&["check"])), 3);
+
+    fs::write(&path, &text).unwrap();
+    let o = sb.run(&["show", "nosuchid"]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("no snapshot nosuchid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sb.run(&["--json", "show", "nosuchid"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("JSON error document on stdout");
+    assert!(v["error"].as_str().unwrap().contains("nosuchid"));
+}
+
+#[test]
+fn a_missing_object_makes_verify_exit_2_naming_the_paths() {
+    let sb = Sandbox::new();
+    let id = sb.snapshot();
+    let objects = sb.store.join("objects");
+    let victim = blake3::hash(&fs::read(sb.root.join("etc/pam.d/smtp")).unwrap())
+        .to_hex()
+        .to_string();
+    fs::remove_file(objects.join(&victim[..2]).join(&victim[2..])).unwrap();
+    let o = sb.run(&["verify", &id]);
+    assert_eq!(code(&o), 2);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&victim) && out.contains("/etc/pam.d/smtp") && out.contains("missing"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_store_is_private() {
+    let sb = Sandbox::new();
+    fs::write(sb.root.join("etc/shadow"), "root:$6$secret:19000::::::\n").unwrap();
+    fs::set_permissions(
+        sb.root.join("etc/shadow"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let id = sb.snapshot();
+    assert_eq!(fs::metadata(&sb.store).unwrap().mode() & 0o777, 0o700);
+    for e in walkdir::WalkDir::new(sb.store.join("objects"))
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_file() {
+            assert_eq!(
+                e.metadata().unwrap().mode() & 0o777,
+                0o400,
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+    let snap = sb.store.join("snapshots").join(format!("{id}.json"));
+    assert_eq!(fs::metadata(snap).unwrap().mode() & 0o777, 0o600);
+    // and the secret never shows in a diff or a finding
+    fs::write(sb.root.join("etc/shadow"), "root:$6$other:19001::::::\n").unwrap();
+    let o = sb.run(&["--json", "check"]);
+    let d = sb.run(&["diff"]);
+    for out in [&o.stdout, &d.stdout] {
+        let s = String::from_utf8_lossy(out);
+        assert!(!s.contains("secret") && !s.contains("$6$other"), "{s}");
+    }
+    assert!(String::from_utf8_lossy(&d.stdout).contains("not world-readable"));
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_never_followed() {
+    let sb = Sandbox::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("secret"), "host secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), sb.root.join("etc/abs")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../../../../etc/hostname",
+        sb.root.join("etc/up"),
+    )
+    .unwrap();
+    let id = sb.snapshot();
+    let o = sb.run(&["--json", "show", &id]);
+    assert_eq!(code(&o), 0);
+    // the links are recorded as links; no object holds what they point at
+    let secret_hash = blake3::hash(b"host secret").to_hex().to_string();
+    assert!(!sb
+        .store
+        .join("objects")
+        .join(&secret_hash[..2])
+        .join(&secret_hash[2..])
+        .exists());
+
+    // after the snapshot, /etc/pam.d becomes a symlink to a host directory
+    fs::remove_dir_all(sb.root.join("etc/pam.d")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), sb.root.join("etc/pam.d")).unwrap();
+    let o = sb.run(&["restore", "--yes", "/etc/pam.d/imap"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("symlink"), "{}", stderr(&o));
+    assert!(
+        !outside.path().join("imap").exists(),
+        "restore wrote through a symlink out of the root"
+    );
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn names_that_are_not_utf8_round_trip() {
+    let sb = Sandbox::new();
+    let name = OsStr::from_bytes(b"caf\xe9.conf");
+    fs::write(sb.root.join("etc").join(name), "x = 1\n").unwrap();
+    sb.snapshot();
+    fs::remove_file(sb.root.join("etc").join(name)).unwrap();
+    let o = sb.run(&["--json", "check"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let paths: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["paths"].as_array().unwrap())
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/etc/caf\\xe9.conf"), "{paths:?}");
+    assert_eq!(code(&sb.run(&["restore", "--vanished", "--yes"])), 0);
+    assert_eq!(
+        fs::read(sb.root.join("etc").join(name)).unwrap(),
+        b"x = 1\n"
+    );
+}
+
+#[test]
+fn unreadable_files_are_reported_and_counted_not_fatal() {
+    // Run as an unprivileged uid so a root-only file really is unreadable.
+    let sb = Sandbox::new();
+    let top = sb.root.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(sb.root.join("etc/secret.key"), "k").unwrap();
+    fs::set_permissions(
+        sb.root.join("etc/secret.key"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::create_dir_all(&sb.store).unwrap();
+    std::os::unix::fs::chown(&sb.store, Some(65534), Some(65534)).unwrap();
+    let o = exec::output(
+        &Cmd::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                GUARD,
+                "--json",
+                "--root",
+            ])
+            .arg(&sb.root)
+            .arg("--store")
+            .arg(&sb.store)
+            .arg("snapshot"),
+    )
+    .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = id["id"].as_str().unwrap();
+    let o = sb.run(&["--json", "show", id]);
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["errors"].as_u64(), Some(1), "{m}");
+    assert!(m["owners"].is_object());
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_restore_refuses() {
+    let sb = Sandbox::new();
+    sb.snapshot();
+    fs::remove_file(sb.root.join("etc/pam.d/imap")).unwrap();
+    let o = sb.run(&["restore", "--vanished"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("pass --yes"), "{}", stderr(&o));
+    assert!(!sb.root.join("etc/pam.d/imap").exists());
+    // the dry run shows the plan and changes nothing
+    let o = sb.run(&["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("write       /etc/pam.d/imap"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!sb.root.join("etc/pam.d/imap").exists());
+}
