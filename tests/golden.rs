@@ -1,0 +1,74 @@
+//! Every version of guard must read the stores earlier versions wrote: the
+//! golden sample store under snapshots/ was written by format version 1.
+
+use std::process::Output;
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+const STORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/golden-v1/store");
+
+fn guard(args: &[&str]) -> Output {
+    let root = tempfile::tempdir().unwrap();
+    #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+    std::process::Command::new(GUARD)
+        .arg("--root")
+        .arg(root.path())
+        .args(["--store", STORE, "--json"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn golden_v1_store_lists_shows_verifies_and_diffs() {
+    let list = json(&guard(&["list"]));
+    let snaps = list["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[0]["label"], "golden-one");
+    assert_eq!(snaps[1]["kind"], "timer");
+    let (one, two) = (snaps[0]["id"].as_str().unwrap(), snaps[1]["id"].as_str().unwrap());
+
+    let show = json(&guard(&["show", one]));
+    assert_eq!(show["os"], "Golden 1");
+    assert_eq!(show["caps"][0]["path"], "/usr/bin/pinger");
+    assert_eq!(show["caps"][0]["caps"], "cap_net_raw=ep");
+    assert_eq!(show["units"][0]["unit"], "sshd.service");
+    assert!(show["unowned"].as_array().unwrap().iter().any(|p| p == "/etc/caf\\xe9.conf"));
+
+    let verify = guard(&["verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    let diff = json(&guard(&["diff", one, two]));
+    let changes = diff["changes"].as_array().unwrap();
+    let of = |p: &str| changes.iter().find(|c| c["path"] == p).map(|c| c["change"].as_str().unwrap().to_string());
+    assert_eq!(of("/etc/pam.d/imap").as_deref(), Some("vanished"));
+    assert_eq!(of("/etc/ssh/sshd_config").as_deref(), Some("modified"));
+    let sshd = changes.iter().find(|c| c["path"] == "/etc/ssh/sshd_config").unwrap();
+    assert!(sshd["detail"].as_str().unwrap().contains("+PasswordAuthentication yes"));
+}
+
+#[test]
+fn golden_v1_manifests_keep_every_recorded_field() {
+    let list = json(&guard(&["list"]));
+    let one = list["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let raw = std::fs::read(format!("{STORE}/snapshots/{one}.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(doc["format"], "guard-snapshot");
+    assert_eq!(doc["version"], 1);
+    let entries = doc["manifest"]["entries"].as_array().unwrap();
+    let e = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap().clone();
+    assert_eq!(e("/etc/initctl")["kind"], "fifo");
+    assert_eq!(e("/etc/shadow")["mode"], 0o600);
+    assert_eq!(e("/etc/pam.d/imap")["xattrs"]["user.note"], hex_of("golden"));
+    assert!(e("/etc/ssh/sshd_config")["xattrs"]["system.posix_acl_access"].is_string());
+    assert_eq!(e("/etc/systemd/system/multi-user.target.wants/sshd.service")["target"], "/usr/lib/systemd/system/sshd.service");
+    assert!(entries.iter().any(|e| e["path"]["hex"].is_string()), "non-UTF-8 names are stored as hex");
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
