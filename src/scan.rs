@@ -442,10 +442,13 @@ pub fn parallel<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
 }
 
 /// The capability ledger: every regular file under the caps roots that has
-/// a `security.capability` xattr. The top-level directories are spread over
-/// the cores; each file costs one `lgetxattr` (the walk's `d_type` tells
-/// regular files apart without a stat).
+/// a `security.capability` xattr. Directories go through a shared queue so
+/// both cores stay busy however lopsided the tree; each is opened relative to
+/// its parent's fd-resolved path without following symlinks, its entries'
+/// `d_type` tells regular files apart without a stat, and each file costs one
+/// `getxattrat` (see [`xattr::capability_at`]).
 pub fn caps_ledger(root: &SysRoot, acc: &Accounts) -> (Vec<CapEntry>, Vec<ScanError>) {
+    let _ = acc;
     let mut tops: Vec<SysPath> = CAPS_ROOTS.iter().map(SysPath::new).collect();
     tops.extend(
         root.list_dir(&SysPath::root())
@@ -453,81 +456,134 @@ pub fn caps_ledger(root: &SysRoot, acc: &Accounts) -> (Vec<CapEntry>, Vec<ScanEr
             .filter(|n| n.starts_with(b"lib"))
             .map(|n| SysPath::root().join(n)),
     );
-    // Split each top dir into its children so both cores get work even when
-    // /usr is nearly everything.
-    let mut units: Vec<(SysPath, bool)> = Vec::new();
-    for t in tops {
-        if root.open_dir(&t).is_err() {
-            continue; // absent, or a symlink like /bin -> usr/bin
-        }
-        units.push((t.clone(), false));
-        for name in root.list_dir(&t) {
-            let child = t.join(name);
-            if root.open_dir(&child).is_ok() {
-                units.push((child, true));
-            }
-        }
+    struct Queue {
+        dirs: Vec<SysPath>,
+        busy: usize,
     }
+    let queue = Mutex::new(Queue {
+        dirs: tops,
+        busy: 0,
+    });
+    let wake = std::sync::Condvar::new();
     let found: Mutex<Vec<CapEntry>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<ScanError>> = Mutex::new(Vec::new());
-    let scanned = AtomicU64::new(0);
-    parallel(&mut units, |(dir, recurse)| {
-        let host = root.host_path(dir);
-        let walker = WalkDir::new(&host)
-            .follow_links(false)
-            .follow_root_links(false)
-            .max_depth(if *recurse { usize::MAX } else { 1 })
-            .min_depth(if *recurse { 0 } else { 1 });
-        for de in walker.into_iter() {
-            let Ok(de) = de else { continue };
-            // The top-level pass only looks at files directly in the top
-            // dir; its subdirectories are their own units.
-            if !de.file_type().is_file() {
-                continue;
-            }
-            scanned.fetch_add(1, Ordering::Relaxed);
-            let raw = match xattr::capability_of(de.path()) {
-                Ok(Some(raw)) => raw,
-                Ok(None) => continue,
-                Err(e) => {
-                    if let Some(p) = root.sys_path(de.path()) {
-                        errors.lock().unwrap().push(ScanError {
-                            path: p,
-                            error: e.to_string(),
-                        });
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let dir = {
+                    let mut q = queue.lock().unwrap();
+                    loop {
+                        if let Some(d) = q.dirs.pop() {
+                            q.busy += 1;
+                            break Some(d);
+                        }
+                        if q.busy == 0 {
+                            break None;
+                        }
+                        q = wake.wait(q).unwrap();
                     }
-                    continue;
-                }
-            };
-            let Some(path) = root.sys_path(de.path()) else {
-                continue;
-            };
-            let Ok(md) = de.metadata() else { continue };
-            let blake3 = root.open_exact(&path).ok().and_then(|mut f| {
-                let mut h = blake3::Hasher::new();
-                std::io::copy(&mut f, &mut h).ok()?;
-                Some(h.finalize().to_hex().to_string())
-            });
-            found.lock().unwrap().push(CapEntry {
-                caps: xattr::decode_caps(&raw).unwrap_or_else(|| "(undecodable)".into()),
-                xattr: hex::encode(&raw),
-                path,
-                mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
-                size: md.size(),
-                mtime: time(md.mtime(), md.mtime_nsec()),
-                dev: md.dev(),
-                ino: md.ino(),
-                blake3,
-                owners: Vec::new(),
+                };
+                let Some(dir) = dir else {
+                    wake.notify_all();
+                    return;
+                };
+                let mut subdirs = Vec::new();
+                ledger_dir(root, &dir, &mut subdirs, &found, &errors);
+                let mut q = queue.lock().unwrap();
+                q.dirs.extend(subdirs);
+                q.busy -= 1;
+                wake.notify_all();
             });
         }
     });
-    let _ = acc;
     let mut caps = found.into_inner().unwrap();
     caps.sort_by(|a, b| a.path.cmp(&b.path));
     (caps, errors.into_inner().unwrap())
+}
+
+/// One directory of the ledger walk: files probed, subdirectories queued.
+fn ledger_dir(
+    root: &SysRoot,
+    dir: &SysPath,
+    subdirs: &mut Vec<SysPath>,
+    found: &Mutex<Vec<CapEntry>>,
+    errors: &Mutex<Vec<ScanError>>,
+) {
+    use rustix::fs::FileType;
+    // Absent, or a symlink like /bin -> usr/bin: never walked through.
+    let Ok(fd) = root.open_dir(dir) else { return };
+    let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
+        return;
+    };
+    let host = root.host_path(dir);
+    for de in entries.flatten() {
+        let name = de.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let ft = match de.file_type() {
+            FileType::Unknown => {
+                match rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(_) => continue,
+                }
+            }
+            ft => ft,
+        };
+        match ft {
+            FileType::Directory => subdirs.push(dir.join(bytes)),
+            FileType::RegularFile => {
+                let full = host.join(std::ffi::OsStr::from_bytes(bytes));
+                match xattr::capability_at(&fd, name, &full) {
+                    Ok(None) => {}
+                    Ok(Some(raw)) => {
+                        if let Some(c) = cap_entry(root, &fd, dir.join(bytes), name, &raw) {
+                            found.lock().unwrap().push(c);
+                        }
+                    }
+                    Err(e) => errors.lock().unwrap().push(ScanError {
+                        path: dir.join(bytes),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn cap_entry(
+    root: &SysRoot,
+    dirfd: &std::os::fd::OwnedFd,
+    path: SysPath,
+    name: &std::ffi::CStr,
+    raw: &[u8],
+) -> Option<CapEntry> {
+    let st = rustix::fs::statat(dirfd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    // Capped files are few; hashing them makes "replaced" certain.
+    let blake3 = root.open_exact(&path).ok().and_then(|mut f| {
+        let mut h = blake3::Hasher::new();
+        std::io::copy(&mut f, &mut h).ok()?;
+        Some(h.finalize().to_hex().to_string())
+    });
+    Some(CapEntry {
+        caps: xattr::decode_caps(raw).unwrap_or_else(|| "(undecodable)".into()),
+        xattr: hex::encode(raw),
+        path,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+        mtime: time(st.st_mtime, st.st_mtime_nsec as i64),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        blake3,
+        owners: Vec::new(),
+    })
 }
 
 /// Units enabled through `*.wants/` and `*.requires/` links, read from the
@@ -590,6 +646,36 @@ pub fn os_release(root: &SysRoot) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Phase timings on stderr when `GUARD_TIMINGS` is set: the profile the
+/// benchmark reports.
+pub struct PhaseTimer(Option<std::cell::Cell<std::time::Instant>>);
+
+impl PhaseTimer {
+    pub fn new() -> PhaseTimer {
+        PhaseTimer(
+            std::env::var_os("GUARD_TIMINGS")
+                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
+        )
+    }
+
+    pub fn phase(&self, name: &str) {
+        if let Some(t) = &self.0 {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "guard timing: {name:<12} {:>8.1} ms",
+                (now - t.get()).as_secs_f64() * 1e3
+            );
+            t.set(now);
+        }
+    }
+}
+
+impl Default for PhaseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Walks everything a snapshot records. `cache` is the newest snapshot.
 pub fn capture(
     root: &SysRoot,
@@ -598,6 +684,7 @@ pub fn capture(
     sink: &Sink,
     ui: &dyn Ui,
 ) -> Result<Capture> {
+    let timer = PhaseTimer::new();
     let acc = Accounts::load(root);
     let cache_map: HashMap<&SysPath, &Entry> = cache
         .map(|m| m.entries.iter().map(|e| (&e.path, e)).collect())
@@ -605,6 +692,7 @@ pub fn capture(
     let spin = ui.spinner("walking the configuration");
     let mut w = walk_scope(root, scope, &acc, &cache_map);
     spin.finish();
+    timer.phase("walk");
 
     // Hash what the cache could not vouch for (and, for a snapshot, what
     // the store lost), in parallel.
@@ -653,11 +741,13 @@ pub fn capture(
         return Err(e);
     }
     w.errors.extend(errors.into_inner().unwrap());
+    timer.phase("hash+store");
 
     let spin = ui.spinner("capability ledger");
     let (caps, cap_errors) = caps_ledger(root, &acc);
     spin.finish();
     w.errors.extend(cap_errors);
+    timer.phase("caps ledger");
 
     let spin = ui.spinner("package database");
     let pk = pkg::read(root).unwrap_or_else(|e| {
@@ -668,6 +758,7 @@ pub fn capture(
         pkg::PackageInfo::default()
     });
     spin.finish();
+    timer.phase("packages");
 
     let mut m = Manifest {
         version: crate::store::FORMAT_VERSION,

@@ -30,25 +30,48 @@ fn golden_v1_store_lists_shows_verifies_and_diffs() {
     assert_eq!(snaps.len(), 2);
     assert_eq!(snaps[0]["label"], "golden-one");
     assert_eq!(snaps[1]["kind"], "timer");
-    let (one, two) = (snaps[0]["id"].as_str().unwrap(), snaps[1]["id"].as_str().unwrap());
+    let (one, two) = (
+        snaps[0]["id"].as_str().unwrap(),
+        snaps[1]["id"].as_str().unwrap(),
+    );
 
     let show = json(&guard(&["show", one]));
     assert_eq!(show["os"], "Golden 1");
     assert_eq!(show["caps"][0]["path"], "/usr/bin/pinger");
     assert_eq!(show["caps"][0]["caps"], "cap_net_raw=ep");
     assert_eq!(show["units"][0]["unit"], "sshd.service");
-    assert!(show["unowned"].as_array().unwrap().iter().any(|p| p == "/etc/caf\\xe9.conf"));
+    assert!(show["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/etc/caf\\xe9.conf"));
 
     let verify = guard(&["verify"]);
-    assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 
     let diff = json(&guard(&["diff", one, two]));
     let changes = diff["changes"].as_array().unwrap();
-    let of = |p: &str| changes.iter().find(|c| c["path"] == p).map(|c| c["change"].as_str().unwrap().to_string());
+    let of = |p: &str| {
+        changes
+            .iter()
+            .find(|c| c["path"] == p)
+            .map(|c| c["change"].as_str().unwrap().to_string())
+    };
     assert_eq!(of("/etc/pam.d/imap").as_deref(), Some("vanished"));
     assert_eq!(of("/etc/ssh/sshd_config").as_deref(), Some("modified"));
-    let sshd = changes.iter().find(|c| c["path"] == "/etc/ssh/sshd_config").unwrap();
-    assert!(sshd["detail"].as_str().unwrap().contains("+PasswordAuthentication yes"));
+    let sshd = changes
+        .iter()
+        .find(|c| c["path"] == "/etc/ssh/sshd_config")
+        .unwrap();
+    assert!(sshd["detail"]
+        .as_str()
+        .unwrap()
+        .contains("+PasswordAuthentication yes"));
 }
 
 #[test]
@@ -63,10 +86,19 @@ fn golden_v1_manifests_keep_every_recorded_field() {
     let e = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap().clone();
     assert_eq!(e("/etc/initctl")["kind"], "fifo");
     assert_eq!(e("/etc/shadow")["mode"], 0o600);
-    assert_eq!(e("/etc/pam.d/imap")["xattrs"]["user.note"], hex_of("golden"));
+    assert_eq!(
+        e("/etc/pam.d/imap")["xattrs"]["user.note"],
+        hex_of("golden")
+    );
     assert!(e("/etc/ssh/sshd_config")["xattrs"]["system.posix_acl_access"].is_string());
-    assert_eq!(e("/etc/systemd/system/multi-user.target.wants/sshd.service")["target"], "/usr/lib/systemd/system/sshd.service");
-    assert!(entries.iter().any(|e| e["path"]["hex"].is_string()), "non-UTF-8 names are stored as hex");
+    assert_eq!(
+        e("/etc/systemd/system/multi-user.target.wants/sshd.service")["target"],
+        "/usr/lib/systemd/system/sshd.service"
+    );
+    assert!(
+        entries.iter().any(|e| e["path"]["hex"].is_string()),
+        "non-UTF-8 names are stored as hex"
+    );
 }
 
 fn hex_of(s: &str) -> String {

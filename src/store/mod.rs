@@ -258,8 +258,13 @@ impl Store {
             .dir
             .join("tmp")
             .join(format!("obj.{}.{n}", std::process::id()));
+        use std::os::unix::fs::OpenOptionsExt;
         let f = io_ctx(
-            fs::OpenOptions::new().write(true).create_new(true).open(&p),
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&p),
             || format!("cannot write to store {}", self.dir.display()),
         )?;
         Ok((p, f))
@@ -275,7 +280,6 @@ impl Store {
                 Err(e) => return io_ctx(Err(e), || format!("cannot write {}", parent.display())),
             }
         }
-        fs::set_permissions(tmp, fs::Permissions::from_mode(0o400))?;
         #[allow(clippy::disallowed_methods)]
         io_ctx(fs::rename(tmp, &dest), || {
             format!("cannot write object {}", dest.display())
