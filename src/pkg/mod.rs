@@ -47,12 +47,15 @@ pub(crate) struct Db {
     pub files: Vec<(SysPath, String)>,
 }
 
+/// One manager's reader: `Ok(None)` when the root does not use it.
+type Reader = fn(&SysRoot) -> Result<Option<Db>>;
+
 /// Reads every package database the root has; a root with none is fine.
 /// A database that is there but unreadable goes to `errors`; it is never
 /// silently treated as "nothing installed" without saying so.
 pub fn read(root: &SysRoot) -> Result<PackageInfo> {
     let mut info = PackageInfo::default();
-    let readers: [(&str, fn(&SysRoot) -> Result<Option<Db>>); 3] = [
+    let readers: [(&str, Reader); 3] = [
         ("pacman", pacman::read),
         ("dpkg", dpkg::read),
         ("rpm", rpm::read),
