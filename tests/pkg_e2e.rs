@@ -421,6 +421,48 @@ fn rpm_upgrade_is_checked_and_restored() {
     scenario("rpm", &w, &install, &upgrade, true);
 }
 
+/// openSUSE keeps the database in `/usr/lib/sysimage/rpm` with
+/// `/var/lib/rpm` a symlink to it; Debian's rpm would read `~/.rpmdb`
+/// unless told. guard must find the root's own database and own every file
+/// of a package with several files (the `%{=NAME}` trap).
+#[test]
+fn rpm_ownership_comes_from_the_roots_sysimage_database() {
+    let w = world();
+    let pkg = rpmbuild(&w, "1.0", MAIN_V1, CTL_V1, true);
+    std::fs::create_dir_all(w.root.join("usr/lib/sysimage/rpm")).unwrap();
+    std::fs::create_dir_all(w.root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../usr/lib/sysimage/rpm", w.root.join("var/lib/rpm")).unwrap();
+    let rpm = |w: &World| {
+        Cmd::new("rpm")
+            .arg("--root")
+            .arg(&w.root)
+            .args(["--dbpath", "/usr/lib/sysimage/rpm"])
+            .env("HOME", &w.work)
+    };
+    run(rpm(&w).arg("--initdb"));
+    run(rpm(&w).args(["-i", "--nodeps", "--force-debian"]).arg(&pkg));
+    let home = w.work.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (code, snap) = guard_env(&w.root, &w.store, &[("HOME", &home)], &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    assert!(
+        !home.join(".rpmdb").exists(),
+        "guard must not touch ~/.rpmdb"
+    );
+    let (code, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{show}");
+    assert_eq!(show["package_managers"], serde_json::json!(["rpm"]));
+    assert_eq!(show["packages"], 1);
+    for p in ["/etc/foo/main.conf", "/etc/foo/old.conf"] {
+        assert_eq!(
+            show["owners"][p],
+            serde_json::json!(["foo"]),
+            "{p}: {show:#}"
+        );
+    }
+    assert_eq!(show["errors"], 0, "{show:#}");
+}
+
 // ---------------------------------------------------------------- dpkg
 
 /// Builds foo VERSION with the real dpkg-deb; returns the package file.

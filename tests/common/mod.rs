@@ -25,13 +25,21 @@ pub fn run(cmd: Cmd) -> String {
 
 /// `guard --root ROOT --store STORE --yes --json ARGS…` → (exit code, JSON).
 pub fn guard(root: &Path, store: &Path, args: &[&str]) -> (i32, Value) {
-    let cmd = Cmd::new(env!("CARGO_BIN_EXE_guard"))
+    guard_env(root, store, &[], args)
+}
+
+/// [`guard`] with extra environment variables.
+pub fn guard_env(root: &Path, store: &Path, env: &[(&str, &Path)], args: &[&str]) -> (i32, Value) {
+    let mut cmd = Cmd::new(env!("CARGO_BIN_EXE_guard"))
         .arg("--root")
         .arg(root)
         .arg("--store")
         .arg(store)
         .args(["--yes", "--json", "--no-progress"])
         .args(args);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
     let out = exec::output(&cmd).unwrap();
     let code = out.status.code().unwrap_or(-1);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
