@@ -8,6 +8,8 @@
 //! PAM files of their own; version 2 drops `old.conf`, changes `main.conf`
 //! and replaces `fooctl` (caps lost); the PAM files vanish.
 
+// Own helper file (not common/mod.rs) so other areas' helpers merge cleanly.
+#[path = "common/pkg_helpers.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
