@@ -522,3 +522,54 @@ fn dpkg_upgrade_is_checked_and_restored() {
     // dpkg keeps an unmodified conffile the new version dropped (obsolete)
     scenario("dpkg", &w, &install, &upgrade, false);
 }
+
+/// Merged /usr: Debian packages list `/lib/systemd/system/…` while `/lib`
+/// is a symlink to `usr/lib`; guard walks the real directory, so the unit
+/// must be owned there, not look like an admin's own file.
+#[test]
+fn dpkg_paths_listed_under_a_merged_usr_link_are_owned_where_guard_sees_them() {
+    let w = world();
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/log",
+        "usr/lib",
+    ] {
+        std::fs::create_dir_all(w.root.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink("usr/lib", w.root.join("lib")).unwrap();
+    write(&w.root.join("var/lib/dpkg/status"), "");
+    let d = w.work.join("deb-unit");
+    write(
+        &d.join("DEBIAN/control"),
+        "Package: foo-unit\nVersion: 1.0-1\nArchitecture: all\n\
+         Maintainer: guard tests <root@localhost>\nDescription: guard test package\n",
+    );
+    write(
+        &d.join("lib/systemd/system/foo.service"),
+        "[Service]\nExecStart=/usr/bin/fooctl\n",
+    );
+    let pkg = w.work.join("foo-unit_1.0-1_all.deb");
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&pkg));
+    run(dpkg(&w).arg("-i").arg(&pkg));
+    assert!(w.root.join("usr/lib/systemd/system/foo.service").is_file());
+    let list = std::fs::read_to_string(w.root.join("var/lib/dpkg/info/foo-unit.list")).unwrap();
+    assert!(list.contains("\n/lib/systemd/system/foo.service"), "{list}");
+
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (code, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{show}");
+    assert_eq!(
+        show["owners"]["/usr/lib/systemd/system/foo.service"],
+        serde_json::json!(["foo-unit"]),
+        "{show:#}"
+    );
+    assert!(!show["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/usr/lib/systemd/system/foo.service"));
+}
