@@ -757,6 +757,11 @@ pub fn capture(
         });
         pkg::PackageInfo::default()
     });
+    // A database that is present but unreadable: its paths look unowned.
+    w.errors.extend(pk.errors.iter().map(|e| ScanError {
+        path: SysPath::root(),
+        error: format!("package database: {e}"),
+    }));
     spin.finish();
     timer.phase("packages");
 

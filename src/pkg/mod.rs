@@ -1,7 +1,21 @@
 //! Package managers of the root: which are present, what is installed, who
-//! owns each path, read from the root's own database in one pass.
+//! owns each path, read from the root's own database in one pass per manager
+//! (never one process per file).
+//!
+//! * pacman: `var/lib/pacman/local/*/{desc,files}` read directly (`pacman.rs`);
+//! * dpkg: `var/lib/dpkg/status` and `info/*.list` read directly (`dpkg.rs`);
+//! * rpm: one `rpm --root ROOT --dbpath DB -qa --qf …` listing, because its
+//!   database (BerkeleyDB, ndb or sqlite) is only readable through rpm
+//!   (`rpm.rs`).
+//!
+//! A root with none of them is fine. A manager whose database cannot be read
+//! is reported in [`PackageInfo::errors`] and the others still count.
 
-use std::collections::HashMap;
+mod dpkg;
+mod pacman;
+mod rpm;
+
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 
@@ -12,8 +26,10 @@ use crate::sysroot::{SysPath, SysRoot};
 #[derive(Debug, Default, Clone)]
 pub struct PackageInfo {
     pub packages: Packages,
-    /// path → owning packages
+    /// path → owning packages (sorted, no duplicates)
     pub owners: HashMap<SysPath, Vec<String>>,
+    /// Databases that were present but could not be read, one line each.
+    pub errors: Vec<String>,
 }
 
 impl PackageInfo {
@@ -22,7 +38,186 @@ impl PackageInfo {
     }
 }
 
+/// One manager's database, as its reader returns it.
+#[derive(Debug, Default)]
+pub(crate) struct Db {
+    /// name → version (`1.0-1`, with `EPOCH:` when the package has one)
+    pub installed: BTreeMap<String, String>,
+    /// (path, package) pairs; directories included
+    pub files: Vec<(SysPath, String)>,
+}
+
+/// One manager's reader: `Ok(None)` when the root does not use it.
+type Reader = fn(&SysRoot) -> Result<Option<Db>>;
+
 /// Reads every package database the root has; a root with none is fine.
-pub fn read(_root: &SysRoot) -> Result<PackageInfo> {
-    Ok(PackageInfo::default())
+/// A database that is there but unreadable goes to `errors`; it is never
+/// silently treated as "nothing installed" without saying so.
+pub fn read(root: &SysRoot) -> Result<PackageInfo> {
+    let mut info = PackageInfo::default();
+    let readers: [(&str, Reader); 3] = [
+        ("pacman", pacman::read),
+        ("dpkg", dpkg::read),
+        ("rpm", rpm::read),
+    ];
+    let aliases = usr_merge_aliases(root);
+    for (name, reader) in readers {
+        match reader(root) {
+            Ok(None) => {}
+            Ok(Some(db)) => {
+                info.packages.managers.push(name.to_string());
+                merge(&mut info, db, &aliases);
+            }
+            Err(e) => {
+                info.packages.managers.push(name.to_string());
+                info.errors.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    for v in info.owners.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    Ok(info)
+}
+
+fn merge(info: &mut PackageInfo, db: Db, aliases: &[(SysPath, SysPath)]) {
+    for (name, version) in db.installed {
+        // The same name from two managers (rare: a foreign rpm on Debian)
+        // keeps both versions so a change in either shows.
+        info.packages
+            .installed
+            .entry(name)
+            .and_modify(|v| {
+                if *v != version {
+                    *v = format!("{v}, {version}");
+                }
+            })
+            .or_insert(version);
+    }
+    for (path, pkg) in db.files {
+        if path.is_root() {
+            continue;
+        }
+        if let Some(alias) = alias_of(&path, aliases) {
+            info.owners.entry(alias).or_default().push(pkg.clone());
+        }
+        info.owners.entry(path).or_default().push(pkg);
+    }
+}
+
+/// Merged /usr: `/lib -> usr/lib` and friends. A package (Debian's lists
+/// in particular) may name `/lib/systemd/system/x.service` while guard walks
+/// the real directory `/usr/lib/systemd/system` and never through the
+/// symlink, so each owned path under such a link is also recorded under its
+/// target. Other directory symlinks (`/etc/foo -> /opt/foo`) are not
+/// resolved: a path reached only through one keeps no owner.
+fn usr_merge_aliases(root: &SysRoot) -> Vec<(SysPath, SysPath)> {
+    let mut out = Vec::new();
+    for name in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let link = SysPath::root().join(name);
+        let Ok(t) = std::fs::read_link(root.host_path(&link)) else {
+            continue;
+        };
+        let t = t.as_os_str().as_encoded_bytes().to_vec();
+        let target = SysPath::new(&t);
+        if t.starts_with(b"usr/") || t.starts_with(b"/usr/") {
+            out.push((link, target));
+        }
+    }
+    out
+}
+
+fn alias_of(p: &SysPath, aliases: &[(SysPath, SysPath)]) -> Option<SysPath> {
+    aliases.iter().find_map(|(link, target)| {
+        if !p.starts_with(link) || p == link {
+            return None;
+        }
+        let rest = &p.as_bytes()[link.as_bytes().len()..];
+        let mut v = target.as_bytes().to_vec();
+        v.extend_from_slice(rest);
+        Some(SysPath::new(v))
+    })
+}
+
+/// Splits a text database (dpkg status, pacman desc) into blank-line
+/// separated paragraphs; runs of blank lines count as one.
+pub(crate) fn paragraphs(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (para, next) = match rest.windows(2).position(|w| w == b"\n\n") {
+            Some(i) => (&rest[..i], &rest[i + 2..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        let trimmed = para.strip_prefix(b"\n").unwrap_or(para);
+        if !trimmed.is_empty() {
+            return Some(trimmed);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paragraphs_split_on_blank_lines() {
+        let t = b"a: 1\nb: 2\n\n\nc: 3\n\nd: 4";
+        let p: Vec<&[u8]> = paragraphs(t).collect();
+        assert_eq!(
+            p,
+            [
+                b"a: 1\nb: 2".as_slice(),
+                b"c: 3".as_slice(),
+                b"d: 4".as_slice()
+            ]
+        );
+    }
+
+    #[test]
+    fn usr_merge_paths_are_owned_under_their_real_dir_too() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", d.path().join("lib")).unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let aliases = usr_merge_aliases(&root);
+        let mut info = PackageInfo::default();
+        merge(
+            &mut info,
+            Db {
+                installed: [("foo".to_string(), "1-1".to_string())].into(),
+                files: vec![
+                    (
+                        SysPath::new("/lib/systemd/system/foo.service"),
+                        "foo".into(),
+                    ),
+                    (SysPath::new("/libexec/x"), "foo".into()),
+                ],
+            },
+            &aliases,
+        );
+        assert_eq!(
+            info.owners_of(&SysPath::new("/usr/lib/systemd/system/foo.service")),
+            ["foo"]
+        );
+        assert_eq!(
+            info.owners_of(&SysPath::new("/lib/systemd/system/foo.service")),
+            ["foo"]
+        );
+        assert!(info.owners_of(&SysPath::new("/usr/libexec/x")).is_empty());
+    }
+
+    #[test]
+    fn a_root_without_package_managers_is_fine() {
+        let d = tempfile::tempdir().unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let info = read(&root).unwrap();
+        assert!(info.packages.managers.is_empty());
+        assert!(info.owners.is_empty());
+        assert!(info.errors.is_empty());
+    }
 }

@@ -1,0 +1,171 @@
+//! dpkg's database, read directly: `var/lib/dpkg/status` (one paragraph per
+//! package: `Package`, `Status`, `Architecture`, `Version`) and
+//! `var/lib/dpkg/info/NAME.list` or, for Multi-Arch: same packages,
+//! `NAME:ARCH.list` (one absolute path per line, directories included).
+//!
+//! A package counts as installed when the third word of its `Status` says
+//! its files are on disk (`install ok installed`, `hold ok installed`,
+//! half-configured, unpacked, triggers pending); `config-files` and
+//! `not-installed` packages are only history. Diversions
+//! (`var/lib/dpkg/diversions`) are not applied: a diverted path is owned by
+//! the package that lists it.
+
+use anyhow::{Context as _, Result};
+
+use super::{paragraphs, Db};
+use crate::sysroot::{SysPath, SysRoot};
+
+const STATUS: &str = "/var/lib/dpkg/status";
+const INFO: &str = "/var/lib/dpkg/info";
+
+/// One package paragraph of the status file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Stanza {
+    pub package: String,
+    pub arch: Option<String>,
+    pub version: String,
+}
+
+/// The installed packages of a status file.
+pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
+    let mut out = Vec::new();
+    for para in paragraphs(text) {
+        let (mut package, mut arch, mut version, mut status) = (None, None, None, None);
+        for line in para.split(|b| *b == b'\n') {
+            // continuation lines of multi-line fields start with a space
+            if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                continue;
+            }
+            let line = String::from_utf8_lossy(line);
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim().to_string();
+            match k {
+                "Package" => package = Some(v),
+                "Architecture" => arch = Some(v),
+                "Version" => version = Some(v),
+                "Status" => status = Some(v),
+                _ => {}
+            }
+        }
+        let on_disk = status
+            .as_deref()
+            .and_then(|s| s.split_whitespace().nth(2))
+            .is_some_and(|state| {
+                matches!(
+                    state,
+                    "installed"
+                        | "half-configured"
+                        | "unpacked"
+                        | "triggers-awaited"
+                        | "triggers-pending"
+                )
+            });
+        if let (Some(package), true) = (package, on_disk) {
+            out.push(Stanza {
+                package,
+                arch,
+                version: version.unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
+    let Some(status) = root
+        .read_follow(&SysPath::new(STATUS))
+        .with_context(|| format!("cannot read {STATUS}"))?
+    else {
+        return Ok(None);
+    };
+    let info = SysPath::new(INFO);
+    let mut db = Db::default();
+    for st in parse_status(&status) {
+        let mut names = Vec::new();
+        if let Some(a) = &st.arch {
+            names.push(format!("{}:{a}.list", st.package));
+        }
+        names.push(format!("{}.list", st.package));
+        for n in names {
+            if let Some(list) = root
+                .read_follow(&info.join(&n))
+                .with_context(|| format!("cannot read {INFO}/{n}"))?
+            {
+                db.files.extend(
+                    list.split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| (SysPath::new(l), st.package.clone())),
+                );
+                break;
+            }
+        }
+        db.installed.insert(st.package, st.version);
+    }
+    Ok(Some(db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS_TEXT: &str = "\
+Package: foo
+Status: install ok installed
+Priority: optional
+Architecture: all
+Version: 1.0-1
+Description: a test
+ with a continuation line
+ Package: not-a-package
+
+Package: libbar
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Version: 2.3-4
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 0.9-1
+
+Package: held
+Status: hold ok installed
+Architecture: amd64
+Version: 5-1
+";
+
+    #[test]
+    fn status_keeps_what_is_on_disk() {
+        let s = parse_status(STATUS_TEXT.as_bytes());
+        let names: Vec<&str> = s.iter().map(|s| s.package.as_str()).collect();
+        assert_eq!(names, ["foo", "libbar", "held"]);
+        assert_eq!(s[0].version, "1.0-1");
+    }
+
+    #[test]
+    fn reads_lists_including_multiarch_names() {
+        let d = tempfile::tempdir().unwrap();
+        let info = d.path().join("var/lib/dpkg/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(d.path().join("var/lib/dpkg/status"), STATUS_TEXT).unwrap();
+        std::fs::write(
+            info.join("foo.list"),
+            "/.\n/etc\n/etc/foo\n/etc/foo/main.conf\n/usr/bin/fooctl\n",
+        )
+        .unwrap();
+        std::fs::write(info.join("libbar:amd64.list"), "/etc/bar.conf\n").unwrap();
+        std::fs::write(info.join("gone.list"), "/etc/gone.conf\n").unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let info = super::super::read(&root).unwrap();
+        assert_eq!(info.packages.managers, ["dpkg"]);
+        assert_eq!(info.packages.installed.len(), 3);
+        assert_eq!(info.packages.installed["libbar"], "2.3-4");
+        assert_eq!(info.owners_of(&"/etc/foo/main.conf".into()), ["foo"]);
+        assert_eq!(info.owners_of(&"/etc/bar.conf".into()), ["libbar"]);
+        assert!(info.owners_of(&"/etc/gone.conf".into()).is_empty());
+        assert!(info.owners_of(&"/".into()).is_empty());
+    }
+}

@@ -1,0 +1,575 @@
+//! End-to-end: packages installed and upgraded by the REAL package managers
+//! (pacman, rpm, dpkg) on a temporary root; `guard snapshot`, `check`,
+//! `show`, `restore --vanished` and `restore --caps` on it.
+//!
+//! The scenario is incident 1 + 3 of DESIGN §1 for each manager: version 1
+//! of `foo` ships `/etc/foo/old.conf`, `/etc/foo/main.conf` and
+//! `/usr/bin/fooctl`; the admin grants `fooctl` a capability and keeps two
+//! PAM files of their own; version 2 drops `old.conf`, changes `main.conf`
+//! and replaces `fooctl` (caps lost); the PAM files vanish.
+
+// Own helper file (not common/mod.rs) so other areas' helpers merge cleanly.
+#[path = "common/pkg_helpers.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use guard::exec::Cmd;
+use serde_json::Value;
+
+const MAIN_V1: &str = "# foo main config, version 1\nlisten = 25\n";
+const MAIN_V2: &str = "# foo main config, version 2\nlisten = 25\nworkers = 4\n";
+const OLD_CONF: &str = "# obsolete setting, dropped in version 2\nlegacy = yes\n";
+const CTL_V1: &str = "#!/bin/sh\necho fooctl 1\n";
+const CTL_V2: &str = "#!/bin/sh\necho fooctl 2 (rebuilt)\n";
+const IMAP: &str = "auth required pam_sss.so\naccount required pam_sss.so\n";
+const SMTP: &str = "auth required pam_sss.so\n";
+
+/// A temporary root plus the store and scratch space of one test.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+    work: PathBuf,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = tmp.path().join("store");
+    let work = tmp.path().join("work");
+    for d in [&root, &work] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::create_dir_all(root.join("etc/pam.d")).unwrap();
+    World {
+        _tmp: tmp,
+        root,
+        store,
+        work,
+    }
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// The findings of one id and path.
+fn one<'a>(check: &'a Value, id: &[&str], path: &str) -> &'a Value {
+    let hits: Vec<&Value> = findings_for(check, path)
+        .into_iter()
+        .filter(|f| id.iter().any(|i| f["id"] == *i))
+        .collect();
+    assert_eq!(hits.len(), 1, "one {id:?} finding for {path} in {check:#}");
+    hits[0]
+}
+
+/// The whole scenario on a root where `install_v1` and `upgrade_v2` run the
+/// real package manager. `removes_old_conf`: whether that manager deletes a
+/// config file the new version no longer ships (pacman and rpm do; dpkg
+/// keeps it as an obsolete conffile).
+fn scenario(
+    manager: &str,
+    w: &World,
+    install_v1: &dyn Fn(&World),
+    upgrade_v2: &dyn Fn(&World),
+    removes_old_conf: bool,
+) {
+    let (root, store) = (&w.root, &w.store);
+    install_v1(w);
+    let fooctl = root.join("usr/bin/fooctl");
+    assert_eq!(std::fs::read_to_string(&fooctl).unwrap(), CTL_V1);
+    setcap("cap_net_bind_service=ep", &fooctl);
+
+    // the admin's own PAM files, with metadata restore must bring back
+    let imap = root.join("etc/pam.d/imap");
+    let smtp = root.join("etc/pam.d/smtp");
+    write(&imap, IMAP);
+    write(&smtp, SMTP);
+    chmod(&imap, 0o640);
+    chown(&imap, 0, 42);
+    set_xattr(&imap, "user.guard-test", b"mail via ldap");
+    set_mtime(&imap, 1_600_000_000, 123_456_789);
+    chmod(&smtp, 0o644);
+    chown(&smtp, 1234, 1234);
+    set_mtime(&smtp, 1_500_000_000, 987_654_321);
+    let (imap_before, smtp_before) = (state(&imap), state(&smtp));
+    let old_conf = root.join("etc/foo/old.conf");
+    let old_before = state(&old_conf);
+
+    let (code, snap) = guard(root, store, &["snapshot", "--label", "before upgrade"]);
+    assert_eq!(code, 0, "{snap}");
+    let id = snap["id"].as_str().expect("snapshot id").to_string();
+
+    // ownership as recorded
+    let (code, show) = guard(root, store, &["show", &id]);
+    assert_eq!(code, 0, "{show}");
+    assert!(
+        show["package_managers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == manager),
+        "{show:#}"
+    );
+    assert_eq!(
+        show["owners"]["/etc/foo/main.conf"],
+        serde_json::json!(["foo"])
+    );
+    assert_eq!(
+        show["owners"]["/etc/foo/old.conf"],
+        serde_json::json!(["foo"])
+    );
+    let unowned = show["unowned"].as_array().unwrap();
+    for p in ["/etc/pam.d/imap", "/etc/pam.d/smtp"] {
+        assert!(unowned.iter().any(|u| u == p), "{p} unowned: {show:#}");
+        assert!(show["owners"].get(p).is_none());
+    }
+    let cap = show["caps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/usr/bin/fooctl")
+        .unwrap_or_else(|| panic!("fooctl in the caps ledger: {show:#}"));
+    assert_eq!(cap["caps"], "cap_net_bind_service=ep");
+    assert_eq!(cap["owners"], serde_json::json!(["foo"]));
+
+    // the upgrade, then the admin's files vanish
+    upgrade_v2(w);
+    assert_eq!(std::fs::read_to_string(&fooctl).unwrap(), CTL_V2);
+    assert!(
+        !getcap(&fooctl).contains("cap_net_bind_service"),
+        "the package manager replaced fooctl"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/foo/main.conf")).unwrap(),
+        MAIN_V2
+    );
+    assert_eq!(
+        old_conf.exists(),
+        !removes_old_conf,
+        "{manager} and old.conf"
+    );
+    std::fs::remove_file(&imap).unwrap();
+    std::fs::remove_file(&smtp).unwrap();
+
+    let (code, check) = guard(root, store, &["check"]);
+    assert_eq!(code, 2, "{check:#}");
+    assert_eq!(check["snapshot"], id.as_str());
+    for p in ["/etc/pam.d/imap", "/etc/pam.d/smtp"] {
+        // a PAM-specific check may claim the path instead (DESIGN §2: one
+        // finding per kind of damage); either way critical, same fix
+        let f = one(&check, &["file/vanished", "pam/service-vanished"], p);
+        assert_eq!(f["severity"], "critical", "{f:#}");
+        assert_eq!(f["fix"], format!("guard restore {p}"), "{f:#}");
+    }
+    let f = one(&check, &["caps/lost"], "/usr/bin/fooctl");
+    assert_eq!(f["severity"], "critical", "{f:#}");
+    assert_eq!(f["fix"], "guard restore --caps");
+    assert!(f["message"]
+        .as_str()
+        .unwrap()
+        .contains("cap_net_bind_service=ep"));
+    assert!(f["message"].as_str().unwrap().contains("replaced"), "{f:#}");
+    let f = one(&check, &["file/modified"], "/etc/foo/main.conf");
+    assert_eq!(f["severity"], "info", "the package changed it: {f:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("foo 1.0-1 -> 2.0-1"),
+        "{f:#}"
+    );
+    let pkg: Vec<&Value> = findings(&check)
+        .iter()
+        .filter(|f| f["id"] == "pkg/changed")
+        .collect();
+    assert_eq!(pkg.len(), 1, "{check:#}");
+    assert_eq!(pkg[0]["severity"], "info");
+    assert!(pkg[0]["message"].as_str().unwrap().contains("1 upgraded"));
+    assert!(
+        pkg[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("upgraded foo 1.0-1 -> 2.0-1"),
+        "{:#}",
+        pkg[0]
+    );
+    if removes_old_conf {
+        let f = one(&check, &["file/vanished"], "/etc/foo/old.conf");
+        assert_eq!(f["severity"], "warning", "package-owned: {f:#}");
+        assert!(f["message"].as_str().unwrap().contains("owned by foo"));
+        assert_eq!(f["fix"], "guard restore /etc/foo/old.conf");
+    } else {
+        assert!(
+            findings_for(&check, "/etc/foo/old.conf").is_empty(),
+            "{check:#}"
+        );
+    }
+
+    // restore what vanished, then the capability
+    let (code, out) = guard(root, store, &["restore", "--vanished"]);
+    assert_eq!(code, 0, "{out:#}");
+    assert_eq!(
+        state(&imap),
+        imap_before,
+        "imap back byte-exact with metadata"
+    );
+    assert_eq!(
+        state(&smtp),
+        smtp_before,
+        "smtp back byte-exact with metadata"
+    );
+    assert_eq!(state(&old_conf), old_before, "old.conf back as it was");
+    let (code, out) = guard(root, store, &["restore", "--caps"]);
+    assert_eq!(code, 0, "{out:#}");
+    assert!(
+        getcap(&fooctl).ends_with("cap_net_bind_service=ep"),
+        "{}",
+        getcap(&fooctl)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&fooctl).unwrap(),
+        CTL_V2,
+        "the new binary keeps"
+    );
+
+    let (code, check) = guard(root, store, &["check"]);
+    assert!(code <= 1, "no critical finding after restore: {check:#}");
+    assert!(
+        findings(&check).iter().all(|f| f["severity"] != "critical"),
+        "{check:#}"
+    );
+    assert_eq!(check["summary"]["critical"], 0);
+}
+
+// ---------------------------------------------------------------- pacman
+
+/// makepkg refuses to run as root; it runs as `nobody` (uid 65534) so the
+/// test needs no account of its own in the host's /etc/passwd.
+const NOBODY: u32 = 65534;
+
+fn pkgbuild(version: &str, main: &str, ctl: &str, with_old: bool) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut backup = "etc/foo/main.conf".to_string();
+    let mut body = format!(
+        "  mkdir -p \"$pkgdir/etc/foo\" \"$pkgdir/usr/bin\"\n  \
+         printf %s {} > \"$pkgdir/etc/foo/main.conf\"\n  \
+         printf %s {} > \"$pkgdir/usr/bin/fooctl\"\n  \
+         chmod 755 \"$pkgdir/usr/bin/fooctl\"\n",
+        q(main),
+        q(ctl)
+    );
+    if with_old {
+        backup.push_str(" etc/foo/old.conf");
+        body.push_str(&format!(
+            "  printf %s {} > \"$pkgdir/etc/foo/old.conf\"\n",
+            q(OLD_CONF)
+        ));
+    }
+    format!(
+        "pkgname=foo\npkgver={version}\npkgrel=1\npkgdesc='guard test package'\n\
+         arch=(any)\nlicense=(MIT)\nbackup=({backup})\n\
+         package() {{\n{body}}}\n"
+    )
+}
+
+/// Builds foo VERSION with the real makepkg; returns the package file.
+fn makepkg(w: &World, version: &str, main: &str, ctl: &str, with_old: bool) -> PathBuf {
+    let dir = w.work.join(format!("build-{version}"));
+    write(
+        &dir.join("PKGBUILD"),
+        &pkgbuild(version, main, ctl, with_old),
+    );
+    // nobody must reach its build dir: the test's temp dir is root's
+    chmod(w.work.parent().unwrap(), 0o711);
+    chmod(&w.work, 0o711);
+    run(cmd("chown", ["-R", &format!("{NOBODY}:{NOBODY}")]).arg(&dir));
+    run(Cmd::new("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args(["--clear-groups", "--"])
+        .args([
+            "makepkg",
+            "--nodeps",
+            "--skipinteg",
+            "--noconfirm",
+            "--noprogressbar",
+        ])
+        .env("HOME", &dir)
+        .env("PKGEXT", ".pkg.tar.zst")
+        .env("PKGDEST", &dir)
+        .cwd(&dir));
+    let pkg = dir.join(format!("foo-{version}-1-any.pkg.tar.zst"));
+    assert!(pkg.is_file(), "makepkg built {}", pkg.display());
+    pkg
+}
+
+/// `pacman` with everything pointed into the root and the test's repo.
+fn pacman(w: &World) -> Cmd {
+    let r = &w.root;
+    Cmd::new("pacman")
+        .arg("--config")
+        .arg(w.work.join("pacman.conf"))
+        .arg("--root")
+        .arg(r)
+        .arg("--dbpath")
+        .arg(r.join("var/lib/pacman"))
+        .arg("--cachedir")
+        .arg(r.join("var/cache/pacman/pkg"))
+        .arg("--logfile")
+        .arg(r.join("var/log/pacman.log"))
+        .arg("--hookdir")
+        .arg(r.join("etc/pacman.d/hooks"))
+        .arg("--gpgdir")
+        .arg(w.work.join("gnupg"))
+        .args(["--noconfirm", "--noprogressbar"])
+}
+
+#[test]
+fn pacman_upgrade_is_checked_and_restored() {
+    let w = world();
+    let install = |w: &World| {
+        let pkg = makepkg(w, "1.0", MAIN_V1, CTL_V1, true);
+        let repo = w.work.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::copy(&pkg, repo.join(pkg.file_name().unwrap())).unwrap();
+        run(cmd("repo-add", ["-q"])
+            .arg(repo.join("guardtest.db.tar.gz"))
+            .arg(repo.join(pkg.file_name().unwrap())));
+        // `local` is reserved, hence `guardtest`
+        write(
+            &w.work.join("pacman.conf"),
+            &format!(
+                "[options]\nArchitecture = auto\nSigLevel = Never\n\n[guardtest]\nServer = file://{}\n",
+                repo.display()
+            ),
+        );
+        for d in ["var/lib/pacman", "var/cache/pacman/pkg", "var/log"] {
+            std::fs::create_dir_all(w.root.join(d)).unwrap();
+        }
+        run(pacman(w).args(["-Sy", "foo"]));
+    };
+    let upgrade = |w: &World| {
+        let pkg = makepkg(w, "2.0", MAIN_V2, CTL_V2, false);
+        run(pacman(w).arg("-U").arg(&pkg));
+    };
+    scenario("pacman", &w, &install, &upgrade, true);
+}
+
+// ---------------------------------------------------------------- rpm
+
+fn spec(version: &str, main: &str, ctl: &str, with_old: bool) -> String {
+    let mut install = format!(
+        "mkdir -p %{{buildroot}}/etc/foo %{{buildroot}}/usr/bin\n\
+         cat > %{{buildroot}}/etc/foo/main.conf <<'GUARD_EOF'\n{main}GUARD_EOF\n\
+         cat > %{{buildroot}}/usr/bin/fooctl <<'GUARD_EOF'\n{ctl}GUARD_EOF\n\
+         chmod 755 %{{buildroot}}/usr/bin/fooctl\n"
+    );
+    let mut files = "%config(noreplace) /etc/foo/main.conf\n/usr/bin/fooctl\n".to_string();
+    if with_old {
+        install.push_str(&format!(
+            "cat > %{{buildroot}}/etc/foo/old.conf <<'GUARD_EOF'\n{OLD_CONF}GUARD_EOF\n"
+        ));
+        files.push_str("%config(noreplace) /etc/foo/old.conf\n");
+    }
+    format!(
+        "Name: foo\nVersion: {version}\nRelease: 1\nSummary: guard test package\n\
+         License: MIT\nBuildArch: noarch\n\n%description\nguard test package\n\n\
+         %install\n{install}\n%files\n{files}"
+    )
+}
+
+/// Builds foo VERSION with the real rpmbuild; returns the package file.
+fn rpmbuild(w: &World, version: &str, main: &str, ctl: &str, with_old: bool) -> PathBuf {
+    let top = w.work.join("rpmbuild");
+    let spec_file = w.work.join(format!("foo-{version}.spec"));
+    write(&spec_file, &spec(version, main, ctl, with_old));
+    run(Cmd::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec_file)
+        .env("HOME", &w.work));
+    let pkg = top.join(format!("RPMS/noarch/foo-{version}-1.noarch.rpm"));
+    assert!(pkg.is_file(), "rpmbuild built {}", pkg.display());
+    pkg
+}
+
+/// `rpm` on the root's own database; never `~/.rpmdb` (DESIGN §6).
+fn rpm(w: &World) -> Cmd {
+    Cmd::new("rpm")
+        .arg("--root")
+        .arg(&w.root)
+        .args(["--dbpath", "/var/lib/rpm"])
+        .env("HOME", &w.work)
+}
+
+#[test]
+fn rpm_upgrade_is_checked_and_restored() {
+    let w = world();
+    let install = |w: &World| {
+        let pkg = rpmbuild(w, "1.0", MAIN_V1, CTL_V1, true);
+        std::fs::create_dir_all(w.root.join("var/lib/rpm")).unwrap();
+        run(rpm(w).arg("--initdb"));
+        run(rpm(w).args(["-i", "--nodeps", "--force-debian"]).arg(&pkg));
+    };
+    let upgrade = |w: &World| {
+        let pkg = rpmbuild(w, "2.0", MAIN_V2, CTL_V2, false);
+        run(rpm(w).args(["-U", "--nodeps", "--force-debian"]).arg(&pkg));
+    };
+    scenario("rpm", &w, &install, &upgrade, true);
+}
+
+/// openSUSE keeps the database in `/usr/lib/sysimage/rpm` with
+/// `/var/lib/rpm` a symlink to it; Debian's rpm would read `~/.rpmdb`
+/// unless told. guard must find the root's own database and own every file
+/// of a package with several files (the `%{=NAME}` trap).
+#[test]
+fn rpm_ownership_comes_from_the_roots_sysimage_database() {
+    let w = world();
+    let pkg = rpmbuild(&w, "1.0", MAIN_V1, CTL_V1, true);
+    std::fs::create_dir_all(w.root.join("usr/lib/sysimage/rpm")).unwrap();
+    std::fs::create_dir_all(w.root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../usr/lib/sysimage/rpm", w.root.join("var/lib/rpm")).unwrap();
+    let rpm = |w: &World| {
+        Cmd::new("rpm")
+            .arg("--root")
+            .arg(&w.root)
+            .args(["--dbpath", "/usr/lib/sysimage/rpm"])
+            .env("HOME", &w.work)
+    };
+    run(rpm(&w).arg("--initdb"));
+    run(rpm(&w).args(["-i", "--nodeps", "--force-debian"]).arg(&pkg));
+    let home = w.work.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (code, snap) = guard_env(&w.root, &w.store, &[("HOME", &home)], &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    assert!(
+        !home.join(".rpmdb").exists(),
+        "guard must not touch ~/.rpmdb"
+    );
+    let (code, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{show}");
+    assert_eq!(show["package_managers"], serde_json::json!(["rpm"]));
+    assert_eq!(show["packages"], 1);
+    for p in ["/etc/foo/main.conf", "/etc/foo/old.conf"] {
+        assert_eq!(
+            show["owners"][p],
+            serde_json::json!(["foo"]),
+            "{p}: {show:#}"
+        );
+    }
+    assert_eq!(show["errors"], 0, "{show:#}");
+}
+
+// ---------------------------------------------------------------- dpkg
+
+/// Builds foo VERSION with the real dpkg-deb; returns the package file.
+fn dpkg_deb(w: &World, version: &str, main: &str, ctl: &str, with_old: bool) -> PathBuf {
+    let d = w.work.join(format!("deb-{version}"));
+    write(
+        &d.join("DEBIAN/control"),
+        &format!(
+            "Package: foo\nVersion: {version}-1\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+    );
+    write(&d.join("etc/foo/main.conf"), main);
+    write(&d.join("usr/bin/fooctl"), ctl);
+    chmod(&d.join("usr/bin/fooctl"), 0o755);
+    let mut conffiles = "/etc/foo/main.conf\n".to_string();
+    if with_old {
+        write(&d.join("etc/foo/old.conf"), OLD_CONF);
+        conffiles.push_str("/etc/foo/old.conf\n");
+    }
+    write(&d.join("DEBIAN/conffiles"), &conffiles);
+    let pkg = w.work.join(format!("foo_{version}-1_all.deb"));
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&pkg));
+    pkg
+}
+
+/// `dpkg` on the root: its own admin dir and log (dpkg reads the host's
+/// dpkg.cfg even with --root, so the log is named explicitly).
+fn dpkg(w: &World) -> Cmd {
+    let r = &w.root;
+    Cmd::new("dpkg")
+        .arg(format!("--root={}", r.display()))
+        .arg(format!("--admindir={}", r.join("var/lib/dpkg").display()))
+        .arg(format!("--log={}", r.join("var/log/dpkg.log").display()))
+        .arg("--force-not-root")
+}
+
+#[test]
+fn dpkg_upgrade_is_checked_and_restored() {
+    let w = world();
+    let install = |w: &World| {
+        for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+            std::fs::create_dir_all(w.root.join(d)).unwrap();
+        }
+        write(&w.root.join("var/lib/dpkg/status"), "");
+        let pkg = dpkg_deb(w, "1.0", MAIN_V1, CTL_V1, true);
+        run(dpkg(w).arg("-i").arg(&pkg));
+    };
+    let upgrade = |w: &World| {
+        let pkg = dpkg_deb(w, "2.0", MAIN_V2, CTL_V2, false);
+        run(dpkg(w).arg("-i").arg(&pkg));
+    };
+    // dpkg keeps an unmodified conffile the new version dropped (obsolete)
+    scenario("dpkg", &w, &install, &upgrade, false);
+}
+
+/// Merged /usr: Debian packages list `/lib/systemd/system/…` while `/lib`
+/// is a symlink to `usr/lib`; guard walks the real directory, so the unit
+/// must be owned there, not look like an admin's own file.
+#[test]
+fn dpkg_paths_listed_under_a_merged_usr_link_are_owned_where_guard_sees_them() {
+    let w = world();
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/log",
+        "usr/lib",
+    ] {
+        std::fs::create_dir_all(w.root.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink("usr/lib", w.root.join("lib")).unwrap();
+    write(&w.root.join("var/lib/dpkg/status"), "");
+    let d = w.work.join("deb-unit");
+    write(
+        &d.join("DEBIAN/control"),
+        "Package: foo-unit\nVersion: 1.0-1\nArchitecture: all\n\
+         Maintainer: guard tests <root@localhost>\nDescription: guard test package\n",
+    );
+    write(
+        &d.join("lib/systemd/system/foo.service"),
+        "[Service]\nExecStart=/usr/bin/fooctl\n",
+    );
+    let pkg = w.work.join("foo-unit_1.0-1_all.deb");
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&pkg));
+    run(dpkg(&w).arg("-i").arg(&pkg));
+    assert!(w.root.join("usr/lib/systemd/system/foo.service").is_file());
+    let list = std::fs::read_to_string(w.root.join("var/lib/dpkg/info/foo-unit.list")).unwrap();
+    assert!(list.contains("\n/lib/systemd/system/foo.service"), "{list}");
+
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (code, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{show}");
+    assert_eq!(
+        show["owners"]["/usr/lib/systemd/system/foo.service"],
+        serde_json::json!(["foo-unit"]),
+        "{show:#}"
+    );
+    assert!(!show["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/usr/lib/systemd/system/foo.service"));
+}
