@@ -226,6 +226,7 @@ pub fn snapshot(
         cache.as_ref(),
         &Sink::Store(store),
         app.ui.as_ref(),
+        scan::Ledger::Full,
     )?;
     let mut m = cap.manifest;
     m.id = store.new_id();
@@ -410,10 +411,21 @@ pub fn load_baseline(store: &Store, given: Option<&str>) -> Result<Option<Manife
     id.map(|id| store.load(&id)).transpose()
 }
 
-/// Scans the live system without storing anything.
+/// Scans the live system without storing anything. `cache` is the
+/// snapshot compared against: its hashes are reused for unchanged files and
+/// only its capped files are probed.
 pub fn live(app: &App, cache: Option<&Manifest>) -> Result<Manifest> {
     let scope = app.scope()?;
-    let mut m = scan::capture(&app.root, &scope, cache, &Sink::HashOnly, app.ui.as_ref())?.manifest;
+    let ledger = scan::Ledger::Only(cache.map_or(&[][..], |m| &m.caps[..]));
+    let mut m = scan::capture(
+        &app.root,
+        &scope,
+        cache,
+        &Sink::HashOnly,
+        app.ui.as_ref(),
+        ledger,
+    )?
+    .manifest;
     m.id = "live".into();
     Ok(m)
 }

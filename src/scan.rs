@@ -676,6 +676,39 @@ impl Default for PhaseTimer {
     }
 }
 
+/// How much of the capability ledger a scan needs.
+#[derive(Clone, Copy)]
+pub enum Ledger<'a> {
+    /// Walk every caps root (a snapshot: newly capped files must be seen).
+    Full,
+    /// Probe only these recorded files (a check: `caps/lost` and
+    /// `caps/changed` are about what the baseline had; walking ~100k files
+    /// of /usr for them would cost far more than the whole rest of a check).
+    Only(&'a [CapEntry]),
+}
+
+/// The live state of the recorded capped files.
+pub fn caps_probe(root: &SysRoot, recorded: &[CapEntry]) -> Vec<CapEntry> {
+    let mut out = Vec::new();
+    for c in recorded {
+        let Some(parent) = c.path.parent() else {
+            continue;
+        };
+        let Ok(fd) = root.open_dir(&parent) else {
+            continue;
+        };
+        let Ok(name) = std::ffi::CString::new(c.path.file_name()) else {
+            continue;
+        };
+        if let Ok(Some(raw)) = xattr::capability_at(&fd, &name, &root.host_path(&c.path)) {
+            if let Some(e) = cap_entry(root, &fd, c.path.clone(), &name, &raw) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
 /// Walks everything a snapshot records. `cache` is the newest snapshot.
 pub fn capture(
     root: &SysRoot,
@@ -683,6 +716,7 @@ pub fn capture(
     cache: Option<&Manifest>,
     sink: &Sink,
     ui: &dyn Ui,
+    ledger: Ledger,
 ) -> Result<Capture> {
     let timer = PhaseTimer::new();
     let acc = Accounts::load(root);
@@ -744,13 +778,28 @@ pub fn capture(
     timer.phase("hash+store");
 
     let spin = ui.spinner("capability ledger");
-    let (caps, cap_errors) = caps_ledger(root, &acc);
+    let (caps, cap_errors) = match ledger {
+        Ledger::Full => caps_ledger(root, &acc),
+        Ledger::Only(recorded) => (caps_probe(root, recorded), Vec::new()),
+    };
     spin.finish();
     w.errors.extend(cap_errors);
     timer.phase("caps ledger");
 
     let spin = ui.spinner("package database");
-    let pk = pkg::read(root).unwrap_or_else(|e| {
+    let stamp = pkg::stamp(root);
+    let reuse = cache.filter(|c| !stamp.is_empty() && c.packages.stamp == stamp);
+    let wanted: std::collections::HashSet<&SysPath> = w
+        .entries
+        .iter()
+        .map(|e| &e.path)
+        .chain(caps.iter().map(|c| &c.path))
+        .collect();
+    let pk = match reuse {
+        Some(c) => pkg::PackageInfo::from_manifest(c),
+        None => pkg::read_for(root, Some(&wanted)),
+    }
+    .unwrap_or_else(|e| {
         w.errors.push(ScanError {
             path: SysPath::root(),
             error: format!("package database: {e:#}"),
@@ -775,7 +824,10 @@ pub fn capture(
         guard_version: env!("CARGO_PKG_VERSION").to_string(),
         scope: scope.roots.clone(),
         os_release: os_release(root),
-        packages: pk.packages.clone(),
+        packages: crate::store::Packages {
+            stamp,
+            ..pk.packages.clone()
+        },
         units: enabled_units(root),
         entries: w.entries,
         caps,
@@ -825,7 +877,7 @@ mod tests {
         let sd = tempfile::tempdir().unwrap();
         let store = Store::open_write(sd.path()).unwrap();
         let ui = crate::ui::Scripted::new(Default::default(), false);
-        let cap = capture(&root, &scope, None, &Sink::Store(&store), &ui).unwrap();
+        let cap = capture(&root, &scope, None, &Sink::Store(&store), &ui, Ledger::Full).unwrap();
         let m = &cap.manifest;
         let get = |p: &str| m.entry(&SysPath::new(p)).unwrap();
         assert_eq!(get("/etc/pam.d/imap").kind, FileKind::File);
@@ -844,7 +896,15 @@ mod tests {
         assert_eq!(cap.new_objects, 2);
 
         // unchanged tree: everything comes from the cache, nothing new
-        let again = capture(&root, &scope, Some(m), &Sink::Store(&store), &ui).unwrap();
+        let again = capture(
+            &root,
+            &scope,
+            Some(m),
+            &Sink::Store(&store),
+            &ui,
+            Ledger::Full,
+        )
+        .unwrap();
         assert_eq!(again.new_objects, 0);
         assert_eq!(again.manifest.entries, m.entries);
     }

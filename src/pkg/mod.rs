@@ -47,6 +47,58 @@ pub(crate) struct Db {
     pub files: Vec<(SysPath, String)>,
 }
 
+/// Files whose identity changes whenever packages are installed, removed or
+/// upgraded (every manager rewrites them).
+const DB_FILES: &[&str] = &[
+    "/var/lib/dpkg/status",
+    "/var/lib/dpkg/info",
+    "/var/lib/pacman/local",
+    "/var/lib/rpm",
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/var/lib/rpm/Packages",
+    "/var/lib/rpm/Packages.db",
+    "/usr/lib/sysimage/rpm",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/Packages.db",
+];
+
+/// The identity of the root's package databases (see `Packages::stamp`);
+/// empty when it has none.
+pub fn stamp(root: &SysRoot) -> String {
+    let mut parts = Vec::new();
+    for p in DB_FILES {
+        if let Ok(st) = root.lstat(&SysPath::new(p)) {
+            parts.push(format!(
+                "{p}:{}:{}.{}:{}:{}.{}",
+                st.st_size, st.st_mtime, st.st_mtime_nsec, st.st_ino, st.st_ctime, st.st_ctime_nsec
+            ));
+        }
+    }
+    parts.join(";")
+}
+
+impl PackageInfo {
+    /// The ownership a snapshot recorded, for a root whose package
+    /// databases have not changed since (see [`stamp`]).
+    pub fn from_manifest(m: &crate::store::Manifest) -> Result<PackageInfo> {
+        let mut info = PackageInfo {
+            packages: m.packages.clone(),
+            ..Default::default()
+        };
+        for e in &m.entries {
+            if !e.owners.is_empty() {
+                info.owners.insert(e.path.clone(), e.owners.clone());
+            }
+        }
+        for c in &m.caps {
+            if !c.owners.is_empty() {
+                info.owners.insert(c.path.clone(), c.owners.clone());
+            }
+        }
+        Ok(info)
+    }
+}
+
 /// One manager's reader: `Ok(None)` when the root does not use it.
 type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 
@@ -54,6 +106,16 @@ type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 /// A database that is there but unreadable goes to `errors`; it is never
 /// silently treated as "nothing installed" without saying so.
 pub fn read(root: &SysRoot) -> Result<PackageInfo> {
+    read_for(root, None)
+}
+
+/// Like [`read`], keeping owners only for the `wanted` paths: a system has
+/// ~100k packaged files and a snapshot records a few thousand, so building
+/// the full map would cost more than the rest of the snapshot.
+pub fn read_for(
+    root: &SysRoot,
+    wanted: Option<&std::collections::HashSet<&SysPath>>,
+) -> Result<PackageInfo> {
     let mut info = PackageInfo::default();
     let readers: [(&str, Reader); 3] = [
         ("pacman", pacman::read),
@@ -66,7 +128,7 @@ pub fn read(root: &SysRoot) -> Result<PackageInfo> {
             Ok(None) => {}
             Ok(Some(db)) => {
                 info.packages.managers.push(name.to_string());
-                merge(&mut info, db, &aliases);
+                merge(&mut info, db, &aliases, wanted);
             }
             Err(e) => {
                 info.packages.managers.push(name.to_string());
@@ -81,7 +143,13 @@ pub fn read(root: &SysRoot) -> Result<PackageInfo> {
     Ok(info)
 }
 
-fn merge(info: &mut PackageInfo, db: Db, aliases: &[(SysPath, SysPath)]) {
+fn merge(
+    info: &mut PackageInfo,
+    db: Db,
+    aliases: &[(SysPath, SysPath)],
+    wanted: Option<&std::collections::HashSet<&SysPath>>,
+) {
+    let want = |p: &SysPath| wanted.is_none_or(|w| w.contains(p));
     for (name, version) in db.installed {
         // The same name from two managers (rare: a foreign rpm on Debian)
         // keeps both versions so a change in either shows.
@@ -99,10 +167,12 @@ fn merge(info: &mut PackageInfo, db: Db, aliases: &[(SysPath, SysPath)]) {
         if path.is_root() {
             continue;
         }
-        if let Some(alias) = alias_of(&path, aliases) {
+        if let Some(alias) = alias_of(&path, aliases).filter(|a| want(a)) {
             info.owners.entry(alias).or_default().push(pkg.clone());
         }
-        info.owners.entry(path).or_default().push(pkg);
+        if want(&path) {
+            info.owners.entry(path).or_default().push(pkg);
+        }
     }
 }
 
@@ -199,6 +269,7 @@ mod tests {
                 ],
             },
             &aliases,
+            None,
         );
         assert_eq!(
             info.owners_of(&SysPath::new("/usr/lib/systemd/system/foo.service")),

@@ -217,6 +217,11 @@ pub struct Packages {
     /// name → version
     #[serde(default)]
     pub installed: BTreeMap<String, String>,
+    /// Identity (path, size, mtime, inode) of the package databases when
+    /// they were read: equal stamps mean equal ownership, so a scan can
+    /// reuse the recorded owners instead of reading ~100k packaged paths.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stamp: String,
 }
 
 /// A libvirt guest cloned as part of the snapshot (`--vm`).

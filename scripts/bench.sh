@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmarks guard against the tools an admin would otherwise use, on this
+# machine's real /etc and /usr, in one run, warm cache, as ratios to the
+# anchor (tar -cf - /etc | zstd). Reads the host's /etc and /usr; writes only
+# to a temporary directory. Not a test: numbers go into the README.
+#   scripts/bench.sh [RUNS]      (default 7 runs each, median)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-7}
+for t in zstd getcap git; do command -v $t >/dev/null || { echo "bench needs $t" >&2; exit 1; }; done
+cargo build --release --quiet --no-default-features --bin guard
+G=$PWD/target/release/guard
+W=$(mktemp -d /tmp/guard-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
+
+# median wall time in ms of running "$@" RUNS times; $PRE runs before each
+median() {
+  local ts=()
+  for _ in $(seq "$RUNS"); do
+    [ -n "${PRE:-}" ] && eval "$PRE"
+    local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1 || true; b=$(date +%s%N)
+    ts+=($(( (b - a) / 1000 )))
+  done
+  printf '%s\n' "${ts[@]}" | sort -n | awk '{v[NR]=$1} END {printf "%.1f", v[int((NR+1)/2)]/1000}'
+}
+# median of one GUARD_TIMINGS phase
+phase() {
+  local name=$1; shift; local ts=()
+  for _ in $(seq "$RUNS"); do
+    ts+=($(GUARD_TIMINGS=1 "$@" 2>&1 >/dev/null | awk -v n="$name" '$0 ~ "timing: "n {print $(NF-1)}'))
+  done
+  printf '%s\n' "${ts[@]}" | sort -n | awk '{v[NR]=$1} END {printf "%.1f", v[int((NR+1)/2)]}'
+}
+tarzstd() { tar -cf - /etc 2>/dev/null | zstd -q -c > "$W/etc.tar.zst"; }
+etckeeper() { rm -rf "$W/git"; git init -q "$W/git" && git --git-dir="$W/git/.git" --work-tree=/etc add -A && git --git-dir="$W/git/.git" --work-tree=/etc -c user.name=b -c user.email=b@b commit -qm snapshot; }
+getcap_usr() { getcap -r /usr; }
+
+# warm the page cache
+tarzstd; getcap_usr >/dev/null 2>&1; "$G" --root / --store "$W/warm" snapshot >/dev/null 2>&1
+
+anchor=$(median tarzstd)
+git_ms=$(median etckeeper)
+PRE='rm -rf "$W/cold"' cold=$(median "$G" --root / --store "$W/cold" snapshot)
+"$G" --root / --store "$W/re" snapshot >/dev/null 2>&1
+re=$(median "$G" --root / --store "$W/re" snapshot --kind timer)
+before=$(find "$W/re/objects" -type f | wc -l)
+"$G" --root / --store "$W/re" snapshot --kind timer >/dev/null 2>&1
+after=$(find "$W/re/objects" -type f | wc -l)
+chk=$(median "$G" --root / --store "$W/re" check)
+getcap_ms=$(median getcap_usr)
+ledger=$(phase "caps ledger" "$G" --root / --store "$W/re" snapshot --kind timer)
+"$G" --root / --store "$W/re" prune --keep 1 --yes >/dev/null 2>&1 || true
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+files=$(find /etc 2>/dev/null | wc -l); usr=$(find /usr -type f 2>/dev/null | wc -l)
+cat <<TXT
+guard benchmark: $(nproc) cores, /etc $files entries ($(du -sh /etc 2>/dev/null | cut -f1)), /usr $usr files, median of $RUNS, warm cache
+| what | ms | ratio | target |
+|---|---:|---:|---:|
+| tar -cf - /etc \| zstd (anchor) | $anchor | 1.00 | |
+| git add -A && git commit of /etc, fresh repo (etckeeper) | $git_ms | $(ratio "$git_ms" "$anchor") | |
+| guard snapshot, cold store | $cold | $(ratio "$cold" "$anchor") | ≤ 1.0 |
+| guard snapshot, unchanged tree | $re | $(ratio "$re" "$anchor") | ≤ 0.5 |
+| guard check, unchanged tree | $chk | $(ratio "$chk" "$anchor") | ≤ 0.5 |
+| getcap -r /usr (anchor for the ledger) | $getcap_ms | 1.00 | |
+| guard capability ledger of /usr (phase) | $ledger | $(ratio "$ledger" "$getcap_ms") | ≤ 0.5 |
+unchanged re-snapshot added $((after - before)) objects (must be 0)
+profile of one unchanged re-snapshot (GUARD_TIMINGS=1):
+$(GUARD_TIMINGS=1 "$G" --root / --store "$W/re" snapshot --kind timer 2>&1 >/dev/null | grep timing)
+TXT
+if [ -x scripts/bench-vm.sh ]; then bash scripts/bench-vm.sh; fi
