@@ -153,6 +153,21 @@ fn pacman_transaction_runs_the_hooks_in_the_root() {
     assert_eq!(list[0]["kind"], "pre");
     assert_eq!(list[0]["label"], "pacman: hello");
 
+    // A guard that fails outright (here: `false` in its place) never stops
+    // the transaction: the package is still removed.
+    install_binary(r, Path::new("/bin/false"), "/usr/bin/guard");
+    let out =
+        run(Command::new("pacman")
+            .arg("--sysroot")
+            .arg(r)
+            .args(["--noconfirm", "-R", "hello"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let q = run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["-Q", "hello"]));
+    assert!(!q.status.success(), "hello is gone: {}", text(&q));
+
     // Uninstall removes exactly what install wrote.
     let out = run(guard(r).args(["--yes", "hooks", "uninstall", "--manager", "pacman"]));
     assert!(out.status.success(), "{}", text(&out));
