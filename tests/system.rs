@@ -581,6 +581,21 @@ fn push_lands_in_an_append_only_repository() {
         .to_string();
     assert!(ls.contains(&shadow[2..]), "{ls}");
 
+    // What was pushed is a usable store again: restore it elsewhere and
+    // guard verifies it.
+    let back = work.path().join("back");
+    let out = run(restic(&repo, &pw)
+        .args(["restore", "latest", "--target"])
+        .arg(&back));
+    assert!(out.status.success(), "{}", text(&out));
+    let store = std::fs::canonicalize(r.join("var/lib/guard")).unwrap();
+    let restored = back.join(store.strip_prefix("/").unwrap());
+    let out = run(guard(r)
+        .arg("--store")
+        .arg(&restored)
+        .args(["verify", &first]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
     // Second push: only the new snapshot goes.
     std::fs::write(r.join("etc/hello.conf"), "changed\n").unwrap();
     let out = run(guard(r).args(["snapshot", "--label", "second"]));
@@ -595,7 +610,9 @@ fn push_lands_in_an_append_only_repository() {
     // The host cannot delete: forget is refused by the append-only server.
     let sid = snaps[0]["id"].as_str().unwrap().to_string();
     let out = run(restic(&repo, &pw).args(["forget", &sid]));
+    // (restic retries the refused delete for ~45 s before it gives up.)
     assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("403 Forbidden"), "{}", text(&out));
     assert_eq!(restic_snapshots(&repo, &pw).len(), 2);
     drop(server);
 }
