@@ -234,6 +234,11 @@ pub fn install_files(
             }
         }
     }
+    if action == InstallAction::Install && !app.root.exists(&SysPath::new(GUARD_BIN)) {
+        app.ui.say(&format!(
+            "warning: {what} run {GUARD_BIN}, which is not in this root yet: install guard there"
+        ));
+    }
     let rows: Vec<_> = planned
         .iter()
         .map(|(f, a)| json!({"path": f.path.to_string(), "action": a.verb()}))
