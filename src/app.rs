@@ -184,8 +184,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => crate::playbook::cmd_run(&app, &name, dry_run, resume),
         Command::Vm { command } => cmd_vm(&app, command),
         Command::Hooks { action, manager } => crate::hooks::command(&app, action, manager),
-        Command::Units { action } => crate::hooks::units_command(&app, action),
-        Command::Push { id, to } => crate::hooks::push_command(&app, id.as_deref(), &to),
+        Command::Units { action } => crate::units::command(&app, action),
+        Command::Push { id, to } => crate::push::command(&app, id.as_deref(), &to),
+        Command::HookRun {
+            phase,
+            manager,
+            label,
+        } => Ok(crate::hooks::run(&app, phase, manager, label)),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
@@ -210,6 +215,7 @@ pub fn snapshot(
     kind: SnapshotKind,
     label: Option<String>,
 ) -> Result<SnapshotOutcome> {
+    crate::privs::require_read_caps()?;
     if let Some((free, frac)) = store.free_space() {
         if free < MIN_FREE || frac < 0.02 {
             bail!(
@@ -550,6 +556,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
 
 /// Runs every check against the baseline (or `against`); the report.
 pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
+    crate::privs::require_read_caps()?;
     let store = app.store_read()?;
     let base = load_baseline(&store, against)?;
     let live = live(app, base.as_ref())?;

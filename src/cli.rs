@@ -201,6 +201,28 @@ pub enum Command {
     },
     /// The man page (roff) on stdout
     Man,
+    /// Internal: what the package-manager hooks and units run. Never fails
+    /// a transaction: every problem is a warning and the exit code is 0.
+    #[command(name = "hook-run", hide = true)]
+    HookRun {
+        #[arg(value_enum)]
+        phase: HookPhase,
+        /// The package manager that runs the hook (labels the snapshot)
+        #[arg(long, value_enum)]
+        manager: Option<ManagerArg>,
+        /// Label for the pre snapshot
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// When a hook runs: `pre` snapshots, `post` checks, `zypp-plugin` speaks
+/// libzypp's commit-plugin protocol on stdin/stdout and does both.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HookPhase {
+    Pre,
+    Post,
+    ZyppPlugin,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,19 +1,566 @@
-//! Fitting guard into the system: package-manager hooks, systemd units,
-//! off-host copies.
+//! Package-manager hooks (pacman alpm hooks, a libzypp commit plugin, apt
+//! `DPkg::Pre/Post-Invoke`), the files guard installs into a root for them
+//! and for its units, and `guard hook-run`, the never-failing entry point
+//! the hooks call.
+//!
+//! Every file guard installs carries [`MARKER`] in its first lines: install
+//! refuses to overwrite a file without it and uninstall removes only files
+//! with it, so guard never clobbers or deletes an admin's own hook.
 
-use anyhow::{bail, Result};
+use std::ffi::OsStr;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use serde_json::json;
 
 use crate::app::App;
-use crate::cli::{InstallAction, ManagerArg};
+use crate::cli::{HookPhase, InstallAction, ManagerArg};
+use crate::store::SnapshotKind;
+use crate::sysroot::SysPath;
 
-pub fn command(_app: &App, _action: InstallAction, _manager: Option<ManagerArg>) -> Result<i32> {
-    bail!("hooks are not available in this build yet")
+/// Where hooks and units find guard inside the root. alpm hooks run in a
+/// chroot of the root, so this is a path inside it, not the host's.
+pub const GUARD_BIN: &str = "/usr/bin/guard";
+
+/// Names a file as guard's own; install and uninstall look for it.
+pub const MARKER: &str =
+    "guard-managed: written by guard; `guard hooks|units uninstall` removes it";
+
+/// Snapshots the retention policy keeps per automatic kind (DESIGN §4).
+pub const KEEP: usize = 20;
+
+/// One file guard wants in the root.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub path: SysPath,
+    pub content: String,
+    pub mode: u32,
 }
 
-pub fn units_command(_app: &App, _action: InstallAction) -> Result<i32> {
-    bail!("units are not available in this build yet")
+/// What install or uninstall will do to one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Remove,
+    Absent,
 }
 
-pub fn push_command(_app: &App, _id: Option<&str>, _to: &str) -> Result<i32> {
-    bail!("push is not available in this build yet")
+impl Action {
+    fn verb(&self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Remove => "remove",
+            Action::Absent => "absent",
+        }
+    }
+    fn changes(&self) -> bool {
+        matches!(self, Action::Create | Action::Update | Action::Remove)
+    }
+}
+
+fn has_marker(data: &[u8]) -> bool {
+    let head: Vec<&[u8]> = data.split(|b| *b == b'\n').take(4).collect();
+    head.iter()
+        .any(|l| l.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()))
+}
+
+fn read_exact_file(app: &App, p: &SysPath) -> Result<Option<Vec<u8>>> {
+    match app.root.open_exact(p) {
+        Ok(mut f) => {
+            let st = rustix::fs::fstat(&f)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+            {
+                bail!("{p} exists and is not a regular file guard wrote; refusing to touch it");
+            }
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("cannot read {p}: {e}")),
+    }
+}
+
+/// Decides, touching nothing, what install (or uninstall) does to each file.
+/// A file in the way that guard did not write is refused.
+pub fn plan(app: &App, files: &[Planned], action: InstallAction) -> Result<Vec<(Planned, Action)>> {
+    let mut out = Vec::new();
+    for f in files {
+        let cur = read_exact_file(app, &f.path)?;
+        let a = match (action, cur) {
+            (InstallAction::Install, None) => Action::Create,
+            (InstallAction::Install, Some(c)) if !has_marker(&c) => bail!(
+                "{} exists and was not written by guard; refusing to overwrite it (move it away first)",
+                f.path
+            ),
+            (InstallAction::Install, Some(c)) => {
+                let same_mode = app
+                    .root
+                    .lstat(&f.path)
+                    .map(|st| st.st_mode & 0o7777 == f.mode)
+                    .unwrap_or(false);
+                if c == f.content.as_bytes() && same_mode {
+                    Action::Unchanged
+                } else {
+                    Action::Update
+                }
+            }
+            (InstallAction::Uninstall, None) => Action::Absent,
+            (InstallAction::Uninstall, Some(c)) if !has_marker(&c) => bail!(
+                "{} was not written by guard; refusing to remove it",
+                f.path
+            ),
+            (InstallAction::Uninstall, Some(_)) => Action::Remove,
+        };
+        out.push((f.clone(), a));
+    }
+    Ok(out)
+}
+
+/// Opens (creating with mode 0755 as needed) a directory inside the root,
+/// never through a symlink.
+fn ensure_dir(app: &App, p: &SysPath) -> Result<OwnedFd> {
+    let mut missing = Vec::new();
+    let mut cur = p.clone();
+    let fd = loop {
+        match app.root.open_dir(&cur) {
+            Ok(fd) => break fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(cur.file_name().to_vec());
+                cur = cur
+                    .parent()
+                    .ok_or_else(|| anyhow!("cannot open the root"))?;
+            }
+            Err(e) => bail!("cannot open {cur} (a symlink or not a directory?): {e}"),
+        }
+    };
+    let mut fd = fd;
+    for name in missing.into_iter().rev() {
+        let name = OsStr::from_bytes(&name);
+        match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => bail!("cannot create {}/{}: {e}", cur, name.to_string_lossy()),
+        }
+        fd = rustix::fs::openat(
+            &fd,
+            name,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {}/{}", cur, name.to_string_lossy()))?;
+        cur = cur.join(name.as_bytes());
+    }
+    Ok(fd)
+}
+
+/// Writes one file atomically inside the root: temp file beside it, fsync,
+/// rename, fsync of the directory.
+fn write_in_root(app: &App, f: &Planned) -> Result<()> {
+    let parent = f.path.parent().unwrap_or_else(SysPath::root);
+    let dir = ensure_dir(app, &parent)?;
+    let name = OsStr::from_bytes(f.path.file_name()).to_os_string();
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(&name);
+    tmp.push(format!(".guard-tmp.{}", std::process::id()));
+    let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+    let fd = rustix::fs::openat(
+        &dir,
+        &tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .with_context(|| format!("cannot write {}", f.path))?;
+    let res = (|| -> Result<()> {
+        let mut file = std::fs::File::from(fd);
+        file.write_all(f.content.as_bytes())?;
+        rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(f.mode))?;
+        file.sync_all()?;
+        rustix::fs::renameat(&dir, &tmp, &dir, &name)?;
+        rustix::fs::fsync(&dir)?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+    }
+    res.with_context(|| format!("cannot write {}", f.path))
+}
+
+fn remove_in_root(app: &App, p: &SysPath) -> Result<()> {
+    let dir = app
+        .root
+        .open_dir(&p.parent().unwrap_or_else(SysPath::root))
+        .with_context(|| format!("cannot open the directory of {p}"))?;
+    rustix::fs::unlinkat(&dir, OsStr::from_bytes(p.file_name()), AtFlags::empty())
+        .with_context(|| format!("cannot remove {p}"))?;
+    rustix::fs::fsync(&dir)?;
+    Ok(())
+}
+
+/// Plan → show → confirm → apply for a set of guard's files.
+pub fn install_files(
+    app: &App,
+    what: &str,
+    files: &[Planned],
+    action: InstallAction,
+) -> Result<i32> {
+    let planned = plan(app, files, action)?;
+    let todo = planned.iter().filter(|(_, a)| a.changes()).count();
+    for (f, a) in &planned {
+        app.ui.say(&format!("  {:<9} {}", a.verb(), f.path));
+    }
+    let verb = match action {
+        InstallAction::Install => "install",
+        InstallAction::Uninstall => "uninstall",
+    };
+    if todo > 0 {
+        if !app
+            .ui
+            .confirm(&format!("{verb} {what} ({todo} file(s))?"))?
+        {
+            bail!("nothing changed");
+        }
+        for (f, a) in &planned {
+            match a {
+                Action::Create | Action::Update => write_in_root(app, f)?,
+                Action::Remove => remove_in_root(app, &f.path)?,
+                Action::Unchanged | Action::Absent => {}
+            }
+        }
+    }
+    if action == InstallAction::Install && !app.root.exists(&SysPath::new(GUARD_BIN)) {
+        app.ui.say(&format!(
+            "warning: {what} run {GUARD_BIN}, which is not in this root yet: install guard there"
+        ));
+    }
+    let rows: Vec<_> = planned
+        .iter()
+        .map(|(f, a)| json!({"path": f.path.to_string(), "action": a.verb()}))
+        .collect();
+    if app.json {
+        app.print_json(&json!({ "action": verb, "what": what, "files": rows }))?;
+    } else if todo == 0 {
+        println!("{what}: nothing to do");
+    } else {
+        println!("{what}: {verb}ed {todo} file(s)");
+    }
+    Ok(0)
+}
+
+/// The root's package manager, from its configuration and database.
+fn detect(app: &App) -> Result<ManagerArg> {
+    let has = |p: &str| app.root.exists(&SysPath::new(p));
+    if has("/etc/pacman.conf") || has("/var/lib/pacman") {
+        Ok(ManagerArg::Pacman)
+    } else if has("/etc/zypp") || has("/usr/bin/zypper") {
+        Ok(ManagerArg::Zypper)
+    } else if has("/etc/apt") || has("/var/lib/dpkg") {
+        Ok(ManagerArg::Apt)
+    } else {
+        bail!("cannot tell the root's package manager; name it with --manager pacman|zypper|apt")
+    }
+}
+
+/// The files a manager's hooks consist of.
+pub fn hook_files(manager: ManagerArg) -> Vec<Planned> {
+    match manager {
+        ManagerArg::Pacman => {
+            // No AbortOnFail: even if guard crashes, the transaction goes on.
+            let trig = "[Trigger]\nOperation = Install\nOperation = Upgrade\nOperation = Remove\nType = Package\nTarget = *\n";
+            vec![
+                Planned {
+                    path: SysPath::new("/etc/pacman.d/hooks/00-guard-snapshot.hook"),
+                    content: format!(
+                        "# {MARKER}\n# Snapshot the configuration before every transaction.\n{trig}\n[Action]\nDescription = guard: snapshot of the configuration before the transaction\nWhen = PreTransaction\nExec = {GUARD_BIN} hook-run pre --manager pacman\nNeedsTargets\n"
+                    ),
+                    mode: 0o644,
+                },
+                Planned {
+                    path: SysPath::new("/etc/pacman.d/hooks/zz-guard-check.hook"),
+                    content: format!(
+                        "# {MARKER}\n# Check what the transaction did to the configuration.\n{trig}\n[Action]\nDescription = guard: checking what the transaction changed\nWhen = PostTransaction\nExec = {GUARD_BIN} hook-run post --manager pacman\n"
+                    ),
+                    mode: 0o644,
+                },
+            ]
+        }
+        ManagerArg::Zypper => vec![Planned {
+            path: SysPath::new("/usr/lib/zypp/plugins/commit/guard"),
+            // guard itself speaks the plugin protocol; the script only
+            // finds it. Without guard it exits: libzypp logs a plugin that
+            // went away and commits anyway.
+            content: format!(
+                "#!/bin/sh\n# {MARKER}\n# libzypp commit plugin: snapshot at PLUGINBEGIN, check at PLUGINEND.\nif [ -x {GUARD_BIN} ]; then exec {GUARD_BIN} --no-progress hook-run zypp-plugin; fi\nexit 0\n"
+            ),
+            mode: 0o755,
+        }],
+        ManagerArg::Apt => vec![Planned {
+            path: SysPath::new("/etc/apt/apt.conf.d/05guard"),
+            // apt runs these through sh -c and aborts on failure: `|| true`
+            // keeps a crash of guard from ever stopping dpkg.
+            content: format!(
+                "// {MARKER}\n// Snapshot before and check after every dpkg run.\nDPkg::Pre-Invoke {{ \"if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run pre --manager apt || true; fi\"; }};\nDPkg::Post-Invoke {{ \"if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run post --manager apt || true; fi\"; }};\n"
+            ),
+            mode: 0o644,
+        }],
+    }
+}
+
+/// `guard hooks install|uninstall [--manager M]`.
+pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) -> Result<i32> {
+    let m = match manager {
+        Some(m) => m,
+        None => detect(app)?,
+    };
+    let name = format!("{m:?} hooks").to_lowercase();
+    install_files(app, &name, &hook_files(m), action)
+}
+
+/// `guard hook-run PHASE`: always exit 0. A full store, a held lock, an
+/// error or a panic are warnings; the package transaction goes on.
+pub fn run(app: &App, phase: HookPhase, manager: Option<ManagerArg>, label: Option<String>) -> i32 {
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match phase {
+        HookPhase::Pre => {
+            let label = label.or_else(|| pacman_targets(manager));
+            pre(app, manager, label)
+        }
+        HookPhase::Post => post(app),
+        HookPhase::ZyppPlugin => zypp_plugin(
+            app,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        ),
+    }));
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("guard: warning: {e:#}; the transaction goes on"),
+        Err(_) => eprintln!("guard: warning: guard failed unexpectedly; the transaction goes on"),
+    }
+    0
+}
+
+/// alpm hands the transaction's package names on stdin (`NeedsTargets`).
+fn pacman_targets(manager: Option<ManagerArg>) -> Option<String> {
+    if manager != Some(ManagerArg::Pacman) {
+        return None;
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return None;
+    }
+    let names: Vec<String> = std::io::stdin()
+        .lock()
+        .lines()
+        .map_while(|l| l.ok())
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut label = format!("pacman: {}", names.join(" "));
+    if label.chars().count() > 200 {
+        label = label.chars().take(197).collect::<String>() + "...";
+    }
+    Some(label)
+}
+
+/// Snapshot of kind `pre`, then the retention policy.
+pub fn pre(app: &App, manager: Option<ManagerArg>, label: Option<String>) -> Result<()> {
+    let label = label.or_else(|| manager.map(|m| format!("{m:?} transaction").to_lowercase()));
+    let store = app.store_write()?;
+    let out = crate::app::snapshot(app, &store, SnapshotKind::Pre, label)?;
+    eprintln!(
+        "guard: snapshot {} before the transaction ({} entries, {} new objects)",
+        out.id, out.entries, out.new_objects
+    );
+    let drop = store.prune_plan(KEEP)?;
+    if !drop.is_empty() {
+        let rep = store.forget(&drop)?;
+        eprintln!(
+            "guard: retention: dropped {} old snapshot(s), {} bytes",
+            rep.snapshots.len(),
+            rep.bytes
+        );
+    }
+    Ok(())
+}
+
+/// Lines of findings the post-transaction summary shows; the rest is a count.
+const SUMMARY_LINES: usize = 12;
+
+/// The check after a transaction, as one screen on stderr.
+pub fn post(app: &App) -> Result<()> {
+    let report = crate::app::check(app, None)?;
+    eprint!("{}", summary(&report));
+    Ok(())
+}
+
+/// A one-screen summary of a report: the verdict, the worst findings, a
+/// pointer to the full check.
+pub fn summary(report: &crate::report::Report) -> String {
+    let mut out = format!("guard: {}\n", report.verdict());
+    let shown: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.effective() != crate::report::Severity::Info)
+        .collect();
+    for f in shown.iter().take(SUMMARY_LINES) {
+        let mut line = format!(
+            "guard:   {:<8} {}: {}",
+            f.effective().as_str(),
+            f.id,
+            f.message
+        );
+        if line.chars().count() > 120 {
+            line = line.chars().take(117).collect::<String>() + "...";
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if shown.len() > SUMMARY_LINES {
+        out.push_str(&format!(
+            "guard:   … and {} more\n",
+            shown.len() - SUMMARY_LINES
+        ));
+    }
+    if !shown.is_empty() {
+        out.push_str("guard: details: guard check\n");
+    }
+    out
+}
+
+/// One frame of libzypp's plugin protocol (STOMP-like): a command line,
+/// header lines, an empty line, a body ended by NUL.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub command: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one frame; `None` at end of input.
+pub fn read_frame(r: &mut dyn BufRead) -> Result<Option<Frame>> {
+    let mut line = Vec::new();
+    // Skip blank lines between frames.
+    let command = loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        let t = String::from_utf8_lossy(&line).trim().to_string();
+        if !t.is_empty() {
+            break t;
+        }
+    };
+    let mut f = Frame {
+        command,
+        ..Default::default()
+    };
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            bail!("plugin frame {} ends before its body", f.command);
+        }
+        let t = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        if t.is_empty() {
+            break;
+        }
+        let (k, v) = t.split_once(':').unwrap_or((&t, ""));
+        f.headers.push((k.to_string(), v.to_string()));
+    }
+    let len = f
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    match len {
+        Some(n) => {
+            f.body = vec![0; n];
+            r.read_exact(&mut f.body)?;
+            let mut nul = Vec::new();
+            r.read_until(0, &mut nul)?;
+        }
+        None => {
+            r.read_until(0, &mut f.body)?;
+            if f.body.last() == Some(&0) {
+                f.body.pop();
+            }
+        }
+    }
+    Ok(Some(f))
+}
+
+fn write_frame(w: &mut dyn Write, command: &str) -> Result<()> {
+    w.write_all(command.as_bytes())?;
+    w.write_all(b"\n\n\0")?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Acts as a libzypp commit plugin: every frame is acknowledged (libzypp
+/// stops talking to a plugin that does not), a `pre` snapshot at
+/// PLUGINBEGIN, the check at PLUGINEND, and `_DISCONNECT` ends it. Work
+/// errors are warnings on stderr; stdout carries only protocol frames.
+pub fn zypp_plugin(app: &App, r: &mut dyn BufRead, w: &mut dyn Write) -> Result<()> {
+    while let Some(frame) = read_frame(r)? {
+        match frame.command.as_str() {
+            "PLUGINBEGIN" => {
+                let label = frame
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "userdata")
+                    .map(|(_, v)| format!("zypper: {v}"))
+                    .or_else(|| Some("zypper transaction".into()));
+                if let Err(e) = pre(app, Some(ManagerArg::Zypper), label) {
+                    eprintln!("guard: warning: {e:#}; the transaction goes on");
+                }
+            }
+            "PLUGINEND" => {
+                if let Err(e) = post(app) {
+                    eprintln!("guard: warning: {e:#}; the transaction goes on");
+                }
+            }
+            _ => {}
+        }
+        write_frame(w, "ACK")?;
+        if frame.command == "_DISCONNECT" {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_with_and_without_content_length() {
+        let data = b"PLUGINBEGIN\nuserdata:x y\n\n\0COMMITBEGIN\ncontent-length:3\n\na\0b\0\n_DISCONNECT\n\n\0";
+        let mut r = std::io::BufReader::new(&data[..]);
+        let f = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(f.command, "PLUGINBEGIN");
+        assert_eq!(f.headers, vec![("userdata".into(), "x y".into())]);
+        let f = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(f.command, "COMMITBEGIN");
+        assert_eq!(f.body, b"a\0b");
+        let f = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(f.command, "_DISCONNECT");
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn marker_is_found_only_in_the_head() {
+        assert!(has_marker(format!("#!/bin/sh\n# {MARKER}\n").as_bytes()));
+        assert!(!has_marker(b"[Trigger]\nOperation = Install\n"));
+    }
 }

@@ -1,0 +1,641 @@
+//! guard fitted into the system, with real parts: a pacman transaction
+//! running guard's alpm hooks in a chroot, apt reading guard's apt.conf.d
+//! snippet, the zypp commit plugin driven frame by frame, systemd-analyze on
+//! the units, setpriv for least privilege, restic against an append-only
+//! `rclone serve restic`, completions and the man page.
+
+// The tests drive real tools themselves; guard's own exec choke point is
+// what they test, not what they use.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+
+fn guard(root: &Path) -> Command {
+    let mut c = Command::new(GUARD);
+    c.arg("--root").arg(root).arg("--no-progress");
+    c.env_remove("GUARD_ROOT").env_remove("GUARD_STORE");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    let out = c.stdin(Stdio::null()).output().expect("spawn");
+    eprintln!(
+        "{:?}\n--- stdout\n{}--- stderr\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A small root: accounts, a secret only root may read, an admin's file.
+fn make_root() -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("guard-system-")
+        .tempdir()
+        .unwrap();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc/pam.d")).unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(r.join("etc/shadow"), "root:$6$secret:19000::::::\n").unwrap();
+    std::fs::set_permissions(r.join("etc/shadow"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(
+        r.join("etc/pam.d/imap"),
+        "auth required pam_unix.so\naccount required pam_unix.so\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("etc/hello.conf"), "admin's own settings\n").unwrap();
+    t
+}
+
+fn snapshots(root: &Path) -> Vec<serde_json::Value> {
+    let out = run(guard(root).args(["list", "--json"]));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["snapshots"].as_array().unwrap().clone()
+}
+
+/// Copies a host binary and the shared libraries it needs into the root,
+/// so it runs in a chroot of it (alpm hooks, apt's sh -c).
+fn install_binary(root: &Path, host: &Path, inside: &str) {
+    let dest = root.join(inside.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(host, &dest).unwrap();
+    let ldd = run(Command::new("ldd").arg(host));
+    for tok in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if tok.starts_with('/') {
+            let lib = root.join(tok.trim_start_matches('/'));
+            std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+            std::fs::copy(tok, &lib).unwrap();
+        }
+    }
+}
+
+/// A pacman package made with bsdtar: one file, /etc/hello.conf.
+fn make_package(dir: &Path) -> PathBuf {
+    let src = dir.join("pkgsrc");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hello.conf"), "the package's settings\n").unwrap();
+    std::fs::write(
+        src.join(".PKGINFO"),
+        "pkgname = hello\npkgbase = hello\npkgver = 1.0-1\npkgdesc = guard test package\nbuilddate = 1700000000\npackager = guard tests\nsize = 23\narch = any\n",
+    )
+    .unwrap();
+    let pkg = dir.join("hello-1.0-1-any.pkg.tar");
+    let out = run(Command::new("bsdtar")
+        .arg("-cf")
+        .arg(&pkg)
+        .arg("-C")
+        .arg(&src)
+        .args([".PKGINFO", "etc"]));
+    assert!(out.status.success());
+    pkg
+}
+
+#[test]
+fn pacman_transaction_runs_the_hooks_in_the_root() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/pacman")).unwrap();
+    std::fs::write(
+        r.join("etc/pacman.conf"),
+        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n",
+    )
+    .unwrap();
+    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
+    let pkg = make_package(r);
+
+    let out = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let hook =
+        std::fs::read_to_string(r.join("etc/pacman.d/hooks/00-guard-snapshot.hook")).unwrap();
+    assert!(hook.contains("When = PreTransaction"), "{hook}");
+    assert!(
+        !hook.contains("AbortOnFail"),
+        "a hook must never block: {hook}"
+    );
+    // Idempotent: a second install changes nothing.
+    let again = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(again.status.success());
+    assert!(text(&again).contains("nothing to do"), "{}", text(&again));
+
+    // The real transaction: pacman on the root, finding the hooks the way
+    // it does on the machine itself; the package overwrites an admin's file.
+    let out = run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
+        .arg(Path::new("/").join(pkg.file_name().unwrap())));
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("guard: snapshot "), "{all}");
+    assert!(
+        all.contains("file/modified"),
+        "the check names the damage: {all}"
+    );
+    assert!(all.contains("/etc/hello.conf"), "{all}");
+    let list = snapshots(r);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["kind"], "pre");
+    assert_eq!(list[0]["label"], "pacman: hello");
+
+    // A guard that fails outright (here: `false` in its place) never stops
+    // the transaction: the package is still removed.
+    install_binary(r, Path::new("/bin/false"), "/usr/bin/guard");
+    let out =
+        run(Command::new("pacman")
+            .arg("--sysroot")
+            .arg(r)
+            .args(["--noconfirm", "-R", "hello"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let q = run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["-Q", "hello"]));
+    assert!(!q.status.success(), "hello is gone: {}", text(&q));
+
+    // Uninstall removes exactly what install wrote.
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall", "--manager", "pacman"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!r.join("etc/pacman.d/hooks/00-guard-snapshot.hook").exists());
+    assert!(!r.join("etc/pacman.d/hooks/zz-guard-check.hook").exists());
+    assert!(r.join("etc/pacman.d/hooks").is_dir());
+}
+
+#[test]
+fn hooks_never_fail_a_transaction() {
+    let t = make_root();
+    let r = t.path();
+    // A held lock: warn, exit 0.
+    let store = r.join("var/lib/guard");
+    std::fs::create_dir_all(&store).unwrap();
+    let lock = std::fs::File::create(store.join("lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let out = run(guard(r).args(["hook-run", "pre", "--manager", "apt"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("locked"), "{}", text(&out));
+    assert!(text(&out).contains("warning"), "{}", text(&out));
+    drop(lock);
+    // A full store: a tiny tmpfs; the snapshot is refused, the hook says so
+    // and exits 0.
+    let full = tempfile::Builder::new()
+        .prefix("guard-full-")
+        .tempdir()
+        .unwrap();
+    let m = run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(full.path()));
+    assert!(m.status.success(), "mounting a tmpfs needs root");
+    let out = run(guard(r)
+        .arg("--store")
+        .arg(full.path().join("store"))
+        .args(["hook-run", "pre"]));
+    let _ = Command::new("umount").arg(full.path()).status();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("nearly full"), "{}", text(&out));
+    // A corrupt store makes the check fail: still exit 0.
+    std::fs::create_dir_all(store.join("snapshots")).unwrap();
+    std::fs::write(store.join("snapshots/20200101-000000-000.json"), "{garbage").unwrap();
+    let out = run(guard(r).args(["hook-run", "post"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("warning"), "{}", text(&out));
+}
+
+#[test]
+fn retention_keeps_hook_snapshots_bounded() {
+    let t = make_root();
+    let r = t.path();
+    for i in 0..22 {
+        std::fs::write(r.join("etc/hello.conf"), format!("v{i}\n")).unwrap();
+        let out = run(guard(r).args(["hook-run", "pre", "--label", &format!("t{i}")]));
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let out = run(guard(r).args(["snapshot", "--label", "mine"]));
+    assert!(out.status.success());
+    let list = snapshots(r);
+    let pre = list.iter().filter(|s| s["kind"] == "pre").count();
+    assert_eq!(pre, 20, "{list:?}");
+    assert!(list.iter().any(|s| s["label"] == "t21"));
+    assert!(!list.iter().any(|s| s["label"] == "t0"));
+    assert!(list.iter().any(|s| s["kind"] == "manual"));
+}
+
+#[test]
+fn apt_reads_the_hooks_and_they_run() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc/apt/apt.conf.d")).unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    // apt itself, reading only this root's configuration.
+    let conf = r.join("apt-test.conf");
+    std::fs::write(&conf, format!("Dir \"{}/\";\n", r.display())).unwrap();
+    let dump = run(Command::new("apt-config")
+        .env("APT_CONFIG", &conf)
+        .arg("dump"));
+    assert!(dump.status.success());
+    let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+    let cmd_of = |key: &str| -> String {
+        let prefix = format!("{key}:: \"");
+        let line = dump
+            .lines()
+            .find(|l| l.starts_with(&prefix) && l.contains("guard"))
+            .unwrap_or_else(|| panic!("{key} not in apt's configuration:\n{dump}"));
+        line[prefix.len()..line.len() - 2].to_string()
+    };
+    let pre = cmd_of("DPkg::Pre-Invoke");
+    let post = cmd_of("DPkg::Post-Invoke");
+    assert!(pre.contains("hook-run pre"), "{pre}");
+    assert!(post.contains("hook-run post"), "{post}");
+    // Run them the way apt does (sh -c) in a chroot of the root.
+    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
+    install_binary(r, Path::new("/bin/sh"), "/bin/sh");
+    let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &pre]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(snapshots(r).len(), 1);
+    std::fs::remove_file(r.join("etc/pam.d/imap")).unwrap();
+    let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &post]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("/etc/pam.d/imap"), "{}", text(&out));
+    assert!(text(&out).contains("critical"), "{}", text(&out));
+    // A failing guard never fails dpkg: remove it and the hook is a no-op.
+    std::fs::remove_file(r.join("usr/bin/guard")).unwrap();
+    let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &pre]));
+    assert!(out.status.success());
+
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!r.join("etc/apt/apt.conf.d/05guard").exists());
+}
+
+#[test]
+fn foreign_files_are_never_overwritten_or_removed() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc/apt/apt.conf.d")).unwrap();
+    let mine = r.join("etc/apt/apt.conf.d/05guard");
+    std::fs::write(&mine, "// the admin's own\n").unwrap();
+    for action in ["install", "uninstall"] {
+        let out = run(guard(r).args(["--yes", "hooks", action, "--manager", "apt"]));
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(
+            text(&out).contains("not written by guard"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&mine).unwrap(),
+            "// the admin's own\n"
+        );
+    }
+    // A symlink out of the root in the way is refused, nothing written outside.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(r.join("etc/systemd")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), r.join("etc/systemd/system")).unwrap();
+    let out = run(guard(r).args(["--yes", "units", "install"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+fn send(w: &mut impl Write, frame: &[u8]) {
+    w.write_all(frame).unwrap();
+    w.flush().unwrap();
+}
+
+fn recv(r: &mut impl BufRead) -> String {
+    let mut buf = Vec::new();
+    r.read_until(0, &mut buf).unwrap();
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+#[test]
+fn zypp_commit_plugin_speaks_the_protocol() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc/zypp")).unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let script = r.join("usr/lib/zypp/plugins/commit/guard");
+    let md = std::fs::metadata(&script).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o755);
+    let body = std::fs::read_to_string(&script).unwrap();
+    assert!(body.contains("hook-run zypp-plugin"), "{body}");
+
+    // The harness plays libzypp: frames in, one ACK frame out per frame.
+    let mut child = guard(r)
+        .args(["hook-run", "zypp-plugin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = child.stdin.take().unwrap();
+    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    send(&mut w, b"PLUGINBEGIN\nuserdata:dup to 15.6\n\n\0");
+    assert_eq!(recv(&mut rd), "ACK\n\n\0");
+    let list = snapshots(r);
+    assert_eq!(list.len(), 1, "snapshot taken at PLUGINBEGIN");
+    assert_eq!(list[0]["kind"], "pre");
+    assert_eq!(list[0]["label"], "zypper: dup to 15.6");
+    let steps = br#"{"TransactionStepList":[]}"#;
+    let mut f = format!("COMMITBEGIN\ncontent-length:{}\n\n", steps.len()).into_bytes();
+    f.extend_from_slice(steps);
+    f.push(0);
+    send(&mut w, &f);
+    assert_eq!(recv(&mut rd), "ACK\n\n\0");
+    std::fs::remove_file(r.join("etc/pam.d/imap")).unwrap();
+    send(&mut w, b"COMMITEND\n\n\0");
+    assert_eq!(recv(&mut rd), "ACK\n\n\0");
+    send(&mut w, b"PLUGINEND\n\n\0");
+    assert_eq!(recv(&mut rd), "ACK\n\n\0");
+    send(&mut w, b"_DISCONNECT\n\n\0");
+    assert_eq!(recv(&mut rd), "ACK\n\n\0");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("/etc/pam.d/imap"), "check at PLUGINEND: {err}");
+    let mut rest = Vec::new();
+    rd.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing but frames on stdout: {rest:?}");
+}
+
+fn exposure(root: &Path, unit: &str) -> f64 {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(format!("--root={}", root.display()))
+        .arg(unit));
+    let all = text(&out);
+    let line = all
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no rating: {all}"));
+    let after = line.split(": ").nth(1).unwrap();
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn units_are_valid_and_hardened() {
+    let t = make_root();
+    let r = t.path();
+    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
+    // systemd's own units, so verify can resolve sysinit.target & co.
+    std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+    let cp = run(Command::new("cp")
+        .args(["-a", "/lib/systemd/system"])
+        .arg(r.join("usr/lib/systemd/")));
+    assert!(cp.status.success());
+    let out = run(guard(r).args(["--yes", "units", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = r.join("etc/systemd/system");
+    let units = [
+        "guard-snapshot.service",
+        "guard-snapshot.timer",
+        "guard-check.service",
+    ];
+    let mut verify = Command::new("systemd-analyze");
+    verify
+        .args(["verify", "--man=no"])
+        .arg(format!("--root={}", r.display()));
+    for u in units {
+        verify.arg(dir.join(u));
+    }
+    let out = run(&mut verify);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+    let timer = std::fs::read_to_string(dir.join("guard-snapshot.timer")).unwrap();
+    for k in ["OnCalendar=daily", "Persistent=true", "RandomizedDelaySec="] {
+        assert!(timer.contains(k), "{timer}");
+    }
+    for svc in ["guard-snapshot.service", "guard-check.service"] {
+        let body = std::fs::read_to_string(dir.join(svc)).unwrap();
+        assert!(body.contains("CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n"));
+        let e = exposure(r, svc);
+        assert!(e <= 1.5, "{svc} exposure {e}");
+    }
+    let out = run(guard(r).args(["--yes", "units", "uninstall"]));
+    assert!(out.status.success());
+    for u in units {
+        assert!(!dir.join(u).exists(), "{u}");
+    }
+}
+
+fn setpriv(root: &Path, caps: &str, args: &[&str]) -> Output {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--bounding-set=-all{caps}"))
+        .arg("--inh-caps=-all")
+        .arg("--")
+        .arg(GUARD)
+        .arg("--root")
+        .arg(root)
+        .arg("--no-progress")
+        .args(args);
+    run(&mut c)
+}
+
+#[test]
+fn snapshot_and_check_need_only_cap_dac_read_search() {
+    let t = make_root();
+    let r = t.path();
+    let out = setpriv(r, ",+dac_read_search", &["snapshot", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    // The unreadable-to-others shadow made it into the store.
+    let show = run(guard(r).args(["show", &id, "--json"]));
+    let s: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(s["errors"], 0, "{s}");
+    let store = r.join("var/lib/guard");
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let out = setpriv(r, ",+dac_read_search", &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::remove_file(r.join("etc/pam.d/imap")).unwrap();
+    let out = setpriv(r, ",+dac_read_search", &["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Without even that: a clear refusal naming the capability.
+    for cmd in ["snapshot", "check"] {
+        let out = setpriv(r, "", &[cmd]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(text(&out).contains("CAP_DAC_READ_SEARCH"), "{}", text(&out));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(std::process::Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn restic(repo: &str, pw: &Path) -> Command {
+    let mut c = Command::new("restic");
+    c.env("RESTIC_PASSWORD_FILE", pw)
+        .env("RESTIC_CACHE_DIR", pw.parent().unwrap().join("cache"))
+        .args(["-r", repo]);
+    c
+}
+
+fn restic_snapshots(repo: &str, pw: &Path) -> Vec<serde_json::Value> {
+    let out = run(restic(repo, pw).args(["snapshots", "--json"]));
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn push_lands_in_an_append_only_repository() {
+    let t = make_root();
+    let r = t.path();
+    let work = tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap();
+    let pw = work.path().join("password");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let port = free_port();
+    let server = Server(
+        Command::new("rclone")
+            .args(["serve", "restic", "--append-only", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(work.path().join("repo"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let repo = format!("rest:http://127.0.0.1:{port}/");
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "rclone serve restic did not start");
+    let out = run(restic(&repo, &pw).arg("init"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let first = run(guard(r).args(["snapshot", "--json"]));
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let first = first["id"].as_str().unwrap().to_string();
+    let push = |extra: &[&str]| {
+        run(guard(r)
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", work.path().join("cache"))
+            .args(["--yes", "--json", "push", "--to", &repo])
+            .args(extra))
+    };
+    let out = push(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let snaps = restic_snapshots(&repo, &pw);
+    assert_eq!(snaps.len(), 1);
+    let tags: Vec<&str> = snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&format!("guard:{first}").as_str()),
+        "{tags:?}"
+    );
+    // The snapshot file and the shadow object are in the repository.
+    let ls = run(restic(&repo, &pw).args(["ls", "latest"]));
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    assert!(ls.contains(&format!("snapshots/{first}.json")), "{ls}");
+    let shadow = blake3::hash(b"root:$6$secret:19000::::::\n")
+        .to_hex()
+        .to_string();
+    assert!(ls.contains(&shadow[2..]), "{ls}");
+
+    // What was pushed is a usable store again: restore it elsewhere and
+    // guard verifies it.
+    let back = work.path().join("back");
+    let out = run(restic(&repo, &pw)
+        .args(["restore", "latest", "--target"])
+        .arg(&back));
+    assert!(out.status.success(), "{}", text(&out));
+    let store = std::fs::canonicalize(r.join("var/lib/guard")).unwrap();
+    let restored = back.join(store.strip_prefix("/").unwrap());
+    let out = run(guard(r)
+        .arg("--store")
+        .arg(&restored)
+        .args(["verify", &first]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Second push: only the new snapshot goes.
+    std::fs::write(r.join("etc/hello.conf"), "changed\n").unwrap();
+    let out = run(guard(r).args(["snapshot", "--label", "second"]));
+    assert!(out.status.success());
+    let out = push(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pushed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["skipped"], serde_json::json!([first]));
+    assert_eq!(restic_snapshots(&repo, &pw).len(), 2);
+
+    // The host cannot delete: forget is refused by the append-only server.
+    let sid = snaps[0]["id"].as_str().unwrap().to_string();
+    let out = run(restic(&repo, &pw).args(["forget", &sid]));
+    // (restic retries the refused delete for ~45 s before it gives up.)
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("403 Forbidden"), "{}", text(&out));
+    assert_eq!(restic_snapshots(&repo, &pw).len(), 2);
+    drop(server);
+}
+
+#[test]
+fn completions_and_man_page() {
+    for (shell, needle) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef guard"),
+        ("fish", "complete -c guard"),
+    ] {
+        let out = run(Command::new(GUARD).args(["completions", shell]));
+        assert!(out.status.success());
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains(needle), "{shell}: {s}");
+        for sub in ["snapshot", "check", "restore", "hooks", "push"] {
+            assert!(s.contains(sub), "{shell} completes {sub}");
+        }
+    }
+    let out = run(Command::new(GUARD).arg("man"));
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with(".ie") || s.contains(".TH guard"), "{s}");
+    assert!(s.contains(".TH guard 1"), "{s}");
+    assert!(s.contains("snapshot") && s.contains("\\-\\-root"), "{s}");
+}
