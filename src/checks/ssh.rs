@@ -237,11 +237,15 @@ fn read(st: &mut State, path: &SysPath) {
             continue;
         }
         if key == "include" {
+            // a Match block opened in an included file ends with that file
+            // (sshd -T agrees: tests/sshd_corpus/22-match-in-included-file)
+            let outer = st.in_match;
             for a in &args {
                 for p in expand(st.files, a) {
                     st.depth += 1;
                     read(st, &p);
                     st.depth -= 1;
+                    st.in_match = outer;
                 }
             }
             continue;
