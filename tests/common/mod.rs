@@ -122,10 +122,8 @@ pub fn for_path<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
 /// Runs a command that must exist and succeed (tests fail, never skip,
 /// when a tool the test script installs is missing).
 pub fn run(argv: &[&str]) -> String {
-    let out = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{} is needed by this test: {e}", argv[0]));
+    let out = guard::exec::output(&guard::exec::Cmd::new(argv[0]).args(&argv[1..]))
+        .unwrap_or_else(|e| panic!("{} is needed by this test: {e:#}", argv[0]));
     assert!(
         out.status.success(),
         "{argv:?} failed: {}",
