@@ -256,8 +256,19 @@ impl Report {
                     let _ = writeln!(out, "{}", wrap(&format!("    fix: {fix}"), 80, "         "));
                 }
                 if let Some(d) = &f.detail {
+                    // diffs are not reflowed: long lines are cut into
+                    // 74-column pieces so the output stays 80 wide
                     for l in d.lines() {
-                        let _ = writeln!(out, "    | {l}");
+                        let chars: Vec<char> = l.chars().collect();
+                        let mut first = true;
+                        for piece in chars.chunks(74) {
+                            let lead = if first { "    | " } else { "    |+" };
+                            first = false;
+                            let _ = writeln!(out, "{lead}{}", piece.iter().collect::<String>());
+                        }
+                        if chars.is_empty() {
+                            let _ = writeln!(out, "    |");
+                        }
                     }
                 }
             }
@@ -440,7 +451,8 @@ mod tests {
             None,
             "/".into(),
             vec![Finding::new("x/y", Severity::Warning, &[&p], long)
-                .fix("guard restore /etc/pam.d/imap")],
+                .fix("guard restore /etc/pam.d/imap")
+                .detail(format!("+{}", "x".repeat(200)))],
         );
         for l in r.to_text().lines() {
             assert!(l.chars().count() <= 80, "{l}");

@@ -18,13 +18,27 @@ impl Signer {
         Signer { home }
     }
     fn gpg(&self, args: &[&str]) -> String {
-        let mut argv = vec!["gpg", "--homedir", self.home.path().to_str().unwrap(), "--batch", "--no-tty"];
+        let mut argv = vec![
+            "gpg",
+            "--homedir",
+            self.home.path().to_str().unwrap(),
+            "--batch",
+            "--no-tty",
+        ];
         argv.extend(args);
         run(&argv)
     }
     /// Generates a signing key; its fingerprint.
     fn key(&self, uid: &str) -> String {
-        self.gpg(&["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]);
+        self.gpg(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ]);
         let out = self.gpg(&["--with-colons", "--list-keys", uid]);
         out.lines()
             .find(|l| l.starts_with("fpr:"))
@@ -36,17 +50,26 @@ impl Signer {
     }
     fn sign_b64(&self, fpr: &str, data: &Path) -> String {
         let sig = data.with_extension("sig");
-        self.gpg(&["--local-user", fpr, "--output", sig.to_str().unwrap(), "--detach-sign", data.to_str().unwrap()]);
+        self.gpg(&[
+            "--local-user",
+            fpr,
+            "--output",
+            sig.to_str().unwrap(),
+            "--detach-sign",
+            data.to_str().unwrap(),
+        ]);
         run(&["base64", "-w0", sig.to_str().unwrap()])
     }
 }
 
 impl Drop for Signer {
     fn drop(&mut self) {
-        let _ = guard::exec::output(
-            &guard::exec::Cmd::new("gpgconf")
-                .args(["--homedir", self.home.path().to_str().unwrap(), "--kill", "all"]),
-        );
+        let _ = guard::exec::output(&guard::exec::Cmd::new("gpgconf").args([
+            "--homedir",
+            self.home.path().to_str().unwrap(),
+            "--kill",
+            "all",
+        ]));
     }
 }
 
@@ -59,16 +82,41 @@ fn keyring(s: &Sys, signer: &Signer, trusted: &str, known: &str) {
     let h = home.to_str().unwrap();
     for fpr in [trusted, known] {
         let pubkey = s.root().join(format!("{fpr}.asc"));
-        signer.gpg(&["--armor", "--output", pubkey.to_str().unwrap(), "--export", fpr]);
-        run(&["gpg", "--homedir", h, "--batch", "--import", pubkey.to_str().unwrap()]);
+        signer.gpg(&[
+            "--armor",
+            "--output",
+            pubkey.to_str().unwrap(),
+            "--export",
+            fpr,
+        ]);
+        run(&[
+            "gpg",
+            "--homedir",
+            h,
+            "--batch",
+            "--import",
+            pubkey.to_str().unwrap(),
+        ]);
         std::fs::remove_file(pubkey).unwrap();
     }
     let trust = s.root().join("trust.txt");
     std::fs::write(&trust, format!("{trusted}:6:\n")).unwrap();
-    run(&["gpg", "--homedir", h, "--batch", "--import-ownertrust", trust.to_str().unwrap()]);
+    run(&[
+        "gpg",
+        "--homedir",
+        h,
+        "--batch",
+        "--import-ownertrust",
+        trust.to_str().unwrap(),
+    ]);
     run(&["gpg", "--homedir", h, "--batch", "--check-trustdb"]);
     std::fs::remove_file(trust).unwrap();
-    let _ = guard::exec::output(&guard::exec::Cmd::new("gpgconf").args(["--homedir", h, "--kill", "all"]));
+    let _ = guard::exec::output(&guard::exec::Cmd::new("gpgconf").args([
+        "--homedir",
+        h,
+        "--kill",
+        "all",
+    ]));
 }
 
 /// core.db with one package per (name, signer).
@@ -111,7 +159,12 @@ fn packages_signed_by_unknown_or_untrusted_keys_are_critical() {
     sync_db(
         &s,
         &signer,
-        &[("linux", &stranger), ("glibc", &stranger), ("bash", &master), ("vim", &untrusted)],
+        &[
+            ("linux", &stranger),
+            ("glibc", &stranger),
+            ("bash", &master),
+            ("vim", &untrusted),
+        ],
     );
     let (code, v) = s.check();
     assert_eq!(code, 2, "{v:#}");
@@ -119,16 +172,57 @@ fn packages_signed_by_unknown_or_untrusted_keys_are_critical() {
     assert_eq!(f.len(), 1, "{v:#}");
     let msg = f[0]["message"].as_str().unwrap();
     assert!(msg.contains("3 package(s)"), "{msg}");
-    assert!(msg.contains(&stranger[24..]), "names the unknown key id: {msg}");
-    assert!(msg.contains(&untrusted[24..]), "names the untrusted key id: {msg}");
+    assert!(
+        msg.contains(&stranger[24..]),
+        "names the unknown key id: {msg}"
+    );
+    assert!(
+        msg.contains(&untrusted[24..]),
+        "names the untrusted key id: {msg}"
+    );
     assert!(!msg.contains(&master[24..]), "{msg}");
     let d = f[0]["detail"].as_str().unwrap();
     assert!(d.contains("glibc linux"), "{d}");
     let fix = f[0]["fix"].as_str().unwrap();
-    assert!(fix.starts_with("pacman -Sy archlinux-keyring && pacman -Su"), "{fix}");
+    assert!(
+        fix.starts_with("pacman -Sy archlinux-keyring && pacman -Su"),
+        "{fix}"
+    );
     assert!(fix.contains("answer no"), "{fix}");
     // the root's keyring was only read
     assert!(!s.path("/etc/pacman.d/gnupg/.#lk").exists());
+}
+
+#[test]
+fn downloaded_package_signatures_count_too() {
+    let signer = Signer::new();
+    let master = signer.key("Master <master@example.org>");
+    let stranger = signer.key("New Packager <new@example.org>");
+    let s = Sys::new();
+    keyring(&s, &signer, &master, &master);
+    s.snapshot();
+    let cache = s.path("/var/cache/pacman/pkg");
+    std::fs::create_dir_all(&cache).unwrap();
+    let pkg = cache.join("linux-6.9-1-x86_64.pkg.tar.zst");
+    std::fs::write(&pkg, "payload").unwrap();
+    let sig = signer.sign_b64(&stranger, &pkg); // writes linux-….pkg.tar.sig
+    assert!(!sig.is_empty());
+    std::fs::rename(
+        pkg.with_extension("sig"),
+        cache.join("linux-6.9-1-x86_64.pkg.tar.zst.sig"),
+    )
+    .unwrap();
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "keyring/stale");
+    assert!(
+        f[0]["message"].as_str().unwrap().contains("1 package(s)"),
+        "{v:#}"
+    );
+    assert!(
+        f[0]["detail"].as_str().unwrap().contains("linux-6.9-1"),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -154,8 +248,13 @@ fn signature_failures_logged_since_the_snapshot() {
     );
     s.snapshot();
     let (_, v) = s.check();
-    assert!(with_id(&v, "keyring/stale").is_empty(), "old lines do not count: {v:#}");
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S+0000").to_string();
+    assert!(
+        with_id(&v, "keyring/stale").is_empty(),
+        "old lines do not count: {v:#}"
+    );
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S+0000")
+        .to_string();
     let mut log = std::fs::read_to_string(s.path("/var/log/pacman.log")).unwrap();
     log.push_str(&format!("[{now}] [PACMAN] Running 'pacman -Syu'\n"));
     log.push_str(&format!(
@@ -171,5 +270,8 @@ fn signature_failures_logged_since_the_snapshot() {
     assert_eq!(f[0]["evidence"].as_array().unwrap().len(), 2, "{v:#}");
     assert_eq!(f[0]["evidence"][0]["line"], 3);
     let (_, text) = s.check_text();
-    assert!(text.starts_with("1 critical: pacman -Syu will fail"), "{text}");
+    assert!(
+        text.starts_with("1 critical: pacman -Syu will fail"),
+        "{text}"
+    );
 }

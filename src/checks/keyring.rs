@@ -18,6 +18,7 @@ pub struct Keyring;
 const SYNC: &str = "/var/lib/pacman/sync";
 const GNUPG: &str = "/etc/pacman.d/gnupg";
 const LOG: &str = "/var/log/pacman.log";
+const CACHE: &str = "/var/cache/pacman/pkg";
 const PHRASES: &[&str] = &[
     "unknown trust",
     "invalid or corrupted package (PGP signature)",
@@ -319,6 +320,33 @@ impl Check for Keyring {
             match exec::stdout_of(&Cmd::new("bsdtar").args(["-xOf", "-"]).stdin_bytes(raw)) {
                 Ok(out) => signer_of.extend(signers(&String::from_utf8_lossy(&out))),
                 Err(e) => problems.push(format!("{p}: {e:#}")),
+            }
+        }
+        // Newer Arch databases carry no %PGPSIG%: the detached signatures
+        // of packages downloaded since the snapshot (`pacman -Syuw`, or a
+        // failed -Syu) say the same.
+        let since = cx
+            .baseline
+            .and_then(|b| b.created.parse::<jiff::Timestamp>().ok())
+            .map_or(i64::MIN, |t| t.as_second());
+        let cache = SysPath::new(CACHE);
+        for n in cx.root.list_dir(&cache) {
+            let Some(pkg) = n.strip_suffix(b".sig") else {
+                continue;
+            };
+            let p = cache.join(&n);
+            let fresh = cx.root.lstat(&p).is_ok_and(|st| st.st_mtime >= since);
+            if !fresh {
+                continue;
+            }
+            if let Some(id) = cx
+                .root
+                .read_follow(&p)
+                .ok()
+                .flatten()
+                .and_then(|b| issuer(&b))
+            {
+                signer_of.insert(String::from_utf8_lossy(pkg).into_owned(), id);
             }
         }
         let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
