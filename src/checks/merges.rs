@@ -45,19 +45,16 @@ pub fn classify(p: &SysPath) -> Option<(&'static (&'static str, bool, &'static s
 
 fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
     let (s, active) = classify(&e.path)?;
-    let (sfx, is_new, hint) = *s;
+    let (_, is_new, hint) = *s;
     let msg = if is_new {
         format!("{} waits to be merged into {active}", e.path)
     } else {
         format!("{} keeps the old version of {active}", e.path)
     };
-    let tool = match sfx {
-        ".pacnew" | ".pacsave" => "pacdiff",
-        ".rpmnew" | ".rpmsave" => "rpmconf -a",
-        _ => "diff -u",
-    };
-    let mut f = Finding::new("pkg/pending-merge", Severity::Warning, &[&e.path], msg)
-        .fix(format!("{hint} ({tool}; compare {} with {active})", e.path));
+    let mut f = Finding::new("pkg/pending-merge", Severity::Warning, &[&e.path], msg).fix(format!(
+        "{hint}, or: diff -u {active} {}, merge, then remove {}",
+        e.path, e.path
+    ));
     let active_entry = cx.live.entry(&active);
     let readable = e.is_world_readable() && active_entry.map_or(true, |a| a.is_world_readable());
     f.detail = Some(if !readable {
