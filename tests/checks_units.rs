@@ -103,3 +103,17 @@ fn hardening_moved_into_the_unit_is_not_lost() {
     let (_, v) = s.check();
     assert!(with_id(&v, "systemd/hardening-lost").is_empty(), "{v:#}");
 }
+
+#[test]
+fn caps_lost_names_a_service_whose_unit_went_too() {
+    let s = web_box();
+    s.snapshot();
+    run(&["setcap", "-r", s.path("/usr/bin/web").to_str().unwrap()]);
+    s.rm("/etc/systemd/system/web.service");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "caps/lost");
+    let msg = f[0]["message"].as_str().unwrap();
+    assert!(msg.contains("the same file lost its capabilities"), "{msg}");
+    assert!(msg.contains("used by web.service"), "{msg}");
+}

@@ -28,7 +28,17 @@ fn fate(cx: &Context, old: &CapEntry) -> String {
 
 /// Adds the services that run the binary (their `ExecStart` names it).
 fn with_services(mut f: Finding, cx: &Context, path: &crate::sysroot::SysPath) -> Finding {
-    let users = super::systemd::units_running(&Live(cx.root), path);
+    let mut users = super::systemd::units_running(&Live(cx.root), path);
+    if users.is_empty() {
+        // the unit may have gone with the upgrade too: ask the snapshot
+        if let Some(b) = cx.baseline {
+            let rec = super::Recorded {
+                manifest: b,
+                store: cx.store,
+            };
+            users = super::systemd::units_running(&rec, path);
+        }
+    }
     if !users.is_empty() {
         let names: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
         f.message
