@@ -73,13 +73,13 @@ impl Drop for Signer {
     }
 }
 
-/// Root keyring holding `trusted` (ultimately trusted, as pacman-key
-/// --populate leaves the master keys) and `known` (no trust).
+/// Root keyring made the way Arch makes it, with pacman-key: `trusted`
+/// is locally signed by the keyring's master key (full validity, as
+/// `pacman-key --populate` leaves the packager keys), `known` is only added.
 fn keyring(s: &Sys, signer: &Signer, trusted: &str, known: &str) {
     let home = s.path("/etc/pacman.d/gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    s.chmod("/etc/pacman.d/gnupg", 0o700);
     let h = home.to_str().unwrap();
+    run(&["pacman-key", "--gpgdir", h, "--init"]);
     for fpr in [trusted, known] {
         let pubkey = s.root().join(format!("{fpr}.asc"));
         signer.gpg(&[
@@ -90,27 +90,15 @@ fn keyring(s: &Sys, signer: &Signer, trusted: &str, known: &str) {
             fpr,
         ]);
         run(&[
-            "gpg",
-            "--homedir",
+            "pacman-key",
+            "--gpgdir",
             h,
-            "--batch",
-            "--import",
+            "--add",
             pubkey.to_str().unwrap(),
         ]);
         std::fs::remove_file(pubkey).unwrap();
     }
-    let trust = s.root().join("trust.txt");
-    std::fs::write(&trust, format!("{trusted}:6:\n")).unwrap();
-    run(&[
-        "gpg",
-        "--homedir",
-        h,
-        "--batch",
-        "--import-ownertrust",
-        trust.to_str().unwrap(),
-    ]);
-    run(&["gpg", "--homedir", h, "--batch", "--check-trustdb"]);
-    std::fs::remove_file(trust).unwrap();
+    run(&["pacman-key", "--gpgdir", h, "--lsign-key", trusted]);
     let _ = guard::exec::output(&guard::exec::Cmd::new("gpgconf").args([
         "--homedir",
         h,
