@@ -121,12 +121,17 @@ fn cloud_init_dropin_that_wins_is_critical() {
     s.snapshot();
     s.write(
         "/etc/ssh/sshd_config.d/50-cloud-init.conf",
-        "PasswordAuthentication yes\n",
+        "PasswordAuthentication yes\nMatch User backup\n  PasswordAuthentication no\n",
     );
     let (code, v) = s.check();
     assert_eq!(code, 2, "{v:#}");
     let f = with_id(&v, "ssh/password-auth-effective");
     assert_eq!(f.len(), 1, "{v:#}");
+    let d = f[0]["detail"].as_str().unwrap();
+    assert!(
+        d.contains("Match User backup") && d.contains("PasswordAuthentication no"),
+        "{d}"
+    );
     assert_eq!(
         f[0]["paths"][0],
         "/etc/ssh/sshd_config.d/50-cloud-init.conf"

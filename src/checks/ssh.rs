@@ -421,6 +421,23 @@ impl Check for Ssh {
                      with: sshd -T | grep -i {key}"
                 ),
             });
+            let in_match: Vec<String> = now
+                .matches
+                .iter()
+                .filter_map(|m| {
+                    let s = m.settings.get(*key)?;
+                    Some(format!(
+                        "  Match {} ({}:{}): {name} {} (line {})",
+                        m.criteria, m.path, m.line, s.value, s.line
+                    ))
+                })
+                .collect();
+            if !in_match.is_empty() {
+                f.detail = Some(format!(
+                    "Match blocks (apply only to the connections they match):\n{}",
+                    in_match.join("\n")
+                ));
+            }
             out.push(f);
         }
         out
