@@ -36,17 +36,25 @@ fn copy_case(src: &Path, dst: &Path, dir: &str) {
 }
 
 /// sshd -T's view: keyword → value, aliases folded like guard does.
-fn sshd_t(config: &Path, hostkey: &Path) -> std::collections::BTreeMap<String, String> {
+fn sshd_t(
+    config: &Path,
+    hostkey: &Path,
+    conn: Option<&str>,
+) -> std::collections::BTreeMap<String, String> {
     // sshd refuses to run without its privilege separation directory
     std::fs::create_dir_all("/run/sshd").unwrap();
-    let out = run(&[
+    let mut argv = vec![
         "/usr/sbin/sshd",
         "-T",
         "-f",
         config.to_str().unwrap(),
         "-h",
         hostkey.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(c) = conn {
+        argv.extend(["-C", c]);
+    }
+    let out = run(&argv);
     out.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| {
@@ -84,13 +92,34 @@ fn effective_config_matches_sshd_t_on_the_corpus() {
     let host = SysRoot::open(Path::new("/")).unwrap();
     let live = Live(&host);
     let mut failures = Vec::new();
+    let mut matched = 0;
     for case in &cases {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().to_str().unwrap().to_string();
         copy_case(case, d.path(), &dir);
         let main = d.path().join("sshd_config");
-        let want = sshd_t(&main, &hk);
+        let want = sshd_t(&main, &hk, None);
         let got = ssh::effective(&live, &SysPath::new(main.to_str().unwrap()));
+        // the first `Match User NAME` block: what it sets is what sshd
+        // uses for a connection by NAME (Match values override global ones)
+        if let Some(m) = got.matches.first() {
+            if let Some(user) = m.criteria.strip_prefix("User ") {
+                matched += 1;
+                let conn = format!("user={user},host=client.example,addr=192.0.2.1");
+                let under = sshd_t(&main, &hk, Some(&conn));
+                for (k, set) in &m.settings {
+                    if under.get(k) != Some(&set.value) {
+                        failures.push(format!(
+                            "{} (Match {}): {k}: guard {:?}, sshd -T -C {:?}",
+                            case.file_name().unwrap().to_string_lossy(),
+                            m.criteria,
+                            set.value,
+                            under.get(k)
+                        ));
+                    }
+                }
+            }
+        }
         for k in KEYS {
             let w = want.get(*k).unwrap_or_else(|| panic!("sshd -T has no {k}"));
             let g = got.value(k);
@@ -103,6 +132,10 @@ fn effective_config_matches_sshd_t_on_the_corpus() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        matched >= 5,
+        "only {matched} Match blocks were held to sshd -T -C"
+    );
 }
 
 fn cloud_box() -> Sys {
