@@ -114,15 +114,66 @@ impl Files for Recorded<'_> {
         None
     }
     fn list(&self, dir: &SysPath) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .manifest
-            .entries
+        // entries are sorted by path: a directory's descendants follow it
+        // contiguously, so find the run instead of scanning everything
+        // ("/etc/pam.d.bak" sorts between "/etc/pam.d" and its children,
+        // so search for the "/etc/pam.d/" prefix itself)
+        let es = &self.manifest.entries;
+        let mut prefix = dir.as_bytes().to_vec();
+        if !dir.is_root() {
+            prefix.push(b'/');
+        }
+        let start = es.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+        let mut v: Vec<String> = es[start..]
             .iter()
+            .take_while(|e| e.path.as_bytes().starts_with(&prefix))
             .filter(|e| e.path.parent().as_ref() == Some(dir))
             .map(|e| String::from_utf8_lossy(e.path.file_name()).into_owned())
             .collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_lists_children_past_look_alike_siblings() {
+        let sd = tempfile::tempdir().unwrap();
+        let store = Store::open_write(sd.path()).unwrap();
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "x", "created": "", "kind": "manual", "root": "/",
+            "guard_version": "", "entries": []
+        }))
+        .unwrap();
+        for p in [
+            "/etc/pam.d",
+            "/etc/pam.d.bak",
+            "/etc/pam.d/imap",
+            "/etc/pam.d/x/y",
+            "/etc/pam.dz",
+        ] {
+            m.entries.push(
+                serde_json::from_value(serde_json::json!({
+                    "path": p, "kind": "file", "mode": 420, "uid": 0, "gid": 0,
+                    "mtime": {"sec": 0, "nsec": 0}, "size": 0, "dev": 0, "ino": 0,
+                    "ctime": {"sec": 0, "nsec": 0}
+                }))
+                .unwrap(),
+            );
+        }
+        m.sort();
+        let r = Recorded {
+            manifest: &m,
+            store: &store,
+        };
+        assert_eq!(r.list(&SysPath::new("/etc/pam.d")), ["imap"]);
+        assert_eq!(
+            r.list(&SysPath::new("/etc")),
+            ["pam.d", "pam.d.bak", "pam.dz"]
+        );
     }
 }
 
