@@ -135,48 +135,6 @@ impl Files for Recorded<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recorded_lists_children_past_look_alike_siblings() {
-        let sd = tempfile::tempdir().unwrap();
-        let store = Store::open_write(sd.path()).unwrap();
-        let mut m: Manifest = serde_json::from_value(serde_json::json!({
-            "version": 1, "id": "x", "created": "", "kind": "manual", "root": "/",
-            "guard_version": "", "entries": []
-        }))
-        .unwrap();
-        for p in [
-            "/etc/pam.d",
-            "/etc/pam.d.bak",
-            "/etc/pam.d/imap",
-            "/etc/pam.d/x/y",
-            "/etc/pam.dz",
-        ] {
-            m.entries.push(
-                serde_json::from_value(serde_json::json!({
-                    "path": p, "kind": "file", "mode": 420, "uid": 0, "gid": 0,
-                    "mtime": {"sec": 0, "nsec": 0}, "size": 0, "dev": 0, "ino": 0,
-                    "ctime": {"sec": 0, "nsec": 0}
-                }))
-                .unwrap(),
-            );
-        }
-        m.sort();
-        let r = Recorded {
-            manifest: &m,
-            store: &store,
-        };
-        assert_eq!(r.list(&SysPath::new("/etc/pam.d")), ["imap"]);
-        assert_eq!(
-            r.list(&SysPath::new("/etc")),
-            ["pam.d", "pam.d.bak", "pam.dz"]
-        );
-    }
-}
-
 /// Folds `..` components (a recorded symlink target may use them).
 pub fn normalize(p: &SysPath) -> SysPath {
     let mut parts: Vec<&[u8]> = Vec::new();
@@ -243,4 +201,46 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
         out.push(f);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_lists_children_past_look_alike_siblings() {
+        let sd = tempfile::tempdir().unwrap();
+        let store = Store::open_write(sd.path()).unwrap();
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "x", "created": "", "kind": "manual", "root": "/",
+            "guard_version": "", "entries": []
+        }))
+        .unwrap();
+        for p in [
+            "/etc/pam.d",
+            "/etc/pam.d.bak",
+            "/etc/pam.d/imap",
+            "/etc/pam.d/x/y",
+            "/etc/pam.dz",
+        ] {
+            m.entries.push(
+                serde_json::from_value(serde_json::json!({
+                    "path": p, "kind": "file", "mode": 420, "uid": 0, "gid": 0,
+                    "mtime": {"sec": 0, "nsec": 0}, "size": 0, "dev": 0, "ino": 0,
+                    "ctime": {"sec": 0, "nsec": 0}
+                }))
+                .unwrap(),
+            );
+        }
+        m.sort();
+        let r = Recorded {
+            manifest: &m,
+            store: &store,
+        };
+        assert_eq!(r.list(&SysPath::new("/etc/pam.d")), ["imap"]);
+        assert_eq!(
+            r.list(&SysPath::new("/etc")),
+            ["pam.d", "pam.d.bak", "pam.dz"]
+        );
+    }
 }
