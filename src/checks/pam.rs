@@ -182,7 +182,9 @@ fn dovecot(files: &dyn Files, service: &str) -> Option<User> {
             if l.starts_with("passdb") && l.ends_with('{') {
                 depth += 1;
                 depth_in = Some((depth, i + 1, raw.to_string()));
-                driver_pam = None;
+                // dovecot 2.4 names the driver in the block: `passdb pam {`
+                driver_pam =
+                    (l.split_whitespace().nth(1) == Some("pam")).then(|| (i + 1, raw.to_string()));
                 args = None;
                 continue;
             }
@@ -232,6 +234,10 @@ fn dovecot(files: &dyn Files, service: &str) -> Option<User> {
                     match k.trim() {
                         "driver" if v.trim() == "pam" => driver_pam = Some((i + 1, raw.into())),
                         "args" => args = Some(v.trim().to_string()),
+                        // dovecot 2.4: the service name is its own setting
+                        "service_name" | "pam_service_name" => {
+                            args = Some(v.trim().trim_matches('"').to_string())
+                        }
                         _ => {}
                     }
                 }
@@ -741,6 +747,25 @@ mod tests {
         assert_eq!(users_of(&live, "dovecot2")[0].daemon, "dovecot");
         assert_eq!(users_of(&live, "vsftpd")[0].logins, "FTP");
         assert!(users_of(&live, "pop3").is_empty());
+    }
+
+    #[test]
+    fn dovecot_protocol_service_and_24_syntax() {
+        let d = root(&[(
+            "/etc/dovecot/dovecot.conf",
+            "protocols = imap pop3\npassdb {\n  driver = pam\n  args = %s\n}\n",
+        )]);
+        let r = SysRoot::open(d.path()).unwrap();
+        let u = users_of(&Live(&r), "pop3");
+        assert_eq!(u[0].logins, "POP3");
+        assert_eq!(u[0].evidence[0].line, Some(3));
+        let d = root(&[(
+            "/etc/dovecot/conf.d/10-auth.conf",
+            "passdb pam {\n  service_name = mail\n}\n",
+        )]);
+        let r = SysRoot::open(d.path()).unwrap();
+        assert_eq!(users_of(&Live(&r), "mail")[0].daemon, "dovecot");
+        assert!(users_of(&Live(&r), "dovecot").is_empty());
     }
 
     #[test]
