@@ -140,3 +140,45 @@ fn missing_module_and_include_are_found_without_a_snapshot() {
     assert_eq!(i[0]["evidence"][0]["line"], 1);
     assert!(!with_id(&v, "baseline/none").is_empty());
 }
+
+#[test]
+fn vanished_services_of_dovecot_vsftpd_and_sshd() {
+    let s = Sys::new();
+    s.write("/etc/pam.d/dovecot", "auth required pam_unix.so\n")
+        .write("/etc/pam.d/vsftpd", "auth required pam_unix.so\n")
+        .write("/etc/pam.d/sshd", "auth required pam_unix.so\n")
+        .write(
+            "/etc/dovecot/conf.d/auth-system.conf.ext",
+            "passdb {\n  driver = pam\n  # args = session=yes %s\n}\n",
+        )
+        .write("/etc/vsftpd.conf", "listen=YES\npam_service_name=vsftpd\n")
+        .write(
+            "/etc/ssh/sshd_config",
+            "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM no\n",
+        )
+        .write("/etc/ssh/sshd_config.d/10-pam.conf", "UsePAM yes\n");
+    s.snapshot();
+    for f in ["dovecot", "vsftpd", "sshd"] {
+        s.rm(&format!("/etc/pam.d/{f}"));
+    }
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let msg = |p: &str| for_path(&v, p)[0]["message"].as_str().unwrap().to_string();
+    assert!(msg("/etc/pam.d/dovecot").starts_with("IMAP/POP3 logins will fail"));
+    assert!(msg("/etc/pam.d/vsftpd").starts_with("FTP logins will fail"));
+    let ssh = for_path(&v, "/etc/pam.d/sshd");
+    assert!(ssh[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh logins will fail"));
+    // the winning UsePAM line is the evidence, from the drop-in
+    assert_eq!(
+        ssh[0]["evidence"][0]["path"],
+        "/etc/ssh/sshd_config.d/10-pam.conf"
+    );
+    let (_, text) = s.check_text();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "3 critical: logins (dovecot, sshd, vsftpd) will fail"
+    );
+}

@@ -92,10 +92,12 @@ impl Sys {
     /// `guard check` as text: (exit code, stdout).
     pub fn check_text(&self) -> (i32, String) {
         let out = self.cmd().arg("check").output().unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // the text report is for an 80-column terminal
+        for l in text.lines() {
+            assert!(l.chars().count() <= 80, "wider than 80 columns: {l:?}");
+        }
+        (out.status.code().unwrap(), text)
     }
 }
 
