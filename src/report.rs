@@ -165,16 +165,36 @@ impl Report {
     pub fn verdict(&self) -> String {
         let s = &self.summary;
         if s.critical > 0 {
-            let mut what: Vec<String> = self
+            let crit: Vec<&Finding> = self
                 .findings
                 .iter()
                 .filter(|f| f.effective() == Severity::Critical)
-                .map(headline)
                 .collect();
-            what.dedup();
-            let mut line = format!("{} critical: {}", s.critical, what.join("; "));
-            if line.chars().count() > 78 {
-                line = line.chars().take(75).collect::<String>() + "...";
+            let what = headlines(&crit);
+            let lead = format!("{} critical: ", s.critical);
+            // fit 80 columns: as many headlines as fit, then how many more
+            let mut line = lead.clone();
+            for (i, h) in what.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "; " };
+                let rest = what.len() - i - 1;
+                let tail = if rest > 0 {
+                    format!("; +{rest} more")
+                } else {
+                    String::new()
+                };
+                if line.chars().count() + sep.len() + h.chars().count() + tail.len() > 80 {
+                    if i == 0 {
+                        let room = 80usize.saturating_sub(lead.len() + 3 + tail.len());
+                        line.push_str(&h.chars().take(room).collect::<String>());
+                        line.push_str("...");
+                        line.push_str(&tail);
+                    } else {
+                        line.push_str(&format!("; +{} more", what.len() - i));
+                    }
+                    break;
+                }
+                line.push_str(sep);
+                line.push_str(h);
             }
             line
         } else if s.warning > 0 {
@@ -236,8 +256,19 @@ impl Report {
                     let _ = writeln!(out, "{}", wrap(&format!("    fix: {fix}"), 80, "         "));
                 }
                 if let Some(d) = &f.detail {
+                    // diffs are not reflowed: long lines are cut into
+                    // 74-column pieces so the output stays 80 wide
                     for l in d.lines() {
-                        let _ = writeln!(out, "    | {l}");
+                        let chars: Vec<char> = l.chars().collect();
+                        let mut first = true;
+                        for piece in chars.chunks(74) {
+                            let lead = if first { "    | " } else { "    |+" };
+                            first = false;
+                            let _ = writeln!(out, "{lead}{}", piece.iter().collect::<String>());
+                        }
+                        if chars.is_empty() {
+                            let _ = writeln!(out, "    |");
+                        }
                     }
                 }
             }
@@ -246,7 +277,53 @@ impl Report {
     }
 }
 
-/// A short description of a critical finding for the verdict line.
+/// Short descriptions of the critical findings for the verdict line;
+/// vanished PAM services are told as one ("mail logins (imap, smtp) will
+/// fail").
+fn headlines(crit: &[&Finding]) -> Vec<String> {
+    const MAIL: &[&str] = &[
+        "imap",
+        "pop",
+        "pop3",
+        "smtp",
+        "sieve",
+        "submission",
+        "dovecot",
+        "smtpd",
+        "cyrus",
+    ];
+    let mut out: Vec<String> = Vec::new();
+    let services: Vec<String> = crit
+        .iter()
+        .filter(|f| f.id == "pam/service-vanished")
+        .flat_map(|f| f.paths.iter())
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .collect();
+    let mut pam_done = false;
+    for f in crit {
+        let h = if f.id == "pam/service-vanished" {
+            if pam_done {
+                continue;
+            }
+            pam_done = true;
+            let mail = services.iter().all(|s| MAIL.contains(&s.as_str()));
+            format!(
+                "{}logins ({}) will fail",
+                if mail { "mail " } else { "" },
+                services.join(", ")
+            )
+        } else {
+            headline(f)
+        };
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// A short description of a critical finding: its message up to the
+/// first colon or parenthesis.
 fn headline(f: &Finding) -> String {
     let first = f
         .message
@@ -314,6 +391,59 @@ mod tests {
     }
 
     #[test]
+    fn verdict_groups_vanished_pam_services() {
+        let imap = SysPath::new("/etc/pam.d/imap");
+        let smtp = SysPath::new("/etc/pam.d/smtp");
+        let cfg = SysPath::new("/etc/ssh/sshd_config.d/50-cloud-init.conf");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new(
+                    "pam/service-vanished",
+                    Severity::Critical,
+                    &[&imap],
+                    "IMAP logins will fail: x",
+                ),
+                Finding::new(
+                    "pam/service-vanished",
+                    Severity::Critical,
+                    &[&smtp],
+                    "SMTP logins will fail: y",
+                ),
+                Finding::new(
+                    "ssh/password-auth-effective",
+                    Severity::Critical,
+                    &[&cfg],
+                    "ssh accepts passwords: z",
+                ),
+                Finding::new(
+                    "ssh/password-auth-effective",
+                    Severity::Critical,
+                    &[&cfg],
+                    "ssh accepts passwords: w",
+                ),
+            ],
+        );
+        assert_eq!(
+            r.verdict(),
+            "4 critical: mail logins (imap, smtp) will fail; ssh accepts passwords"
+        );
+        let many: Vec<Finding> = (0..30)
+            .map(|i| {
+                Finding::new(
+                    "caps/lost",
+                    Severity::Critical,
+                    &[&imap],
+                    format!("/usr/bin/tool{i} lost capabilities: x"),
+                )
+            })
+            .collect();
+        let v = Report::new(None, "/".into(), many).verdict();
+        assert!(v.chars().count() <= 80 && v.ends_with("more"), "{v}");
+    }
+
+    #[test]
     fn text_fits_80_columns() {
         let p = SysPath::new("/etc/pam.d/imap");
         let long = "word ".repeat(60);
@@ -321,7 +451,8 @@ mod tests {
             None,
             "/".into(),
             vec![Finding::new("x/y", Severity::Warning, &[&p], long)
-                .fix("guard restore /etc/pam.d/imap")],
+                .fix("guard restore /etc/pam.d/imap")
+                .detail(format!("+{}", "x".repeat(200)))],
         );
         for l in r.to_text().lines() {
             assert!(l.chars().count() <= 80, "{l}");

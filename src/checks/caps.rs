@@ -2,7 +2,7 @@
 //! (incident 3), telling "the same file lost its xattr" from "the package
 //! replaced the file".
 
-use super::{Check, Context};
+use super::{Check, Context, Live};
 use crate::diff::{self, CapChange};
 use crate::report::{Finding, Severity};
 use crate::store::CapEntry;
@@ -24,6 +24,30 @@ fn fate(cx: &Context, old: &CapEntry) -> String {
             }
         }
     }
+}
+
+/// Adds the services that run the binary (their `ExecStart` names it).
+fn with_services(mut f: Finding, cx: &Context, path: &crate::sysroot::SysPath) -> Finding {
+    let mut users = super::systemd::units_running(&Live(cx.root), path);
+    if users.is_empty() {
+        // the unit may have gone with the upgrade too: ask the snapshot
+        if let Some(b) = cx.baseline {
+            let rec = super::Recorded {
+                manifest: b,
+                store: cx.store,
+            };
+            users = super::systemd::units_running(&rec, path);
+        }
+    }
+    if !users.is_empty() {
+        let names: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
+        f.message
+            .push_str(&format!("; used by {}", names.join(", ")));
+        for (_, e) in users {
+            f.evidence.push(e);
+        }
+    }
+    f
 }
 
 impl Check for Caps {
@@ -51,6 +75,7 @@ impl Check for Caps {
                             fate(cx, &old)
                         ),
                     );
+                    let f = with_services(f, cx, &old.path);
                     out.push(if gone {
                         f.fix(format!(
                             "reinstall the package that provides {}, then guard restore --caps",
@@ -60,7 +85,7 @@ impl Check for Caps {
                         f.fix("guard restore --caps")
                     });
                 }
-                CapChange::Changed { old, new } => out.push(
+                CapChange::Changed { old, new } => out.push(with_services(
                     Finding::new(
                         "caps/changed",
                         Severity::Warning,
@@ -71,7 +96,9 @@ impl Check for Caps {
                         ),
                     )
                     .fix("guard restore --caps"),
-                ),
+                    cx,
+                    &old.path,
+                )),
                 CapChange::Added { new } => out.push(Finding::new(
                     "caps/added",
                     Severity::Info,

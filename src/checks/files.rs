@@ -8,7 +8,7 @@ use crate::report::{Finding, Severity};
 use crate::store::{Entry, FileKind, Manifest};
 use crate::sysroot::SysPath;
 
-pub struct Files;
+pub struct FileChanges;
 
 /// Largest file whose diff goes into a finding's detail.
 const DIFF_LIMIT: u64 = 256 * 1024;
@@ -54,7 +54,7 @@ fn collapse(items: Vec<&Entry>) -> Vec<(&Entry, Vec<&Entry>)> {
     out
 }
 
-impl Check for Files {
+impl Check for FileChanges {
     fn name(&self) -> &'static str {
         "files"
     }

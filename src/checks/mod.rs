@@ -8,14 +8,20 @@
 
 mod caps;
 mod files;
+pub mod keyring;
+pub mod merges;
+pub mod pam;
 mod pkg;
+pub mod ssh;
+pub mod sysfiles;
+pub mod systemd;
 
 use std::collections::BTreeSet;
 
 use crate::diff::Change;
-use crate::report::{Finding, Severity};
+use crate::report::{Evidence, Finding, Severity};
 use crate::store::{Manifest, Store};
-use crate::sysroot::SysRoot;
+use crate::sysroot::{SysPath, SysRoot};
 
 /// Everything a check may look at.
 pub struct Context<'a> {
@@ -38,7 +44,115 @@ pub trait Check {
 
 /// The semantic checks, in no particular order (the report sorts).
 fn specific() -> Vec<Box<dyn Check>> {
-    vec![Box::new(caps::Caps), Box::new(pkg::Packages)]
+    vec![
+        Box::new(caps::Caps),
+        Box::new(pkg::Packages),
+        Box::new(pam::Pam),
+        Box::new(ssh::Ssh),
+        Box::new(systemd::Systemd),
+        Box::new(merges::Merges),
+        Box::new(sysfiles::SysFiles),
+        Box::new(keyring::Keyring),
+    ]
+}
+
+/// Reads files of one side (the baseline from the store, or the live
+/// root), so a parser computes "before" and "after" the same way.
+pub trait Files {
+    /// Text of a regular file (symlinks followed inside the root); `None`
+    /// when absent or unreadable.
+    fn text(&self, p: &SysPath) -> Option<String>;
+    /// Names in a directory, sorted.
+    fn list(&self, dir: &SysPath) -> Vec<String>;
+}
+
+/// The live root.
+pub struct Live<'a>(pub &'a SysRoot);
+
+impl Files for Live<'_> {
+    fn text(&self, p: &SysPath) -> Option<String> {
+        self.0.read_text(p.clone())
+    }
+    fn list(&self, dir: &SysPath) -> Vec<String> {
+        self.0
+            .list_dir(dir)
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect()
+    }
+}
+
+/// A snapshot: entries of the manifest, content from the store. Symlinks
+/// recorded in the snapshot are followed within it (a few hops).
+pub struct Recorded<'a> {
+    pub manifest: &'a Manifest,
+    pub store: &'a Store,
+}
+
+impl Files for Recorded<'_> {
+    fn text(&self, p: &SysPath) -> Option<String> {
+        let mut p = p.clone();
+        for _ in 0..8 {
+            let e = self.manifest.entry(&p)?;
+            match e.kind {
+                crate::store::FileKind::File => {
+                    let raw = self.store.read_object(e.blake3.as_ref()?).ok()?;
+                    return Some(String::from_utf8_lossy(&raw).into_owned());
+                }
+                crate::store::FileKind::Symlink => {
+                    let t = &e.target.as_ref()?.0;
+                    p = if t.starts_with(b"/") {
+                        SysPath::new(t)
+                    } else {
+                        p.parent()?.join(t)
+                    };
+                    p = normalize(&p);
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+    fn list(&self, dir: &SysPath) -> Vec<String> {
+        // entries are sorted by path: a directory's descendants follow it
+        // contiguously, so find the run instead of scanning everything
+        // ("/etc/pam.d.bak" sorts between "/etc/pam.d" and its children,
+        // so search for the "/etc/pam.d/" prefix itself)
+        let es = &self.manifest.entries;
+        let mut prefix = dir.as_bytes().to_vec();
+        if !dir.is_root() {
+            prefix.push(b'/');
+        }
+        let start = es.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+        let mut v: Vec<String> = es[start..]
+            .iter()
+            .take_while(|e| e.path.as_bytes().starts_with(&prefix))
+            .filter(|e| e.path.parent().as_ref() == Some(dir))
+            .map(|e| String::from_utf8_lossy(e.path.file_name()).into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Folds `..` components (a recorded symlink target may use them).
+pub fn normalize(p: &SysPath) -> SysPath {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.as_bytes().split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    SysPath::new(parts.join(&b'/'))
+}
+
+/// Evidence pointing at one line of a file.
+pub fn line_evidence(path: &SysPath, line: usize, text: &str, note: impl Into<String>) -> Evidence {
+    Evidence::new(path, Some(line as u32), Some(text.trim().to_string()), note)
 }
 
 /// Runs every check and merges the results.
@@ -49,7 +163,7 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
     }
     let claimed: BTreeSet<String> = out.iter().flat_map(|f| f.paths.iter().cloned()).collect();
     out.extend(
-        files::Files
+        files::FileChanges
             .run(cx)
             .into_iter()
             .filter(|f| !f.paths.iter().any(|p| claimed.contains(p))),
@@ -87,4 +201,46 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
         out.push(f);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_lists_children_past_look_alike_siblings() {
+        let sd = tempfile::tempdir().unwrap();
+        let store = Store::open_write(sd.path()).unwrap();
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "x", "created": "", "kind": "manual", "root": "/",
+            "guard_version": "", "entries": []
+        }))
+        .unwrap();
+        for p in [
+            "/etc/pam.d",
+            "/etc/pam.d.bak",
+            "/etc/pam.d/imap",
+            "/etc/pam.d/x/y",
+            "/etc/pam.dz",
+        ] {
+            m.entries.push(
+                serde_json::from_value(serde_json::json!({
+                    "path": p, "kind": "file", "mode": 420, "uid": 0, "gid": 0,
+                    "mtime": {"sec": 0, "nsec": 0}, "size": 0, "dev": 0, "ino": 0,
+                    "ctime": {"sec": 0, "nsec": 0}
+                }))
+                .unwrap(),
+            );
+        }
+        m.sort();
+        let r = Recorded {
+            manifest: &m,
+            store: &store,
+        };
+        assert_eq!(r.list(&SysPath::new("/etc/pam.d")), ["imap"]);
+        assert_eq!(
+            r.list(&SysPath::new("/etc")),
+            ["pam.d", "pam.d.bak", "pam.dz"]
+        );
+    }
 }

@@ -1,0 +1,521 @@
+//! The effective sshd configuration of a root, computed the way sshd reads
+//! it (first value wins, `Include` globs in lexical order relative to
+//! /etc/ssh, the openSUSE vendor file when /etc has none, `Match` blocks
+//! apart), and `ssh/password-auth-effective` (incident 2: a cloud-init
+//! drop-in included first turns password logins back on).
+//!
+//! `tests/ssh_corpus.rs` holds this parser to the real `sshd -T`.
+
+use std::collections::BTreeMap;
+
+use super::{Check, Context, Files, Live, Recorded};
+use crate::report::{Evidence, Finding, Severity};
+use crate::sysroot::SysPath;
+
+pub struct Ssh;
+
+const MAIN: &str = "/etc/ssh/sshd_config";
+const VENDOR_MAIN: &str = "/usr/etc/ssh/sshd_config";
+const SSHDIR: &str = "/etc/ssh";
+
+/// One line that set a keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The first argument, lowercased for yes/no-like keywords, aliases
+    /// folded (`without-password` → `prohibit-password`).
+    pub value: String,
+    pub path: SysPath,
+    pub line: usize,
+    pub text: String,
+}
+
+/// A `Match` block and what it sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchBlock {
+    pub criteria: String,
+    pub path: SysPath,
+    pub line: usize,
+    pub settings: BTreeMap<String, Setting>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effective {
+    /// keyword (lowercase) → the line that wins outside any Match block.
+    pub global: BTreeMap<String, Setting>,
+    /// keyword → later global lines that sshd ignored.
+    pub ignored: BTreeMap<String, Vec<Setting>>,
+    pub matches: Vec<MatchBlock>,
+    /// Files read, in order.
+    pub files: Vec<SysPath>,
+}
+
+impl Effective {
+    /// The value sshd uses globally, falling back to its built-in default.
+    pub fn value(&self, key: &str) -> String {
+        self.global
+            .get(key)
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| default(key).to_string())
+    }
+}
+
+/// sshd's compiled-in defaults for the keywords guard judges.
+pub fn default(key: &str) -> &'static str {
+    match key {
+        "passwordauthentication" | "kbdinteractiveauthentication" | "pubkeyauthentication" => "yes",
+        "permitemptypasswords" | "usepam" | "x11forwarding" => "no",
+        "permitrootlogin" => "prohibit-password",
+        "maxauthtries" => "6",
+        _ => "",
+    }
+}
+
+/// The main file sshd reads on this root.
+pub fn main_config(files: &dyn Files) -> Option<SysPath> {
+    [MAIN, VENDOR_MAIN]
+        .iter()
+        .map(SysPath::new)
+        .find(|p| files.text(p).is_some())
+}
+
+fn canonical_key(k: &str) -> String {
+    let k = k.to_ascii_lowercase();
+    match k.as_str() {
+        "challengeresponseauthentication" => "kbdinteractiveauthentication".into(),
+        _ => k,
+    }
+}
+
+fn canonical_value(key: &str, v: &str) -> String {
+    match key {
+        "passwordauthentication"
+        | "kbdinteractiveauthentication"
+        | "permitemptypasswords"
+        | "usepam"
+        | "pubkeyauthentication"
+        | "x11forwarding"
+        | "permitrootlogin" => {
+            let v = v.to_ascii_lowercase();
+            if v == "without-password" {
+                "prohibit-password".into()
+            } else {
+                v
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// Splits a config line like sshd: the keyword ends at whitespace or `=`,
+/// arguments may be quoted, a `#` starting an argument ends the line.
+pub fn split_line(line: &str) -> Option<(String, Vec<String>)> {
+    let s = line.trim_start();
+    if s.is_empty() || s.starts_with('#') {
+        return None;
+    }
+    let end = s
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(s.len());
+    let keyword = s[..end].to_string();
+    let mut rest = s[end..].trim_start();
+    if let Some(r) = rest.strip_prefix('=') {
+        rest = r.trim_start();
+    }
+    let mut args = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else { break };
+        if c == '#' {
+            break;
+        }
+        let mut arg = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.peek() {
+            match quote {
+                Some(q) if c == q => {
+                    quote = None;
+                    chars.next();
+                }
+                None if c == '"' || c == '\'' => {
+                    quote = Some(c);
+                    chars.next();
+                }
+                None if c.is_whitespace() => break,
+                _ if c == '\\' => {
+                    chars.next();
+                    if let Some(n) = chars.next() {
+                        arg.push(n);
+                    }
+                }
+                _ => {
+                    arg.push(c);
+                    chars.next();
+                }
+            }
+        }
+        args.push(arg);
+    }
+    Some((keyword, args))
+}
+
+/// Expands an Include pattern the way glob(3) does: per component,
+/// sorted, leading dots only matched literally.
+fn expand(files: &dyn Files, pattern: &str) -> Vec<SysPath> {
+    let full = if pattern.starts_with('/') {
+        pattern.to_string()
+    } else {
+        format!("{SSHDIR}/{pattern}")
+    };
+    let mut current = vec![SysPath::root()];
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    for comp in full.split('/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        let magic = comp.contains(['*', '?', '[']);
+        for dir in &current {
+            if !magic {
+                next.push(dir.join(comp));
+                continue;
+            }
+            let Ok(pat) = glob::Pattern::new(comp) else {
+                continue;
+            };
+            for n in files.list(dir) {
+                if pat.matches_with(&n, opts) {
+                    next.push(dir.join(n));
+                }
+            }
+        }
+        current = next;
+    }
+    // glob(3) needs the result to exist; a non-magic miss is dropped later
+    // when the file cannot be read.
+    current.sort();
+    current
+}
+
+struct State<'a> {
+    files: &'a dyn Files,
+    eff: Effective,
+    /// Inside a Match block that is not `Match all`: index into matches.
+    in_match: Option<usize>,
+    depth: usize,
+}
+
+fn read(st: &mut State, path: &SysPath) {
+    if st.depth > 16 {
+        return;
+    }
+    let Some(text) = st.files.text(path) else {
+        return;
+    };
+    st.eff.files.push(path.clone());
+    for (i, raw) in text.lines().enumerate() {
+        let Some((kw, args)) = split_line(raw) else {
+            continue;
+        };
+        let key = canonical_key(&kw);
+        if key == "match" {
+            let crit = args.join(" ");
+            if crit.eq_ignore_ascii_case("all") {
+                st.in_match = None;
+            } else {
+                st.eff.matches.push(MatchBlock {
+                    criteria: crit,
+                    path: path.clone(),
+                    line: i + 1,
+                    settings: BTreeMap::new(),
+                });
+                st.in_match = Some(st.eff.matches.len() - 1);
+            }
+            continue;
+        }
+        if key == "include" {
+            // a Match block opened in an included file ends with that file
+            // (sshd -T agrees: tests/sshd_corpus/22-match-in-included-file)
+            let outer = st.in_match;
+            for a in &args {
+                for p in expand(st.files, a) {
+                    st.depth += 1;
+                    read(st, &p);
+                    st.depth -= 1;
+                    st.in_match = outer;
+                }
+            }
+            continue;
+        }
+        let Some(first) = args.first() else { continue };
+        let s = Setting {
+            value: canonical_value(&key, first),
+            path: path.clone(),
+            line: i + 1,
+            text: raw.trim().to_string(),
+        };
+        match st.in_match {
+            Some(m) => {
+                st.eff.matches[m].settings.entry(key).or_insert(s);
+            }
+            None => {
+                use std::collections::btree_map::Entry;
+                match st.eff.global.entry(key) {
+                    Entry::Occupied(o) => {
+                        st.eff.ignored.entry(o.key().clone()).or_default().push(s)
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The effective configuration starting at `main`.
+pub fn effective(files: &dyn Files, main: &SysPath) -> Effective {
+    let mut st = State {
+        files,
+        eff: Effective::default(),
+        in_match: None,
+        depth: 0,
+    };
+    read(&mut st, main);
+    st.eff
+}
+
+/// First global value of `key` written in `main` itself (not via Include):
+/// what the admin meant.
+fn written_in_main(files: &dyn Files, main: &SysPath, key: &str) -> Option<Setting> {
+    let text = files.text(main)?;
+    let mut in_match = false;
+    for (i, raw) in text.lines().enumerate() {
+        let Some((kw, args)) = split_line(raw) else {
+            continue;
+        };
+        let k = canonical_key(&kw);
+        if k == "match" {
+            in_match = !args.join(" ").eq_ignore_ascii_case("all");
+            continue;
+        }
+        if !in_match && k == key {
+            return Some(Setting {
+                value: canonical_value(&k, args.first()?),
+                path: main.clone(),
+                line: i + 1,
+                text: raw.trim().to_string(),
+            });
+        }
+    }
+    None
+}
+
+/// How much a value lets passwords in; higher is more permissive.
+pub fn rank(key: &str, v: &str) -> u8 {
+    match key {
+        "permitrootlogin" => match v {
+            "yes" => 3,
+            "prohibit-password" => 2,
+            "forced-commands-only" => 1,
+            _ => 0,
+        },
+        _ => u8::from(v == "yes"),
+    }
+}
+
+/// The keywords judged, with how sshd spells them.
+pub const JUDGED: &[(&str, &str)] = &[
+    ("passwordauthentication", "PasswordAuthentication"),
+    (
+        "kbdinteractiveauthentication",
+        "KbdInteractiveAuthentication",
+    ),
+    ("permitemptypasswords", "PermitEmptyPasswords"),
+    ("permitrootlogin", "PermitRootLogin"),
+];
+
+fn what(key: &str) -> &'static str {
+    match key {
+        "permitrootlogin" => "ssh permits root login with a password",
+        "permitemptypasswords" => "ssh accepts empty passwords",
+        _ => "ssh accepts passwords",
+    }
+}
+
+fn ev(s: &Setting, note: &str) -> Evidence {
+    Evidence::new(&s.path, Some(s.line as u32), Some(s.text.clone()), note)
+}
+
+impl Check for Ssh {
+    fn name(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn run(&self, cx: &Context) -> Vec<Finding> {
+        let live = Live(cx.root);
+        let Some(main) = main_config(&live) else {
+            return Vec::new();
+        };
+        let now = effective(&live, &main);
+        let before = cx.baseline.and_then(|b| {
+            let rec = Recorded {
+                manifest: b,
+                store: cx.store,
+            };
+            main_config(&rec).map(|m| effective(&rec, &m))
+        });
+        let mut out = Vec::new();
+        for (key, name) in JUDGED {
+            let v = now.value(key);
+            let winner = now.global.get(*key);
+            let admin = written_in_main(&live, &main, key);
+            let old = before.as_ref().map(|b| b.value(key));
+            let worse_than_admin = admin
+                .as_ref()
+                .is_some_and(|a| rank(key, &v) > rank(key, &a.value));
+            let worse_than_before = old.as_ref().is_some_and(|o| rank(key, &v) > rank(key, o));
+            if !worse_than_admin && !worse_than_before {
+                continue;
+            }
+            let whence = match winner {
+                Some(w) => format!("{name} {v} from {}:{}", w.path, w.line),
+                None => format!("{name} is {v} by default (no line sets it)"),
+            };
+            let mut why = Vec::new();
+            if let Some(a) = admin.as_ref().filter(|_| worse_than_admin) {
+                why.push(format!("{} says {}", a.path, a.value));
+            }
+            if let Some(o) = old.as_ref().filter(|_| worse_than_before) {
+                why.push(format!("it was {o} in the snapshot"));
+            }
+            let paths: Vec<&SysPath> = winner.map(|w| vec![&w.path]).unwrap_or_default();
+            let mut f = Finding::new(
+                "ssh/password-auth-effective",
+                Severity::Critical,
+                &paths,
+                format!("{}: {whence}, but {}", what(key), why.join(" and ")),
+            );
+            if let Some(w) = winner {
+                f = f.evidence(ev(w, "wins: sshd uses the first value it reads"));
+            }
+            for l in now.ignored.get(*key).into_iter().flatten() {
+                f = f.evidence(ev(l, "ignored: an earlier line already set it"));
+            }
+            let safe = if *key == "permitrootlogin" {
+                "prohibit-password"
+            } else {
+                "no"
+            };
+            f = f.fix(match winner {
+                Some(w) if w.path != main => format!(
+                    "set `{name} {safe}` in {} (or in a drop-in that sorts before it), \
+                     then confirm with: sshd -T | grep -i {key}",
+                    w.path
+                ),
+                _ => format!(
+                    "set `{name} {safe}` in {main} before any Include, then confirm \
+                     with: sshd -T | grep -i {key}"
+                ),
+            });
+            let in_match: Vec<String> = now
+                .matches
+                .iter()
+                .filter_map(|m| {
+                    let s = m.settings.get(*key)?;
+                    Some(format!(
+                        "  Match {} ({}:{}): {name} {} (line {})",
+                        m.criteria, m.path, m.line, s.value, s.line
+                    ))
+                })
+                .collect();
+            if !in_match.is_empty() {
+                f.detail = Some(format!(
+                    "Match blocks (apply only to the connections they match):\n{}",
+                    in_match.join("\n")
+                ));
+            }
+            out.push(f);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysroot::SysRoot;
+
+    #[test]
+    fn splits_like_sshd() {
+        assert_eq!(
+            split_line("  PasswordAuthentication=no # c").unwrap(),
+            ("PasswordAuthentication".into(), vec!["no".into()])
+        );
+        assert_eq!(
+            split_line("Banner \"/etc/my banner\"").unwrap().1,
+            vec!["/etc/my banner".to_string()]
+        );
+        assert_eq!(
+            split_line("Ciphers = a,b").unwrap().1,
+            vec!["a,b".to_string()]
+        );
+        assert!(split_line("   # nothing").is_none());
+    }
+
+    #[test]
+    fn include_first_wins_over_the_main_file() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("etc/ssh/sshd_config.d")).unwrap();
+        std::fs::write(
+            r.join("etc/ssh/sshd_config"),
+            "Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n\
+             Match User backup\n  PasswordAuthentication yes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/ssh/sshd_config.d/50-cloud-init.conf"),
+            "PasswordAuthentication yes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/ssh/sshd_config.d/.hidden.conf"),
+            "PasswordAuthentication no\n",
+        )
+        .unwrap();
+        let root = SysRoot::open(r).unwrap();
+        let live = Live(&root);
+        let e = effective(&live, &main_config(&live).unwrap());
+        let w = &e.global["passwordauthentication"];
+        assert_eq!(w.value, "yes");
+        assert_eq!(
+            w.path,
+            SysPath::new("/etc/ssh/sshd_config.d/50-cloud-init.conf")
+        );
+        assert_eq!(e.ignored["passwordauthentication"][0].line, 2);
+        assert_eq!(e.matches[0].criteria, "User backup");
+        assert_eq!(e.value("permitrootlogin"), "prohibit-password");
+    }
+
+    #[test]
+    fn vendor_file_when_etc_has_none() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("usr/etc/ssh")).unwrap();
+        std::fs::write(d.path().join("usr/etc/ssh/sshd_config"), "UsePAM yes\n").unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let live = Live(&root);
+        let m = main_config(&live).unwrap();
+        assert_eq!(m, SysPath::new(VENDOR_MAIN));
+        assert_eq!(effective(&live, &m).value("usepam"), "yes");
+    }
+
+    #[test]
+    fn ranks_permissiveness() {
+        assert!(rank("permitrootlogin", "yes") > rank("permitrootlogin", "prohibit-password"));
+        assert!(rank("passwordauthentication", "yes") > rank("passwordauthentication", "no"));
+    }
+}

@@ -1,0 +1,339 @@
+//! systemd units: `systemd/unit-disabled` (enabled in the snapshot, not
+//! now), `systemd/dropin-vanished` (an `*.d/*.conf` override lost) and
+//! `systemd/hardening-lost` (incident 6: a unit replaced or an override
+//! dropped, and `AmbientCapabilities=`, `ProtectSystem=` … no longer apply).
+//! Also finds the units whose `ExecStart` runs a binary (for `caps/*`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{line_evidence, Check, Context, Files, Live, Recorded};
+use crate::diff::{self, Change};
+use crate::report::{Evidence, Finding, Severity};
+use crate::store::FileKind;
+use crate::sysroot::SysPath;
+
+pub struct Systemd;
+
+/// Unit dirs, highest priority first.
+pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+pub const HARDENING: &[&str] = &[
+    "User",
+    "CapabilityBoundingSet",
+    "AmbientCapabilities",
+    "NoNewPrivileges",
+    "ProtectSystem",
+    "ProtectHome",
+    "PrivateTmp",
+    "PrivateDevices",
+    "ReadOnlyPaths",
+    "InaccessiblePaths",
+    "SystemCallFilter",
+];
+
+/// Directives whose assignments add up (an empty one resets the list).
+const LISTS: &[&str] = &[
+    "CapabilityBoundingSet",
+    "AmbientCapabilities",
+    "ReadOnlyPaths",
+    "InaccessiblePaths",
+    "SystemCallFilter",
+];
+
+/// Where a directive got its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: SysPath,
+    pub line: usize,
+    pub text: String,
+}
+
+/// The hardening a unit ends up with: directive → (value, where set).
+pub type Hardening = BTreeMap<String, (String, Vec<Source>)>;
+
+/// The unit file and its drop-ins, in the order systemd applies them.
+pub fn unit_files(files: &dyn Files, unit: &str) -> Vec<SysPath> {
+    let mut out = Vec::new();
+    if let Some(p) = UNIT_DIRS
+        .iter()
+        .map(|d| SysPath::new(d).join(unit))
+        .find(|p| files.text(p).is_some())
+    {
+        out.push(p);
+    }
+    // drop-ins: by file name across dirs, the higher-priority dir wins,
+    // applied in lexical order of the name
+    let mut dropins: BTreeMap<String, SysPath> = BTreeMap::new();
+    for d in UNIT_DIRS.iter().rev() {
+        let dir = SysPath::new(d).join(format!("{unit}.d"));
+        for n in files.list(&dir) {
+            if n.ends_with(".conf") {
+                dropins.insert(n.clone(), dir.join(&n));
+            }
+        }
+    }
+    out.extend(dropins.into_values());
+    out
+}
+
+fn falsy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "" | "no" | "false" | "0" | "off" | "root"
+    )
+}
+
+/// Computes the hardening directives of a unit.
+pub fn hardening(files: &dyn Files, unit: &str) -> Hardening {
+    let mut h: Hardening = BTreeMap::new();
+    for p in unit_files(files, unit) {
+        let Some(text) = files.text(&p) else { continue };
+        let mut section = String::new();
+        for (i, raw) in text.lines().enumerate() {
+            let l = raw.trim();
+            if l.starts_with('[') {
+                section = l.to_string();
+                continue;
+            }
+            if section != "[Service]" || l.starts_with('#') || l.starts_with(';') {
+                continue;
+            }
+            let Some((k, v)) = l.split_once('=') else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if !HARDENING.contains(&k) {
+                continue;
+            }
+            let src = Source {
+                path: p.clone(),
+                line: i + 1,
+                text: raw.to_string(),
+            };
+            let e = h.entry(k.to_string()).or_default();
+            if LISTS.contains(&k) && !v.is_empty() {
+                if !e.0.is_empty() {
+                    e.0.push(' ');
+                }
+                e.0.push_str(v);
+                e.1.push(src);
+            } else {
+                *e = (v.to_string(), vec![src]);
+            }
+        }
+    }
+    h.retain(|_, (v, _)| !falsy(v));
+    h
+}
+
+/// Units whose `Exec*=` lines run `binary` (as the program or as an
+/// argument, e.g. an interpreter's script).
+pub fn units_running(files: &dyn Files, binary: &SysPath) -> Vec<(String, Evidence)> {
+    let want = binary.to_string();
+    let mut out: Vec<(String, Evidence)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for d in UNIT_DIRS {
+        let dir = SysPath::new(d);
+        for n in files.list(&dir) {
+            if !n.ends_with(".service") || !seen.insert(n.clone()) {
+                continue;
+            }
+            for p in unit_files(files, &n) {
+                let Some(text) = files.text(&p) else { continue };
+                for (i, raw) in text.lines().enumerate() {
+                    let l = raw.trim();
+                    let Some((k, v)) = l.split_once('=') else {
+                        continue;
+                    };
+                    if !k.trim().starts_with("Exec") {
+                        continue;
+                    }
+                    let hit = v
+                        .split_whitespace()
+                        .any(|t| t.trim_start_matches(['@', '-', ':', '+', '!']) == want);
+                    if hit && !out.iter().any(|(u, _)| *u == n) {
+                        out.push((
+                            n.clone(),
+                            line_evidence(&p, i + 1, raw, format!("{n} runs it")),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_dropin(p: &SysPath) -> bool {
+    let Some(parent) = p.parent() else {
+        return false;
+    };
+    p.file_name().ends_with(b".conf")
+        && parent.file_name().ends_with(b".d")
+        && UNIT_DIRS
+            .iter()
+            .any(|d| parent.parent() == Some(SysPath::new(d)))
+}
+
+fn unit_of_dropin(p: &SysPath) -> String {
+    let parent = p.parent().unwrap_or_else(SysPath::root);
+    let n = String::from_utf8_lossy(parent.file_name()).into_owned();
+    n.trim_end_matches(".d").to_string()
+}
+
+impl Check for Systemd {
+    fn name(&self) -> &'static str {
+        "systemd"
+    }
+
+    fn run(&self, cx: &Context) -> Vec<Finding> {
+        let Some(base) = cx.baseline else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for u in diff::units_disabled(base, cx.live) {
+            out.push(
+                Finding::new(
+                    "systemd/unit-disabled",
+                    Severity::Warning,
+                    &[&u.link],
+                    format!(
+                        "{} is no longer enabled (was wanted by {})",
+                        u.unit, u.wanted_by
+                    ),
+                )
+                .fix(format!("systemctl enable {}", u.unit)),
+            );
+        }
+        let before = Recorded {
+            manifest: base,
+            store: cx.store,
+        };
+        let live = Live(cx.root);
+        // units to judge: every service with a file or drop-in in the snapshot
+        let mut units: BTreeSet<String> = BTreeSet::new();
+        for e in &base.entries {
+            if let Some(parent) = e.path.parent() {
+                let n = String::from_utf8_lossy(e.path.file_name()).into_owned();
+                if UNIT_DIRS.iter().any(|d| parent == SysPath::new(d)) && n.ends_with(".service") {
+                    units.insert(n);
+                } else if is_dropin(&e.path) {
+                    units.insert(unit_of_dropin(&e.path));
+                }
+            }
+        }
+        let mut lost_by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for unit in &units {
+            let old = hardening(&before, unit);
+            if old.is_empty() {
+                continue;
+            }
+            let new = hardening(&live, unit);
+            let mut lost = Vec::new();
+            let mut evidence = Vec::new();
+            for (k, (v, srcs)) in &old {
+                let now = new.get(k).map(|(v, _)| v.as_str());
+                if now == Some(v.as_str()) {
+                    continue;
+                }
+                lost.push(match now {
+                    None => format!("{k}={v}"),
+                    Some(n) => format!("{k}={v} (now {n})"),
+                });
+                for s in srcs {
+                    evidence.push(line_evidence(
+                        &s.path,
+                        s.line,
+                        &s.text,
+                        if cx.root.exists(&s.path) {
+                            "set here in the snapshot"
+                        } else {
+                            "set here in the snapshot; the file is gone"
+                        },
+                    ));
+                }
+            }
+            if lost.is_empty() {
+                continue;
+            }
+            lost_by_unit.insert(unit.clone(), lost.clone());
+            let unit_path = unit_files(&live, unit)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| SysPath::new("/etc/systemd/system").join(unit));
+            let mut f = Finding::new(
+                "systemd/hardening-lost",
+                Severity::Warning,
+                &[&unit_path],
+                format!("{unit} lost its hardening: {}", lost.join(", ")),
+            )
+            .fix(format!(
+                "put the lost lines back in a drop-in: systemctl edit {unit} (or guard restore the \
+                 override), then systemctl daemon-reload && systemctl restart {unit}"
+            ));
+            f.evidence = evidence;
+            out.push(f);
+        }
+        for c in cx.changes {
+            let Change::Vanished(e) = c else { continue };
+            if e.kind != FileKind::File || !is_dropin(&e.path) {
+                continue;
+            }
+            let unit = unit_of_dropin(&e.path);
+            let mut msg = format!("override {} of {unit} vanished", e.path);
+            if let Some(l) = lost_by_unit.get(&unit) {
+                msg.push_str(&format!(" (hardening lost: {})", l.join(", ")));
+            }
+            out.push(
+                Finding::new(
+                    "systemd/dropin-vanished",
+                    Severity::Warning,
+                    &[&e.path],
+                    msg,
+                )
+                .fix(format!("guard restore {}; systemctl daemon-reload", e.path)),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysroot::SysRoot;
+
+    #[test]
+    fn dropins_override_and_lists_reset() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system/web.service.d")).unwrap();
+        std::fs::create_dir_all(r.join("etc/systemd/system/web.service.d")).unwrap();
+        std::fs::write(
+            r.join("usr/lib/systemd/system/web.service"),
+            "[Unit]\nUser=nobody\n[Service]\nExecStart=/usr/bin/web --port 80\nUser=web\n\
+             CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nPrivateTmp=yes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("etc/systemd/system/web.service.d/10-harden.conf"),
+            "[Service]\nCapabilityBoundingSet=\nCapabilityBoundingSet=CAP_CHOWN\nPrivateTmp=no\n\
+             NoNewPrivileges=true\n",
+        )
+        .unwrap();
+        let root = SysRoot::open(r).unwrap();
+        let live = Live(&root);
+        let h = hardening(&live, "web.service");
+        assert_eq!(h["User"].0, "web");
+        assert_eq!(h["CapabilityBoundingSet"].0, "CAP_CHOWN");
+        assert!(!h.contains_key("PrivateTmp"), "reset by the drop-in");
+        assert_eq!(h["NoNewPrivileges"].1[0].line, 5);
+        let users = units_running(&live, &SysPath::new("/usr/bin/web"));
+        assert_eq!(users[0].0, "web.service");
+        assert_eq!(users[0].1.line, Some(4));
+    }
+}

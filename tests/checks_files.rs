@@ -1,0 +1,151 @@
+//! Pending merges, nsswitch, fstab/crypttab and accounts end to end, and
+//! acknowledging a finding so it stops failing monitors.
+
+mod common;
+use common::*;
+
+fn base() -> Sys {
+    let s = Sys::new();
+    s.write(
+        "/etc/ssh/sshd_config",
+        "PasswordAuthentication no\nUsePAM yes\n",
+    )
+    .write(
+        "/etc/nsswitch.conf",
+        "passwd: files sss\ngroup: files sss\nhosts: files dns\n",
+    )
+    .write(
+        "/etc/fstab",
+        "UUID=1 / ext4 defaults 0 1\n/dev/vdb /srv/mail xfs noatime 0 0\n",
+    )
+    .write("/etc/crypttab", "mail UUID=abc /etc/keys/mail.key luks\n")
+    .write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/bash\ncyrus:x:96:12::/var/lib/imap:/bin/sh\n",
+    )
+    .write("/etc/group", "root:x:0:\nmail:x:12:\n")
+    .write(
+        "/etc/shadow",
+        "root:$6$SECRETHASH:19000::::::\ncyrus:!:19000::::::\n",
+    )
+    .write("/etc/motd", "hello\n");
+    s.chmod("/etc/crypttab", 0o600);
+    s.chmod("/etc/shadow", 0o600);
+    s
+}
+
+#[test]
+fn pacnew_and_rpmnew_wait_to_be_merged_with_diffs_only_when_readable() {
+    let s = base();
+    s.snapshot();
+    s.write(
+        "/etc/ssh/sshd_config.pacnew",
+        "PasswordAuthentication no\nUsePAM no\nKbdInteractiveAuthentication no\n",
+    );
+    s.write("/etc/shadow.rpmnew", "root:$6$OTHERHASH:19001::::::\n");
+    s.chmod("/etc/shadow.rpmnew", 0o600);
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let m = with_id(&v, "pkg/pending-merge");
+    assert_eq!(m.len(), 2, "{v:#}");
+    let pacnew = for_path(&v, "/etc/ssh/sshd_config.pacnew")[0];
+    assert_eq!(pacnew["id"], "pkg/pending-merge");
+    let d = pacnew["detail"].as_str().unwrap();
+    assert!(d.contains("-UsePAM yes") && d.contains("+UsePAM no"), "{d}");
+    assert!(pacnew["fix"].as_str().unwrap().contains("pacdiff"));
+    let rpmnew = for_path(&v, "/etc/shadow.rpmnew")[0];
+    assert!(rpmnew["fix"].as_str().unwrap().contains("rpmconf"));
+    let all = v.to_string();
+    assert!(!all.contains("HASH"), "shadow content leaked: {all}");
+    let (_, text) = s.check_text();
+    assert!(!text.contains("HASH"));
+}
+
+#[test]
+fn nss_storage_and_accounts_changes_are_explained() {
+    let s = base();
+    s.snapshot();
+    s.write(
+        "/etc/nsswitch.conf",
+        "passwd: files\ngroup: files sss\nhosts: files dns\n",
+    );
+    s.write("/etc/fstab", "UUID=1 / ext4 defaults 0 1\n");
+    s.write("/etc/crypttab", "mail UUID=abc none luks\n");
+    s.write("/etc/passwd", "root:x:0:0::/root:/bin/bash\n");
+    s.write("/etc/shadow", "root:$6$NEWSECRETHASH:19001::::::\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let nss = with_id(&v, "nss/changed");
+    assert_eq!(nss.len(), 1, "{v:#}");
+    assert!(nss[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("passwd: files sss -> files"));
+    assert_eq!(nss[0]["evidence"][0]["line"], 1);
+    let fstab = with_id(&v, "storage/fstab-changed");
+    assert!(fstab[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/srv/mail removed"));
+    let ct = with_id(&v, "storage/crypttab-changed");
+    let msg = ct[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not world-readable") && !msg.contains("mail.key"),
+        "{msg}"
+    );
+    let acc = with_id(&v, "accounts/changed");
+    assert!(acc[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cyrus removed"));
+    assert!(!v.to_string().contains("HASH"), "{v:#}");
+    // one finding per path: no file/modified for what a specific check explains
+    assert_eq!(for_path(&v, "/etc/nsswitch.conf").len(), 1);
+}
+
+#[test]
+fn ack_turns_a_finding_into_info_and_unack_brings_it_back() {
+    let s = base();
+    s.snapshot();
+    s.write("/etc/motd", "maintenance tonight\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(with_id(&v, "file/modified")[0]["severity"], "warning");
+
+    s.cmd()
+        .args(["check", "--ack", "file/modified:/etc//motd"])
+        .assert()
+        .success();
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "acknowledged findings count as info: {v:#}");
+    let f = with_id(&v, "file/modified");
+    assert_eq!(f[0]["acknowledged"], true);
+    assert_eq!(v["summary"]["warning"], 0);
+    let (_, text) = s.check_text();
+    assert!(text.contains("[acknowledged]"), "{text}");
+
+    let out = s.cmd().args(["check", "--acks"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("file/modified:/etc/motd"));
+    let out = s
+        .cmd()
+        .args(["check", "--acks", "--json"])
+        .output()
+        .unwrap();
+    let acks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(acks["acks"][0]["path"], "/etc/motd");
+
+    s.cmd()
+        .args(["check", "--unack", "file/modified:/etc/motd"])
+        .assert()
+        .success();
+    assert_eq!(s.check().0, 1);
+    // unacknowledging what is not acknowledged is an error (exit 3)
+    s.cmd()
+        .args(["check", "--unack", "file/modified:/etc/motd"])
+        .assert()
+        .code(3);
+    s.cmd()
+        .args(["check", "--ack", "nonsense"])
+        .assert()
+        .code(3);
+}

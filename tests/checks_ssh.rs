@@ -1,0 +1,232 @@
+//! sshd: the computed effective configuration held against the real
+//! `sshd -T` on a corpus of configurations (tests/sshd_corpus), and
+//! incident 2 end to end (a cloud-init drop-in included first wins).
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+use guard::checks::{ssh, Live};
+use guard::sysroot::{SysPath, SysRoot};
+
+const KEYS: &[&str] = &[
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "permitemptypasswords",
+    "permitrootlogin",
+    "usepam",
+    "pubkeyauthentication",
+    "x11forwarding",
+    "maxauthtries",
+];
+
+fn copy_case(src: &Path, dst: &Path, dir: &str) {
+    for e in walkdir::WalkDir::new(src) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(src).unwrap();
+        let to = dst.join(rel);
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            let t = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(&to, t.replace("@D@", dir)).unwrap();
+        }
+    }
+}
+
+/// sshd -T's view: keyword → value, aliases folded like guard does.
+fn sshd_t(
+    config: &Path,
+    hostkey: &Path,
+    conn: Option<&str>,
+) -> std::collections::BTreeMap<String, String> {
+    // sshd refuses to run without its privilege separation directory
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut argv = vec![
+        "/usr/sbin/sshd",
+        "-T",
+        "-f",
+        config.to_str().unwrap(),
+        "-h",
+        hostkey.to_str().unwrap(),
+    ];
+    if let Some(c) = conn {
+        argv.extend(["-C", c]);
+    }
+    let out = run(&argv);
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| {
+            let v = if v == "without-password" {
+                "prohibit-password"
+            } else {
+                v
+            };
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn effective_config_matches_sshd_t_on_the_corpus() {
+    let keys = tempfile::tempdir().unwrap();
+    let hk = keys.path().join("hostkey");
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        hk.to_str().unwrap(),
+    ]);
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sshd_corpus");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "the corpus has {} cases", cases.len());
+    let host = SysRoot::open(Path::new("/")).unwrap();
+    let live = Live(&host);
+    let mut failures = Vec::new();
+    let mut matched = 0;
+    for case in &cases {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap().to_string();
+        copy_case(case, d.path(), &dir);
+        let main = d.path().join("sshd_config");
+        let want = sshd_t(&main, &hk, None);
+        let got = ssh::effective(&live, &SysPath::new(main.to_str().unwrap()));
+        // the first `Match User NAME` block: what it sets is what sshd
+        // uses for a connection by NAME (Match values override global ones)
+        if let Some(m) = got.matches.first() {
+            if let Some(user) = m.criteria.strip_prefix("User ") {
+                matched += 1;
+                let conn = format!("user={user},host=client.example,addr=192.0.2.1");
+                let under = sshd_t(&main, &hk, Some(&conn));
+                for (k, set) in &m.settings {
+                    if under.get(k) != Some(&set.value) {
+                        failures.push(format!(
+                            "{} (Match {}): {k}: guard {:?}, sshd -T -C {:?}",
+                            case.file_name().unwrap().to_string_lossy(),
+                            m.criteria,
+                            set.value,
+                            under.get(k)
+                        ));
+                    }
+                }
+            }
+        }
+        for k in KEYS {
+            let w = want.get(*k).unwrap_or_else(|| panic!("sshd -T has no {k}"));
+            let g = got.value(k);
+            if &g != w {
+                failures.push(format!(
+                    "{}: {k}: guard {g:?}, sshd -T {w:?}",
+                    case.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        matched >= 5,
+        "only {matched} Match blocks were held to sshd -T -C"
+    );
+}
+
+fn cloud_box() -> Sys {
+    let s = Sys::new();
+    s.write(
+        "/etc/ssh/sshd_config",
+        "# admin hardening\nInclude /etc/ssh/sshd_config.d/*.conf\n\
+         PasswordAuthentication no\nPermitRootLogin no\nUsePAM yes\n",
+    );
+    s
+}
+
+#[test]
+fn cloud_init_dropin_that_wins_is_critical() {
+    let s = cloud_box();
+    s.snapshot();
+    s.write(
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+        "PasswordAuthentication yes\nMatch User backup\n  PasswordAuthentication no\n",
+    );
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    assert_eq!(f.len(), 1, "{v:#}");
+    let d = f[0]["detail"].as_str().unwrap();
+    assert!(
+        d.contains("Match User backup") && d.contains("PasswordAuthentication no"),
+        "{d}"
+    );
+    assert_eq!(
+        f[0]["paths"][0],
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf"
+    );
+    let ev = f[0]["evidence"].as_array().unwrap();
+    assert_eq!(ev[0]["path"], "/etc/ssh/sshd_config.d/50-cloud-init.conf");
+    assert_eq!(ev[0]["line"], 1);
+    assert_eq!(ev[1]["path"], "/etc/ssh/sshd_config");
+    assert_eq!(ev[1]["line"], 3);
+    assert_eq!(ev[1]["text"], "PasswordAuthentication no");
+    // the drop-in is explained by the specific finding, not file/added
+    assert_eq!(
+        for_path(&v, "/etc/ssh/sshd_config.d/50-cloud-init.conf").len(),
+        1
+    );
+    let (_, text) = s.check_text();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "1 critical: ssh accepts passwords"
+    );
+}
+
+#[test]
+fn found_without_a_snapshot_and_quiet_when_safe() {
+    let s = cloud_box();
+    s.write(
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+        "PermitRootLogin yes\n",
+    );
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    assert!(f[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh permits root login"));
+
+    // a drop-in that agrees with the admin gives no finding
+    s.write(
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+        "PermitRootLogin no\nPasswordAuthentication no\n",
+    );
+    let (code, v) = s.check();
+    assert!(
+        with_id(&v, "ssh/password-auth-effective").is_empty(),
+        "{v:#}"
+    );
+    assert_eq!(code, 0, "{v:#}");
+}
+
+#[test]
+fn vendor_config_on_opensuse_compared_with_the_snapshot() {
+    let s = Sys::new();
+    s.write("/usr/etc/ssh/sshd_config", "PasswordAuthentication no\n");
+    s.snapshot();
+    s.write("/usr/etc/ssh/sshd_config", "# new vendor default\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    let msg = f[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("by default") && msg.contains("snapshot"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,119 @@
+//! Incidents 3 and 6 end to end: a package update replaces a binary that
+//! had file capabilities (`caps/lost` names the service that runs it), a
+//! unit is disabled, and a hardening drop-in vanishes.
+
+mod common;
+use common::*;
+
+fn web_box() -> Sys {
+    let s = Sys::new();
+    s.write("/usr/bin/web", "#!/bin/sh\necho v1\n")
+        .write(
+            "/etc/systemd/system/web.service",
+            "[Unit]\nDescription=web\n[Service]\nExecStart=/usr/bin/web --port 80\nUser=web\n\
+             [Install]\nWantedBy=multi-user.target\n",
+        )
+        .write(
+            "/etc/systemd/system/web.service.d/harden.conf",
+            "[Service]\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nProtectSystem=strict\n\
+             NoNewPrivileges=yes\n",
+        );
+    s.symlink(
+        "/etc/systemd/system/web.service",
+        "/etc/systemd/system/multi-user.target.wants/web.service",
+    );
+    run(&[
+        "setcap",
+        "cap_net_bind_service=ep",
+        s.path("/usr/bin/web").to_str().unwrap(),
+    ]);
+    s
+}
+
+#[test]
+fn replaced_binary_loses_caps_and_names_its_service() {
+    let s = web_box();
+    s.snapshot();
+    // a package update: new file renamed over the old one
+    s.write("/usr/bin/web.new", "#!/bin/sh\necho v2\n");
+    std::fs::rename(s.path("/usr/bin/web.new"), s.path("/usr/bin/web")).unwrap();
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "caps/lost");
+    assert_eq!(f.len(), 1, "{v:#}");
+    let msg = f[0]["message"].as_str().unwrap();
+    assert!(msg.contains("cap_net_bind_service"), "{msg}");
+    assert!(msg.contains("replaced"), "{msg}");
+    assert!(msg.contains("used by web.service"), "{msg}");
+    let ev = &f[0]["evidence"][0];
+    assert_eq!(ev["path"], "/etc/systemd/system/web.service");
+    assert_eq!(ev["line"], 4);
+    assert_eq!(f[0]["fix"], "guard restore --caps");
+}
+
+#[test]
+fn disabled_unit_and_vanished_hardening_dropin() {
+    let s = web_box();
+    s.snapshot();
+    s.rm("/etc/systemd/system/multi-user.target.wants/web.service");
+    s.rm("/etc/systemd/system/web.service.d/harden.conf");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let d = with_id(&v, "systemd/unit-disabled");
+    assert_eq!(d.len(), 1, "{v:#}");
+    assert!(d[0]["message"].as_str().unwrap().contains("web.service"));
+    let dv = with_id(&v, "systemd/dropin-vanished");
+    assert_eq!(dv.len(), 1, "{v:#}");
+    assert_eq!(
+        dv[0]["paths"][0],
+        "/etc/systemd/system/web.service.d/harden.conf"
+    );
+    assert!(dv[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("AmbientCapabilities"));
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    let msg = h[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE")
+            && msg.contains("ProtectSystem=strict")
+            && msg.contains("NoNewPrivileges=yes")
+            && !msg.contains("User="),
+        "{msg}"
+    );
+    assert_eq!(h[0]["evidence"][0]["line"], 2);
+    // the generic file/vanished finding is replaced by the specific one
+    assert_eq!(
+        for_path(&v, "/etc/systemd/system/web.service.d/harden.conf").len(),
+        1
+    );
+}
+
+#[test]
+fn hardening_moved_into_the_unit_is_not_lost() {
+    let s = web_box();
+    s.snapshot();
+    s.rm("/etc/systemd/system/web.service.d/harden.conf");
+    s.write(
+        "/etc/systemd/system/web.service",
+        "[Service]\nExecStart=/usr/bin/web --port 80\nUser=web\n\
+         AmbientCapabilities=CAP_NET_BIND_SERVICE\nProtectSystem=strict\nNoNewPrivileges=yes\n",
+    );
+    let (_, v) = s.check();
+    assert!(with_id(&v, "systemd/hardening-lost").is_empty(), "{v:#}");
+}
+
+#[test]
+fn caps_lost_names_a_service_whose_unit_went_too() {
+    let s = web_box();
+    s.snapshot();
+    run(&["setcap", "-r", s.path("/usr/bin/web").to_str().unwrap()]);
+    s.rm("/etc/systemd/system/web.service");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "caps/lost");
+    let msg = f[0]["message"].as_str().unwrap();
+    assert!(msg.contains("the same file lost its capabilities"), "{msg}");
+    assert!(msg.contains("used by web.service"), "{msg}");
+}
