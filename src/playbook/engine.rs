@@ -73,7 +73,7 @@ impl Cond {
                         cmp: None,
                     }
                 };
-                if !valid_name(&atom.name) {
+                if !valid_name(&atom.name) || atom.cmp.as_ref().is_some_and(|c| c.1.is_empty()) {
                     bail!("bad condition {s:?}: {p:?} is not `name`, `!name` or `name == value`");
                 }
                 ands.push(atom);
@@ -120,11 +120,16 @@ pub fn subst(arg: &str, vars: &Vars, dry: bool) -> Result<Option<String>> {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         let Some(j) = after.find('}') else {
-            bail!("unclosed {{ in {arg:?}");
+            out.push('{');
+            rest = after;
+            continue;
         };
         let name = &after[..j];
         if !valid_name(name) {
-            bail!("bad variable {{{name}}} in {arg:?}");
+            // Not a variable (e.g. a shell group in a test's `sh -c`).
+            out.push('{');
+            rest = after;
+            continue;
         }
         match vars.get(name) {
             Some(v) if v.contains('\n') || v.contains('\0') => {
@@ -484,11 +489,15 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                         &format!("Retry step {}?", step.id),
                         &["abort".into(), "retry".into()],
                         0,
-                    )?;
-                    if c == 0 {
+                    );
+                    if !matches!(c, Ok(1)) {
+                        let why = match c {
+                            Err(e) => format!(" ({e:#})"),
+                            _ => String::new(),
+                        };
                         bail!(
-                            "step {} failed before and was not retried; fix the cause, then guard run {} --resume and choose retry",
-                            step.id, pb.id
+                            "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\")",
+                            step.id, pb.id, step.id
                         );
                     }
                     journal.steps.remove(i);
@@ -1304,4 +1313,65 @@ pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path) -> String {
         o.push_str(&render_step(s, vars, n, pb.steps.len(), root));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(kv: &[(&str, &str)]) -> Vars {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn substitution_is_per_argument_and_refuses_newlines() {
+        let v = vars(&[("lv", "a b;c"), ("empty", ""), ("bad", "x\ny")]);
+        assert_eq!(
+            subst("/dev/vg/{lv}", &v, false).unwrap().unwrap(),
+            "/dev/vg/a b;c"
+        );
+        assert_eq!(subst("?--key-file={empty}", &v, false).unwrap(), None);
+        assert_eq!(subst("?--key-file={unset}", &v, false).unwrap(), None);
+        assert!(subst("{unset}", &v, false).is_err());
+        assert_eq!(subst("{unset}", &v, true).unwrap().unwrap(), "<unset>");
+        let e = subst("{bad}", &v, true).unwrap_err().to_string();
+        assert!(e.contains("newline"), "{e}");
+        assert_eq!(
+            subst("{ echo x; }", &v, false).unwrap().unwrap(),
+            "{ echo x; }"
+        );
+    }
+
+    #[test]
+    fn conditions() {
+        let v = vars(&[("a", "yes"), ("b", "no"), ("os", "arch")]);
+        let t = |c: &str| Cond::parse(c).unwrap().eval(&v);
+        assert!(t("a"));
+        assert!(!t("b"));
+        assert!(!t("unset"));
+        assert!(t("!unset"));
+        assert!(t("b || a"));
+        assert!(!t("a && b"));
+        assert!(t("os == arch && !b"));
+        assert!(t("os != suse"));
+        assert!(!t("unset == x"));
+        assert!(Cond::parse("a ==").is_err());
+    }
+
+    #[test]
+    fn rooted_commands_act_on_the_root() {
+        let r = Path::new("/mnt/sys");
+        let a = rooted(vec!["pacman".into(), "-Su".into()], r);
+        assert_eq!(a[1..3], ["--root".to_string(), "/mnt/sys".into()]);
+        assert!(a.contains(&"/mnt/sys/etc/pacman.d/gnupg".to_string()));
+        assert_eq!(a.last().unwrap(), "-Su");
+        assert_eq!(
+            rooted(vec!["zypper".into(), "dup".into()], r),
+            ["zypper", "--root", "/mnt/sys", "dup"]
+        );
+        assert_eq!(rooted(vec!["cryptsetup".into()], r), ["cryptsetup"]);
+        assert_eq!(rooted(vec!["pacman".into()], Path::new("/")), ["pacman"]);
+    }
 }
