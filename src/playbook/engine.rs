@@ -465,9 +465,10 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
         }
     };
     journal.facts = facts.clone();
+    // The answers file of this invocation wins over what an earlier one said.
+    journal.answers.extend(opts.answers.clone());
     let mut vars: Vars = pb.vars.clone();
     vars.extend(facts);
-    vars.extend(opts.answers.clone());
     vars.extend(journal.answers.clone());
     save(app, &journal)?;
     let total = pb.steps.len();
@@ -778,10 +779,10 @@ fn act(
                 None => format!("{}=no (exit {code})", p.fact),
             }));
         }
-        if code != 0 {
+        if code != 0 && !step.ok_codes.contains(&code) {
             return Err(Failure(format!("exit code {code}")));
         }
-        return Ok(None);
+        return Ok((code != 0).then(|| format!("exit code {code} (counts as success)")));
     }
     if let Some(a) = &step.ask {
         let v = if a.choices.is_empty() {

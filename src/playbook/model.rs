@@ -65,6 +65,10 @@ pub struct Step {
     /// reads end-of-input, which pacman and zypper take as "no".
     #[serde(default)]
     pub feed: Option<String>,
+    /// With `run`: exit codes that also mean success (zypper's 102/103:
+    /// done, reboot or restart needed).
+    #[serde(default)]
+    pub ok_codes: Vec<i32>,
     /// With `run`: the command talks to the person (passphrases); on a
     /// terminal it gets it directly and its output is not recorded.
     #[serde(default)]
