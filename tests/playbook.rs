@@ -470,3 +470,16 @@ fn luks_target_refusals() {
         "the filesystem must survive"
     );
 }
+
+#[test]
+fn a_playbook_for_another_system_is_not_walked_unasked() {
+    let e = env(); // os-release says ID=testos
+    let out = e.guard(&["run", "arch-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("arch-upgrade is written for arch"), "{err}");
+    assert!(
+        !e.store.join("journals").exists(),
+        "nothing may have run: {err}"
+    );
+}

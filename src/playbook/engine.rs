@@ -464,6 +464,24 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             ..Default::default()
         }
     };
+    if !pb.applies_to.is_empty() {
+        let os = facts.get("os_id").cloned().unwrap_or_default();
+        let like = facts.get("os_id_like").cloned().unwrap_or_default();
+        let fits = pb
+            .applies_to
+            .iter()
+            .any(|a| *a == os || like.split_whitespace().any(|l| l == a));
+        if !fits
+            && !app.ui.confirm(&format!(
+                "{} is written for {}; this system is {:?}. Walk it anyway?",
+                pb.id,
+                pb.applies_to.join(", "),
+                if os.is_empty() { "unknown" } else { &os }
+            ))?
+        {
+            bail!("{} does not apply to this system; nothing done", pb.id);
+        }
+    }
     journal.facts = facts.clone();
     // The answers file of this invocation wins over what an earlier one said.
     journal.answers.extend(opts.answers.clone());
@@ -693,9 +711,15 @@ fn run_cmd(
     argv: Vec<String>,
     feed: Option<&str>,
     interactive: bool,
+    probe: bool,
     cmds: &mut Vec<CmdRecord>,
 ) -> Result<i32, Failure> {
     let cmd = Cmd::new(&argv[0]).args(&argv[1..]);
+    // On a terminal the person answers the tool's own questions (pacman's
+    // "Proceed?"), so a command that would be fed an answer off a terminal
+    // gets the terminal instead; only a probe (a dry download) is fed, as
+    // its output must be read.
+    let interactive = interactive || (feed.is_some() && !probe);
     if interactive && app.ui.is_interactive() {
         // Passphrases: the terminal goes to the command; nothing recorded.
         let os: Vec<std::ffi::OsString> = argv[1..].iter().map(Into::into).collect();
@@ -709,8 +733,8 @@ fn run_cmd(
         return Ok(code);
     }
     let cmd = match feed {
-        Some(f) if !app.ui.is_interactive() => cmd.stdin_bytes(f.as_bytes().to_vec()),
-        _ => cmd,
+        Some(f) => cmd.stdin_bytes(f.as_bytes().to_vec()),
+        None => cmd,
     };
     let r = exec::run_streaming(&cmd, TAIL, &mut |l| app.ui.say(&format!("   │ {l}")));
     match r {
@@ -757,7 +781,14 @@ fn act(
     if let Some(r) = &step.run {
         let argv = rooted(subst_argv(r, vars, false).map_err(fail)?, app.root.path());
         let code = if step.probe.is_some() {
-            match run_cmd(app, argv, step.feed.as_deref(), step.interactive, cmds) {
+            match run_cmd(
+                app,
+                argv,
+                step.feed.as_deref(),
+                step.interactive,
+                step.probe.is_some(),
+                cmds,
+            ) {
                 Ok(c) => c,
                 Err(Failure(e)) => {
                     app.ui.say(&format!("   probe could not run: {e}"));
@@ -765,7 +796,14 @@ fn act(
                 }
             }
         } else {
-            run_cmd(app, argv, step.feed.as_deref(), step.interactive, cmds)?
+            run_cmd(
+                app,
+                argv,
+                step.feed.as_deref(),
+                step.interactive,
+                step.probe.is_some(),
+                cmds,
+            )?
         };
         if let Some(p) = &step.probe {
             let tail = cmds.last().map(|c| c.tail.as_str()).unwrap_or("");
@@ -945,7 +983,7 @@ fn builtin(
             if let Some(c) = arg(step, vars, "connect")? {
                 argv.extend(["--connect".into(), c]);
             }
-            let code = run_cmd(app, argv, None, false, cmds)?;
+            let code = run_cmd(app, argv, None, false, false, cmds)?;
             if code != 0 {
                 return Err(Failure(format!("guard vm clone exited {code}")));
             }
@@ -983,6 +1021,7 @@ fn builtin(
                     pk(vec!["--add".into(), f.display().to_string()]),
                     None,
                     false,
+                    false,
                     cmds,
                 )?;
                 if code != 0 {
@@ -1003,6 +1042,7 @@ fn builtin(
                         app,
                         pk(vec!["--lsign-key".into(), fpr.into()]),
                         None,
+                        false,
                         false,
                         cmds,
                     )?;
@@ -1074,7 +1114,7 @@ fn builtin(
                 "--header-backup-file".into(),
                 file.display().to_string(),
             ];
-            let code = run_cmd(app, argv, None, false, cmds)?;
+            let code = run_cmd(app, argv, None, false, false, cmds)?;
             if code != 0 {
                 return Err(Failure(format!(
                     "cryptsetup luksHeaderBackup exited {code}"
