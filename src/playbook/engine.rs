@@ -736,7 +736,12 @@ fn run_cmd(
         Some(f) => cmd.stdin_bytes(f.as_bytes().to_vec()),
         None => cmd,
     };
-    let r = exec::run_streaming(&cmd, TAIL, &mut |l| app.ui.say(&format!("   │ {l}")));
+    // A spinner on a terminal; the output streams above it line by line.
+    let sp = app.ui.spinner(&format!("running {}", argv[0]));
+    let r = exec::run_streaming(&cmd, TAIL, &mut |l| {
+        sp.println(&format!("   │ {l}"));
+    });
+    sp.finish();
     match r {
         Ok(s) => {
             let code = s.status.code().unwrap_or(-1);
