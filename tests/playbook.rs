@@ -483,3 +483,18 @@ fn a_playbook_for_another_system_is_not_walked_unasked() {
         "nothing may have run: {err}"
     );
 }
+
+#[test]
+fn apt_is_refused_on_another_root() {
+    let e = env();
+    std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
+    let out = e.guard(&["run", "debian-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("apt-get cannot act on --root"), "{err}");
+    let j = e.journal("debian-upgrade");
+    assert_eq!(status(&j, "snapshot"), "done");
+    assert_eq!(status(&j, "update"), "failed");
+    let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
+    assert!(text(&out.stdout).contains("# REFUSED on this root"));
+}

@@ -196,6 +196,12 @@ pub fn rooted(argv: Vec<String>, root: &Path) -> Vec<String> {
             r("etc/pacman.conf"),
         ],
         "zypper" | "rpm" => vec!["--root".into(), root.display().to_string()],
+        // dpkg reads the host's dpkg.cfg even with --root: keep its log inside.
+        "dpkg" => vec![
+            "--root".into(),
+            root.display().to_string(),
+            format!("--log={}", r("var/log/dpkg.log")),
+        ],
         _ => vec![],
     };
     let mut out = vec![argv[0].clone()];
@@ -205,6 +211,27 @@ pub fn rooted(argv: Vec<String>, root: &Path) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------- facts
+
+/// Package tools that have no way to act on another root: run on a
+/// `--root`, they would change the host instead.
+const HOST_ONLY_PKG_TOOLS: &[&str] = &["apt", "apt-get", "aptitude", "dnf", "yum"];
+
+/// Refuses a command that would act on the host although `--root` names
+/// another system.
+pub fn check_rootable(argv: &[String], root: &Path) -> Result<()> {
+    let prog = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if root != Path::new("/") && HOST_ONLY_PKG_TOOLS.contains(&prog.as_str()) {
+        bail!(
+            "{prog} cannot act on --root {}: it would change this host instead; run guard inside that system",
+            root.display()
+        );
+    }
+    Ok(())
+}
 
 /// What guard finds out about the system before the walk. Anything it cannot
 /// detect is simply absent (and shows as `<name>` in a dry run).
@@ -667,6 +694,7 @@ fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
     }
     if let Some(r) = &t.run {
         let argv = rooted(subst_argv(r, vars, false)?, app.root.path());
+        check_rootable(&argv, app.root.path())?;
         let out = match exec::output(&Cmd::new(&argv[0]).args(&argv[1..])) {
             Ok(o) => o,
             Err(_) => return Ok(false),
@@ -785,6 +813,7 @@ fn act(
     let fail = |e: anyhow::Error| Failure(format!("{e:#}"));
     if let Some(r) = &step.run {
         let argv = rooted(subst_argv(r, vars, false).map_err(fail)?, app.root.path());
+        check_rootable(&argv, app.root.path()).map_err(fail)?;
         let code = if step.probe.is_some() {
             match run_cmd(
                 app,
@@ -1211,6 +1240,9 @@ pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path
                 "# without a terminal guard answers {f:?} to the first question only; later questions get no\n"
             ));
         }
+        if let Err(e) = subst_argv(r, vars, true).and_then(|a| check_rootable(&a, root)) {
+            o.push_str(&format!("# REFUSED on this root: {e}\n"));
+        }
         let line = dry(r);
         if step.probe.is_some() {
             o.push_str(&format!("{line} || true\n"));
@@ -1418,6 +1450,9 @@ mod tests {
             ["zypper", "--root", "/mnt/sys", "dup"]
         );
         assert_eq!(rooted(vec!["cryptsetup".into()], r), ["cryptsetup"]);
+        assert!(check_rootable(&["apt-get".into(), "update".into()], r).is_err());
+        assert!(check_rootable(&["apt-get".into()], Path::new("/")).is_ok());
+        assert!(check_rootable(&["pacman".into()], r).is_ok());
         assert_eq!(rooted(vec!["pacman".into()], Path::new("/")), ["pacman"]);
     }
 }
