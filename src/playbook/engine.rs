@@ -259,6 +259,14 @@ pub fn detect_facts(app: &App) -> Vars {
             }
         }
     }
+    if root == Path::new("/") {
+        // The running kernel; only meaningful for the system guard runs on.
+        let u = rustix::system::uname();
+        f.insert(
+            "kernel_release".into(),
+            u.release().to_string_lossy().into_owned(),
+        );
+    }
     let has = |p: &str| app.root.exists(&SysPath::new(p));
     let pm = if has("/var/lib/pacman/local") {
         Some(("pacman", "/var/cache/pacman/pkg"))
