@@ -194,6 +194,15 @@ fn conditions_done_steps_hard_stop_and_resume() {
         Some(3),
         "a finished run has nothing to resume"
     );
+    // A new run keeps the finished one's journal under its start time.
+    let out = e.guard(&["run", "walk"], Some(ans));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let kept = std::fs::read_dir(e.store.join("journals")).unwrap().count();
+    assert_eq!(kept, 2);
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\nran\n"
+    );
 }
 
 #[test]

@@ -491,6 +491,16 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     pb.id, old.started, pb.id
                 );
             }
+            // Keep the finished run's record next to the new one.
+            let stamp: String = old
+                .started
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            app.store_write()?.write_doc_file(
+                &format!("journals/{}-{stamp}.json", pb.id),
+                &serde_json::to_vec_pretty(&old)?,
+            )?;
         }
         Journal {
             version: 1,
