@@ -363,9 +363,10 @@ fn luks_walk_on_loop_devices() {
     let src = Loop::new(&e.base, "src.img", 8);
     let dst = Loop::new(&e.base, "dst.img", 48);
 
-    // Without a terminal and without `confirm` in the answers: refused.
+    // Without a terminal and without `confirm` in the answers: refused, even
+    // with --yes.
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, false)),
     );
     let err = text(&out.stderr);
