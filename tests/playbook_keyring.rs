@@ -120,6 +120,7 @@ struct Pkgs {
     keys: PathBuf,
     fpr_old: String,
     fpr_new: String,
+    fpr_bad: String,
 }
 
 fn pacman(root: &Path) -> Command {
@@ -174,13 +175,15 @@ fn make_root(base: &Path, p: &Pkgs) -> (PathBuf, Agent) {
         std::fs::write(g.join(f), b"").unwrap();
     }
     new_key(&g, "Pacman Keyring Master Key <pacman@localhost>");
-    let exported = run(gpg(&p.keys).args(["--export", &p.fpr_old, &p.fpr_new]));
+    let exported = run(gpg(&p.keys).args(["--export", &p.fpr_old, &p.fpr_new, &p.fpr_bad]));
     run(gpg(&g)
         .arg("--import")
         .arg(write(base, "pub.gpg", &exported.stdout)));
     // Old key: locally signed by the master key, so valid. New key: known,
     // not signed: "unknown trust", the state of a stale keyring.
     run(gpg(&g).args(["--yes", "--quick-lsign-key", &p.fpr_old]));
+    // A key trusted until the new keyring revokes it.
+    run(gpg(&g).args(["--yes", "--quick-lsign-key", &p.fpr_bad]));
     run(pacman(&root)
         .args(["-U", "--noconfirm"])
         .arg(&p.hello1)
@@ -223,6 +226,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
     let _keys_agent = Agent(keys.clone());
     let fpr_old = new_key(&keys, "Old Packager <old@guard.test>");
     let fpr_new = new_key(&keys, "New Packager <new@guard.test>");
+    let fpr_bad = new_key(&keys, "Revoked Packager <bad@guard.test>");
     let build_dir = base.join("build");
     std::fs::create_dir_all(&build_dir).unwrap();
     run(Command::new("chown").arg(&user.0).arg(&build_dir));
@@ -245,6 +249,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
     let old_armored = run(gpg(&keys).args(["--armor", "--export", &fpr_old])).stdout;
     let t1 = format!("{fpr_old}:4:\n");
     let t2 = format!("{fpr_old}:4:\n{fpr_new}:4:\n");
+    let revoked = format!("{fpr_bad}\n");
     let oa = String::from_utf8(old_armored).unwrap();
     let ba = String::from_utf8(both_armored).unwrap();
     let keyring1 = build(
@@ -265,6 +270,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         &[
             ("/usr/share/pacman/keyrings/archlinux.gpg", &ba),
             ("/usr/share/pacman/keyrings/archlinux-trusted", &t2),
+            ("/usr/share/pacman/keyrings/archlinux-revoked", &revoked),
         ],
     );
     for p in [&hello1, &keyring1, &keyring2] {
@@ -280,6 +286,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         keys: keys.clone(),
         fpr_old,
         fpr_new,
+        fpr_bad,
     };
     let answers = write(base, "answers.toml", b"[answers]\nkeyring_stale = \"no\"\n");
 
@@ -377,4 +384,24 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         .collect();
     let pos = |id| order.iter().position(|x| *x == id).unwrap();
     assert!(pos("keyring") < pos("upgrade"));
+    // The key the new keyring revokes is disabled (capability field has D).
+    let g = root.join("etc/pacman.d/gnupg");
+    let out = run(gpg(&g).args(["--with-colons", "--list-keys", &pkgs.fpr_bad]));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let caps = listing
+        .lines()
+        .find(|l| l.starts_with("pub:"))
+        .and_then(|l| l.split(':').nth(11))
+        .unwrap_or_default()
+        .to_string();
+    assert!(caps.contains('D'), "revoked key not disabled: {listing}");
+    let out = run(gpg(&g).args(["--with-colons", "--list-keys", &pkgs.fpr_new]));
+    assert!(!String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("pub:"))
+        .unwrap()
+        .split(':')
+        .nth(11)
+        .unwrap()
+        .contains('D'));
 }

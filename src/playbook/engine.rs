@@ -757,15 +757,9 @@ fn run_cmd(
     argv: Vec<String>,
     feed: Option<&str>,
     interactive: bool,
-    probe: bool,
     cmds: &mut Vec<CmdRecord>,
 ) -> Result<i32, Failure> {
     let cmd = Cmd::new(&argv[0]).args(&argv[1..]);
-    // On a terminal the person answers the tool's own questions (pacman's
-    // "Proceed?"), so a command that would be fed an answer off a terminal
-    // gets the terminal instead; only a probe (a dry download) is fed, as
-    // its output must be read.
-    let interactive = interactive || (feed.is_some() && !probe);
     if interactive && app.ui.is_interactive() {
         // Passphrases: the terminal goes to the command; nothing recorded.
         let os: Vec<std::ffi::OsString> = argv[1..].iter().map(Into::into).collect();
@@ -832,15 +826,13 @@ fn act(
     if let Some(r) = &step.run {
         let argv = rooted(subst_argv(r, vars, false).map_err(fail)?, app.root.path());
         check_rootable(&argv, app.root.path()).map_err(fail)?;
+        // On a terminal the person answers the tool's own questions
+        // (pacman's "Proceed?"), so a command that would be fed an answer off
+        // a terminal gets the terminal instead; only a probe (a dry download)
+        // is fed, as its output must be read.
+        let interactive = step.interactive || (step.feed.is_some() && step.probe.is_none());
         let code = if step.probe.is_some() {
-            match run_cmd(
-                app,
-                argv,
-                step.feed.as_deref(),
-                step.interactive,
-                step.probe.is_some(),
-                cmds,
-            ) {
+            match run_cmd(app, argv, step.feed.as_deref(), interactive, cmds) {
                 Ok(c) => c,
                 Err(Failure(e)) => {
                     app.ui.say(&format!("   probe could not run: {e}"));
@@ -848,14 +840,7 @@ fn act(
                 }
             }
         } else {
-            run_cmd(
-                app,
-                argv,
-                step.feed.as_deref(),
-                step.interactive,
-                step.probe.is_some(),
-                cmds,
-            )?
+            run_cmd(app, argv, step.feed.as_deref(), interactive, cmds)?
         };
         if let Some(p) = &step.probe {
             let tail = cmds.last().map(|c| c.tail.as_str()).unwrap_or("");
@@ -1035,7 +1020,7 @@ fn builtin(
             if let Some(c) = arg(step, vars, "connect")? {
                 argv.extend(["--connect".into(), c]);
             }
-            let code = run_cmd(app, argv, None, false, false, cmds)?;
+            let code = run_cmd(app, argv, None, false, cmds)?;
             if code != 0 {
                 return Err(Failure(format!("guard vm clone exited {code}")));
             }
@@ -1073,7 +1058,6 @@ fn builtin(
                     pk(vec!["--add".into(), f.display().to_string()]),
                     None,
                     false,
-                    false,
                     cmds,
                 )?;
                 if code != 0 {
@@ -1095,7 +1079,6 @@ fn builtin(
                         pk(vec!["--lsign-key".into(), fpr.into()]),
                         None,
                         false,
-                        false,
                         cmds,
                     )?;
                     if code != 0 {
@@ -1104,7 +1087,59 @@ fn builtin(
                     n += 1;
                 }
             }
-            Ok(Some(format!("{n} key(s) trusted")))
+            let gpg = |rest: &[&str]| {
+                let mut v = vec![
+                    "gpg".to_string(),
+                    "--homedir".into(),
+                    gpgdir.display().to_string(),
+                    "--no-permission-warning".into(),
+                    "--batch".into(),
+                    "--quiet".into(),
+                ];
+                v.extend(rest.iter().map(|s| s.to_string()));
+                v
+            };
+            let mut revoked = 0;
+            for f in &files {
+                let fs = f.to_string_lossy();
+                if fs.ends_with("-trusted") {
+                    let code = run_cmd(app, gpg(&["--import-ownertrust", &fs]), None, false, cmds)?;
+                    if code != 0 {
+                        return Err(Failure(format!("importing owner trust from {fs} failed")));
+                    }
+                }
+                if !fs.ends_with("-revoked") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(f).map_err(|e| Failure(e.to_string()))?;
+                for fpr in text.lines().map(str::trim) {
+                    if fpr.is_empty() || !fpr.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        continue;
+                    }
+                    // As pacman-key --populate: disable, so nothing it signed
+                    // verifies any more.
+                    let code = run_cmd(
+                        app,
+                        gpg(&[
+                            "--command-fd",
+                            "0",
+                            "--no-auto-check-trustdb",
+                            "--edit-key",
+                            fpr,
+                        ]),
+                        Some("disable\nquit\n"),
+                        false,
+                        cmds,
+                    )?;
+                    if code != 0 {
+                        return Err(Failure(format!("disabling revoked key {fpr} failed")));
+                    }
+                    revoked += 1;
+                }
+            }
+            Ok(Some(format!(
+                "{n} key(s) trusted, {revoked} revoked key(s) disabled"
+            )))
         }
         "luks-target-check" => {
             let source = need(step, vars, "source")?;
@@ -1166,7 +1201,7 @@ fn builtin(
                 "--header-backup-file".into(),
                 file.display().to_string(),
             ];
-            let code = run_cmd(app, argv, None, false, false, cmds)?;
+            let code = run_cmd(app, argv, None, false, cmds)?;
             if code != 0 {
                 return Err(Failure(format!(
                     "cryptsetup luksHeaderBackup exited {code}"
