@@ -179,9 +179,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run {
             name,
             dry_run,
-            answers: _,
+            answers,
             resume,
-        } => crate::playbook::cmd_run(&app, &name, dry_run, resume),
+        } => crate::playbook::cmd_run(&app, &name, dry_run, resume, answers.as_deref()),
         Command::Vm { command } => cmd_vm(&app, command),
         Command::Hooks { action, manager } => crate::hooks::command(&app, action, manager),
         Command::Units { action } => crate::units::command(&app, action),

@@ -1,12 +1,20 @@
 //! Playbooks: step-by-step, resumable walks through upgrades and migrations.
+//! This file owns finding playbooks (built in, then ROOT/etc/guard/playbooks)
+//! and the three commands; `model` is the format, `engine` the walk.
+
+pub mod engine;
+pub mod model;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::app::App;
+use crate::sysroot::SysPath;
+pub use model::Playbook;
 
 /// An answers file (DESIGN §5): `[answers]` and `confirm = ["STEP:TARGET"]`.
 #[derive(Debug, Default, Deserialize)]
@@ -27,14 +35,151 @@ impl Answers {
     }
 }
 
-pub fn cmd_list(_app: &App) -> Result<i32> {
-    bail!("playbooks are not available in this build yet")
+/// The playbooks shipped inside the binary.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "arch-upgrade",
+        include_str!("../../playbooks/arch-upgrade.toml"),
+    ),
+    (
+        "leap-upgrade",
+        include_str!("../../playbooks/leap-upgrade.toml"),
+    ),
+    (
+        "luks-guest-move",
+        include_str!("../../playbooks/luks-guest-move.toml"),
+    ),
+    (
+        "debian-upgrade",
+        include_str!("../../playbooks/debian-upgrade.toml"),
+    ),
+];
+
+/// Every playbook with where it came from; files in
+/// ROOT/etc/guard/playbooks override built-in ones of the same id.
+pub fn all(app: &App) -> Result<Vec<(Playbook, String)>> {
+    let mut out: BTreeMap<String, (Playbook, String)> = BTreeMap::new();
+    for (name, text) in BUILTIN {
+        let pb = Playbook::parse(text, name)?;
+        out.insert(pb.id.clone(), (pb, "built in".into()));
+    }
+    let dir = SysPath::new("/etc/guard/playbooks");
+    for name in app.root.list_dir(&dir) {
+        if !name.ends_with(b".toml") {
+            continue;
+        }
+        let p = dir.join(&name);
+        let Some(text) = app.root.read_text(p.clone()) else {
+            continue;
+        };
+        let pb = Playbook::parse(&text, &p.lossy())?;
+        out.insert(pb.id.clone(), (pb, p.lossy()));
+    }
+    Ok(out.into_values().collect())
 }
 
-pub fn cmd_show(_app: &App, _name: &str) -> Result<i32> {
-    bail!("playbooks are not available in this build yet")
+pub fn find(app: &App, name: &str) -> Result<Playbook> {
+    let all = all(app)?;
+    let ids: Vec<String> = all.iter().map(|(p, _)| p.id.clone()).collect();
+    match all.into_iter().find(|(p, _)| p.id == name) {
+        Some((p, _)) => Ok(p),
+        None => bail!("no playbook {name} (known: {})", ids.join(", ")),
+    }
 }
 
-pub fn cmd_run(_app: &App, _name: &str, _dry_run: bool, _resume: bool) -> Result<i32> {
-    bail!("playbooks are not available in this build yet")
+pub fn cmd_list(app: &App) -> Result<i32> {
+    let all = all(app)?;
+    if app.json {
+        app.print_json(&json!(all
+            .iter()
+            .map(|(p, from)| json!({"id": p.id, "title": p.title, "applies_to": p.applies_to, "steps": p.steps.len(), "source": from}))
+            .collect::<Vec<_>>()))?;
+    } else {
+        for (p, from) in &all {
+            println!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
+        }
+    }
+    Ok(0)
+}
+
+pub fn cmd_show(app: &App, name: &str) -> Result<i32> {
+    let pb = find(app, name)?;
+    if app.json {
+        app.print_json(&pb)?;
+        return Ok(0);
+    }
+    println!("{}: {}", pb.id, pb.title);
+    if !pb.description.is_empty() {
+        println!("{}", pb.description.trim());
+    }
+    let vars = pb.vars.clone();
+    for (n, s) in pb.steps.iter().enumerate() {
+        print!(
+            "{}",
+            engine::render_step(s, &vars, n, pb.steps.len(), app.root.path())
+        );
+    }
+    Ok(0)
+}
+
+pub fn cmd_run(
+    app: &App,
+    name: &str,
+    dry_run: bool,
+    resume: bool,
+    answers: Option<&Path>,
+) -> Result<i32> {
+    let pb = find(app, name)?;
+    let answers = match answers {
+        Some(p) => Answers::load(p)?.answers,
+        None => BTreeMap::new(),
+    };
+    if dry_run {
+        let mut vars = pb.vars.clone();
+        vars.extend(engine::detect_facts(app));
+        vars.extend(answers);
+        print!("{}", engine::render_script(&pb, &vars, app.root.path()));
+        return Ok(0);
+    }
+    engine::walk(app, &pb, &engine::RunOpts { resume, answers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file under playbooks/ parses and validates (DESIGN §3).
+    #[test]
+    fn every_shipped_playbook_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let pb = Playbook::parse(&text, &p.display().to_string()).unwrap();
+            assert_eq!(
+                p.file_stem().unwrap().to_str().unwrap(),
+                pb.id,
+                "file name and id differ"
+            );
+            assert!(
+                BUILTIN.iter().any(|(id, _)| *id == pb.id),
+                "{} is not built in",
+                pb.id
+            );
+            n += 1;
+        }
+        assert_eq!(n, BUILTIN.len());
+    }
+
+    #[test]
+    fn noconfirm_never_appears() {
+        for (id, text) in BUILTIN {
+            assert!(!text.contains("--noconfirm"), "{id} answers pacman blindly");
+            assert!(
+                !text.contains("--non-interactive"),
+                "{id} answers zypper blindly"
+            );
+        }
+    }
 }

@@ -19,6 +19,11 @@ pub trait Progress: Send + Sync {
     fn inc(&self, n: u64);
     fn set_message(&self, msg: &str);
     fn finish(&self);
+    /// A line of output shown above the bar or spinner (a command's output
+    /// streamed while it runs).
+    fn println(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// Progress nobody watches.

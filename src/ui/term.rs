@@ -32,6 +32,9 @@ impl Progress for Bar {
     fn finish(&self) {
         self.0.finish_and_clear();
     }
+    fn println(&self, line: &str) {
+        self.0.println(line);
+    }
 }
 
 fn interrupted(e: dialoguer::Error) -> anyhow::Error {

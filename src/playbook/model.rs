@@ -1,0 +1,218 @@
+//! The playbook file format (TOML, DESIGN §5): what a playbook and its steps
+//! say. Pure data; the engine gives it meaning.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// The format version this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Playbook {
+    pub version: u32,
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// os-release `ID`s (or `ID_LIKE` entries) the playbook is written for;
+    /// empty: any system.
+    #[serde(default)]
+    pub applies_to: Vec<String>,
+    /// Default values of variables; facts and answers override them.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    /// What the step does and why, for a tired administrator.
+    pub explain: String,
+    /// Precondition: `name`, `!name`, `name == value`, `name != value`,
+    /// joined with `&&` / `||` (no parentheses; `&&` binds tighter).
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The condition in words, for prompts and the dry-run script.
+    #[serde(default)]
+    pub when_text: Option<String>,
+    /// Already done? Then the step is skipped.
+    #[serde(default)]
+    pub done_if: Option<Test>,
+    /// Checked after the step ran; a failure stops the walk.
+    #[serde(default)]
+    pub verify: Option<Test>,
+    /// Formatting or overwriting: the target's name must be typed.
+    #[serde(default)]
+    pub destructive: Option<Destructive>,
+    /// What to do when the step fails.
+    #[serde(default)]
+    pub on_failure: Option<String>,
+
+    // --- the action: exactly one of run, builtin, ask, manual ---
+    /// A command as an argv list; `{var}` is substituted per argument; an
+    /// argument starting with `?` is dropped when a variable in it is unset
+    /// or empty.
+    #[serde(default)]
+    pub run: Option<Vec<String>>,
+    /// With `run`: bytes written to the command's stdin when nobody is at a
+    /// terminal (a package manager's first "Proceed?"). Every later question
+    /// reads end-of-input, which pacman and zypper take as "no".
+    #[serde(default)]
+    pub feed: Option<String>,
+    /// With `run`: exit codes that also mean success (zypper's 102/103:
+    /// done, reboot or restart needed).
+    #[serde(default)]
+    pub ok_codes: Vec<i32>,
+    /// With `run`: the command talks to the person (passphrases); on a
+    /// terminal it gets it directly and its output is not recorded.
+    #[serde(default)]
+    pub interactive: bool,
+    /// With `run`: the command only looks; it sets `fact` to `yes` when its
+    /// output contains one of `patterns`, `no` otherwise, and never fails
+    /// the walk.
+    #[serde(default)]
+    pub probe: Option<Probe>,
+    /// `snapshot`, `check`, `restore`, `vm-clone`, `keyring-populate`,
+    /// `luks-target-check`, `luks-header-backup`.
+    #[serde(default)]
+    pub builtin: Option<String>,
+    /// Arguments of the builtin (values substituted like argv).
+    #[serde(default)]
+    pub with: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ask: Option<Ask>,
+    /// A manual step: text the person follows and then confirms.
+    #[serde(default)]
+    pub manual: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Test {
+    /// Passes when the command exits 0 (and its output contains `output`).
+    #[serde(default)]
+    pub run: Option<Vec<String>>,
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Passes when the condition holds.
+    #[serde(default)]
+    pub cond: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Destructive {
+    /// The device or volume destroyed; the person types it.
+    pub target: String,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Probe {
+    pub fact: String,
+    pub patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Ask {
+    /// The variable (and answers-file key) the answer goes to.
+    pub var: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Validation of free text: `name`, `path`, `number` or `text`.
+    #[serde(default = "text_kind")]
+    pub kind: String,
+}
+
+fn text_kind() -> String {
+    "text".into()
+}
+
+pub const BUILTINS: &[&str] = &[
+    "snapshot",
+    "check",
+    "restore",
+    "vm-clone",
+    "keyring-populate",
+    "luks-target-check",
+    "luks-header-backup",
+];
+
+impl Playbook {
+    pub fn parse(text: &str, origin: &str) -> Result<Playbook> {
+        let pb: Playbook = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("playbook {origin}: {}", e.message()))?;
+        pb.validate()
+            .map_err(|e| anyhow::anyhow!("playbook {origin}: {e}"))?;
+        Ok(pb)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.version != FORMAT_VERSION {
+            bail!(
+                "format version {} (this guard reads version {FORMAT_VERSION})",
+                self.version
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.steps {
+            if !seen.insert(&s.id) {
+                bail!("step id {} is used twice", s.id);
+            }
+            if s.id.is_empty() || !s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                bail!("step id {:?}: use letters, digits and -", s.id);
+            }
+            let actions = [
+                s.run.is_some(),
+                s.builtin.is_some(),
+                s.ask.is_some(),
+                s.manual.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if actions != 1 {
+                bail!(
+                    "step {}: needs exactly one of run, builtin, ask, manual",
+                    s.id
+                );
+            }
+            if let Some(r) = &s.run {
+                if r.is_empty() {
+                    bail!("step {}: run is an empty argv", s.id);
+                }
+            }
+            if (s.probe.is_some() || s.feed.is_some() || s.interactive) && s.run.is_none() {
+                bail!("step {}: probe, feed and interactive go with run", s.id);
+            }
+            if let Some(b) = &s.builtin {
+                if !BUILTINS.contains(&b.as_str()) {
+                    bail!(
+                        "step {}: unknown builtin {b} (known: {})",
+                        s.id,
+                        BUILTINS.join(", ")
+                    );
+                }
+            }
+            for c in s
+                .when
+                .iter()
+                .chain(s.done_if.iter().filter_map(|t| t.cond.as_ref()))
+            {
+                super::engine::Cond::parse(c).map_err(|e| anyhow::anyhow!("step {}: {e}", s.id))?;
+            }
+        }
+        Ok(())
+    }
+}

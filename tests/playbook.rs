@@ -1,0 +1,510 @@
+//! `guard run` end to end with the scripted UI (answers files, no terminal):
+//! conditions, already-done steps, the hard stop, resume from the journal,
+//! dry-run scripts, and the LUKS walk on loop devices with its refusals.
+
+// Tests build fixtures (loop devices, filesystems) with the real tools
+// directly; the exec.rs choke point is for guard itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+    base: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::Builder::new()
+        .prefix("guard-pb")
+        .tempdir()
+        .unwrap();
+    let base = tmp.path().to_path_buf();
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc/guard/playbooks")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=testos\n").unwrap();
+    Env {
+        store: base.join("store"),
+        root,
+        base,
+        _tmp: tmp,
+    }
+}
+
+impl Env {
+    fn guard(&self, args: &[&str], answers: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_guard"));
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--store")
+            .arg(&self.store);
+        c.args(args);
+        if let Some(a) = answers {
+            let p = self.base.join("answers.toml");
+            std::fs::write(&p, a).unwrap();
+            c.arg("--answers").arg(p);
+        }
+        c.output().unwrap()
+    }
+    fn journal(&self, id: &str) -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(self.store.join(format!("journals/{id}.json"))).unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+fn status(j: &serde_json::Value, id: &str) -> String {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s["id"] == id)
+        .map(|s| s["status"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| "absent".into())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const WALK: &str = r#"
+version = 1
+id = "walk"
+title = "engine test"
+
+[[steps]]
+id = "a"
+title = "appends a line"
+explain = "counts its runs"
+when = "flag"
+run = ["sh", "-c", "echo ran >> \"$1\"", "sh", "{root}/a-log"]
+
+[[steps]]
+id = "b"
+title = "never: condition false"
+explain = "x"
+when = "flag == no"
+when-text = "the flag is off"
+run = ["touch", "{root}/b-ran"]
+
+[[steps]]
+id = "c"
+title = "already done"
+explain = "x"
+done-if = { run = ["test", "-e", "{root}/c-done"] }
+run = ["touch", "{root}/c-ran"]
+
+[[steps]]
+id = "d"
+title = "fails until fixed"
+explain = "x"
+run = ["sh", "-c", "test -e \"$1\" || { echo boom-output; exit 4; }", "sh", "{root}/d-ok"]
+on-failure = "create d-ok and resume"
+
+[[steps]]
+id = "e"
+title = "after the failure"
+explain = "x"
+run = ["touch", "{root}/e-ran"]
+verify = { run = ["test", "-e", "{root}/e-ran"] }
+"#;
+
+#[test]
+fn conditions_done_steps_hard_stop_and_resume() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    std::fs::write(e.root.join("c-done"), "").unwrap();
+    let ans = "[answers]\nflag = \"yes\"\n";
+    let out = e.guard(&["run", "walk"], Some(ans));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("step d (fails until fixed) failed: exit code 4"),
+        "{err}"
+    );
+    assert!(err.contains("boom-output"), "{err}");
+    assert!(
+        err.contains("what to do next: create d-ok and resume"),
+        "{err}"
+    );
+    assert!(!e.root.join("b-ran").exists(), "condition false, still ran");
+    assert!(!e.root.join("c-ran").exists(), "done step ran again");
+    assert!(
+        !e.root.join("e-ran").exists(),
+        "walk went on after a failure"
+    );
+    let j = e.journal("walk");
+    assert_eq!(status(&j, "a"), "done");
+    assert_eq!(status(&j, "b"), "skipped");
+    assert_eq!(status(&j, "c"), "already-done");
+    assert_eq!(status(&j, "d"), "failed");
+    let d = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "d")
+        .unwrap();
+    assert_eq!(d["commands"][0]["exit"], 4);
+    assert!(d["commands"][0]["tail"]
+        .as_str()
+        .unwrap()
+        .contains("boom-output"));
+    assert!(d["started"].is_string() && d["ended"].is_string());
+    assert_eq!(j["answers"]["flag"], "yes");
+    assert_eq!(j["facts"]["os_id"], "testos");
+
+    // A new run while one is unfinished is refused.
+    let out = e.guard(&["run", "walk"], Some(ans));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("--resume"));
+
+    // Resume never retries a failed step silently.
+    std::fs::write(e.root.join("d-ok"), "").unwrap();
+    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("not retried"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!e.root.join("e-ran").exists());
+
+    // Told to retry, it goes on at d; a (done before) does not run again.
+    let out = e.guard(
+        &["run", "walk", "--resume"],
+        Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(e.root.join("e-ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\n"
+    );
+    let j = e.journal("walk");
+    assert_eq!(status(&j, "d"), "done");
+    assert_eq!(status(&j, "e"), "done");
+    assert!(j["finished"].is_string());
+    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a finished run has nothing to resume"
+    );
+    // A new run keeps the finished one's journal under its start time.
+    let out = e.guard(&["run", "walk"], Some(ans));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let kept = std::fs::read_dir(e.store.join("journals")).unwrap().count();
+    assert_eq!(kept, 2);
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\nran\n"
+    );
+}
+
+#[test]
+fn a_variable_with_a_newline_is_refused() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    let out = e.guard(
+        &["run", "walk"],
+        Some("[answers]\nflag = \"yes\"\nroot = \"/tmp\\n/x\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("newline"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!e.root.join("a-log").exists());
+}
+
+#[test]
+fn dry_run_prints_a_reviewable_script_without_facts() {
+    let e = env();
+    let out = e.guard(&["run", "arch-upgrade", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.starts_with("#!/bin/sh\n"));
+    assert!(
+        s.contains(
+            "# only when: the keyring is stale or the dry download reported a signature failure"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("<free_cache_mib>"),
+        "unknown facts must be placeholders: {s}"
+    );
+    let root = e.root.display().to_string();
+    assert!(
+        s.contains(&format!(
+            "pacman --root {root} --config {root}/etc/pacman.conf"
+        )),
+        "{s}"
+    );
+    assert!(s.contains(" -Su\n"));
+    assert!(!s.contains("--noconfirm"));
+    // Every step appears.
+    for id in [
+        "preflight",
+        "snapshot",
+        "probe-signatures",
+        "keyring",
+        "keyring-populate",
+        "upgrade",
+        "pacnew",
+        "check",
+        "reboot",
+        "check-after-reboot",
+    ] {
+        assert!(s.contains(&format!("({id})\n")), "{id} missing: {s}");
+    }
+    assert!(
+        !e.store.join("journals").exists(),
+        "a dry run keeps no journal"
+    );
+
+    // The LUKS walk beyond what this machine can run (device-mapper).
+    let out = e.guard(
+        &["run", "luks-guest-move", "--dry-run"],
+        Some("[answers]\nguest = \"mail\"\nlv_name = \"mailcrypt\"\n"),
+    );
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.contains("cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --cipher aes-xts-plain64 --key-size 512 --hash sha512 --pbkdf argon2id '<target>'"), "{s}");
+    assert!(s.contains("# DESTRUCTIVE:"));
+    assert!(
+        s.contains("cryptsetup open --type luks2 '<target>' cr_mailcrypt"),
+        "{s}"
+    );
+    assert!(s.contains("guard --root"), "{s}");
+    assert!(
+        s.contains("vm clone mail --name mail-luks --disk-target 'vda=/dev/mapper/cr_mailcrypt'")
+            || s.contains(
+                "vm clone mail --name mail-luks --disk-target vda=/dev/mapper/cr_mailcrypt"
+            ),
+        "{s}"
+    );
+    assert!(s.contains("cryptsetup close cr_mailcrypt"), "{s}");
+    assert!(s.contains("not in /etc/crypttab"), "{s}");
+
+    let out = e.guard(&["playbook", "show", "leap-upgrade"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("zypper --root"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = e.guard(&["--json", "playbook", "list"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "arch-upgrade",
+        "leap-upgrade",
+        "luks-guest-move",
+        "debian-upgrade",
+    ] {
+        assert!(ids.contains(&id), "{ids:?}");
+    }
+}
+
+/// A loop device over a sparse file; detached on drop.
+struct Loop(String);
+impl Loop {
+    fn new(dir: &Path, name: &str, mib: u64) -> Loop {
+        let f = dir.join(name);
+        let file = std::fs::File::create(&f).unwrap();
+        file.set_len(mib << 20).unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {}", text(&out.stderr));
+        Loop(text(&out.stdout).trim().to_string())
+    }
+}
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).output();
+    }
+}
+
+fn luks_answers(e: &Env, source: &str, target: &str, confirm: bool) -> String {
+    let key = e.base.join("key");
+    std::fs::write(&key, "correct horse battery staple").unwrap();
+    format!(
+        "{}[answers]\nguest = \"mail\"\nsource = \"{source}\"\nshutdown_guest = \"no\"\ndisk_target = \"vda\"\ncreate_lv = \"no\"\nlv_name = \"guardtest\"\ntarget = \"{target}\"\nluks_pbkdf = \"pbkdf2\"\nluks_pbkdf_iterations = \"1000\"\nluks_key_file = \"{}\"\n",
+        if confirm { format!("confirm = [\"luks-format:{target}\"]\n") } else { String::new() },
+        key.display()
+    )
+}
+
+fn is_luks(dev: &str) -> bool {
+    Command::new("cryptsetup")
+        .args(["isLuks", dev])
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn luks_walk_on_loop_devices() {
+    let e = env();
+    let src = Loop::new(&e.base, "src.img", 8);
+    let dst = Loop::new(&e.base, "dst.img", 48);
+
+    // Without a terminal and without `confirm` in the answers: refused, even
+    // with --yes.
+    let out = e.guard(
+        &["--yes", "run", "luks-guest-move"],
+        Some(&luks_answers(&e, &src.0, &dst.0, false)),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refusing destructive step luks-format"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("confirm = [\\\"luks-format:{}\\\"]", dst.0))
+            || err.contains(&format!("luks-format:{}", dst.0)),
+        "{err}"
+    );
+    assert!(!is_luks(&dst.0), "formatted without confirmation");
+    assert_eq!(
+        status(&e.journal("luks-guest-move"), "target-check"),
+        "done"
+    );
+
+    // Confirmed: format, dump and header backup run for real; `cryptsetup
+    // open` needs device-mapper, which this machine lacks: the walk stops
+    // there with a clear message.
+    let e = env();
+    let out = e.guard(
+        &["run", "luks-guest-move"],
+        Some(&luks_answers(&e, &src.0, &dst.0, true)),
+    );
+    let err = text(&out.stderr);
+    assert!(is_luks(&dst.0), "{err}");
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump", &dst.0])
+        .output()
+        .unwrap();
+    let dump = text(&dump.stdout);
+    assert!(
+        dump.contains("aes-xts-plain64") && dump.contains("512 bits") && dump.contains("pbkdf2"),
+        "{dump}"
+    );
+    let j = e.journal("luks-guest-move");
+    for id in ["target-check", "luks-format", "luks-dump", "header-backup"] {
+        assert_eq!(status(&j, id), "done", "{id}: {err}");
+    }
+    let backup = std::fs::read_dir(e.store.join("luks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(Command::new("cryptsetup")
+        .arg("luksDump")
+        .arg(&backup)
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(status(&j, "open"), "failed", "{err}");
+    assert!(err.contains("step open"), "{err}");
+    assert!(err.contains("what to do next"), "{err}");
+}
+
+#[test]
+fn luks_target_refusals() {
+    // Too small: source 40 MiB, target 48 MiB < 40 + 32.
+    let e = env();
+    let src = Loop::new(&e.base, "src.img", 40);
+    let dst = Loop::new(&e.base, "dst.img", 48);
+    let out = e.guard(
+        &["run", "luks-guest-move"],
+        Some(&luks_answers(&e, &src.0, &dst.0, true)),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("is too small"), "{err}");
+    assert!(!is_luks(&dst.0));
+
+    // A target carrying a filesystem.
+    let e = env();
+    let src = Loop::new(&e.base, "src.img", 4);
+    let fs = e.base.join("fs.img");
+    std::fs::File::create(&fs)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&fs)
+        .output()
+        .unwrap();
+    let dst = Loop(text(&out.stdout).trim().to_string());
+    let out = e.guard(
+        &["run", "luks-guest-move"],
+        Some(&luks_answers(&e, &src.0, &dst.0, true)),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("carries a ext4 signature"), "{err}");
+    assert!(!is_luks(&dst.0));
+    let ty = Command::new("blkid")
+        .args(["-o", "value", "-s", "TYPE", &dst.0])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&ty.stdout).trim(),
+        "ext4",
+        "the filesystem must survive"
+    );
+}
+
+#[test]
+fn a_playbook_for_another_system_is_not_walked_unasked() {
+    let e = env(); // os-release says ID=testos
+    let out = e.guard(&["run", "arch-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("arch-upgrade is written for arch"), "{err}");
+    assert!(
+        !e.store.join("journals").exists(),
+        "nothing may have run: {err}"
+    );
+}
+
+#[test]
+fn apt_is_refused_on_another_root() {
+    let e = env();
+    std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
+    let out = e.guard(&["run", "debian-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("apt-get cannot act on --root"), "{err}");
+    let j = e.journal("debian-upgrade");
+    assert_eq!(status(&j, "snapshot"), "done");
+    assert_eq!(status(&j, "update"), "failed");
+    let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
+    assert!(text(&out.stdout).contains("# REFUSED on this root"));
+}
