@@ -160,7 +160,16 @@ impl Check for FileChanges {
 }
 
 fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding {
+    // Ownership in the baseline decides: an admin's own file that a package
+    // has since taken over and overwritten is damage, not a package update.
     let (sev, why) = match package_changed(new, base, cx.live) {
+        _ if old.owners.is_empty() && !new.owners.is_empty() => (
+            Severity::Warning,
+            format!(
+                "an admin's own file in the snapshot, now overwritten by {}",
+                new.owners.join(", ")
+            ),
+        ),
         Some(up) if !new.owners.is_empty() => {
             (Severity::Info, format!("the package changed it: {up}"))
         }
