@@ -557,14 +557,17 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
 /// Runs every check against the baseline (or `against`); the report.
 pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     crate::privs::require_read_caps()?;
+    let timer = scan::PhaseTimer::new();
     let store = app.store_read()?;
     let base = load_baseline(&store, against)?;
+    timer.phase("load baseline");
     let live = live(app, base.as_ref())?;
     let scope = app.scope()?;
     let changes = match &base {
         Some(b) => diff::files(b, &live, &|p| scope.contains(p)),
         None => Vec::new(),
     };
+    timer.phase("diff");
     let cx = checks::Context {
         root: &app.root,
         baseline: base.as_ref(),
@@ -573,6 +576,7 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
         store: &store,
     };
     let mut findings = checks::run_all(&cx);
+    timer.phase("checks");
     crate::acks::apply(&store, &mut findings)?;
     Ok(Report::new(
         base.map(|b| b.id),
