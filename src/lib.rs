@@ -19,5 +19,7 @@ pub mod scan;
 pub mod store;
 pub mod sysroot;
 pub mod ui;
+#[cfg(feature = "vm")]
+pub mod vm;
 pub mod vmlink;
 pub mod xattr;
