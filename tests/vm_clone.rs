@@ -321,3 +321,58 @@ fn block_device_targets_follow_the_rules() {
         "device data differs from the source"
     );
 }
+
+fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(e.dir.path().join("root"))
+        .arg("--store")
+        .arg(e.dir.path().join("store"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn snapshot_vm_records_the_clone_in_the_manifest() {
+    let e = env_with(None);
+    fs::create_dir_all(e.dir.path().join("root/etc")).unwrap();
+    fs::write(e.dir.path().join("root/etc/hostname"), b"mail\n").unwrap();
+    // a running guest: no clone, and no snapshot either
+    let (code, _, err) = guard_raw(&e, &["snapshot", "--vm", "web", "--connect", &e.uri]);
+    assert_eq!(code, 3, "{err}");
+    let (_, v, _) = guard_raw(&e, &["list"]);
+    assert_eq!(
+        v["snapshots"].as_array().map(|a| a.len()).unwrap_or(0),
+        0,
+        "{v}"
+    );
+    let (code, v, err) = guard_raw(&e, &["snapshot", "--vm", "mail", "--connect", &e.uri]);
+    assert_eq!(code, 0, "{err}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (code, v, err) = guard_raw(&e, &["show", &id]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["vms"][0];
+    assert_eq!(r["domain"], "mail");
+    assert_eq!(r["uri"], e.uri.as_str());
+    let clone = r["clone"].as_str().unwrap();
+    assert!(clone.starts_with("mail-pre-upgrade-"), "{clone}");
+    assert!(r["source_xml"]
+        .as_str()
+        .unwrap()
+        .contains("<name>mail</name>"));
+    let copy = r["disks"][0]["copy"].as_str().unwrap();
+    assert_eq!(r["disks"][0]["target"], "vda");
+    assert_eq!(
+        fs::read(copy).unwrap(),
+        fs::read(p(&e, "mail.img")).unwrap()
+    );
+}
