@@ -332,7 +332,23 @@ fn clone(
         }
     }
     for k in &src.disks {
-        if let Some(p) = &k.path {
+        if let (Some(pool), Some(vol)) = (&k.pool, &k.volume) {
+            let path = conn
+                .lookup_storage_pool_by_name(pool)
+                .and_then(|p| p.lookup_storage_vol_by_name(vol))
+                .and_then(|v| v.path())
+                .map_err(|e| anyhow!("disk {}: volume {vol} in pool {pool}: {e}", k.target))?;
+            input.volumes.insert(format!("{pool}/{vol}"), path);
+        }
+    }
+    let paths: Vec<String> = src
+        .disks
+        .iter()
+        .filter_map(|k| k.path.clone())
+        .chain(input.volumes.values().cloned())
+        .collect();
+    for p in &paths {
+        {
             if let Ok(v) = conn.lookup_storage_vol_by_path(p) {
                 if let Ok(pool) = v.lookup_storage_pool() {
                     input.pools.insert(

@@ -105,6 +105,8 @@ pub struct PlanInput {
     pub macs: BTreeSet<String>,
     /// disk path → pool it lives in (only for pool-managed volumes)
     pub pools: BTreeMap<String, PoolInfo>,
+    /// `POOL/VOLUME` of `<disk type='volume'>` → the volume's path
+    pub volumes: BTreeMap<String, String>,
 }
 
 /// A complete clone plan: the new XML and what to copy where.
@@ -195,12 +197,18 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
             news.push(None);
             continue;
         }
-        let src = disk
-            .path
-            .clone()
-            .or_else(|| disk.volume.clone())
-            .unwrap_or_default();
-        let pool = disk.path.as_ref().and_then(|p| input.pools.get(p));
+        let src = match (&disk.path, &disk.pool, &disk.volume) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(pool), Some(vol)) => match input.volumes.get(&format!("{pool}/{vol}")) {
+                Some(p) => p.clone(),
+                None => bail!(
+                    "disk {}: volume {vol} not found in pool {pool}",
+                    disk.target
+                ),
+            },
+            _ => bail!("disk {}: no source to copy", disk.target),
+        };
+        let pool = input.pools.get(&src);
         let (to, to_path) = match explicit {
             Some(p) if p.starts_with("/dev/") => (NewSource::Block { path: p.clone() }, p),
             Some(p) => (NewSource::File { path: p.clone() }, p),
@@ -287,4 +295,47 @@ pub fn rename_disk_path(src: &str, old: &str, new: &str) -> String {
 
 fn rename_path_nvram(src: &str, old: &str, new: &str) -> String {
     xml::rename_path(src, old, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_paths_and_macs() {
+        let taken: BTreeSet<String> = ["mail-clone".to_string(), "mail-clone1".into()].into();
+        assert_eq!(default_name("mail", &taken), "mail-clone2");
+        assert_eq!(
+            rename_disk_path("/v/mail.qcow2", "mail", "m2"),
+            "/v/m2.qcow2"
+        );
+        assert_eq!(
+            rename_disk_path("/v/disk0.img", "mail", "m2"),
+            "/v/m2-disk0.img"
+        );
+        // a name inside the file name that is not its start is left alone
+        assert_eq!(
+            rename_disk_path("/v/a-mail.img", "mail", "m2"),
+            "/v/m2-a-mail.img"
+        );
+        let all: BTreeSet<String> = (0..=255u32)
+            .flat_map(|a| (0..=255u32).map(move |b| format!("52:54:00:{a:02x}:{b:02x}:00")))
+            .collect();
+        let m = new_mac(&all).unwrap();
+        assert!(m.starts_with("52:54:00:") && !all.contains(&m));
+        let u = new_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+
+    #[test]
+    fn disk_target_syntax() {
+        assert!(parse_targets(&["vda".into()]).is_err());
+        assert!(parse_targets(&["vda=rel/path".into()]).is_err());
+        assert!(parse_targets(&["vda=/a".into(), "vda=/b".into()]).is_err());
+        assert_eq!(
+            parse_targets(&["vda=/dev/mapper/cr_mail".into()]).unwrap()["vda"],
+            "/dev/mapper/cr_mail"
+        );
+    }
 }
