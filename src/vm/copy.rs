@@ -1,18 +1,20 @@
 //! guard's own disk copy: sparse-aware (SEEK_DATA/SEEK_HOLE: holes are
 //! never read nor written), hashing source and target with blake3 while it
-//! copies, so the clone can be verified before it is defined without reading
+//! copies, so the clone is verified before it is defined without reading
 //! either disk a second time.
 //!
-//! Both hashes cover the whole logical disk: holes enter them as zeros
-//! without being read. The source hash is taken from the bytes read; the
-//! target hash from the bytes read back from the target right after they
-//! were written (pread of the written range), so a short write, a wrong
-//! offset or a device that drops data shows as a mismatch.
+//! The digest is blake3 over the disk's sparse layout: every data piece
+//! framed with its offset and length, every hole as its offset and length
+//! (zeros are not fed through blake3: for a mostly empty disk that alone
+//! would cost more than the copy). The source digest is taken from the
+//! bytes read; the target digest from the bytes read back from the target
+//! right after they were written, so a short write, a wrong offset or a
+//! device that drops data shows as a mismatch. Holes on the target are
+//! holes of a freshly created file, or zeroed ranges of a device.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, FileTypeExt};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::SeekFrom;
@@ -34,24 +36,33 @@ pub struct Copied {
 }
 
 enum Msg {
-    Data(Arc<Vec<u8>>),
-    Zeros(u64),
+    Data(u64, Vec<u8>),
+    Hole(u64, u64),
 }
 
-fn hasher_thread(rx: Receiver<Msg>) -> std::thread::JoinHandle<blake3::Hash> {
+/// Hashes what it is sent and hands each data buffer back on `back`, so the
+/// copy reuses a few buffers instead of faulting in fresh pages per chunk.
+/// Each piece is framed with its kind, offset and length, so the digest
+/// pins down where every byte of data sits and how long every hole is.
+fn hasher_thread(
+    rx: Receiver<Msg>,
+    back: SyncSender<Vec<u8>>,
+) -> std::thread::JoinHandle<blake3::Hash> {
     std::thread::spawn(move || {
         let mut h = blake3::Hasher::new();
         for m in rx {
             match m {
-                Msg::Data(b) => {
+                Msg::Data(off, b) => {
+                    h.update(b"D");
+                    h.update(&off.to_le_bytes());
+                    h.update(&(b.len() as u64).to_le_bytes());
                     h.update(&b);
+                    let _ = back.try_send(b);
                 }
-                Msg::Zeros(mut n) => {
-                    while n > 0 {
-                        let k = n.min(ZEROS.len() as u64) as usize;
-                        h.update(&ZEROS[..k]);
-                        n -= k as u64;
-                    }
+                Msg::Hole(off, len) => {
+                    h.update(b"H");
+                    h.update(&off.to_le_bytes());
+                    h.update(&len.to_le_bytes());
                 }
             }
         }
@@ -132,8 +143,16 @@ pub fn copy_verified(
     let extents = data_extents(src, size)?;
     let (stx, srx) = sync_channel::<Msg>(4);
     let (dtx, drx) = sync_channel::<Msg>(4);
-    let sh = hasher_thread(srx);
-    let dh = hasher_thread(drx);
+    let (sback_tx, sback) = sync_channel::<Vec<u8>>(8);
+    let (dback_tx, dback) = sync_channel::<Vec<u8>>(8);
+    let sh = hasher_thread(srx, sback_tx);
+    let dh = hasher_thread(drx, dback_tx);
+    // a returned buffer if one is free, else a new one
+    let take = |back: &Receiver<Vec<u8>>, n: usize| {
+        let mut b = back.try_recv().unwrap_or_default();
+        b.resize(n, 0);
+        b
+    };
     let send = |tx: &std::sync::mpsc::SyncSender<Msg>, m: Msg| {
         tx.send(m).map_err(|_| anyhow!("hasher thread ended"))
     };
@@ -143,23 +162,23 @@ pub fn copy_verified(
         for &(start, end) in &extents {
             if start > pos {
                 zero_range(dst, pos, start - pos, fresh_file)?;
-                send(&stx, Msg::Zeros(start - pos))?;
-                send(&dtx, Msg::Zeros(start - pos))?;
+                send(&stx, Msg::Hole(pos, start - pos))?;
+                send(&dtx, Msg::Hole(pos, start - pos))?;
                 progress.inc(start - pos);
             }
             let mut off = start;
             while off < end {
                 let n = (end - off).min(CHUNK as u64) as usize;
-                let mut buf = vec![0u8; n];
+                let mut buf = take(&sback, n);
                 src.read_exact_at(&mut buf, off)
                     .with_context(|| format!("reading the source at {off}"))?;
                 dst.write_all_at(&buf, off)
                     .with_context(|| format!("writing the target at {off}"))?;
-                send(&stx, Msg::Data(Arc::new(buf)))?;
-                let mut back = vec![0u8; n];
+                send(&stx, Msg::Data(off, buf))?;
+                let mut back = take(&dback, n);
                 dst.read_exact_at(&mut back, off)
                     .with_context(|| format!("reading back the target at {off}"))?;
-                send(&dtx, Msg::Data(Arc::new(back)))?;
+                send(&dtx, Msg::Data(off, back))?;
                 off += n as u64;
                 data_bytes += n as u64;
                 progress.inc(n as u64);
@@ -168,8 +187,8 @@ pub fn copy_verified(
         }
         if size > pos {
             zero_range(dst, pos, size - pos, fresh_file)?;
-            send(&stx, Msg::Zeros(size - pos))?;
-            send(&dtx, Msg::Zeros(size - pos))?;
+            send(&stx, Msg::Hole(pos, size - pos))?;
+            send(&dtx, Msg::Hole(pos, size - pos))?;
             progress.inc(size - pos);
         }
         dst.sync_data().context("syncing the target")?;
