@@ -37,6 +37,9 @@ pub struct Copied {
 
 enum Msg {
     Data(u64, Vec<u8>),
+    /// a range just written to the target: the target's hasher reads it
+    /// back itself, off the copying thread's critical path
+    Written(u64, usize),
     Hole(u64, u64),
 }
 
@@ -47,11 +50,23 @@ enum Msg {
 fn hasher_thread(
     rx: Receiver<Msg>,
     back: SyncSender<Vec<u8>>,
-) -> std::thread::JoinHandle<blake3::Hash> {
+    target: Option<File>,
+) -> std::thread::JoinHandle<Result<blake3::Hash>> {
     std::thread::spawn(move || {
         let mut h = blake3::Hasher::new();
+        let mut buf = Vec::new();
         for m in rx {
             match m {
+                Msg::Written(off, n) => {
+                    let f = target.as_ref().expect("the target hasher has the target");
+                    buf.resize(n, 0);
+                    f.read_exact_at(&mut buf, off)
+                        .with_context(|| format!("reading back the target at {off}"))?;
+                    h.update(b"D");
+                    h.update(&off.to_le_bytes());
+                    h.update(&(n as u64).to_le_bytes());
+                    h.update(&buf);
+                }
                 Msg::Data(off, b) => {
                     h.update(b"D");
                     h.update(&off.to_le_bytes());
@@ -66,7 +81,7 @@ fn hasher_thread(
                 }
             }
         }
-        h.finalize()
+        Ok(h.finalize())
     })
 }
 
@@ -144,9 +159,9 @@ pub fn copy_verified(
     let (stx, srx) = sync_channel::<Msg>(4);
     let (dtx, drx) = sync_channel::<Msg>(4);
     let (sback_tx, sback) = sync_channel::<Vec<u8>>(8);
-    let (dback_tx, dback) = sync_channel::<Vec<u8>>(8);
-    let sh = hasher_thread(srx, sback_tx);
-    let dh = hasher_thread(drx, dback_tx);
+    let (dback_tx, _dback) = sync_channel::<Vec<u8>>(1);
+    let sh = hasher_thread(srx, sback_tx, None);
+    let dh = hasher_thread(drx, dback_tx, Some(dst.try_clone()?));
     // a returned buffer if one is free, else a new one
     let take = |back: &Receiver<Vec<u8>>, n: usize| {
         let mut b = back.try_recv().unwrap_or_default();
@@ -175,10 +190,7 @@ pub fn copy_verified(
                 dst.write_all_at(&buf, off)
                     .with_context(|| format!("writing the target at {off}"))?;
                 send(&stx, Msg::Data(off, buf))?;
-                let mut back = take(&dback, n);
-                dst.read_exact_at(&mut back, off)
-                    .with_context(|| format!("reading back the target at {off}"))?;
-                send(&dtx, Msg::Data(off, back))?;
+                send(&dtx, Msg::Written(off, n))?;
                 off += n as u64;
                 data_bytes += n as u64;
                 progress.inc(n as u64);
@@ -198,7 +210,10 @@ pub fn copy_verified(
     drop(dtx);
     let s = sh.join().map_err(|_| anyhow!("hasher panicked"))?;
     let d = dh.join().map_err(|_| anyhow!("hasher panicked"))?;
+    // a failed read-back is the root cause of a "hasher thread ended"
+    let d = d?;
     result?;
+    let s = s?;
     Ok(Copied {
         size,
         data_bytes,
