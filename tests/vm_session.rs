@@ -219,6 +219,28 @@ fn clone_in_a_dir_pool_of_a_real_libvirtd() {
     }
     assert!(alloc(&pool.join("g-clone.raw")) < 8 << 20);
     s.ok(&["qemu-img", "check", "-q", &format!("{ps}/g-clone.qcow2")]);
+    // a clone libvirt refuses to define (a backslash in the name) after its
+    // volumes were made: the volumes go again, nothing is defined
+    let before = s.virsh(&["vol-list", "p"]);
+    let out = s
+        .cmd(&[
+            env!("CARGO_BIN_EXE_guard-vm"),
+            "--json",
+            "clone",
+            "g",
+            "--name",
+            "bad\nname",
+            "--connect",
+            "qemu:///session",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rolled back: volume"), "{err}");
+    assert!(err.contains("defining bad"), "{err}");
+    assert_eq!(s.virsh(&["vol-list", "p"]), before);
+    assert!(!s.virsh(&["list", "--all", "--name"]).contains("bad"));
     // a second clone gets the next name; the first stays
     let out = s.ok(&[
         env!("CARGO_BIN_EXE_guard-vm"),
