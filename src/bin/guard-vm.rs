@@ -83,9 +83,16 @@ fn connect(uri: Option<&str>) -> Result<Connect> {
     // guard expects to fail (is this path a pool volume?); guard reports
     // the errors that matter itself.
     virt::error::clear_error_callback();
-    // Remote and some local drivers need an event loop for keepalives;
-    // registering the default one is harmless where it is not needed.
+    // Remote URIs (qemu+ssh://) need a running event loop so keepalive
+    // pings are answered while a long disk copy makes no libvirt calls;
+    // without one the daemon may drop the connection mid-clone and the
+    // define (or the rollback) fails. Harmless for local drivers.
     virt::event::event_register_default_impl().map_err(|e| anyhow!("libvirt event loop: {e}"))?;
+    std::thread::spawn(|| loop {
+        if virt::event::event_run_default_impl().is_err() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     let uri = uri.unwrap_or(DEFAULT_URI);
     Connect::open(Some(uri)).map_err(|e| anyhow!("cannot connect to libvirt at {uri}: {e}"))
 }
