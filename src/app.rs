@@ -215,6 +215,19 @@ pub fn snapshot(
     kind: SnapshotKind,
     label: Option<String>,
 ) -> Result<SnapshotOutcome> {
+    snapshot_with_vms(app, store, kind, label, Vec::new())
+}
+
+/// Takes a snapshot that also records guests cloned for it (`--vm`): the
+/// records are part of the manifest when it is committed, so a listed
+/// snapshot always names its clones.
+pub fn snapshot_with_vms(
+    app: &App,
+    store: &Store,
+    kind: SnapshotKind,
+    label: Option<String>,
+    vms: Vec<crate::store::manifest::VmRecord>,
+) -> Result<SnapshotOutcome> {
     crate::privs::require_read_caps()?;
     if let Some((free, frac)) = store.free_space() {
         if free < MIN_FREE || frac < 0.02 {
@@ -241,6 +254,7 @@ pub fn snapshot(
         .to_string();
     m.kind = kind;
     m.label = label;
+    m.vms = vms;
     store.commit(&m)?;
     Ok(SnapshotOutcome {
         id: m.id.clone(),
@@ -258,10 +272,16 @@ fn cmd_snapshot(
     connect: Option<&str>,
 ) -> Result<i32> {
     let store = app.store_write()?;
-    let out = snapshot(app, &store, kind, label)?;
-    if !vms.is_empty() {
-        crate::vmlink::snapshot_vms(app, &store, &out.id, vms, connect)?;
-    }
+    // Clone first, commit after: the manifest names the clones, and a
+    // snapshot that cannot be committed takes its clones back with it.
+    let records = crate::vmlink::clone_vms(app, vms, connect)?;
+    let out = match snapshot_with_vms(app, &store, kind, label, records.clone()) {
+        Ok(o) => o,
+        Err(e) => {
+            crate::vmlink::discard_clones(app, &records);
+            return Err(e);
+        }
+    };
     if app.json {
         app.print_json(&out)?;
     } else {

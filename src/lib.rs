@@ -22,5 +22,7 @@ pub mod store;
 pub mod sysroot;
 pub mod ui;
 pub mod units;
+#[cfg(feature = "vm")]
+pub mod vm;
 pub mod vmlink;
 pub mod xattr;

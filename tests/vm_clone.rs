@@ -1,0 +1,378 @@
+//! `guard vm clone` against libvirt's in-process test driver with our own
+//! node file: every XML rewrite, the collision and state refusals, the
+//! verified sparse copy, rollback on ENOSPC, and the block-device rules on
+//! real loop devices.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use guard::vm::xml;
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+    uri: String,
+}
+
+fn env_with(webdisk: Option<&str>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let web = webdisk
+        .map(str::to_string)
+        .unwrap_or(format!("{d}/web.img"));
+    let node = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vm-node.xml"
+    ))
+    .unwrap()
+    .replace("@WEBDISK@", &web)
+    .replace("@DIR@", &d);
+    fs::write(dir.path().join("node.xml"), node).unwrap();
+    // 64 MiB sparse disk with 1 MiB of known data at 10 MiB and a block at the end
+    let img = fs::File::create(dir.path().join("mail.img")).unwrap();
+    img.set_len(64 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    img.write_all_at(&data, 10 << 20).unwrap();
+    img.write_all_at(b"tail", (64 << 20) - 4).unwrap();
+    fs::write(dir.path().join("install.iso"), b"iso").unwrap();
+    fs::write(dir.path().join("mail_VARS.fd"), b"nvram vars").unwrap();
+    let uri = format!("test://{d}/node.xml");
+    Env { dir, uri }
+}
+
+fn guard(e: &Env, args: &[&str]) -> (i32, Value, String) {
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(e.dir.path())
+        .arg("--store")
+        .arg(e.dir.path().join("store"))
+        .arg("--json")
+        .args(["vm", "clone"])
+        .args(args)
+        .args(["--connect", &e.uri])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn p(e: &Env, name: &str) -> PathBuf {
+    e.dir.path().join(name)
+}
+
+#[test]
+fn dry_run_rewrites_everything_a_clone_must_change() {
+    let e = env_with(None);
+    let (code, v, err) = guard(&e, &["mail", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    // mail-clone exists, so the next free default name
+    assert_eq!(v["name"], "mail-clone1");
+    let x = v["xml"].as_str().unwrap();
+    let d = xml::parse(x).unwrap();
+    assert_eq!(d.name, "mail-clone1");
+    assert_ne!(d.uuid, "6695eb01-f6a4-8304-79aa-97f2502e193f");
+    assert_eq!(d.uuid, v["uuid"].as_str().unwrap());
+    // sysinfo system UUID follows the domain UUID
+    assert!(
+        x.contains(&format!("<entry name='uuid'>{}</entry>", d.uuid)),
+        "{x}"
+    );
+    assert!(!x.contains("6695eb01"), "old uuid left in {x}");
+    // new MACs, unique, qemu prefix, none of any defined guest's
+    assert_eq!(d.nics.len(), 2);
+    let macs: Vec<String> = d.nics.iter().map(|n| n.mac.clone().unwrap()).collect();
+    assert_ne!(macs[0], macs[1]);
+    for m in &macs {
+        assert!(m.starts_with("52:54:00:"), "{m}");
+        assert!(![
+            "52:54:00:11:22:33",
+            "52:54:00:11:22:34",
+            "52:54:00:aa:bb:cc"
+        ]
+        .contains(&m.as_str()));
+    }
+    // host tap device cleared, graphics on autoport without fixed port
+    assert!(!x.contains("vnet7"), "{x}");
+    assert!(!x.contains("5907"), "{x}");
+    assert!(
+        x.contains("autoport=\"yes\"") || x.contains("autoport='yes'"),
+        "{x}"
+    );
+    let dd = e.dir.path().to_str().unwrap();
+    // agent socket, serial log and nvram renamed
+    assert!(x.contains(&format!("{dd}/mail-clone1.agent")), "{x}");
+    assert!(x.contains(&format!("{dd}/mail-clone1-serial.log")), "{x}");
+    assert!(
+        x.contains(&format!("<nvram>{dd}/mail-clone1_VARS.fd</nvram>")),
+        "{x}"
+    );
+    // vda copied next to its source with the new name, cdrom shared
+    assert_eq!(
+        d.disks[0].path.as_deref(),
+        Some(format!("{dd}/mail-clone1.img").as_str())
+    );
+    assert_eq!(
+        d.disks[1].path.as_deref(),
+        Some(format!("{dd}/install.iso").as_str())
+    );
+    assert_eq!(v["disks"][0]["action"], "copy");
+    assert_eq!(v["disks"][1]["action"], "share");
+    // a dry run changes nothing
+    assert!(!p(&e, "mail-clone1.img").exists());
+    assert!(!p(&e, "mail-clone1_VARS.fd").exists());
+}
+
+#[test]
+fn clone_copies_verified_keeps_holes_and_copies_nvram() {
+    let e = env_with(None);
+    let (code, v, err) = guard(&e, &["mail", "--name", "mail-old"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["name"], "mail-old");
+    let src = fs::read(p(&e, "mail.img")).unwrap();
+    let dst = fs::read(p(&e, "mail-old.img")).unwrap();
+    assert!(src == dst, "copied data differs");
+    let (ms, md) = (
+        fs::metadata(p(&e, "mail.img")).unwrap(),
+        fs::metadata(p(&e, "mail-old.img")).unwrap(),
+    );
+    assert!(
+        md.blocks() <= ms.blocks(),
+        "holes not kept: {} > {}",
+        md.blocks(),
+        ms.blocks()
+    );
+    assert!(md.blocks() * 512 < 8 << 20, "copy is not sparse");
+    let c = &v["copies"]["vda"];
+    assert_eq!(c["source_blake3"], c["target_blake3"]);
+    assert_eq!(c["source_blake3"].as_str().unwrap().len(), 64);
+    // only the data was read and written, not the 64 MiB of holes
+    assert_eq!(c["size"], 64u64 << 20);
+    assert!(c["data_bytes"].as_u64().unwrap() < 8 << 20, "{c}");
+    assert_eq!(fs::read(p(&e, "mail-old_VARS.fd")).unwrap(), b"nvram vars");
+}
+
+#[test]
+fn collisions_and_running_source_are_refused() {
+    let e = env_with(None);
+    let (code, v, _) = guard(&e, &["mail", "--name", "web"]);
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("already exists"));
+    // web runs (no runstate 5): refused without a terminal, nothing written
+    let (code, v, _) = guard(&e, &["web", "--name", "web2"]);
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("running"), "{v}");
+    assert!(!p(&e, "web2-web.img").exists());
+    // shared disks cannot be sent anywhere; unknown targets are refused
+    let (code, _, _) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("sda={}", p(&e, "x.iso").display()),
+        ],
+    );
+    assert_eq!(code, 3);
+    let (code, v, _) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("vdz={}", p(&e, "x.img").display()),
+        ],
+    );
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("vdz"));
+    // an existing target file is never overwritten
+    fs::write(p(&e, "taken.img"), b"keep").unwrap();
+    let (code, _, _) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("vda={}", p(&e, "taken.img").display()),
+        ],
+    );
+    assert_eq!(code, 3);
+    assert_eq!(fs::read(p(&e, "taken.img")).unwrap(), b"keep");
+}
+
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        #[allow(clippy::disallowed_methods)]
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_target_rolls_everything_back() {
+    let e = env_with(None);
+    let mnt = p(&e, "small");
+    fs::create_dir(&mnt).unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mounting a tmpfs needs root");
+    let _m = Mount(mnt.clone());
+    let target = mnt.join("vda.img");
+    let (code, v, err) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("vda={}", target.display()),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        v["error"].as_str().unwrap().contains("copying disk vda"),
+        "{v}"
+    );
+    assert!(!target.exists(), "stray copy left behind");
+    assert!(!p(&e, "mail-clone1_VARS.fd").exists());
+    assert!(err.contains("rolled back"), "{err}");
+}
+
+struct Loop(String);
+impl Drop for Loop {
+    fn drop(&mut self) {
+        #[allow(clippy::disallowed_methods)]
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn loopdev(backing: &Path, size: u64) -> Loop {
+    let f = fs::File::create(backing).unwrap();
+    f.set_len(size).unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(backing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn block_device_targets_follow_the_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let used = loopdev(&tmp.path().join("used"), 64 << 20);
+    let e = env_with(Some(&used.0));
+    let small = loopdev(&p(&e, "small.bin"), 1 << 20);
+    let withfs = loopdev(&p(&e, "fs.bin"), 64 << 20);
+    #[allow(clippy::disallowed_methods)]
+    let mk = Command::new("mkfs.ext4")
+        .args(["-q", &withfs.0])
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    let blank = loopdev(&p(&e, "blank.bin"), 80 << 20);
+    // make the blank one dirty where the source has holes: the copy must zero it
+    fs::write(p(&e, "junk"), vec![0xffu8; 1 << 20]).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&blank.0).unwrap();
+        f.write_all_at(&[0xaa; 4096], 1 << 20).unwrap();
+    }
+    let t = |dev: &str| format!("vda={dev}");
+    let (code, v, _) = guard(&e, &["mail", "--disk-target", &t(&small.0)]);
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("too small"), "{v}");
+    let (code, v, _) = guard(&e, &["mail", "--disk-target", &t(&used.0)]);
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("guest web"), "{v}");
+    let (code, v, _) = guard(&e, &["mail", "--disk-target", &t(&withfs.0)]);
+    assert_eq!(code, 3);
+    assert!(v["error"].as_str().unwrap().contains("ext4"), "{v}");
+    // the filesystem is still there
+    #[allow(clippy::disallowed_methods)]
+    let b = Command::new("blkid")
+        .args(["-p", &withfs.0])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&b.stdout).contains("ext4"));
+    let (code, v, err) = guard(&e, &["mail", "--disk-target", &t(&blank.0)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v["xml"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("dev=\"{}\"", blank.0)));
+    let src = fs::read(p(&e, "mail.img")).unwrap();
+    let dev = fs::read(&blank.0).unwrap();
+    assert!(
+        dev[..src.len()] == src[..],
+        "device data differs from the source"
+    );
+}
+
+fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(e.dir.path().join("root"))
+        .arg("--store")
+        .arg(e.dir.path().join("store"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn snapshot_vm_records_the_clone_in_the_manifest() {
+    let e = env_with(None);
+    fs::create_dir_all(e.dir.path().join("root/etc")).unwrap();
+    fs::write(e.dir.path().join("root/etc/hostname"), b"mail\n").unwrap();
+    // a running guest: no clone, and no snapshot either
+    let (code, _, err) = guard_raw(&e, &["snapshot", "--vm", "web", "--connect", &e.uri]);
+    assert_eq!(code, 3, "{err}");
+    let (_, v, _) = guard_raw(&e, &["list"]);
+    assert_eq!(
+        v["snapshots"].as_array().map(|a| a.len()).unwrap_or(0),
+        0,
+        "{v}"
+    );
+    let (code, v, err) = guard_raw(&e, &["snapshot", "--vm", "mail", "--connect", &e.uri]);
+    assert_eq!(code, 0, "{err}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (code, v, err) = guard_raw(&e, &["show", &id]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["vms"][0];
+    assert_eq!(r["domain"], "mail");
+    assert_eq!(r["uri"], e.uri.as_str());
+    let clone = r["clone"].as_str().unwrap();
+    assert!(clone.starts_with("mail-pre-upgrade-"), "{clone}");
+    assert!(r["source_xml"]
+        .as_str()
+        .unwrap()
+        .contains("<name>mail</name>"));
+    let copy = r["disks"][0]["copy"].as_str().unwrap();
+    assert_eq!(r["disks"][0]["target"], "vda");
+    assert_eq!(
+        fs::read(copy).unwrap(),
+        fs::read(p(&e, "mail.img")).unwrap()
+    );
+}
