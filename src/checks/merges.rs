@@ -56,7 +56,7 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         e.path, e.path
     ));
     let active_entry = cx.live.entry(&active);
-    let readable = e.is_world_readable() && active_entry.map_or(true, |a| a.is_world_readable());
+    let readable = e.is_world_readable() && active_entry.is_none_or(|a| a.is_world_readable());
     f.detail = Some(if !readable {
         "content not shown: the file is not world-readable".into()
     } else {
