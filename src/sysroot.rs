@@ -144,24 +144,25 @@ impl From<&str> for SysPath {
     }
 }
 
-/// Stored as a plain string when it is UTF-8, else as `{"hex": "…"}`, so the
-/// manifest stays readable and every name round-trips exactly.
-impl Serialize for SysPath {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(&self.0) {
+/// Raw bytes in JSON: a plain string when they are UTF-8, else
+/// `{"hex": "…"}`, so the manifest stays readable and every name
+/// round-trips exactly. Shared by paths and symlink targets.
+pub mod bytes_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(bytes) {
             Ok(text) => s.serialize_str(text),
             Err(_) => {
                 use serde::ser::SerializeMap;
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("hex", &hex::encode(&self.0))?;
+                m.serialize_entry("hex", &hex::encode(bytes))?;
                 m.end()
             }
         }
     }
-}
 
-impl<'de> Deserialize<'de> for SysPath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Repr {
@@ -169,11 +170,21 @@ impl<'de> Deserialize<'de> for SysPath {
             Hex { hex: String },
         }
         match Repr::deserialize(d)? {
-            Repr::Text(t) => Ok(SysPath(t.into_bytes())),
-            Repr::Hex { hex } => hex::decode(hex)
-                .map(SysPath)
-                .map_err(serde::de::Error::custom),
+            Repr::Text(t) => Ok(t.into_bytes()),
+            Repr::Hex { hex } => hex::decode(hex).map_err(serde::de::Error::custom),
         }
+    }
+}
+
+impl Serialize for SysPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        bytes_serde::serialize(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SysPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bytes_serde::deserialize(d).map(SysPath)
     }
 }
 

@@ -316,60 +316,13 @@ pub fn detect_facts(app: &App) -> Vars {
             }
         }
     }
-    if exec::available("vgs") {
-        let cmd = Cmd::new("vgs").args([
-            "--reportformat",
-            "json",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            "vg_name,vg_free",
-        ]);
-        if let Ok(out) = exec::stdout_of(&cmd) {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) {
-                let vgs: Vec<String> = v["report"][0]["vg"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|g| {
-                        format!(
-                            "{}={}",
-                            g["vg_name"].as_str().unwrap_or("?"),
-                            g["vg_free"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect();
-                f.insert("lvm_vgs".into(), vgs.join(" "));
-            }
-        }
-    }
-    if exec::available("lvs") {
-        let cmd = Cmd::new("lvs").args([
-            "--reportformat",
-            "json",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            "lv_path,lv_size",
-        ]);
-        if let Ok(out) = exec::stdout_of(&cmd) {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) {
-                let lvs: Vec<String> = v["report"][0]["lv"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|g| {
-                        format!(
-                            "{}={}",
-                            g["lv_path"].as_str().unwrap_or("?"),
-                            g["lv_size"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect();
-                f.insert("lvm_lvs".into(), lvs.join(" "));
-            }
+    // `vgs`/`lvs` JSON reports as "name=bytes name=bytes"
+    for (tool, report, name, size, fact) in [
+        ("vgs", "vg", "vg_name", "vg_free", "lvm_vgs"),
+        ("lvs", "lv", "lv_path", "lv_size", "lvm_lvs"),
+    ] {
+        if let Some(v) = lvm_report(tool, report, name, size) {
+            f.insert(fact.into(), v);
         }
     }
     let vm = app::guard_vm_path();
@@ -1444,6 +1397,38 @@ pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path) -> String {
         o.push_str(&render_step(s, vars, n, pb.steps.len(), root));
     }
     o
+}
+
+/// One LVM report (`vgs`/`lvs --reportformat json`) as `name=bytes` pairs;
+/// `None` when the tool is absent or fails (facts never fail a walk).
+fn lvm_report(tool: &str, report: &str, name: &str, size: &str) -> Option<String> {
+    if !exec::available(tool) {
+        return None;
+    }
+    let fields = format!("{name},{size}");
+    let cmd = Cmd::new(tool).args([
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        &fields,
+    ]);
+    let out = exec::stdout_of(&cmd).ok()?;
+    let v = serde_json::from_slice::<serde_json::Value>(&out).ok()?;
+    let rows: Vec<String> = v["report"][0][report]
+        .as_array()?
+        .iter()
+        .map(|g| {
+            format!(
+                "{}={}",
+                g[name].as_str().unwrap_or("?"),
+                g[size].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    Some(rows.join(" "))
 }
 
 #[cfg(test)]

@@ -130,32 +130,13 @@ pub struct SysPathRaw(pub Vec<u8>);
 
 impl Serialize for SysPathRaw {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(&self.0) {
-            Ok(t) => s.serialize_str(t),
-            Err(_) => {
-                use serde::ser::SerializeMap;
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("hex", &hex::encode(&self.0))?;
-                m.end()
-            }
-        }
+        crate::sysroot::bytes_serde::serialize(&self.0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for SysPathRaw {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Text(String),
-            Hex { hex: String },
-        }
-        match Repr::deserialize(d)? {
-            Repr::Text(t) => Ok(SysPathRaw(t.into_bytes())),
-            Repr::Hex { hex } => hex::decode(hex)
-                .map(SysPathRaw)
-                .map_err(serde::de::Error::custom),
-        }
+        crate::sysroot::bytes_serde::deserialize(d).map(SysPathRaw)
     }
 }
 
