@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+export DEBIAN_FRONTEND=noninteractive
 need=()
 for p in $(sed 's/#.*//' scripts/deps.d/*.txt); do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
@@ -15,7 +16,6 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
   echo "== installing: ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -6,6 +6,10 @@
 set -eu
 if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
   v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+    apt-get update -qq
+    v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  fi
   apt-get install -y -qq --no-install-recommends --allow-downgrades \
     "qemu-system-x86=$v" "qemu-utils=$v" "qemu-block-extra=$v" >/dev/null
 fi
