@@ -28,7 +28,7 @@ impl Session {
             &self.user,
             "--regid",
             &self.user,
-            "--init-groups",
+            "--clear-groups",
             "--",
         ])
         .arg("env")
@@ -36,6 +36,14 @@ impl Session {
         .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
         .arg(format!("HOME={}", self.dir.path().join("home").display()))
         .arg(format!("XDG_RUNTIME_DIR={}", self.run_dir().display()))
+        .arg(format!(
+            "XDG_CONFIG_HOME={}",
+            self.dir.path().join("home/.config").display()
+        ))
+        .arg(format!(
+            "XDG_CACHE_HOME={}",
+            self.dir.path().join("home/.cache").display()
+        ))
         .args(argv);
         c
     }
@@ -64,25 +72,18 @@ impl Drop for Session {
             let _ = d.kill();
             let _ = d.wait();
         }
-        #[allow(clippy::disallowed_methods)]
-        let _ = Command::new("userdel").arg(&self.user).status();
     }
 }
 
 fn start() -> Session {
-    let user = format!("gvm{}", std::process::id());
+    // The daemon runs as `nobody` (uid 65534) with its home, config, cache
+    // and runtime dirs in the test's temp dir: no account is added to the
+    // host's /etc/passwd.
+    let user = "65534".to_string();
     let dir = tempfile::Builder::new()
         .prefix("guard-vm-session")
         .tempdir_in("/tmp")
         .unwrap();
-    #[allow(clippy::disallowed_methods)]
-    let ok = Command::new("useradd")
-        .args(["-M", "-s", "/usr/sbin/nologin", "-d"])
-        .arg(dir.path().join("home"))
-        .arg(&user)
-        .status()
-        .expect("useradd (package passwd)");
-    assert!(ok.success(), "useradd {user}");
     let mut s = Session {
         user,
         dir,
