@@ -429,10 +429,39 @@ impl Store {
         }
     }
 
+    /// The header of a snapshot without parsing its manifest: the header
+    /// fields are written before `"manifest"`, and the byte sequence
+    /// `,"manifest":` cannot occur inside a JSON string (its quotes would be
+    /// escaped), so the prefix up to it, closed with `}`, is the header. A
+    /// store with many hook snapshots is listed (and its baseline found) by
+    /// reading a few hundred bytes of each.
     pub fn header(&self, id: &str) -> Result<Header> {
-        let raw = self.read_doc(id)?;
-        let h: HeaderOnly =
-            serde_json::from_slice(&raw).map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
+        let mut f = match File::open(self.snapshot_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("no snapshot {id}"),
+            Err(e) => return io_ctx(Err(e), || format!("cannot read snapshot {id}")),
+        };
+        // A snapshot file always ends with the manifest's and the
+        // document's closing braces: a truncated one is corrupt.
+        let mut tail = [0u8; 2];
+        use std::io::{Seek, SeekFrom};
+        let whole =
+            f.seek(SeekFrom::End(-2)).is_ok() && f.read_exact(&mut tail).is_ok() && &tail == b"}}";
+        if !whole {
+            bail!("snapshot {id} is corrupt: the file is truncated");
+        }
+        f.seek(SeekFrom::Start(0))?;
+        let mut head = Vec::with_capacity(4096);
+        (&mut f).take(64 * 1024).read_to_end(&mut head)?;
+        let prefix = head
+            .windows(12)
+            .position(|w| w == br#","manifest":"#)
+            .map(|i| [&head[..i], b"}"].concat());
+        let parsed: serde_json::Result<HeaderOnly> = match prefix {
+            Some(p) => serde_json::from_slice(&p),
+            None => serde_json::from_slice(&self.read_doc(id)?),
+        };
+        let h = parsed.map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
         check_format(id, &h.format, h.version)?;
         Ok(h.header)
     }
