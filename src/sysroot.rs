@@ -148,7 +148,7 @@ impl From<&str> for SysPath {
 /// `{"hex": "…"}`, so the manifest stays readable and every name
 /// round-trips exactly. Shared by paths and symlink targets.
 pub mod bytes_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(bytes) {
@@ -162,17 +162,37 @@ pub mod bytes_serde {
         }
     }
 
+    /// A visitor rather than an untagged enum: untagged enums buffer every
+    /// value first, and a manifest has a path per entry.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Text(String),
-            Hex { hex: String },
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path string or {\"hex\": \"…\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                Ok(v.as_bytes().to_vec())
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Vec<u8>, E> {
+                Ok(v.into_bytes())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = None;
+                while let Some(k) = m.next_key::<String>()? {
+                    if k != "hex" || out.is_some() {
+                        return Err(serde::de::Error::unknown_field(&k, &["hex"]));
+                    }
+                    let h: String = m.next_value()?;
+                    out = Some(hex::decode(h).map_err(serde::de::Error::custom)?);
+                }
+                out.ok_or_else(|| serde::de::Error::missing_field("hex"))
+            }
         }
-        match Repr::deserialize(d)? {
-            Repr::Text(t) => Ok(t.into_bytes()),
-            Repr::Hex { hex } => hex::decode(hex).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
