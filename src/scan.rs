@@ -142,11 +142,19 @@ impl Scope {
     }
 
     pub fn excludes(&self, p: &SysPath) -> bool {
-        let text = p.to_string();
+        // Called for every entry: borrow the bytes when they are UTF-8.
+        let owned;
+        let text = match std::str::from_utf8(p.as_bytes()) {
+            Ok(t) => t,
+            Err(_) => {
+                owned = p.to_string();
+                &owned
+            }
+        };
         self.excluded_paths.iter().any(|x| p.starts_with(x))
             || self.excludes.iter().any(|g| {
                 g.matches_with(
-                    &text,
+                    text,
                     glob::MatchOptions {
                         require_literal_separator: true,
                         ..Default::default()
