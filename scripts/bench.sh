@@ -6,6 +6,7 @@
 #   scripts/bench.sh [RUNS]      (default 7 runs each, median)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 RUNS=${1:-7}
 for t in zstd getcap git; do command -v $t >/dev/null || { echo "bench needs $t" >&2; exit 1; }; done
 cargo build --release --quiet --no-default-features --bin guard

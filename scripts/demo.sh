@@ -12,6 +12,7 @@
 #   6. guard check  (no critical finding left)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 need=()

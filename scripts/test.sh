@@ -4,6 +4,8 @@
 # list per area in scripts/deps.d/), then fmt, clippy and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup's cargo, even where the caller's PATH lacks it (CI, sudo)
+[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
