@@ -68,4 +68,10 @@ unchanged re-snapshot added $((after - before)) objects (must be 0)
 profile of one unchanged re-snapshot (GUARD_TIMINGS=1):
 $(GUARD_TIMINGS=1 "$G" --root / --store "$W/re" snapshot --kind timer 2>&1 >/dev/null | grep timing)
 TXT
-if [ -x scripts/bench-vm.sh ]; then bash scripts/bench-vm.sh; fi
+# the guest clone benchmark needs the libvirt helper
+if pkg-config --exists libvirt 2>/dev/null; then
+  cargo build --release --quiet --bin guard-vm
+  bash scripts/bench-vm.sh
+else
+  echo "(clone benchmark skipped: libvirt-dev not installed)"
+fi
