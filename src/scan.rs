@@ -9,7 +9,7 @@ use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -301,92 +301,131 @@ fn walk_scope(
     acc: &Accounts,
     cache: &HashMap<&SysPath, &Entry>,
 ) -> Walked {
-    let mut w = Walked {
-        entries: Vec::new(),
-        errors: Vec::new(),
-        unreadable_xattrs: 0,
-    };
+    // Units of work for both cores: the top level of each scope root (the
+    // root itself and its direct entries), and each of its subdirectories
+    // as a whole tree.
+    let mut units: Vec<(PathBuf, bool, Option<Walked>)> = Vec::new();
     for sr in &scope.roots {
-        let host = root.host_path(sr);
         // A scope root reached through a symlink (e.g. /lib -> usr/lib) is
         // recorded elsewhere or not at all: never walk through it.
         if root.open_dir(sr).is_err() {
             continue;
         }
-        let mut it = WalkDir::new(&host)
-            .follow_links(false)
-            .follow_root_links(false)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(next) = it.next() {
-            let de = match next {
-                Ok(de) => de,
-                Err(e) => {
-                    let p = e
-                        .path()
-                        .and_then(|p| root.sys_path(p))
-                        .unwrap_or_else(|| sr.clone());
-                    w.errors.push(ScanError {
-                        path: p,
-                        error: e.io_error().map_or(e.to_string(), |io| io.to_string()),
-                    });
-                    continue;
-                }
-            };
-            let Some(path) = root.sys_path(de.path()) else {
-                continue;
-            };
-            if scope.excludes(&path) {
-                if de.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
-                continue;
+        units.push((root.host_path(sr), false, None));
+        for name in root.list_dir(sr) {
+            let child = sr.join(&name);
+            if !scope.excludes(&child) && root.open_dir(&child).is_ok() {
+                units.push((root.host_path(&child), true, None));
             }
-            let md = match de.metadata() {
-                Ok(md) => md,
-                Err(e) => {
-                    w.errors.push(ScanError {
-                        path,
-                        error: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let mut e = entry_from(path, &md, acc);
-            if let Some(c) = cache.get(&e.path).filter(|c| same_identity(c, &e)) {
-                e.blake3 = c.blake3.clone();
-                e.xattrs = c.xattrs.clone();
-                e.caps = c.caps.clone();
-                e.target = c.target.clone();
-                w.entries.push(e);
-                continue;
-            }
-            if e.kind == FileKind::Symlink {
-                match std::fs::read_link(de.path()) {
-                    Ok(t) => {
-                        e.target = Some(crate::store::SysPathRaw(t.as_os_str().as_bytes().to_vec()))
-                    }
-                    Err(err) => w.errors.push(ScanError {
-                        path: e.path.clone(),
-                        error: err.to_string(),
-                    }),
-                }
-            }
-            match xattr::read_all_path(de.path()) {
-                Ok((x, unreadable)) => {
-                    w.unreadable_xattrs += unreadable;
-                    set_xattrs(&mut e, x);
-                }
-                Err(err) => w.errors.push(ScanError {
-                    path: e.path.clone(),
-                    error: format!("xattrs: {err}"),
-                }),
-            }
-            w.entries.push(e);
         }
+    }
+    parallel(&mut units, |(dir, recurse, out)| {
+        *out = Some(walk_unit(root, scope, acc, cache, dir, *recurse));
+    });
+    let mut w = Walked {
+        entries: Vec::new(),
+        errors: Vec::new(),
+        unreadable_xattrs: 0,
+    };
+    for (_, _, part) in units {
+        let part = part.expect("every unit walked");
+        w.entries.extend(part.entries);
+        w.errors.extend(part.errors);
+        w.unreadable_xattrs += part.unreadable_xattrs;
     }
     w.entries.sort_by(|a, b| a.path.cmp(&b.path));
     w.entries.dedup_by(|a, b| a.path == b.path);
+    w
+}
+
+/// One unit of the scope walk: `dir` and its direct entries, or (with
+/// `recurse`) everything beneath `dir` (whose own entry the top level has).
+fn walk_unit(
+    root: &SysRoot,
+    scope: &Scope,
+    acc: &Accounts,
+    cache: &HashMap<&SysPath, &Entry>,
+    dir: &Path,
+    recurse: bool,
+) -> Walked {
+    let mut w = Walked {
+        entries: Vec::new(),
+        errors: Vec::new(),
+        unreadable_xattrs: 0,
+    };
+    let mut it = WalkDir::new(dir)
+        .follow_links(false)
+        .follow_root_links(false)
+        .min_depth(if recurse { 1 } else { 0 })
+        .max_depth(if recurse { usize::MAX } else { 1 })
+        .into_iter();
+    while let Some(next) = it.next() {
+        let de = match next {
+            Ok(de) => de,
+            Err(e) => {
+                let p = e
+                    .path()
+                    .and_then(|p| root.sys_path(p))
+                    .or_else(|| root.sys_path(dir))
+                    .unwrap_or_else(SysPath::root);
+                w.errors.push(ScanError {
+                    path: p,
+                    error: e.io_error().map_or(e.to_string(), |io| io.to_string()),
+                });
+                continue;
+            }
+        };
+        let Some(path) = root.sys_path(de.path()) else {
+            continue;
+        };
+        if scope.excludes(&path) {
+            if de.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let md = match de.metadata() {
+            Ok(md) => md,
+            Err(e) => {
+                w.errors.push(ScanError {
+                    path,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut e = entry_from(path, &md, acc);
+        if let Some(c) = cache.get(&e.path).filter(|c| same_identity(c, &e)) {
+            e.blake3 = c.blake3.clone();
+            e.xattrs = c.xattrs.clone();
+            e.caps = c.caps.clone();
+            e.target = c.target.clone();
+            w.entries.push(e);
+            continue;
+        }
+        if e.kind == FileKind::Symlink {
+            match std::fs::read_link(de.path()) {
+                Ok(t) => {
+                    e.target = Some(crate::store::SysPathRaw(t.as_os_str().as_bytes().to_vec()))
+                }
+                Err(err) => w.errors.push(ScanError {
+                    path: e.path.clone(),
+                    error: err.to_string(),
+                }),
+            }
+        }
+        match xattr::read_all_path(de.path()) {
+            Ok((x, unreadable)) => {
+                w.unreadable_xattrs += unreadable;
+                set_xattrs(&mut e, x);
+            }
+            Err(err) => w.errors.push(ScanError {
+                path: e.path.clone(),
+                error: format!("xattrs: {err}"),
+            }),
+        }
+        w.entries.push(e);
+    }
     w
 }
 

@@ -158,8 +158,10 @@ pub fn line_evidence(path: &SysPath, line: usize, text: &str, note: impl Into<St
 /// Runs every check and merges the results.
 pub fn run_all(cx: &Context) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
+    let timer = crate::scan::PhaseTimer::new();
     for c in specific() {
         out.extend(c.run(cx));
+        timer.phase(c.name());
     }
     let claimed: BTreeSet<String> = out.iter().flat_map(|f| f.paths.iter().cloned()).collect();
     out.extend(
