@@ -302,7 +302,7 @@ fn cmd_list(app: &App) -> Result<i32> {
         let rows: Vec<_> = list
             .iter()
             .map(|(id, h)| match h {
-                Ok(h) => json!({"id": id, "created": h.created, "kind": h.kind, "label": h.label}),
+                Ok(h) => json!({"id": id, "created": h.created, "kind": h.kind, "label": h.label, "vms": h.vms}),
                 Err(e) => json!({"id": id, "error": e}),
             })
             .collect();
@@ -315,10 +315,15 @@ fn cmd_list(app: &App) -> Result<i32> {
         for (id, h) in &list {
             match h {
                 Ok(h) => println!(
-                    "{id}  {}  {:<6}  {}",
+                    "{id}  {}  {:<6}  {}{}",
                     h.created,
                     h.kind.as_str(),
-                    h.label.clone().unwrap_or_default()
+                    h.label.clone().unwrap_or_default(),
+                    if h.vms.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  [vm: {}]", h.vms.join(", "))
+                    }
                 ),
                 Err(e) => println!("{id}  CORRUPT: {e}"),
             }

@@ -381,4 +381,12 @@ fn snapshot_vm_records_the_clone_in_the_manifest() {
         fs::read(copy).unwrap(),
         fs::read(p(&e, "mail.img")).unwrap()
     );
+    // `guard list` names the clone without reading the manifest
+    let (code, v, err) = guard_raw(&e, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        v["snapshots"][0]["vms"][0],
+        format!("mail -> {clone}"),
+        "{v}"
+    );
 }

@@ -314,6 +314,10 @@ pub struct Header {
     pub kind: SnapshotKind,
     #[serde(default)]
     pub label: Option<String>,
+    /// Guests cloned with the snapshot (`DOMAIN -> CLONE`), so `list` can
+    /// show them without reading the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<String>,
 }
 
 impl From<&Manifest> for Header {
@@ -323,6 +327,11 @@ impl From<&Manifest> for Header {
             created: m.created.clone(),
             kind: m.kind,
             label: m.label.clone(),
+            vms: m
+                .vms
+                .iter()
+                .map(|v| format!("{} -> {}", v.domain, v.clone))
+                .collect(),
         }
     }
 }
