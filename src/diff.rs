@@ -74,6 +74,19 @@ fn xattr_text(name: &str, hexval: Option<&String>, caps: &Option<String>) -> Str
 /// is not a change worth reporting: it moves with every content change and
 /// with harmless touches.
 pub fn meta_changes(old: &Entry, new: &Entry) -> Vec<MetaChange> {
+    // Nearly every pair is unchanged: compare before formatting anything.
+    if old.kind == new.kind
+        && old.mode == new.mode
+        && old.uid == new.uid
+        && old.gid == new.gid
+        && old.user == new.user
+        && old.group == new.group
+        && old.target == new.target
+        && old.rdev == new.rdev
+        && old.xattrs == new.xattrs
+    {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     let mut push = |what: &str, o: String, n: String| {
         if o != n {
