@@ -1,0 +1,220 @@
+//! The terminal front end, driven for real: guard runs inside tmux, the test
+//! reads the screen with `capture-pane` and types with `send-keys`, as a
+//! person would. Covers what no scripted test can: deselecting items of a
+//! restore plan, and typing (or mistyping) a destructive step's target.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use guard::exec::{self, Cmd};
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+
+/// A tmux session of its own (its own socket), killed on drop.
+struct Tmux {
+    socket: PathBuf,
+    name: String,
+}
+
+impl Tmux {
+    /// Starts `argv` in a new 100x30 terminal; the shell prints the exit
+    /// code when it ends and stays, so the screen can still be read.
+    fn start(dir: &Path, argv: &[String]) -> Tmux {
+        let socket = dir.join("tmux.sock");
+        let name = "guardtest".to_string();
+        let quoted: Vec<String> = argv
+            .iter()
+            .map(|a| exec::shell_quote(a.as_bytes()))
+            .collect();
+        let line = format!("{}; echo EXIT=$?; sleep 60", quoted.join(" "));
+        exec::stdout_of(
+            &Cmd::new("tmux")
+                .arg("-S")
+                .arg(&socket)
+                .args([
+                    "new-session",
+                    "-d",
+                    "-s",
+                    &name,
+                    "-x",
+                    "100",
+                    "-y",
+                    "30",
+                    "sh",
+                    "-c",
+                    &line,
+                ])
+                .env("TERM", "xterm"),
+        )
+        .expect("tmux (Debian package tmux)");
+        Tmux { socket, name }
+    }
+
+    fn screen(&self) -> String {
+        let out = exec::stdout_of(&Cmd::new("tmux").arg("-S").arg(&self.socket).args([
+            "capture-pane",
+            "-p",
+            "-t",
+            &self.name,
+        ]))
+        .unwrap_or_default();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Waits until the screen shows `text`; panics with the screen if not.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {text:?} on the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        exec::stdout_of(
+            &Cmd::new("tmux")
+                .arg("-S")
+                .arg(&self.socket)
+                .args(["send-keys", "-t", &self.name])
+                .args(keys),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = exec::output(
+            &Cmd::new("tmux")
+                .arg("-S")
+                .arg(&self.socket)
+                .arg("kill-server"),
+        );
+    }
+}
+
+fn sandbox() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let store = dir.path().join("store");
+    fs::create_dir_all(root.join("etc/pam.d")).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    fs::write(root.join("etc/pam.d/imap"), "auth required pam_sss.so\n").unwrap();
+    fs::write(root.join("etc/pam.d/smtp"), "auth required pam_sss.so\n").unwrap();
+    (dir, root, store)
+}
+
+fn guard_argv(root: &Path, store: &Path, args: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        GUARD.to_string(),
+        "--root".into(),
+        root.display().to_string(),
+        "--store".into(),
+        store.display().to_string(),
+    ];
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+#[test]
+fn restore_on_a_terminal_lets_the_admin_deselect_items() {
+    let (dir, root, store) = sandbox();
+    let o = exec::output(
+        &Cmd::new(GUARD)
+            .arg("--root")
+            .arg(&root)
+            .arg("--store")
+            .arg(&store)
+            .arg("snapshot"),
+    )
+    .unwrap();
+    assert!(o.status.success());
+    fs::remove_file(root.join("etc/pam.d/imap")).unwrap();
+    fs::remove_file(root.join("etc/pam.d/smtp")).unwrap();
+
+    let t = Tmux::start(
+        dir.path(),
+        &guard_argv(&root, &store, &["restore", "--vanished"]),
+    );
+    let s = t.wait_for("Restore these?");
+    assert!(
+        s.contains("/etc/pam.d/imap") && s.contains("/etc/pam.d/smtp"),
+        "{s}"
+    );
+    // the cursor is on the first item (imap): space deselects it
+    t.keys(&["Space"]);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.contains("restored /etc/pam.d/smtp"), "{s}");
+    assert!(root.join("etc/pam.d/smtp").exists());
+    assert!(
+        !root.join("etc/pam.d/imap").exists(),
+        "a deselected item was restored"
+    );
+}
+
+const WIPE: &str = r#"version = 1
+id = "wipe"
+title = "Wipe a volume"
+description = "A destructive step, for the terminal test."
+
+[vars]
+marker = "MARKER"
+
+[[steps]]
+id = "wipe"
+title = "Wipe the volume"
+explain = "Erases /dev/guardtest0 (here: touches a marker file)."
+destructive = { target = "/dev/guardtest0", what = "erases everything on /dev/guardtest0" }
+run = ["touch", "{marker}"]
+"#;
+
+fn wipe_root(marker: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, root, store) = sandbox();
+    fs::create_dir_all(root.join("etc/guard/playbooks")).unwrap();
+    fs::write(
+        root.join("etc/guard/playbooks/wipe.toml"),
+        WIPE.replace("MARKER", &marker.display().to_string()),
+    )
+    .unwrap();
+    (dir, root, store)
+}
+
+/// Runs the wipe playbook on a terminal, picks Run, types `typed` as the
+/// target's name; returns the final screen.
+fn wipe_typing(typed: &str) -> (String, bool) {
+    let marks = tempfile::tempdir().unwrap();
+    let marker = marks.path().join("wiped");
+    let (dir, root, store) = wipe_root(&marker);
+    let t = Tmux::start(dir.path(), &guard_argv(&root, &store, &["run", "wipe"]));
+    t.wait_for("Step wipe");
+    t.keys(&["Enter"]); // Run
+    t.wait_for("Type /dev/guardtest0");
+    t.keys(&["-l", typed]);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    (s, marker.exists())
+}
+
+#[test]
+fn a_destructive_step_runs_only_when_the_target_is_typed() {
+    let (screen, wiped) = wipe_typing("/dev/guardtest1");
+    assert!(!wiped, "a mistyped name must not run the step:\n{screen}");
+    assert!(screen.contains("/dev/guardtest0 was not typed"), "{screen}");
+    assert!(screen.contains("EXIT=3"), "{screen}");
+
+    let (screen, wiped) = wipe_typing("/dev/guardtest0");
+    assert!(wiped, "typing the target's name runs the step:\n{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+}
