@@ -103,7 +103,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
-                &mut crate::cli::command(),
+                &mut crate::cli::public_command(),
                 "guard",
                 &mut std::io::stdout(),
             );

@@ -259,6 +259,26 @@ pub enum VmCommand {
     },
 }
 
+/// The command as users see it, for completions: clap_complete does not
+/// honour `hide` on subcommands, so the hooks' internal `hook-run` would be
+/// offered to every user pressing tab. This copy leaves hidden ones out.
+pub fn public_command() -> clap::Command {
+    let full = command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let mut public = clap::Command::new("guard")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(visible);
+    if let Some(about) = full.get_about() {
+        public = public.about(about.clone());
+    }
+    public
+}
+
 /// The clap command, for completions and the man page.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;

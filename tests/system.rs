@@ -631,6 +631,12 @@ fn completions_and_man_page() {
         for sub in ["snapshot", "check", "restore", "hooks", "push"] {
             assert!(s.contains(sub), "{shell} completes {sub}");
         }
+        // the hooks' internal command is not offered to users
+        assert!(!s.contains("hook-run"), "{shell} offers hook-run");
+        assert!(
+            s.contains("--root") || s.contains("-l root"),
+            "{shell} completes the global options"
+        );
     }
     let out = run(Command::new(GUARD).arg("man"));
     assert!(out.status.success());
