@@ -573,3 +573,49 @@ fn dpkg_paths_listed_under_a_merged_usr_link_are_owned_where_guard_sees_them() {
         .iter()
         .any(|p| p == "/usr/lib/systemd/system/foo.service"));
 }
+
+/// A local diversion made with the real `dpkg-divert`: the package's
+/// main.conf now lives at main.conf.dpkg-local, and the file at the original
+/// name is the admin's own. Ownership must follow the diversion.
+#[test]
+fn dpkg_diversions_move_ownership_with_the_file() {
+    let w = world();
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        std::fs::create_dir_all(w.root.join(d)).unwrap();
+    }
+    write(&w.root.join("var/lib/dpkg/status"), "");
+    let pkg = dpkg_deb(&w, "1.0", MAIN_V1, CTL_V1, false);
+    run(dpkg(&w).arg("-i").arg(&pkg));
+    run(Cmd::new("dpkg-divert")
+        .arg(format!("--root={}", w.root.display()))
+        .arg(format!(
+            "--admindir={}",
+            w.root.join("var/lib/dpkg").display()
+        ))
+        .args([
+            "--local",
+            "--rename",
+            "--divert",
+            "/etc/foo/main.conf.dpkg-local",
+            "--add",
+            "/etc/foo/main.conf",
+        ]));
+    assert!(w.root.join("etc/foo/main.conf.dpkg-local").is_file());
+    write(&w.root.join("etc/foo/main.conf"), "admin's own\n");
+
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (code, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{show}");
+    assert_eq!(
+        show["owners"]["/etc/foo/main.conf.dpkg-local"],
+        serde_json::json!(["foo"]),
+        "{show:#}"
+    );
+    assert!(show["owners"]["/etc/foo/main.conf"].is_null(), "{show:#}");
+    assert!(show["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/etc/foo/main.conf"));
+}

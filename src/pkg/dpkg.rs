@@ -6,9 +6,13 @@
 //! A package counts as installed when the third word of its `Status` says
 //! its files are on disk (`install ok installed`, `hold ok installed`,
 //! half-configured, unpacked, triggers pending); `config-files` and
-//! `not-installed` packages are only history. Diversions
-//! (`var/lib/dpkg/diversions`) are not applied: a diverted path is owned by
-//! the package that lists it.
+//! `not-installed` packages are only history.
+//!
+//! Diversions (`var/lib/dpkg/diversions`, triplets of lines: path, where it
+//! is diverted to, the diverting package or `:` for a local one) are applied
+//! the way dpkg applies them: a `.list` keeps the name in the package, but
+//! every package other than the diverting one really installed that path at
+//! the diverted-to name, so that is the path it owns.
 
 use anyhow::{Context as _, Result};
 
@@ -17,6 +21,27 @@ use crate::sysroot::{SysPath, SysRoot};
 
 const STATUS: &str = "/var/lib/dpkg/status";
 const INFO: &str = "/var/lib/dpkg/info";
+const DIVERSIONS: &str = "/var/lib/dpkg/diversions";
+
+/// path → (diverted-to path, diverting package; `:` for a local diversion)
+pub(crate) fn parse_diversions(
+    text: &[u8],
+) -> std::collections::HashMap<SysPath, (SysPath, String)> {
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    lines
+        .chunks_exact(3)
+        .filter(|c| !c[0].is_empty() && !c[1].is_empty())
+        .map(|c| {
+            (
+                SysPath::new(c[0]),
+                (
+                    SysPath::new(c[1]),
+                    String::from_utf8_lossy(c[2]).into_owned(),
+                ),
+            )
+        })
+        .collect()
+}
 
 /// One package paragraph of the status file.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,6 +106,11 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
         return Ok(None);
     };
     let info = SysPath::new(INFO);
+    let diversions = root
+        .read_follow(&SysPath::new(DIVERSIONS))
+        .with_context(|| format!("cannot read {DIVERSIONS}"))?
+        .map(|t| parse_diversions(&t))
+        .unwrap_or_default();
     let mut db = Db::default();
     for st in parse_status(&status) {
         let mut names = Vec::new();
@@ -96,7 +126,15 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
                 db.files.extend(
                     list.split(|b| *b == b'\n')
                         .filter(|l| !l.is_empty())
-                        .map(|l| (SysPath::new(l), st.package.clone())),
+                        .map(|l| {
+                            let p = SysPath::new(l);
+                            match diversions.get(&p) {
+                                Some((to, by)) if *by != st.package => {
+                                    (to.clone(), st.package.clone())
+                                }
+                                _ => (p, st.package.clone()),
+                            }
+                        }),
                 );
                 break;
             }
@@ -167,5 +205,36 @@ Version: 5-1
         assert_eq!(info.owners_of(&"/etc/bar.conf".into()), ["libbar"]);
         assert!(info.owners_of(&"/etc/gone.conf".into()).is_empty());
         assert!(info.owners_of(&"/".into()).is_empty());
+    }
+
+    #[test]
+    fn diversions_move_ownership_to_the_diverted_name() {
+        let d = tempfile::tempdir().unwrap();
+        let info = d.path().join("var/lib/dpkg/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(d.path().join("var/lib/dpkg/status"), STATUS_TEXT).unwrap();
+        // libbar diverts foo's main.conf away and ships its own; the admin
+        // diverted fooctl locally
+        std::fs::write(
+            info.join("foo.list"),
+            "/etc/foo/main.conf\n/usr/bin/fooctl\n",
+        )
+        .unwrap();
+        std::fs::write(info.join("libbar:amd64.list"), "/etc/foo/main.conf\n").unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/diversions"),
+            "/etc/foo/main.conf\n/etc/foo/main.conf.distrib\nlibbar\n\
+             /usr/bin/fooctl\n/usr/bin/fooctl.real\n:\n",
+        )
+        .unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let info = super::super::read(&root).unwrap();
+        assert_eq!(info.owners_of(&"/etc/foo/main.conf".into()), ["libbar"]);
+        assert_eq!(
+            info.owners_of(&"/etc/foo/main.conf.distrib".into()),
+            ["foo"]
+        );
+        assert_eq!(info.owners_of(&"/usr/bin/fooctl.real".into()), ["foo"]);
+        assert!(info.owners_of(&"/usr/bin/fooctl".into()).is_empty());
     }
 }
