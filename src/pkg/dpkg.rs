@@ -183,21 +183,35 @@ Version: 5-1
         assert_eq!(s[0].version, "1.0-1");
     }
 
-    #[test]
-    fn reads_lists_including_multiarch_names() {
+    /// A root with STATUS_TEXT, the given `info/*.list` files and optional
+    /// diversions, read through the manager-independent entry point.
+    fn read_root(lists: &[(&str, &str)], diversions: Option<&str>) -> super::super::PackageInfo {
         let d = tempfile::tempdir().unwrap();
         let info = d.path().join("var/lib/dpkg/info");
         std::fs::create_dir_all(&info).unwrap();
         std::fs::write(d.path().join("var/lib/dpkg/status"), STATUS_TEXT).unwrap();
-        std::fs::write(
-            info.join("foo.list"),
-            "/.\n/etc\n/etc/foo\n/etc/foo/main.conf\n/usr/bin/fooctl\n",
-        )
-        .unwrap();
-        std::fs::write(info.join("libbar:amd64.list"), "/etc/bar.conf\n").unwrap();
-        std::fs::write(info.join("gone.list"), "/etc/gone.conf\n").unwrap();
-        let root = SysRoot::open(d.path()).unwrap();
-        let info = super::super::read(&root).unwrap();
+        for (name, text) in lists {
+            std::fs::write(info.join(name), text).unwrap();
+        }
+        if let Some(text) = diversions {
+            std::fs::write(d.path().join("var/lib/dpkg/diversions"), text).unwrap();
+        }
+        super::super::read(&SysRoot::open(d.path()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reads_lists_including_multiarch_names() {
+        let info = read_root(
+            &[
+                (
+                    "foo.list",
+                    "/.\n/etc\n/etc/foo\n/etc/foo/main.conf\n/usr/bin/fooctl\n",
+                ),
+                ("libbar:amd64.list", "/etc/bar.conf\n"),
+                ("gone.list", "/etc/gone.conf\n"),
+            ],
+            None,
+        );
         assert_eq!(info.packages.managers, ["dpkg"]);
         assert_eq!(info.packages.installed.len(), 3);
         assert_eq!(info.packages.installed["libbar"], "2.3-4");
@@ -209,26 +223,18 @@ Version: 5-1
 
     #[test]
     fn diversions_move_ownership_to_the_diverted_name() {
-        let d = tempfile::tempdir().unwrap();
-        let info = d.path().join("var/lib/dpkg/info");
-        std::fs::create_dir_all(&info).unwrap();
-        std::fs::write(d.path().join("var/lib/dpkg/status"), STATUS_TEXT).unwrap();
         // libbar diverts foo's main.conf away and ships its own; the admin
         // diverted fooctl locally
-        std::fs::write(
-            info.join("foo.list"),
-            "/etc/foo/main.conf\n/usr/bin/fooctl\n",
-        )
-        .unwrap();
-        std::fs::write(info.join("libbar:amd64.list"), "/etc/foo/main.conf\n").unwrap();
-        std::fs::write(
-            d.path().join("var/lib/dpkg/diversions"),
-            "/etc/foo/main.conf\n/etc/foo/main.conf.distrib\nlibbar\n\
-             /usr/bin/fooctl\n/usr/bin/fooctl.real\n:\n",
-        )
-        .unwrap();
-        let root = SysRoot::open(d.path()).unwrap();
-        let info = super::super::read(&root).unwrap();
+        let info = read_root(
+            &[
+                ("foo.list", "/etc/foo/main.conf\n/usr/bin/fooctl\n"),
+                ("libbar:amd64.list", "/etc/foo/main.conf\n"),
+            ],
+            Some(
+                "/etc/foo/main.conf\n/etc/foo/main.conf.distrib\nlibbar\n\
+                 /usr/bin/fooctl\n/usr/bin/fooctl.real\n:\n",
+            ),
+        );
         assert_eq!(info.owners_of(&"/etc/foo/main.conf".into()), ["libbar"]);
         assert_eq!(
             info.owners_of(&"/etc/foo/main.conf.distrib".into()),
