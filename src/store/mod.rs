@@ -451,12 +451,25 @@ impl Store {
             bail!("snapshot {id} is corrupt: the file is truncated");
         }
         f.seek(SeekFrom::Start(0))?;
+        // The header is a few hundred bytes: read 4 KiB at a time, up to
+        // 64 KiB, rather than a large manifest's first 64 KiB every time.
         let mut head = Vec::with_capacity(4096);
-        (&mut f).take(64 * 1024).read_to_end(&mut head)?;
-        let prefix = head
-            .windows(12)
-            .position(|w| w == br#","manifest":"#)
-            .map(|i| [&head[..i], b"}"].concat());
+        let mut prefix = None;
+        while head.len() < 64 * 1024 {
+            let before = head.len();
+            (&mut f).take(4096).read_to_end(&mut head)?;
+            let from = before.saturating_sub(11);
+            if let Some(i) = head[from..]
+                .windows(12)
+                .position(|w| w == br#","manifest":"#)
+            {
+                prefix = Some([&head[..from + i], b"}"].concat());
+                break;
+            }
+            if head.len() == before {
+                break;
+            }
+        }
         let parsed: serde_json::Result<HeaderOnly> = match prefix {
             Some(p) => serde_json::from_slice(&p),
             None => serde_json::from_slice(&self.read_doc(id)?),
@@ -499,8 +512,9 @@ impl Store {
     /// newer than every good candidate is an error, not skipped: silently
     /// falling back to an older baseline could hide damage.
     pub fn baseline(&self) -> Result<Option<String>> {
-        for (id, h) in self.list()?.into_iter().rev() {
-            match h {
+        // newest first, reading headers only until the baseline is found
+        for id in self.ids()?.into_iter().rev() {
+            match self.header(&id).map_err(|e| format!("{e:#}")) {
                 Ok(h) if h.kind.is_baseline_candidate() => return Ok(Some(id)),
                 Ok(_) => continue,
                 Err(e) => bail!("{e}; run `guard verify` or `guard forget {id}`"),
@@ -728,7 +742,37 @@ fn check_format(id: &str, format: &str, version: u32) -> Result<()> {
     Ok(())
 }
 
+/// The header fields a snapshot file has before its manifest.
+#[derive(Deserialize)]
+struct HeaderWithHash {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    header: Header,
+    blake3: String,
+}
+
+/// The manifest of a snapshot file parsed in one pass: the file is split at
+/// the header/manifest boundary (see [`Store::header`]), the manifest's
+/// bytes are hashed and parsed once. `None` when anything about the layout
+/// is unexpected; the full parse below then decides.
+fn parse_doc_fast(id: &str, raw: &[u8]) -> Option<Manifest> {
+    const KEY: &[u8] = br#","manifest":"#;
+    let i = raw.windows(KEY.len()).position(|w| w == KEY)?;
+    let body = raw[i + KEY.len()..].trim_ascii_end().strip_suffix(b"}")?;
+    let h: HeaderWithHash = serde_json::from_slice(&[&raw[..i], b"}"].concat()).ok()?;
+    check_format(id, &h.format, h.version).ok()?;
+    if blake3::hash(body).to_hex().as_str() != h.blake3 {
+        return None;
+    }
+    let m: Manifest = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    (m.id == h.header.id && m.kind == h.header.kind).then_some(m)
+}
+
 fn parse_doc(id: &str, raw: &[u8]) -> Result<Manifest> {
+    if let Some(m) = parse_doc_fast(id, raw) {
+        return Ok(m);
+    }
     let doc: SnapshotDocIn =
         serde_json::from_slice(raw).map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
     check_format(id, &doc.format, doc.version)?;
