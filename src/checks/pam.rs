@@ -412,24 +412,38 @@ struct Missing {
     includes: BTreeMap<(SysPath, String), (PamLine, BTreeSet<String>)>,
 }
 
+/// A service file found by name, parsed (shared between the services
+/// that include it).
+type Service = (SysPath, std::rc::Rc<Vec<PamLine>>);
+
 fn walk(files: &dyn Files, mods: &BTreeSet<String>, check_modules: bool) -> Missing {
     let mut m = Missing {
         modules: BTreeMap::new(),
         includes: BTreeMap::new(),
     };
+    // Every service includes the same few common files: each name is looked
+    // up, read and parsed once per check, not once per service including it.
+    let mut memo: BTreeMap<String, Option<Service>> = BTreeMap::new();
+    let mut lookup = |name: &str| {
+        memo.entry(name.to_string())
+            .or_insert_with(|| {
+                find_service(files, name).map(|(p, t)| (p, std::rc::Rc::new(parse(&t))))
+            })
+            .clone()
+    };
     for svc in service_names(files) {
         let mut seen = BTreeSet::new();
         let mut stack = vec![svc.clone()];
         while let Some(name) = stack.pop() {
-            let Some((path, text)) = find_service(files, &name) else {
+            let Some((path, lines)) = lookup(&name) else {
                 continue;
             };
             if !seen.insert(path.clone()) {
                 continue;
             }
-            for pl in parse(&text) {
+            for pl in lines.iter() {
                 if let Some(inc) = &pl.include {
-                    if find_service(files, inc).is_some() {
+                    if lookup(inc).is_some() {
                         stack.push(inc.clone());
                     } else {
                         m.includes
