@@ -238,10 +238,14 @@ pub fn snapshot_with_vms(
         }
     }
     let scope = app.scope()?;
-    let cache = store.latest_readable();
+    // the newest snapshot (the stat cache) loads while the walk runs
+    let spin = app.ui.spinner("walking the configuration");
+    let (raw, cache) = scan::walk_while(&app.root, &scope, || store.latest_readable());
+    spin.finish();
     let cap = scan::capture(
         &app.root,
         &scope,
+        raw,
         cache.as_ref(),
         &Sink::Store(store),
         app.ui.as_ref(),
@@ -447,10 +451,24 @@ pub fn load_baseline(store: &Store, given: Option<&str>) -> Result<Option<Manife
 /// only its capped files are probed.
 pub fn live(app: &App, cache: Option<&Manifest>) -> Result<Manifest> {
     let scope = app.scope()?;
+    let spin = app.ui.spinner("walking the configuration");
+    let (raw, ()) = scan::walk_while(&app.root, &scope, || ());
+    spin.finish();
+    live_from(app, &scope, raw, cache)
+}
+
+/// [`live`] for a walk already taken (see [`check`]).
+fn live_from(
+    app: &App,
+    scope: &scan::Scope,
+    raw: scan::RawWalk,
+    cache: Option<&Manifest>,
+) -> Result<Manifest> {
     let ledger = scan::Ledger::Only(cache.map_or(&[][..], |m| &m.caps[..]));
     let mut m = scan::capture(
         &app.root,
-        &scope,
+        scope,
+        raw,
         cache,
         &Sink::HashOnly,
         app.ui.as_ref(),
@@ -584,10 +602,14 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     crate::privs::require_read_caps()?;
     let timer = scan::PhaseTimer::new();
     let store = app.store_read()?;
-    let base = load_baseline(&store, against)?;
-    timer.phase("load baseline");
-    let live = live(app, base.as_ref())?;
     let scope = app.scope()?;
+    // the baseline loads while the walk runs on the other threads
+    let spin = app.ui.spinner("walking the configuration");
+    let (raw, base) = scan::walk_while(&app.root, &scope, || load_baseline(&store, against));
+    spin.finish();
+    let base = base?;
+    timer.phase("walk + load baseline");
+    let live = live_from(app, &scope, raw, base.as_ref())?;
     let changes = match &base {
         Some(b) => diff::files(b, &live, &|p| scope.contains(p)),
         None => Vec::new(),

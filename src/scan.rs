@@ -5,17 +5,18 @@
 //! files whose (dev, ino, size, mtime, ctime) did not change.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::Metadata;
+use std::ffi::CStr;
 use std::io::Read;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
-use walkdir::WalkDir;
 
 use crate::pkg;
 use crate::store::{CapEntry, EnabledUnit, Entry, FileKind, Manifest, ScanError, Store, Time};
@@ -91,11 +92,50 @@ impl Config {
     }
 }
 
+/// An exclude pattern with the literal text before its first and after its
+/// last wildcard: a path that does not start and end with those cannot
+/// match, and that byte test is far cheaper than glob matching (it runs for
+/// every entry of every walk).
+#[derive(Debug, Clone)]
+struct Exclude {
+    pattern: glob::Pattern,
+    prefix: String,
+    suffix: String,
+}
+
+impl Exclude {
+    fn new(p: &str) -> std::result::Result<Exclude, glob::PatternError> {
+        let pattern = glob::Pattern::new(p)?;
+        let special = |c: char| matches!(c, '*' | '?' | '[' | ']');
+        let (prefix, suffix) = match (p.find(special), p.rfind(special)) {
+            (Some(first), Some(last)) => (p[..first].to_string(), p[last + 1..].to_string()),
+            _ => (p.to_string(), p.to_string()),
+        };
+        Ok(Exclude {
+            pattern,
+            prefix,
+            suffix,
+        })
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        text.starts_with(&self.prefix)
+            && text.ends_with(&self.suffix)
+            && self.pattern.matches_with(
+                text,
+                glob::MatchOptions {
+                    require_literal_separator: true,
+                    ..Default::default()
+                },
+            )
+    }
+}
+
 /// What to walk and what to leave out.
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub roots: Vec<SysPath>,
-    excludes: Vec<glob::Pattern>,
+    excludes: Vec<Exclude>,
     /// Excluded exactly (the store when it lies inside the root).
     excluded_paths: Vec<SysPath>,
 }
@@ -124,9 +164,7 @@ impl Scope {
         pats.extend(cfg.exclude.iter().map(String::as_str));
         let excludes = pats
             .iter()
-            .map(|p| {
-                glob::Pattern::new(p).map_err(|e| anyhow!("{CONFIG_PATH}: exclude {p:?}: {e}"))
-            })
+            .map(|p| Exclude::new(p).map_err(|e| anyhow!("{CONFIG_PATH}: exclude {p:?}: {e}")))
             .collect::<Result<_>>()?;
         let mut excluded_paths = Vec::new();
         if let Some(sd) = store_dir.and_then(|d| std::fs::canonicalize(d).ok()) {
@@ -152,15 +190,7 @@ impl Scope {
             }
         };
         self.excluded_paths.iter().any(|x| p.starts_with(x))
-            || self.excludes.iter().any(|g| {
-                g.matches_with(
-                    text,
-                    glob::MatchOptions {
-                        require_literal_separator: true,
-                        ..Default::default()
-                    },
-                )
-            })
+            || self.excludes.iter().any(|g| g.matches(text))
     }
 
     pub fn contains(&self, p: &SysPath) -> bool {
@@ -229,46 +259,45 @@ fn time(sec: i64, nsec: i64) -> Time {
     }
 }
 
-fn kind_of(md: &Metadata) -> FileKind {
-    let ft = md.file_type();
-    if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_fifo() {
-        FileKind::Fifo
-    } else if ft.is_char_device() {
-        FileKind::CharDevice
-    } else if ft.is_block_device() {
-        FileKind::BlockDevice
-    } else if ft.is_socket() {
-        FileKind::Socket
-    } else {
-        FileKind::File
+fn kind_of_mode(mode: u32) -> FileKind {
+    use rustix::fs::FileType as T;
+    match T::from_raw_mode(mode) {
+        T::Symlink => FileKind::Symlink,
+        T::Directory => FileKind::Dir,
+        T::Fifo => FileKind::Fifo,
+        T::CharacterDevice => FileKind::CharDevice,
+        T::BlockDevice => FileKind::BlockDevice,
+        T::Socket => FileKind::Socket,
+        _ => FileKind::File,
     }
 }
 
-fn entry_from(path: SysPath, md: &Metadata, acc: &Accounts) -> Entry {
-    let kind = kind_of(md);
+/// An entry as the walk's `lstat` saw it: no names, hashes or xattrs yet.
+fn entry_from_stat(path: SysPath, st: &rustix::fs::Stat) -> Entry {
+    let kind = kind_of_mode(st.st_mode);
     Entry {
         path,
         kind,
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        user: acc.users.get(&md.uid()).cloned(),
-        group: acc.groups.get(&md.gid()).cloned(),
-        mtime: time(md.mtime(), md.mtime_nsec()),
-        size: if kind == FileKind::Dir { 0 } else { md.size() },
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        user: None,
+        group: None,
+        mtime: time(st.st_mtime, st.st_mtime_nsec as i64),
+        size: if kind == FileKind::Dir {
+            0
+        } else {
+            st.st_size as u64
+        },
         blake3: None,
         target: None,
-        rdev: matches!(kind, FileKind::CharDevice | FileKind::BlockDevice).then(|| md.rdev()),
+        rdev: matches!(kind, FileKind::CharDevice | FileKind::BlockDevice).then_some(st.st_rdev),
         xattrs: BTreeMap::new(),
         caps: None,
         owners: Vec::new(),
-        dev: md.dev(),
-        ino: md.ino(),
-        ctime: time(md.ctime(), md.ctime_nsec()),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        ctime: time(st.st_ctime, st.st_ctime_nsec as i64),
     }
 }
 
@@ -289,144 +318,236 @@ fn set_xattrs(e: &mut Entry, x: BTreeMap<String, Vec<u8>>) {
     e.xattrs = x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
 }
 
+/// A scan's entries with what went wrong on the way.
 struct Walked {
     entries: Vec<Entry>,
     errors: Vec<ScanError>,
     unreadable_xattrs: u64,
 }
 
-fn walk_scope(
-    root: &SysRoot,
-    scope: &Scope,
-    acc: &Accounts,
-    cache: &HashMap<&SysPath, &Entry>,
-) -> Walked {
-    // Units of work for both cores: the top level of each scope root (the
-    // root itself and its direct entries), and each of its subdirectories
-    // as a whole tree.
-    let mut units: Vec<(PathBuf, bool, Option<Walked>)> = Vec::new();
-    for sr in &scope.roots {
-        // A scope root reached through a symlink (e.g. /lib -> usr/lib) is
-        // recorded elsewhere or not at all: never walk through it.
-        if root.open_dir(sr).is_err() {
+/// One getdents buffer per walker thread: big enough that most directories
+/// take a single call (rustix's `Dir` starts at 768 bytes and grows slowly).
+const DIRENT_BUF: usize = 32 << 10;
+
+/// Calls `f(name, type)` for every entry of the open directory `fd` but `.`
+/// and `..`; a `d_type` the filesystem does not fill in is asked of `lstat`.
+fn for_each_entry(
+    fd: &OwnedFd,
+    buf: &mut [MaybeUninit<u8>],
+    mut f: impl FnMut(&CStr, rustix::fs::FileType),
+) -> std::io::Result<()> {
+    use rustix::fs::FileType;
+    let mut dir = rustix::fs::RawDir::new(fd, buf);
+    while let Some(de) = dir.next() {
+        let de = de?;
+        let name = de.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
             continue;
         }
-        units.push((root.host_path(sr), false, None));
-        for name in root.list_dir(sr) {
-            let child = sr.join(&name);
-            if !scope.excludes(&child) && root.open_dir(&child).is_ok() {
-                units.push((root.host_path(&child), true, None));
+        let ft = match de.file_type() {
+            FileType::Unknown => {
+                match rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(_) => continue,
+                }
             }
-        }
+            ft => ft,
+        };
+        f(name, ft);
     }
-    parallel(&mut units, |(dir, recurse, out)| {
-        *out = Some(walk_unit(root, scope, acc, cache, dir, *recurse));
-    });
-    let mut w = Walked {
-        entries: Vec::new(),
-        errors: Vec::new(),
-        unreadable_xattrs: 0,
-    };
-    for (_, _, part) in units {
-        let part = part.expect("every unit walked");
-        w.entries.extend(part.entries);
-        w.errors.extend(part.errors);
-        w.unreadable_xattrs += part.unreadable_xattrs;
-    }
-    w.entries.sort_by(|a, b| a.path.cmp(&b.path));
-    w.entries.dedup_by(|a, b| a.path == b.path);
-    w
+    Ok(())
 }
 
-/// One unit of the scope walk: `dir` and its direct entries, or (with
-/// `recurse`) everything beneath `dir` (whose own entry the top level has).
-fn walk_unit(
+/// Walks the trees under `tops` on every core while `meanwhile` runs on the
+/// calling thread (a snapshot's or check's manifest load overlaps the
+/// walk). Directories go through a shared queue so the cores stay busy
+/// however lopsided the tree. Each directory is opened beneath the root with
+/// no symlink on the way ([`SysRoot::open_dir`]); `visit` gets its fd and
+/// pushes the subdirectories to walk next. Every worker keeps its own state
+/// `S` (no lock per entry); all of them are returned.
+fn walk_dirs<S: Send, T>(
     root: &SysRoot,
-    scope: &Scope,
-    acc: &Accounts,
-    cache: &HashMap<&SysPath, &Entry>,
-    dir: &Path,
-    recurse: bool,
-) -> Walked {
-    let mut w = Walked {
-        entries: Vec::new(),
-        errors: Vec::new(),
-        unreadable_xattrs: 0,
-    };
-    let mut it = WalkDir::new(dir)
-        .follow_links(false)
-        .follow_root_links(false)
-        .min_depth(if recurse { 1 } else { 0 })
-        .max_depth(if recurse { usize::MAX } else { 1 })
-        .into_iter();
-    while let Some(next) = it.next() {
-        let de = match next {
-            Ok(de) => de,
-            Err(e) => {
-                let p = e
-                    .path()
-                    .and_then(|p| root.sys_path(p))
-                    .or_else(|| root.sys_path(dir))
-                    .unwrap_or_else(SysPath::root);
-                w.errors.push(ScanError {
-                    path: p,
-                    error: e.io_error().map_or(e.to_string(), |io| io.to_string()),
-                });
-                continue;
-            }
-        };
-        let Some(path) = root.sys_path(de.path()) else {
-            continue;
-        };
-        if scope.excludes(&path) {
-            if de.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
-        let md = match de.metadata() {
-            Ok(md) => md,
-            Err(e) => {
-                w.errors.push(ScanError {
-                    path,
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let mut e = entry_from(path, &md, acc);
-        if let Some(c) = cache.get(&e.path).filter(|c| same_identity(c, &e)) {
-            e.blake3 = c.blake3.clone();
-            e.xattrs = c.xattrs.clone();
-            e.caps = c.caps.clone();
-            e.target = c.target.clone();
-            w.entries.push(e);
-            continue;
-        }
-        if e.kind == FileKind::Symlink {
-            match std::fs::read_link(de.path()) {
-                Ok(t) => {
-                    e.target = Some(crate::store::SysPathRaw(t.as_os_str().as_bytes().to_vec()))
+    tops: Vec<SysPath>,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, &SysPath, std::io::Result<OwnedFd>, &mut [MaybeUninit<u8>], &mut Vec<SysPath>)
+        + Sync,
+    meanwhile: impl FnOnce() -> T,
+) -> (Vec<S>, T) {
+    struct Queue {
+        dirs: Vec<SysPath>,
+        busy: usize,
+    }
+    let queue = Mutex::new(Queue {
+        dirs: tops,
+        busy: 0,
+    });
+    let wake = std::sync::Condvar::new();
+    // Every thread runs this until the queue is empty and nobody is busy.
+    let work = || {
+        let mut state = init();
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); DIRENT_BUF];
+        let mut subdirs = Vec::new();
+        loop {
+            let dir = {
+                let mut q = queue.lock().expect("not poisoned");
+                loop {
+                    if let Some(d) = q.dirs.pop() {
+                        q.busy += 1;
+                        break Some(d);
+                    }
+                    if q.busy == 0 {
+                        break None;
+                    }
+                    q = wake.wait(q).expect("not poisoned");
                 }
-                Err(err) => w.errors.push(ScanError {
-                    path: e.path.clone(),
-                    error: err.to_string(),
-                }),
+            };
+            let Some(dir) = dir else {
+                wake.notify_all();
+                return state;
+            };
+            visit(
+                &mut state,
+                &dir,
+                root.open_dir(&dir),
+                &mut buf,
+                &mut subdirs,
+            );
+            let mut q = queue.lock().expect("not poisoned");
+            let more = !subdirs.is_empty();
+            q.dirs.append(&mut subdirs);
+            q.busy -= 1;
+            if more || q.busy == 0 {
+                wake.notify_all();
             }
         }
-        match xattr::read_all_path(de.path()) {
-            Ok((x, unreadable)) => {
-                w.unreadable_xattrs += unreadable;
-                set_xattrs(&mut e, x);
-            }
-            Err(err) => w.errors.push(ScanError {
-                path: e.path.clone(),
-                error: format!("xattrs: {err}"),
+    };
+    // One thread per core but this one, which first runs `meanwhile` and
+    // then joins the walk: more threads than cores would only take turns
+    // (and a fresh thread preempting this one delays `meanwhile`).
+    let cores = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..cores).map(|_| s.spawn(work)).collect();
+        let t = meanwhile();
+        let mut states = vec![work()];
+        states.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("walker panicked")),
+        );
+        (states, t)
+    })
+}
+
+/// The scope as the walk saw it: every entry's `lstat`, nothing read yet.
+/// [`capture`] completes it against the stat cache.
+pub struct RawWalk {
+    entries: Vec<Entry>,
+    errors: Vec<ScanError>,
+}
+
+/// Walks the scope on every core while `meanwhile` runs on this thread
+/// (loading the manifest the walk will be compared with). Each directory is
+/// opened beneath the root without symlinks and each entry costs one
+/// `lstat` relative to its directory's fd; a scope root reached through a
+/// symlink (e.g. `/lib -> usr/lib`) is recorded elsewhere or not at all.
+pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> T) -> (RawWalk, T) {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let mut tops = Vec::new();
+    for sr in &scope.roots {
+        if scope.excludes(sr) || root.open_dir(sr).is_err() {
+            continue;
+        }
+        match root.lstat(sr) {
+            Ok(st) => entries.push(entry_from_stat(sr.clone(), &st)),
+            Err(e) => errors.push(ScanError {
+                path: sr.clone(),
+                error: e.to_string(),
             }),
         }
-        w.entries.push(e);
+        tops.push(sr.clone());
     }
-    w
+    let (parts, t) = walk_dirs(
+        root,
+        tops,
+        || (Vec::new(), Vec::new()),
+        |(found, errs): &mut (Vec<Entry>, Vec<ScanError>), dir, fd, buf, subdirs| {
+            let fd = match fd {
+                Ok(fd) => fd,
+                Err(e) => {
+                    errs.push(ScanError {
+                        path: dir.clone(),
+                        error: e.to_string(),
+                    });
+                    return;
+                }
+            };
+            let res = for_each_entry(&fd, buf, |name, _| {
+                let path = dir.join(name.to_bytes());
+                if scope.excludes(&path) {
+                    return;
+                }
+                match rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => {
+                        let e = entry_from_stat(path, &st);
+                        if e.kind == FileKind::Dir {
+                            subdirs.push(e.path.clone());
+                        }
+                        found.push(e);
+                    }
+                    Err(e) => errs.push(ScanError {
+                        path,
+                        error: std::io::Error::from(e).to_string(),
+                    }),
+                }
+            });
+            if let Err(e) = res {
+                errs.push(ScanError {
+                    path: dir.clone(),
+                    error: e.to_string(),
+                });
+            }
+        },
+        meanwhile,
+    );
+    for (found, errs) in parts {
+        entries.extend(found);
+        errors.extend(errs);
+    }
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    entries.dedup_by(|a, b| a.path == b.path);
+    (RawWalk { entries, errors }, t)
+}
+
+/// Reads what the stat cache could not vouch for: the symlink target and
+/// every xattr. Unreadable xattr namespaces are counted, not fatal.
+fn read_details(root: &SysRoot, e: &mut Entry) -> (Vec<ScanError>, u64) {
+    let host = root.host_path(&e.path);
+    let mut errors = Vec::new();
+    let mut unreadable = 0;
+    if e.kind == FileKind::Symlink {
+        match std::fs::read_link(&host) {
+            Ok(t) => e.target = Some(crate::store::SysPathRaw(t.as_os_str().as_bytes().to_vec())),
+            Err(err) => errors.push(ScanError {
+                path: e.path.clone(),
+                error: err.to_string(),
+            }),
+        }
+    }
+    match xattr::read_all_path(&host) {
+        Ok((x, n)) => {
+            unreadable = n;
+            set_xattrs(e, x);
+        }
+        Err(err) => errors.push(ScanError {
+            path: e.path.clone(),
+            error: format!("xattrs: {err}"),
+        }),
+    }
+    (errors, unreadable)
 }
 
 /// Reads, hashes and (for a snapshot) stores one file. The fd is opened
@@ -472,6 +593,9 @@ fn hash_file(root: &SysRoot, e: &mut Entry, sink: &Sink) -> Result<bool> {
 
 /// Runs `f` over `items` on every core, handing out indices one by one.
 pub fn parallel<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    if items.is_empty() {
+        return;
+    }
     let n = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8);
@@ -489,13 +613,12 @@ pub fn parallel<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
 }
 
 /// The capability ledger: every regular file under the caps roots that has
-/// a `security.capability` xattr. Directories go through a shared queue so
-/// both cores stay busy however lopsided the tree; each is opened relative to
-/// its parent's fd-resolved path without following symlinks, its entries'
-/// `d_type` tells regular files apart without a stat, and each file costs one
-/// `getxattrat` (see [`xattr::capability_at`]).
-pub fn caps_ledger(root: &SysRoot, acc: &Accounts) -> (Vec<CapEntry>, Vec<ScanError>) {
-    let _ = acc;
+/// a `security.capability` xattr. The walk goes over every core (see
+/// [`walk_dirs`]); entries' `d_type` tells regular files apart without a
+/// stat, and each file costs one `getxattrat` relative to its directory (see
+/// [`xattr::capability_at`]). Symlinks like `/bin -> usr/bin` are never
+/// walked through.
+pub fn caps_ledger(root: &SysRoot) -> (Vec<CapEntry>, Vec<ScanError>) {
     let mut tops: Vec<SysPath> = CAPS_ROOTS.iter().map(SysPath::new).collect();
     tops.extend(
         root.list_dir(&SysPath::root())
@@ -503,104 +626,44 @@ pub fn caps_ledger(root: &SysRoot, acc: &Accounts) -> (Vec<CapEntry>, Vec<ScanEr
             .filter(|n| n.starts_with(b"lib"))
             .map(|n| SysPath::root().join(n)),
     );
-    struct Queue {
-        dirs: Vec<SysPath>,
-        busy: usize,
-    }
-    let queue = Mutex::new(Queue {
-        dirs: tops,
-        busy: 0,
-    });
-    let wake = std::sync::Condvar::new();
-    let found: Mutex<Vec<CapEntry>> = Mutex::new(Vec::new());
-    let errors: Mutex<Vec<ScanError>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let dir = {
-                    let mut q = queue.lock().unwrap();
-                    loop {
-                        if let Some(d) = q.dirs.pop() {
-                            q.busy += 1;
-                            break Some(d);
+    let (parts, ()) = walk_dirs(
+        root,
+        tops,
+        || (Vec::new(), Vec::new()),
+        |(found, errs): &mut (Vec<CapEntry>, Vec<ScanError>), dir, fd, buf, subdirs| {
+            use rustix::fs::FileType;
+            // absent, or a symlink: nothing to record
+            let Ok(fd) = fd else { return };
+            let host = root.host_path(dir);
+            let _ = for_each_entry(&fd, buf, |name, ft| match ft {
+                FileType::Directory => subdirs.push(dir.join(name.to_bytes())),
+                FileType::RegularFile => {
+                    let full = host.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                    match xattr::capability_at(&fd, name, &full) {
+                        Ok(None) => {}
+                        Ok(Some(raw)) => {
+                            let path = dir.join(name.to_bytes());
+                            found.extend(cap_entry(root, &fd, path, name, &raw, None));
                         }
-                        if q.busy == 0 {
-                            break None;
-                        }
-                        q = wake.wait(q).unwrap();
+                        Err(e) => errs.push(ScanError {
+                            path: dir.join(name.to_bytes()),
+                            error: e.to_string(),
+                        }),
                     }
-                };
-                let Some(dir) = dir else {
-                    wake.notify_all();
-                    return;
-                };
-                let mut subdirs = Vec::new();
-                ledger_dir(root, &dir, &mut subdirs, &found, &errors);
-                let mut q = queue.lock().unwrap();
-                q.dirs.extend(subdirs);
-                q.busy -= 1;
-                wake.notify_all();
+                }
+                _ => {}
             });
-        }
-    });
-    let mut caps = found.into_inner().unwrap();
-    caps.sort_by(|a, b| a.path.cmp(&b.path));
-    (caps, errors.into_inner().unwrap())
-}
-
-/// One directory of the ledger walk: files probed, subdirectories queued.
-fn ledger_dir(
-    root: &SysRoot,
-    dir: &SysPath,
-    subdirs: &mut Vec<SysPath>,
-    found: &Mutex<Vec<CapEntry>>,
-    errors: &Mutex<Vec<ScanError>>,
-) {
-    use rustix::fs::FileType;
-    // Absent, or a symlink like /bin -> usr/bin: never walked through.
-    let Ok(fd) = root.open_dir(dir) else { return };
-    let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
-        return;
-    };
-    let host = root.host_path(dir);
-    for de in entries.flatten() {
-        let name = de.file_name();
-        let bytes = name.to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
-        }
-        let ft = match de.file_type() {
-            FileType::Unknown => {
-                match rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => FileType::from_raw_mode(st.st_mode),
-                    Err(_) => continue,
-                }
-            }
-            ft => ft,
-        };
-        match ft {
-            FileType::Directory => subdirs.push(dir.join(bytes)),
-            FileType::RegularFile => {
-                let full = host.join(std::ffi::OsStr::from_bytes(bytes));
-                match xattr::capability_at(&fd, name, &full) {
-                    Ok(None) => {}
-                    Ok(Some(raw)) => {
-                        if let Some(c) = cap_entry(root, &fd, dir.join(bytes), name, &raw) {
-                            found.lock().unwrap().push(c);
-                        }
-                    }
-                    Err(e) => errors.lock().unwrap().push(ScanError {
-                        path: dir.join(bytes),
-                        error: e.to_string(),
-                    }),
-                }
-            }
-            _ => {}
-        }
+        },
+        || (),
+    );
+    let mut caps = Vec::new();
+    let mut errors = Vec::new();
+    for (c, e) in parts {
+        caps.extend(c);
+        errors.extend(e);
     }
+    caps.sort_by(|a, b| a.path.cmp(&b.path));
+    (caps, errors)
 }
 
 fn cap_entry(
@@ -609,14 +672,24 @@ fn cap_entry(
     path: SysPath,
     name: &std::ffi::CStr,
     raw: &[u8],
+    known: Option<&CapEntry>,
 ) -> Option<CapEntry> {
     let st = rustix::fs::statat(dirfd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    // Capped files are few; hashing them makes "replaced" certain.
-    let blake3 = root.open_exact(&path).ok().and_then(|mut f| {
-        let mut h = blake3::Hasher::new();
-        std::io::copy(&mut f, &mut h).ok()?;
-        Some(h.finalize().to_hex().to_string())
+    let mtime = time(st.st_mtime, st.st_mtime_nsec as i64);
+    // Capped files are few; hashing them makes "replaced" certain. A file
+    // a check finds with the recorded inode, size and mtime is the one
+    // that was hashed (any write would also have dropped its caps).
+    let same = known.filter(|k| {
+        k.dev == st.st_dev && k.ino == st.st_ino && k.size == st.st_size as u64 && k.mtime == mtime
     });
+    let blake3 = match same {
+        Some(k) if k.blake3.is_some() => k.blake3.clone(),
+        _ => root.open_exact(&path).ok().and_then(|mut f| {
+            let mut h = blake3::Hasher::new();
+            std::io::copy(&mut f, &mut h).ok()?;
+            Some(h.finalize().to_hex().to_string())
+        }),
+    };
     Some(CapEntry {
         caps: xattr::decode_caps(raw).unwrap_or_else(|| "(undecodable)".into()),
         xattr: hex::encode(raw),
@@ -625,7 +698,7 @@ fn cap_entry(
         uid: st.st_uid,
         gid: st.st_gid,
         size: st.st_size as u64,
-        mtime: time(st.st_mtime, st.st_mtime_nsec as i64),
+        mtime,
         dev: st.st_dev,
         ino: st.st_ino,
         blake3,
@@ -748,7 +821,7 @@ pub fn caps_probe(root: &SysRoot, recorded: &[CapEntry]) -> Vec<CapEntry> {
             continue;
         };
         if let Ok(Some(raw)) = xattr::capability_at(&fd, &name, &root.host_path(&c.path)) {
-            if let Some(e) = cap_entry(root, &fd, c.path.clone(), &name, &raw) {
+            if let Some(e) = cap_entry(root, &fd, c.path.clone(), &name, &raw, Some(c)) {
                 out.push(e);
             }
         }
@@ -760,6 +833,7 @@ pub fn caps_probe(root: &SysRoot, recorded: &[CapEntry]) -> Vec<CapEntry> {
 pub fn capture(
     root: &SysRoot,
     scope: &Scope,
+    raw: RawWalk,
     cache: Option<&Manifest>,
     sink: &Sink,
     ui: &dyn Ui,
@@ -770,34 +844,66 @@ pub fn capture(
     let cache_map: HashMap<&SysPath, &Entry> = cache
         .map(|m| m.entries.iter().map(|e| (&e.path, e)).collect())
         .unwrap_or_default();
-    let spin = ui.spinner("walking the configuration");
-    let mut w = walk_scope(root, scope, &acc, &cache_map);
-    spin.finish();
-    timer.phase("walk");
-
-    // Hash what the cache could not vouch for (and, for a snapshot, what
-    // the store lost), in parallel.
+    let RawWalk {
+        mut entries,
+        errors: walk_errors,
+    } = raw;
+    let mut w = Walked {
+        entries: Vec::new(),
+        errors: walk_errors,
+        unreadable_xattrs: 0,
+    };
+    // What the cache vouches for is taken from it; the rest needs its
+    // symlink target and xattrs read (`detail`) and, for files, a hash.
+    let mut todo: Vec<(&mut Entry, bool)> = Vec::new();
     let store = match sink {
         Sink::Store(s) => Some(*s),
         Sink::HashOnly => None,
     };
-    let mut todo: Vec<&mut Entry> = w
-        .entries
-        .iter_mut()
-        .filter(|e| {
-            e.kind == FileKind::File
-                && match (&e.blake3, store) {
-                    (None, _) => true,
+    for e in entries.iter_mut() {
+        e.user = acc.users.get(&e.uid).cloned();
+        e.group = acc.groups.get(&e.gid).cloned();
+        match cache_map.get(&e.path).filter(|c| same_identity(c, e)) {
+            Some(c) => {
+                e.blake3.clone_from(&c.blake3);
+                e.xattrs.clone_from(&c.xattrs);
+                e.caps.clone_from(&c.caps);
+                e.target.clone_from(&c.target);
+                // for a snapshot, an object the store lost is stored again
+                let lost = match (&e.blake3, store) {
                     (Some(h), Some(s)) => !s.has_object(h),
-                    (Some(_), None) => false,
+                    _ => false,
+                };
+                if e.kind == FileKind::File && (e.blake3.is_none() || lost) {
+                    todo.push((e, false));
                 }
-        })
-        .collect();
-    let bar = ui.progress(todo.len() as u64, "hashing");
+            }
+            None => todo.push((e, true)),
+        }
+    }
+    timer.phase("stat cache");
+
+    // Read and hash the rest on every core.
+    let hashing = todo
+        .iter()
+        .filter(|(e, _)| e.kind == FileKind::File)
+        .count();
+    let bar = ui.progress(hashing as u64, "hashing");
     let new_objects = AtomicU64::new(0);
+    let unreadable = AtomicU64::new(0);
     let errors: Mutex<Vec<ScanError>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    parallel(&mut todo, |e| {
+    parallel(&mut todo, |(e, detail)| {
+        if *detail {
+            let (errs, n) = read_details(root, e);
+            unreadable.fetch_add(n, Ordering::Relaxed);
+            if !errs.is_empty() {
+                errors.lock().unwrap().extend(errs);
+            }
+        }
+        if e.kind != FileKind::File {
+            return;
+        }
         e.blake3 = None;
         match hash_file(root, e, sink) {
             Ok(new) => {
@@ -817,6 +923,9 @@ pub fn capture(
         }
         bar.inc(1);
     });
+    drop(todo);
+    w.entries = entries;
+    w.unreadable_xattrs = unreadable.into_inner();
     bar.finish();
     if let Some(e) = fatal.into_inner().unwrap() {
         return Err(e);
@@ -826,7 +935,7 @@ pub fn capture(
 
     let spin = ui.spinner("capability ledger");
     let (caps, cap_errors) = match ledger {
-        Ledger::Full => caps_ledger(root, &acc),
+        Ledger::Full => caps_ledger(root),
         Ledger::Only(recorded) => (caps_probe(root, recorded), Vec::new()),
     };
     spin.finish();
@@ -842,8 +951,13 @@ pub fn capture(
         .map(|e| &e.path)
         .chain(caps.iter().map(|c| &c.path))
         .collect();
+    // Same database as the cached snapshot: its packages and its owners
+    // are still true, taken from it without reading the database again.
     let pk = match reuse {
-        Some(c) => pkg::PackageInfo::from_manifest(c),
+        Some(c) => Ok(pkg::PackageInfo {
+            packages: c.packages.clone(),
+            ..Default::default()
+        }),
         None => pkg::read_for(root, Some(&wanted)),
     }
     .unwrap_or_else(|e| {
@@ -882,11 +996,29 @@ pub fn capture(
         unreadable_xattrs: w.unreadable_xattrs,
         vms: Vec::new(),
     };
-    for e in &mut m.entries {
-        e.owners = pk.owners_of(&e.path);
-    }
-    for c in &mut m.caps {
-        c.owners = pk.owners_of(&c.path);
+    match reuse {
+        Some(c) => {
+            let cached_caps: HashMap<&SysPath, &CapEntry> =
+                c.caps.iter().map(|k| (&k.path, k)).collect();
+            for e in &mut m.entries {
+                if let Some(k) = cache_map.get(&e.path) {
+                    e.owners.clone_from(&k.owners);
+                }
+            }
+            for k in &mut m.caps {
+                if let Some(o) = cached_caps.get(&k.path) {
+                    k.owners.clone_from(&o.owners);
+                }
+            }
+        }
+        None => {
+            for e in &mut m.entries {
+                e.owners = pk.owners_of(&e.path);
+            }
+            for c in &mut m.caps {
+                c.owners = pk.owners_of(&c.path);
+            }
+        }
     }
     m.sort();
     Ok(Capture {
@@ -899,6 +1031,38 @@ pub fn capture(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn excludes_match_like_glob_with_the_literal_shortcut() {
+        let cfg = Config {
+            version: 1,
+            exclude: vec![
+                "/etc/cache/[ab]?.db".into(),
+                "/etc/*/state".into(),
+                "/etc/exact".into(),
+            ],
+            ..Default::default()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let scope = Scope::new(&cfg, None, &root).unwrap();
+        let ex = |p: &str| scope.excludes(&SysPath::new(p));
+        // built-in defaults
+        assert!(ex("/etc/mtab"));
+        assert!(ex("/etc/passwd.lock"));
+        assert!(!ex("/etc/sub/passwd.lock"), "* never crosses a /");
+        assert!(ex("/etc/pacman.d/gnupg/S.gpg-agent"));
+        assert!(!ex("/etc/pacman.d/gnupg/pubring.gpg"));
+        // the admin's
+        assert!(ex("/etc/cache/a1.db"));
+        assert!(!ex("/etc/cache/c1.db"));
+        assert!(!ex("/etc/cache/a1.dbx"));
+        assert!(ex("/etc/app/state"));
+        assert!(!ex("/etc/app/x/state"));
+        assert!(ex("/etc/exact"));
+        assert!(!ex("/etc/exactly"));
+        assert!(!ex("/etc/passwd"));
+    }
 
     #[test]
     fn records_kinds_without_reading_special_files_and_caches_hashes() {
@@ -924,7 +1088,17 @@ mod tests {
         let sd = tempfile::tempdir().unwrap();
         let store = Store::open_write(sd.path()).unwrap();
         let ui = crate::ui::Scripted::new(Default::default(), false);
-        let cap = capture(&root, &scope, None, &Sink::Store(&store), &ui, Ledger::Full).unwrap();
+        let (raw, ()) = walk_while(&root, &scope, || ());
+        let cap = capture(
+            &root,
+            &scope,
+            raw,
+            None,
+            &Sink::Store(&store),
+            &ui,
+            Ledger::Full,
+        )
+        .unwrap();
         let m = &cap.manifest;
         let get = |p: &str| m.entry(&SysPath::new(p)).unwrap();
         assert_eq!(get("/etc/pam.d/imap").kind, FileKind::File);
@@ -943,9 +1117,11 @@ mod tests {
         assert_eq!(cap.new_objects, 2);
 
         // unchanged tree: everything comes from the cache, nothing new
+        let (raw, ()) = walk_while(&root, &scope, || ());
         let again = capture(
             &root,
             &scope,
+            raw,
             Some(m),
             &Sink::Store(&store),
             &ui,

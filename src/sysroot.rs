@@ -13,7 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -356,7 +356,8 @@ impl SysRoot {
         ) else {
             return Vec::new();
         };
-        let Ok(dir) = rustix::fs::Dir::read_from(fd.as_fd()) else {
+        // the fd is ours: read it directly (`read_from` would reopen it)
+        let Ok(dir) = rustix::fs::Dir::new(fd) else {
             return Vec::new();
         };
         let mut names: Vec<Vec<u8>> = dir

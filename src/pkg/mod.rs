@@ -77,28 +77,6 @@ pub fn stamp(root: &SysRoot) -> String {
     parts.join(";")
 }
 
-impl PackageInfo {
-    /// The ownership a snapshot recorded, for a root whose package
-    /// databases have not changed since (see [`stamp`]).
-    pub fn from_manifest(m: &crate::store::Manifest) -> Result<PackageInfo> {
-        let mut info = PackageInfo {
-            packages: m.packages.clone(),
-            ..Default::default()
-        };
-        for e in &m.entries {
-            if !e.owners.is_empty() {
-                info.owners.insert(e.path.clone(), e.owners.clone());
-            }
-        }
-        for c in &m.caps {
-            if !c.owners.is_empty() {
-                info.owners.insert(c.path.clone(), c.owners.clone());
-            }
-        }
-        Ok(info)
-    }
-}
-
 /// One manager's reader: `Ok(None)` when the root does not use it.
 type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 
