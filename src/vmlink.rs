@@ -22,6 +22,10 @@ fn uri_of(connect: Option<&str>) -> String {
 /// `DOMAIN-pre-upgrade-DATE` through guard-vm. If one clone fails, the ones
 /// already made are discarded again, so either every guest is cloned or none.
 pub fn clone_vms(app: &App, vms: &[String], connect: Option<&str>) -> Result<Vec<VmRecord>> {
+    if vms.is_empty() {
+        // (the local time zone below costs a tzdb read: not for nothing)
+        return Ok(Vec::new());
+    }
     let uri = uri_of(connect);
     let date = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
     let mut done: Vec<VmRecord> = Vec::new();
