@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Writes the golden sample store snapshots/golden-v1/store with the guard
-# built from this tree: two snapshots of a small root that has every kind of
-# entry (file, dir, symlink, fifo, a non-UTF-8 name, xattrs, an ACL, a file
-# capability, a root-only file). Run once per store format version; later
-# versions must keep reading what it wrote (tests/golden.rs).
+# Writes the golden sample store snapshots/golden-vN/store, N being the
+# store format version of this tree (FORMAT_VERSION), with the guard built
+# from it: two snapshots of a small root that has every kind of entry (file,
+# dir, symlink, fifo, a non-UTF-8 name, xattrs, an ACL, a file capability, a
+# root-only file). Run once per store format version; later versions must
+# keep reading what it wrote (tests/golden.rs). Never rewrite an older one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --no-default-features --bin guard
 G=$PWD/target/debug/guard
-out=snapshots/golden-v1
-rm -rf "$out/store"
+ver=$(sed -n 's/^pub const FORMAT_VERSION: u32 = \([0-9]*\);/\1/p' src/store/manifest.rs)
+out=snapshots/golden-v$ver
+[ ! -e "$out/store" ] || { echo "$out/store exists: golden stores are never rewritten" >&2; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 R=$work/root
 mkdir -p "$R"/etc/pam.d "$R"/etc/ssh "$R"/usr/bin "$R"/etc/systemd/system/multi-user.target.wants

@@ -240,18 +240,32 @@ pub fn snapshot_with_vms(
     let scope = app.scope()?;
     // the newest snapshot (the stat cache) loads while the walk runs
     let spin = app.ui.spinner("walking the configuration");
-    let (raw, cache) = scan::walk_while(&app.root, &scope, || store.latest_readable());
+    // (and which of its objects the store has lost, if any)
+    let (raw, (cache, lost)) = scan::walk_while(&app.root, &scope, || {
+        let cache = store.latest_readable();
+        let lost = cache
+            .as_ref()
+            .map(|c| store.missing_objects(c))
+            .unwrap_or_default();
+        (cache, lost)
+    });
     spin.finish();
+    let ledger_from = ledger_plan(kind, cache.as_ref(), jiff::Timestamp::now());
+    let ledger = match (&ledger_from, &cache) {
+        (Some(_), Some(c)) => scan::Ledger::Only(&c.caps),
+        _ => scan::Ledger::Full,
+    };
     let cap = scan::capture(
         &app.root,
         &scope,
         raw,
         cache.as_ref(),
-        &Sink::Store(store),
+        &Sink::Store(store, &lost),
         app.ui.as_ref(),
-        scan::Ledger::Full,
+        ledger,
     )?;
     let mut m = cap.manifest;
+    m.ledger_from = ledger_from;
     m.id = store.new_id();
     m.created = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -266,6 +280,40 @@ pub fn snapshot_with_vms(
         bytes: m.bytes(),
         new_objects: cap.new_objects,
     })
+}
+
+/// How long a `timer` snapshot may carry a capability ledger forward before
+/// it walks the caps roots again itself.
+pub const LEDGER_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Whether a snapshot of `kind` carries the capability ledger of `cache`
+/// (the newest snapshot) forward instead of walking every file under the
+/// caps roots (~120k files on a desktop-sized /usr, most of a snapshot's
+/// time): `Some(id of the full walk)` or `None` for a full walk.
+///
+/// Only `timer` snapshots carry it forward, from a full walk at most
+/// [`LEDGER_MAX_AGE`] old. Every file on the carried ledger is probed
+/// again, so a capability that was lost or a binary that was replaced shows
+/// at once; a capability set by hand since the full walk is picked up by
+/// the next `manual`, `pre`, `post` or `safety` snapshot, which always walk
+/// in full — as does the snapshot taken before an upgrade, where a missing
+/// capability would matter.
+pub fn ledger_plan(
+    kind: SnapshotKind,
+    cache: Option<&Manifest>,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    if kind != SnapshotKind::Timer {
+        return None;
+    }
+    let cache = cache?;
+    let origin = cache
+        .ledger_from
+        .clone()
+        .unwrap_or_else(|| cache.id.clone());
+    let walked = crate::store::id_time(&origin)?;
+    let age = now.duration_since(walked);
+    (age >= jiff::SignedDuration::ZERO && age <= LEDGER_MAX_AGE).then_some(origin)
 }
 
 fn cmd_snapshot(
@@ -368,6 +416,7 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
             "package_managers": m.packages.managers, "packages": m.packages.installed.len(),
             "owners": owners, "unowned": unowned,
             "units": m.units, "caps": m.caps.iter().map(|c| json!({"path": c.path, "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
+            "ledger_from": m.ledger_from,
             "errors": m.errors.len(), "unreadable_xattrs": m.unreadable_xattrs,
             "vms": m.vms,
         }))?;
@@ -408,6 +457,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     }
     if unowned.len() > 40 {
         println!("  … and {} more (guard show --json)", unowned.len() - 40);
+    }
+    if let Some(from) = &m.ledger_from {
+        println!("ledger    carried forward from {from} and re-probed (a timer snapshot)");
     }
     if !m.caps.is_empty() {
         println!("file capabilities:");
@@ -877,4 +929,54 @@ fn cmd_vm(app: &App, command: VmCommand) -> Result<i32> {
 /// The store path a user sees, for messages.
 pub fn display_path(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, ledger_from: Option<&str>) -> Manifest {
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "version": 2, "id": id, "created": "", "kind": "timer", "root": "/",
+            "guard_version": "", "entries": []
+        }))
+        .unwrap();
+        m.ledger_from = ledger_from.map(str::to_string);
+        m
+    }
+
+    #[test]
+    fn only_timer_snapshots_carry_a_recent_ledger_forward() {
+        let now = crate::store::id_time("20261123-120000-000").unwrap();
+        let walked = snap("20261123-060000-000", None);
+        let plan = |k, c: Option<&Manifest>| ledger_plan(k, c, now);
+        // a timer snapshot carries the full walk forward, keeping its origin
+        assert_eq!(
+            plan(SnapshotKind::Timer, Some(&walked)).as_deref(),
+            Some("20261123-060000-000")
+        );
+        let carried = snap("20261123-110000-000", Some("20261123-060000-000"));
+        assert_eq!(
+            plan(SnapshotKind::Timer, Some(&carried)).as_deref(),
+            Some("20261123-060000-000")
+        );
+        // every other kind walks in full; so does a timer with no snapshot
+        // before it or with a full walk older than a day
+        for k in [
+            SnapshotKind::Manual,
+            SnapshotKind::Pre,
+            SnapshotKind::Post,
+            SnapshotKind::Safety,
+        ] {
+            assert_eq!(plan(k, Some(&walked)), None, "{k:?}");
+        }
+        assert_eq!(plan(SnapshotKind::Timer, None), None);
+        let old = snap("20261122-110000-000", None);
+        assert_eq!(plan(SnapshotKind::Timer, Some(&old)), None);
+        let stale = snap("20261123-110000-000", Some("20261122-110000-000"));
+        assert_eq!(plan(SnapshotKind::Timer, Some(&stale)), None);
+        // a clock that went backwards is no reason to trust the old walk
+        let future = snap("20261124-110000-000", None);
+        assert_eq!(plan(SnapshotKind::Timer, Some(&future)), None);
+    }
 }

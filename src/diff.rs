@@ -326,6 +326,7 @@ mod tests {
             units: vec![],
             entries,
             caps: vec![],
+            ledger_from: None,
             errors: vec![],
             unreadable_xattrs: 0,
             vms: vec![],

@@ -4,7 +4,7 @@
 //! hash for `check`. A stat cache (the newest snapshot) skips re-hashing
 //! files whose (dev, ino, size, mtime, ctime) did not change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -240,8 +240,10 @@ impl Accounts {
 
 /// Where file content goes.
 pub enum Sink<'a> {
-    /// Into the store (a snapshot).
-    Store(&'a Store),
+    /// Into the store (a snapshot), which has lost these objects of the
+    /// cached snapshot (see [`Store::missing_objects`]): files whose hash
+    /// the cache vouches for are stored again when their object is gone.
+    Store(&'a Store, &'a HashSet<String>),
     /// Hashed only (a check of the live system).
     HashOnly,
 }
@@ -569,12 +571,12 @@ fn hash_file(root: &SysRoot, e: &mut Entry, sink: &Sink) -> Result<bool> {
         e.ctime = time(md.ctime(), md.ctime_nsec());
     }
     let (hash, new) = match sink {
-        Sink::Store(store) if md.size() > STREAM_ABOVE => {
+        Sink::Store(store, _) if md.size() > STREAM_ABOVE => {
             let (h, n, new) = store.put_reader(&mut f)?;
             e.size = n;
             (h, new)
         }
-        Sink::Store(store) => {
+        Sink::Store(store, _) => {
             let mut buf = Vec::with_capacity(md.size() as usize);
             f.read_to_end(&mut buf)?;
             e.size = buf.len() as u64;
@@ -856,8 +858,8 @@ pub fn capture(
     // What the cache vouches for is taken from it; the rest needs its
     // symlink target and xattrs read (`detail`) and, for files, a hash.
     let mut todo: Vec<(&mut Entry, bool)> = Vec::new();
-    let store = match sink {
-        Sink::Store(s) => Some(*s),
+    let lost = match sink {
+        Sink::Store(_, lost) => Some(*lost),
         Sink::HashOnly => None,
     };
     for e in entries.iter_mut() {
@@ -870,8 +872,8 @@ pub fn capture(
                 e.caps.clone_from(&c.caps);
                 e.target.clone_from(&c.target);
                 // for a snapshot, an object the store lost is stored again
-                let lost = match (&e.blake3, store) {
-                    (Some(h), Some(s)) => !s.has_object(h),
+                let lost = match (&e.blake3, lost) {
+                    (Some(h), Some(l)) => l.contains(h),
                     _ => false,
                 };
                 if e.kind == FileKind::File && (e.blake3.is_none() || lost) {
@@ -992,6 +994,7 @@ pub fn capture(
         units: enabled_units(root),
         entries: w.entries,
         caps,
+        ledger_from: None,
         errors: w.errors,
         unreadable_xattrs: w.unreadable_xattrs,
         vms: Vec::new(),
@@ -1094,7 +1097,7 @@ mod tests {
             &scope,
             raw,
             None,
-            &Sink::Store(&store),
+            &Sink::Store(&store, &HashSet::new()),
             &ui,
             Ledger::Full,
         )
@@ -1123,7 +1126,7 @@ mod tests {
             &scope,
             raw,
             Some(m),
-            &Sink::Store(&store),
+            &Sink::Store(&store, &HashSet::new()),
             &ui,
             Ledger::Full,
         )

@@ -1,18 +1,20 @@
 //! Every version of guard must read the stores earlier versions wrote: the
-//! golden sample store under snapshots/ was written by format version 1.
+//! golden sample stores under snapshots/ were written by format versions 1
+//! and 2 (`scripts/make-golden.sh`), and each is read here.
 
 use std::process::Output;
 
 const GUARD: &str = env!("CARGO_BIN_EXE_guard");
-const STORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/golden-v1/store");
+const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/golden-v1/store");
+const V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/golden-v2/store");
 
-fn guard(args: &[&str]) -> Output {
+fn guard(store: &str, args: &[&str]) -> Output {
     let root = tempfile::tempdir().unwrap();
     #[allow(clippy::disallowed_methods)] // tests drive the binary directly
     std::process::Command::new(GUARD)
         .arg("--root")
         .arg(root.path())
-        .args(["--store", STORE, "--json"])
+        .args(["--store", store, "--json"])
         .args(args)
         .output()
         .unwrap()
@@ -25,6 +27,27 @@ fn json(o: &Output) -> serde_json::Value {
 
 #[test]
 fn golden_v1_store_lists_shows_verifies_and_diffs() {
+    lists_shows_verifies_and_diffs(V1);
+}
+
+#[test]
+fn golden_v2_store_lists_shows_verifies_and_diffs() {
+    lists_shows_verifies_and_diffs(V2);
+    // version 2: the timer snapshot carried the first one's ledger forward
+    let list = json(&guard(V2, &["list"]));
+    let one = list["snapshots"][0]["id"].as_str().unwrap();
+    let two = list["snapshots"][1]["id"].as_str().unwrap();
+    assert_eq!(
+        json(&guard(V2, &["show", one]))["ledger_from"],
+        serde_json::Value::Null
+    );
+    let show = json(&guard(V2, &["show", two]));
+    assert_eq!(show["ledger_from"], one);
+    assert_eq!(show["caps"][0]["path"], "/usr/bin/pinger");
+}
+
+fn lists_shows_verifies_and_diffs(store: &str) {
+    let guard = |args: &[&str]| guard(store, args);
     let list = json(&guard(&["list"]));
     let snaps = list["snapshots"].as_array().unwrap();
     assert_eq!(snaps.len(), 2);
@@ -75,13 +98,19 @@ fn golden_v1_store_lists_shows_verifies_and_diffs() {
 }
 
 #[test]
-fn golden_v1_manifests_keep_every_recorded_field() {
-    let list = json(&guard(&["list"]));
+fn golden_manifests_keep_every_recorded_field() {
+    for (store, version) in [(V1, 1), (V2, 2)] {
+        keeps_every_recorded_field(store, version);
+    }
+}
+
+fn keeps_every_recorded_field(store: &str, version: u32) {
+    let list = json(&guard(store, &["list"]));
     let one = list["snapshots"][0]["id"].as_str().unwrap().to_string();
-    let raw = std::fs::read(format!("{STORE}/snapshots/{one}.json")).unwrap();
+    let raw = std::fs::read(format!("{store}/snapshots/{one}.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(doc["format"], "guard-snapshot");
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], version);
     let entries = doc["manifest"]["entries"].as_array().unwrap();
     let e = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap().clone();
     assert_eq!(e("/etc/initctl")["kind"], "fifo");

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::sysroot::SysPath;
 
 /// Version of the snapshot document. Readers accept every version up to this.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `ledger_from` to the manifest.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a snapshot was taken; decides which one is the baseline (DESIGN §2).
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
@@ -251,6 +252,12 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     #[serde(default)]
     pub caps: Vec<CapEntry>,
+    /// When the capability ledger was carried forward from an earlier
+    /// snapshot's full walk of the caps roots (and its files re-probed)
+    /// instead of walked by this one: that snapshot's id. `timer`
+    /// snapshots do this (see `app::ledger_plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_from: Option<String>,
     #[serde(default)]
     pub errors: Vec<ScanError>,
     /// xattrs in namespaces guard could not read (`trusted.*` without

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{FlockOperation, Mode, OFlags};
@@ -29,15 +29,15 @@ pub use manifest::*;
 
 /// A snapshot file as stored: a header for fast listing, the manifest's
 /// blake3 (over the raw manifest text, so corruption is detectable without
-/// re-serialising), and the manifest.
+/// re-serialising), then `"manifest":` and the manifest (appended as text
+/// by [`Store::commit`], so it is serialised once and never re-parsed).
 #[derive(Serialize)]
-struct SnapshotDocOut<'a> {
+struct SnapshotHeadOut {
     format: &'static str,
     version: u32,
     #[serde(flatten)]
     header: Header,
     blake3: String,
-    manifest: &'a RawValue,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +68,12 @@ pub struct Store {
     /// Held for the lifetime of a writing handle.
     _lock: Option<File>,
     tmp_counter: AtomicU64,
+    /// Set when this handle has stored (or found already stored) an object
+    /// since its last commit: such an object may have been written by a
+    /// run that died before its sync, so the next commit must sync. A
+    /// commit whose every hash came from the committed (hence synced)
+    /// cache snapshot has nothing to sync.
+    unsynced: AtomicBool,
 }
 
 /// The result of `verify`.
@@ -122,6 +128,15 @@ pub fn atomic_write(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()
     io_ctx(res, || format!("cannot write {}", dir.join(name).display()))
 }
 
+/// The UTC time a snapshot id encodes (`20261123-003318-891`), or `None`
+/// for an id not made by [`Store::new_id`].
+pub fn id_time(id: &str) -> Option<jiff::Timestamp> {
+    let t = jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S-%3f", id).ok()?;
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 fn is_hash(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -139,6 +154,7 @@ impl Store {
             dir: dir.to_path_buf(),
             _lock: None,
             tmp_counter: AtomicU64::new(0),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -210,6 +226,7 @@ impl Store {
             dir: dir.to_path_buf(),
             _lock: Some(lock),
             tmp_counter: AtomicU64::new(0),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -227,6 +244,36 @@ impl Store {
 
     fn snapshot_path(&self, id: &str) -> PathBuf {
         self.dir.join("snapshots").join(format!("{id}.json"))
+    }
+
+    /// The objects `m` names that the store does not have (damage: prune
+    /// never removes an object a remaining snapshot needs).
+    pub fn missing_objects(&self, m: &Manifest) -> std::collections::HashSet<String> {
+        // one lstat per object, relative to the objects dir (a manifest
+        // names about a thousand of them on a small server)
+        let objects = rustix::fs::open(
+            self.dir.join("objects"),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let mut name = String::with_capacity(65);
+        m.entries
+            .iter()
+            .filter_map(|e| e.blake3.as_deref())
+            .filter(|h| {
+                let Ok(dir) = &objects else { return true };
+                if !is_hash(h) {
+                    return true;
+                }
+                name.clear();
+                name.push_str(&h[..2]);
+                name.push('/');
+                name.push_str(&h[2..]);
+                rustix::fs::statat(dir, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .is_err()
+            })
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn has_object(&self, hash: &str) -> bool {
@@ -290,6 +337,7 @@ impl Store {
     /// hash and whether a new object was written. Not synced here: the
     /// snapshot commit syncs the filesystem once for all objects.
     pub fn put(&self, data: &[u8]) -> Result<(String, bool)> {
+        self.unsynced.store(true, Ordering::SeqCst);
         let hash = blake3::hash(data).to_hex().to_string();
         if self.object_path(&hash).exists() {
             return Ok((hash, false));
@@ -308,6 +356,7 @@ impl Store {
 
     /// Streams a large file into the store while hashing it.
     pub fn put_reader(&self, mut r: impl Read) -> Result<(String, u64, bool)> {
+        self.unsynced.store(true, Ordering::SeqCst);
         let (tmp, mut f) = self.tmp_file()?;
         let res = (|| -> Result<(String, u64, bool)> {
             let mut h = blake3::Hasher::new();
@@ -351,20 +400,32 @@ impl Store {
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        io_ctx(
-            rustix::fs::syncfs(dirfd.as_fd()).map_err(io::Error::from),
-            || format!("cannot sync store {}", self.dir.display()),
-        )?;
-        let body = serde_json::to_string(m)?;
-        let raw = RawValue::from_string(body)?;
-        let doc = SnapshotDocOut {
+        if self.unsynced.swap(false, Ordering::SeqCst) {
+            let synced = rustix::fs::syncfs(dirfd.as_fd()).map_err(io::Error::from);
+            if synced.is_err() {
+                self.unsynced.store(true, Ordering::SeqCst);
+            }
+            io_ctx(synced, || {
+                format!("cannot sync store {}", self.dir.display())
+            })?;
+        }
+        let body = serde_json::to_vec(m)?;
+        let head = SnapshotHeadOut {
             format: FORMAT_NAME,
             version: FORMAT_VERSION,
             header: Header::from(m),
-            blake3: blake3::hash(raw.get().as_bytes()).to_hex().to_string(),
-            manifest: &raw,
+            blake3: blake3::hash(&body).to_hex().to_string(),
         };
-        let text = serde_json::to_vec(&doc)?;
+        // `{header…,"blake3":"…"}` with its closing brace replaced by the
+        // manifest member: the document readers parse (FORMAT.md).
+        let mut text = serde_json::to_vec(&head)?;
+        if text.pop() != Some(b'}') {
+            bail!("internal: the snapshot header did not serialise as an object");
+        }
+        text.reserve(body.len() + 16);
+        text.extend_from_slice(br#","manifest":"#);
+        text.extend_from_slice(&body);
+        text.push(b'}');
         atomic_write(
             &self.dir.join("snapshots"),
             &format!("{}.json", m.id),
@@ -373,7 +434,8 @@ impl Store {
         )
     }
 
-    /// A new id: UTC time to the millisecond, so ids sort by time.
+    /// A new id: UTC time to the millisecond, so ids sort by time (see
+    /// [`id_time`]).
     pub fn new_id(&self) -> String {
         let mut t = jiff::Timestamp::now();
         loop {
@@ -792,6 +854,18 @@ fn parse_doc(id: &str, raw: &[u8]) -> Result<Manifest> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn ids_encode_their_time() {
+        let t = id_time("20261123-003318-891").unwrap();
+        assert_eq!(t.to_string(), "2026-11-23T00:33:18.891Z");
+        assert!(id_time("not-an-id").is_none());
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let now = jiff::Timestamp::now();
+        let made = id_time(&s.new_id()).unwrap();
+        assert!(now.duration_since(made).abs() < jiff::SignedDuration::from_secs(5));
+    }
+
     fn manifest(id: &str, kind: SnapshotKind, data: &[(&str, &str)], store: &Store) -> Manifest {
         let entries = data
             .iter()
@@ -833,6 +907,7 @@ mod tests {
             units: vec![],
             entries,
             caps: vec![],
+            ledger_from: None,
             errors: vec![],
             unreadable_xattrs: 0,
             vms: vec![],
