@@ -237,6 +237,7 @@ pub fn snapshot_with_vms(
             );
         }
     }
+    let timer = scan::PhaseTimer::new();
     let scope = app.scope()?;
     // the newest snapshot (the stat cache) loads while the walk runs
     let spin = app.ui.spinner("walking the configuration");
@@ -250,6 +251,7 @@ pub fn snapshot_with_vms(
         (cache, lost)
     });
     spin.finish();
+    timer.phase("walk + load cache");
     let ledger_from = ledger_plan(kind, cache.as_ref(), jiff::Timestamp::now());
     let ledger = match (&ledger_from, &cache) {
         (Some(_), Some(c)) => scan::Ledger::Only(&c.caps),
@@ -273,7 +275,9 @@ pub fn snapshot_with_vms(
     m.kind = kind;
     m.label = label;
     m.vms = vms;
+    timer.phase("capture");
     store.commit(&m)?;
+    timer.phase("commit");
     Ok(SnapshotOutcome {
         id: m.id.clone(),
         entries: m.entries.len(),

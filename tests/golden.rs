@@ -112,20 +112,40 @@ fn keeps_every_recorded_field(store: &str, version: u32) {
     assert_eq!(doc["format"], "guard-snapshot");
     assert_eq!(doc["version"], version);
     let entries = doc["manifest"]["entries"].as_array().unwrap();
-    let e = |p: &str| entries.iter().find(|e| e["path"] == p).unwrap().clone();
-    assert_eq!(e("/etc/initctl")["kind"], "fifo");
-    assert_eq!(e("/etc/shadow")["mode"], 0o600);
+    // version 1 stored an entry as an object, version 2 as an array
+    let field = |e: &serde_json::Value, name: &str, index: usize| {
+        if version == 1 {
+            e[name].clone()
+        } else {
+            e[index].clone()
+        }
+    };
+    let e = |p: &str| {
+        entries
+            .iter()
+            .find(|e| field(e, "path", 0) == p)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(field(&e("/etc/initctl"), "kind", 1), "fifo");
+    assert_eq!(field(&e("/etc/shadow"), "mode", 2), 0o600);
     assert_eq!(
-        e("/etc/pam.d/imap")["xattrs"]["user.note"],
+        field(&e("/etc/pam.d/imap"), "xattrs", 12)["user.note"],
         hex_of("golden")
     );
-    assert!(e("/etc/ssh/sshd_config")["xattrs"]["system.posix_acl_access"].is_string());
+    assert!(field(&e("/etc/ssh/sshd_config"), "xattrs", 12)["system.posix_acl_access"].is_string());
     assert_eq!(
-        e("/etc/systemd/system/multi-user.target.wants/sshd.service")["target"],
+        field(
+            &e("/etc/systemd/system/multi-user.target.wants/sshd.service"),
+            "target",
+            10
+        ),
         "/usr/lib/systemd/system/sshd.service"
     );
     assert!(
-        entries.iter().any(|e| e["path"]["hex"].is_string()),
+        entries
+            .iter()
+            .any(|e| field(e, "path", 0)["hex"].is_string()),
         "non-UTF-8 names are stored as hex"
     );
 }

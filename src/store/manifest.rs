@@ -77,9 +77,11 @@ pub struct Time {
     pub nsec: u32,
 }
 
-/// One recorded filesystem entry.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-#[serde(deny_unknown_fields)]
+/// One recorded filesystem entry. Stored as an array of its fields in this
+/// order (format 2; see FORMAT.md): an object per entry spelled every field
+/// name ~1,500 times in a manifest, which made it half keys and slowed every
+/// load and write. Format 1's object form is still read.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Entry {
     pub path: SysPath,
     pub kind: FileKind,
@@ -87,36 +89,172 @@ pub struct Entry {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     pub mtime: Time,
     pub size: u64,
     /// blake3 of the content, regular files only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blake3: Option<String>,
     /// Symlink target, raw.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<SysPathRaw>,
     /// Device number of char/block devices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
     /// Every readable xattr, value hex-encoded (POSIX ACLs and
     /// `security.capability` included).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub xattrs: BTreeMap<String, String>,
     /// `security.capability` decoded for humans (`cap_net_bind_service=ep`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<String>,
     /// Packages that own the path; empty for an admin's own file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<String>,
     /// Identity for the stat cache: a file whose (dev, ino, size, mtime,
     /// ctime) is unchanged has unchanged content and xattrs.
     pub dev: u64,
     pub ino: u64,
     pub ctime: Time,
+}
+
+/// An entry as format 1 stored it: an object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryV1 {
+    path: SysPath,
+    kind: FileKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    mtime: Time,
+    size: u64,
+    #[serde(default)]
+    blake3: Option<String>,
+    #[serde(default)]
+    target: Option<SysPathRaw>,
+    #[serde(default)]
+    rdev: Option<u64>,
+    #[serde(default)]
+    xattrs: BTreeMap<String, String>,
+    #[serde(default)]
+    caps: Option<String>,
+    #[serde(default)]
+    owners: Vec<String>,
+    dev: u64,
+    ino: u64,
+    ctime: Time,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            path: e.path,
+            kind: e.kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            user: e.user,
+            group: e.group,
+            mtime: e.mtime,
+            size: e.size,
+            blake3: e.blake3,
+            target: e.target,
+            rdev: e.rdev,
+            xattrs: e.xattrs,
+            caps: e.caps,
+            owners: e.owners,
+            dev: e.dev,
+            ino: e.ino,
+            ctime: e.ctime,
+        }
+    }
+}
+
+/// The number of fields of a stored entry (format 2).
+const ENTRY_FIELDS: usize = 18;
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(ENTRY_FIELDS)?;
+        t.serialize_element(&self.path)?;
+        t.serialize_element(&self.kind)?;
+        t.serialize_element(&self.mode)?;
+        t.serialize_element(&self.uid)?;
+        t.serialize_element(&self.gid)?;
+        t.serialize_element(&self.user)?;
+        t.serialize_element(&self.group)?;
+        t.serialize_element(&(self.mtime.sec, self.mtime.nsec))?;
+        t.serialize_element(&self.size)?;
+        t.serialize_element(&self.blake3)?;
+        t.serialize_element(&self.target)?;
+        t.serialize_element(&self.rdev)?;
+        t.serialize_element(&(!self.xattrs.is_empty()).then_some(&self.xattrs))?;
+        t.serialize_element(&self.caps)?;
+        t.serialize_element(&(!self.owners.is_empty()).then_some(&self.owners))?;
+        t.serialize_element(&self.dev)?;
+        t.serialize_element(&self.ino)?;
+        t.serialize_element(&(self.ctime.sec, self.ctime.nsec))?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+        struct V;
+        fn el<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+            a: &mut A,
+            i: usize,
+        ) -> Result<T, A::Error> {
+            a.next_element()?
+                .ok_or_else(|| A::Error::invalid_length(i, &"an entry of 18 fields"))
+        }
+        fn time((sec, nsec): (i64, u32)) -> Time {
+            Time { sec, nsec }
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = Entry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an entry: an array (format 2) or an object (format 1)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Entry, A::Error> {
+                let e = Entry {
+                    path: el(&mut a, 0)?,
+                    kind: el(&mut a, 1)?,
+                    mode: el(&mut a, 2)?,
+                    uid: el(&mut a, 3)?,
+                    gid: el(&mut a, 4)?,
+                    user: el(&mut a, 5)?,
+                    group: el(&mut a, 6)?,
+                    mtime: time(el(&mut a, 7)?),
+                    size: el(&mut a, 8)?,
+                    blake3: el(&mut a, 9)?,
+                    target: el(&mut a, 10)?,
+                    rdev: el(&mut a, 11)?,
+                    xattrs: el::<_, Option<_>>(&mut a, 12)?.unwrap_or_default(),
+                    caps: el(&mut a, 13)?,
+                    owners: el::<_, Option<_>>(&mut a, 14)?.unwrap_or_default(),
+                    dev: el(&mut a, 15)?,
+                    ino: el(&mut a, 16)?,
+                    ctime: time(el(&mut a, 17)?),
+                };
+                // as strict as format 1's deny_unknown_fields
+                if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(
+                        ENTRY_FIELDS + 1,
+                        &"an entry of 18 fields",
+                    ));
+                }
+                Ok(e)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Entry, A::Error> {
+                EntryV1::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(Entry::from)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Entry {
@@ -340,5 +478,64 @@ impl From<&Manifest> for Header {
                 .map(|v| format!("{} -> {}", v.domain, v.clone))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod entry_form_tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        Entry {
+            path: SysPath::new(b"/etc/caf\xe9.conf"),
+            kind: FileKind::Symlink,
+            mode: 0o4755,
+            uid: 0,
+            gid: 42,
+            user: Some("root".into()),
+            group: None,
+            mtime: Time { sec: 1, nsec: 2 },
+            size: 3,
+            blake3: None,
+            target: Some(SysPathRaw(b"../x".to_vec())),
+            rdev: Some(7),
+            xattrs: BTreeMap::from([("user.a".into(), "00ff".into())]),
+            caps: Some("cap_net_raw=ep".into()),
+            owners: vec!["pkg".into()],
+            dev: 8,
+            ino: 9,
+            ctime: Time { sec: 10, nsec: 11 },
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_as_arrays_and_format_1_objects_still_read() {
+        let e = sample();
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.starts_with('['), "{text}");
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
+        let bare = Entry {
+            xattrs: BTreeMap::new(),
+            owners: vec![],
+            ..sample()
+        };
+        let text = serde_json::to_string(&bare).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), bare);
+
+        let v1 = r#"{"path":"/etc/x","kind":"file","mode":420,"uid":0,"gid":0,
+            "mtime":{"sec":1,"nsec":2},"size":5,"blake3":"ab","owners":["p"],
+            "dev":1,"ino":2,"ctime":{"sec":3,"nsec":4}}"#;
+        let e: Entry = serde_json::from_str(v1).unwrap();
+        assert_eq!(e.path, SysPath::new("/etc/x"));
+        assert_eq!(e.owners, ["p"]);
+        assert_eq!(e.ctime, Time { sec: 3, nsec: 4 });
+
+        // as strict as format 1: a field too many or too few is corrupt
+        let mut long: serde_json::Value = serde_json::to_value(&bare).unwrap();
+        long.as_array_mut().unwrap().push(serde_json::json!(1));
+        assert!(serde_json::from_value::<Entry>(long.clone()).is_err());
+        long.as_array_mut().unwrap().truncate(17);
+        assert!(serde_json::from_value::<Entry>(long).is_err());
+        assert!(serde_json::from_str::<Entry>(r#"{"path":"/x","bogus":1}"#).is_err());
     }
 }
