@@ -66,8 +66,11 @@ impl App {
     }
 
     pub fn scope(&self) -> Result<Scope> {
-        let cfg = Config::load(&self.root)?;
-        Scope::new(&cfg, Some(&self.store_dir), &self.root)
+        self.scope_of(&Config::load(&self.root)?)
+    }
+
+    fn scope_of(&self, cfg: &Config) -> Result<Scope> {
+        Scope::new(cfg, Some(&self.store_dir), &self.root)
     }
 
     /// Prints a JSON document on stdout (the only thing there with --json).
@@ -238,7 +241,8 @@ pub fn snapshot_with_vms(
         }
     }
     let timer = scan::PhaseTimer::new();
-    let scope = app.scope()?;
+    let cfg = Config::load(&app.root)?;
+    let scope = app.scope_of(&cfg)?;
     // the newest snapshot (the stat cache) loads while the walk runs
     let spin = app.ui.spinner("walking the configuration");
     // (and which of its objects the store has lost, if any)
@@ -252,7 +256,10 @@ pub fn snapshot_with_vms(
     });
     spin.finish();
     timer.phase("walk + load cache");
-    let ledger_from = ledger_plan(kind, cache.as_ref(), jiff::Timestamp::now());
+    let ledger_from = match cfg.timer_ledger {
+        scan::TimerLedger::Carry => ledger_plan(kind, cache.as_ref(), jiff::Timestamp::now()),
+        scan::TimerLedger::Walk => None,
+    };
     let ledger = match (&ledger_from, &cache) {
         (Some(_), Some(c)) => scan::Ledger::Only(&c.caps),
         _ => scan::Ledger::Full,
@@ -295,8 +302,8 @@ pub const LEDGER_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hour
 /// caps roots (~120k files on a desktop-sized /usr, most of a snapshot's
 /// time): `Some(id of the full walk)` or `None` for a full walk.
 ///
-/// Only `timer` snapshots carry it forward, from a full walk at most
-/// [`LEDGER_MAX_AGE`] old. Every file on the carried ledger is probed
+/// Only `timer` snapshots carry it forward (unless guard.toml says
+/// `timer-ledger = "walk"`), from a full walk at most [`LEDGER_MAX_AGE`] old. Every file on the carried ledger is probed
 /// again, so a capability that was lost or a binary that was replaced shows
 /// at once; a capability set by hand since the full walk is picked up by
 /// the next `manual`, `pre`, `post` or `safety` snapshot, which always walk

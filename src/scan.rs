@@ -67,6 +67,21 @@ pub struct Config {
     /// Drop the built-in excludes (`/etc/mtab`, `/etc/ld.so.cache`, …).
     #[serde(default)]
     pub no_default_excludes: bool,
+    /// How `timer` snapshots get the capability ledger.
+    #[serde(default)]
+    pub timer_ledger: TimerLedger,
+}
+
+/// `timer-ledger` in guard.toml.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimerLedger {
+    /// Carry the newest full walk (at most a day old) forward and probe
+    /// every file on it again.
+    #[default]
+    Carry,
+    /// Walk the caps roots in full, like every other snapshot.
+    Walk,
 }
 
 pub const CONFIG_PATH: &str = "/etc/guard/guard.toml";

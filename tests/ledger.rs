@@ -128,3 +128,34 @@ fn a_replaced_binary_on_a_carried_ledger_is_hashed_again() {
     assert!(from_timer.contains("/usr/sbin/ping"), "{from_timer}");
     assert!(!from_timer.contains("binary changed since"), "{from_timer}");
 }
+
+#[test]
+fn guard_toml_can_make_timer_snapshots_walk_the_ledger() {
+    let s = Sys::new();
+    s.write(
+        "/etc/guard/guard.toml",
+        "version = 1\ntimer-ledger = \"walk\"\n",
+    );
+    s.write("/usr/bin/imapd", "binary 1\n");
+    let first = snapshot(&s, "manual");
+    assert!(capped(&show(&s, &first)).is_empty());
+    let imapd = s.path("/usr/bin/imapd");
+    run(&["setcap", "cap_net_bind_service=ep", imapd.to_str().unwrap()]);
+    let timer = snapshot(&s, "timer");
+    let v = show(&s, &timer);
+    assert_eq!(v["ledger_from"], Value::Null);
+    assert_eq!(capped(&v), ["/usr/bin/imapd cap_net_bind_service=ep"]);
+
+    // a value guard does not know is refused, naming the file
+    s.write(
+        "/etc/guard/guard.toml",
+        "version = 1\ntimer-ledger = \"sometimes\"\n",
+    );
+    let out = s
+        .cmd()
+        .args(["snapshot", "--kind", "timer"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("guard.toml"));
+}
