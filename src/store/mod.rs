@@ -50,12 +50,34 @@ struct SnapshotDocIn {
     manifest: Box<RawValue>,
 }
 
+/// The header fields of a snapshot file, spelled out rather than
+/// `#[serde(flatten)]`ed (flatten buffers every field first, and `list` and
+/// the baseline search read many headers). Other fields are ignored.
 #[derive(Deserialize)]
-struct HeaderOnly {
+struct HeadIn {
     format: String,
     version: u32,
-    #[serde(flatten)]
-    header: Header,
+    id: String,
+    created: String,
+    kind: SnapshotKind,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    vms: Vec<String>,
+    #[serde(default)]
+    blake3: Option<String>,
+}
+
+impl HeadIn {
+    fn header(self) -> Header {
+        Header {
+            id: self.id,
+            created: self.created,
+            kind: self.kind,
+            label: self.label,
+            vms: self.vms,
+        }
+    }
 }
 
 const FORMAT_NAME: &str = "guard-snapshot";
@@ -532,13 +554,13 @@ impl Store {
                 break;
             }
         }
-        let parsed: serde_json::Result<HeaderOnly> = match prefix {
+        let parsed: serde_json::Result<HeadIn> = match prefix {
             Some(p) => serde_json::from_slice(&p),
             None => serde_json::from_slice(&self.read_doc(id)?),
         };
         let h = parsed.map_err(|e| anyhow!("snapshot {id} is corrupt: {e}"))?;
         check_format(id, &h.format, h.version)?;
-        Ok(h.header)
+        Ok(h.header())
     }
 
     /// Loads a snapshot and checks the manifest against its recorded hash.
@@ -804,16 +826,6 @@ fn check_format(id: &str, format: &str, version: u32) -> Result<()> {
     Ok(())
 }
 
-/// The header fields a snapshot file has before its manifest.
-#[derive(Deserialize)]
-struct HeaderWithHash {
-    format: String,
-    version: u32,
-    #[serde(flatten)]
-    header: Header,
-    blake3: String,
-}
-
 /// The manifest of a snapshot file parsed in one pass: the file is split at
 /// the header/manifest boundary (see [`Store::header`]), the manifest's
 /// bytes are hashed and parsed once. `None` when anything about the layout
@@ -822,13 +834,13 @@ fn parse_doc_fast(id: &str, raw: &[u8]) -> Option<Manifest> {
     const KEY: &[u8] = br#","manifest":"#;
     let i = raw.windows(KEY.len()).position(|w| w == KEY)?;
     let body = raw[i + KEY.len()..].trim_ascii_end().strip_suffix(b"}")?;
-    let h: HeaderWithHash = serde_json::from_slice(&[&raw[..i], b"}"].concat()).ok()?;
+    let h: HeadIn = serde_json::from_slice(&[&raw[..i], b"}"].concat()).ok()?;
     check_format(id, &h.format, h.version).ok()?;
-    if blake3::hash(body).to_hex().as_str() != h.blake3 {
+    if blake3::hash(body).to_hex().as_str() != h.blake3.as_deref()? {
         return None;
     }
     let m: Manifest = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
-    (m.id == h.header.id && m.kind == h.header.kind).then_some(m)
+    (m.id == h.id && m.kind == h.kind).then_some(m)
 }
 
 fn parse_doc(id: &str, raw: &[u8]) -> Result<Manifest> {
