@@ -942,6 +942,44 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_syncs_whenever_an_object_was_stored_or_found() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let unsynced = || s.unsynced.load(Ordering::SeqCst);
+        assert!(!unsynced());
+        s.commit(&manifest(
+            "20260101-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/a", "x")],
+            &s,
+        ))
+        .unwrap();
+        assert!(!unsynced(), "the commit synced what put() wrote");
+        // an object that is already there may come from a run killed
+        // before its sync: finding it counts as storing it
+        s.put(b"x").unwrap();
+        assert!(unsynced());
+        s.commit(&manifest(
+            "20260102-000000-000",
+            SnapshotKind::Timer,
+            &[],
+            &s,
+        ))
+        .unwrap();
+        assert!(!unsynced());
+        // nothing stored since: nothing to sync, and the commit still lands
+        s.commit(&manifest(
+            "20260103-000000-000",
+            SnapshotKind::Timer,
+            &[],
+            &s,
+        ))
+        .unwrap();
+        assert!(!unsynced());
+        assert_eq!(s.ids().unwrap().len(), 3);
+    }
+
+    #[test]
     fn baseline_skips_timer_post_and_safety() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
