@@ -243,9 +243,9 @@ pub fn snapshot_with_vms(
     let timer = scan::PhaseTimer::new();
     let cfg = Config::load(&app.root)?;
     let scope = app.scope_of(&cfg)?;
-    // the newest snapshot (the stat cache) loads while the walk runs
+    // The newest snapshot (the stat cache) loads while the walk runs, and
+    // which of its objects the store has lost (if any) is found meanwhile.
     let spin = app.ui.spinner("walking the configuration");
-    // (and which of its objects the store has lost, if any)
     let (raw, (cache, lost)) = scan::walk_while(&app.root, &scope, || {
         let cache = store.latest_readable();
         let lost = cache
@@ -256,10 +256,12 @@ pub fn snapshot_with_vms(
     });
     spin.finish();
     timer.phase("walk + load cache");
-    let ledger_from = match cfg.timer_ledger {
-        scan::TimerLedger::Carry => ledger_plan(kind, cache.as_ref(), jiff::Timestamp::now()),
-        scan::TimerLedger::Walk => None,
-    };
+    let ledger_from = ledger_plan(
+        kind,
+        cfg.timer_ledger,
+        cache.as_ref(),
+        jiff::Timestamp::now(),
+    );
     let ledger = match (&ledger_from, &cache) {
         (Some(_), Some(c)) => scan::Ledger::Only(&c.caps),
         _ => scan::Ledger::Full,
@@ -303,18 +305,19 @@ pub const LEDGER_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hour
 /// time): `Some(id of the full walk)` or `None` for a full walk.
 ///
 /// Only `timer` snapshots carry it forward (unless guard.toml says
-/// `timer-ledger = "walk"`), from a full walk at most [`LEDGER_MAX_AGE`] old. Every file on the carried ledger is probed
-/// again, so a capability that was lost or a binary that was replaced shows
-/// at once; a capability set by hand since the full walk is picked up by
+/// `timer-ledger = "walk"`), from a full walk at most [`LEDGER_MAX_AGE`]
+/// old. Every file on the carried ledger is probed again, so a capability
+/// that was lost or a binary that was replaced shows at once; a capability set by hand since the full walk is picked up by
 /// the next `manual`, `pre`, `post` or `safety` snapshot, which always walk
 /// in full — as does the snapshot taken before an upgrade, where a missing
 /// capability would matter.
 pub fn ledger_plan(
     kind: SnapshotKind,
+    policy: scan::TimerLedger,
     cache: Option<&Manifest>,
     now: jiff::Timestamp,
 ) -> Option<String> {
-    if kind != SnapshotKind::Timer {
+    if kind != SnapshotKind::Timer || policy == scan::TimerLedger::Walk {
         return None;
     }
     let cache = cache?;
@@ -960,7 +963,7 @@ mod tests {
     fn only_timer_snapshots_carry_a_recent_ledger_forward() {
         let now = crate::store::id_time("20261123-120000-000").unwrap();
         let walked = snap("20261123-060000-000", None);
-        let plan = |k, c: Option<&Manifest>| ledger_plan(k, c, now);
+        let plan = |k, c: Option<&Manifest>| ledger_plan(k, scan::TimerLedger::Carry, c, now);
         // a timer snapshot carries the full walk forward, keeping its origin
         assert_eq!(
             plan(SnapshotKind::Timer, Some(&walked)).as_deref(),
@@ -989,5 +992,13 @@ mod tests {
         // a clock that went backwards is no reason to trust the old walk
         let future = snap("20261124-110000-000", None);
         assert_eq!(plan(SnapshotKind::Timer, Some(&future)), None);
+        // guard.toml can ask timer snapshots to walk too
+        let walk = ledger_plan(
+            SnapshotKind::Timer,
+            scan::TimerLedger::Walk,
+            Some(&walked),
+            now,
+        );
+        assert_eq!(walk, None);
     }
 }
