@@ -130,6 +130,11 @@ fn io_ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
 /// Writes `data` to `dir/name` atomically: a temp file in the same dir,
 /// fsync, rename, fsync of the dir. `mode` is applied before the rename.
 pub fn atomic_write(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()> {
+    atomic_write_parts(dir, name, &[data], mode)
+}
+
+/// [`atomic_write`] of the concatenation of `parts`, without building it.
+fn atomic_write_parts(dir: &Path, name: &str, parts: &[&[u8]], mode: u32) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let res = (|| -> io::Result<()> {
         let mut f = fs::OpenOptions::new()
@@ -138,7 +143,9 @@ pub fn atomic_write(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()
             .truncate(true)
             .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
         #[allow(clippy::disallowed_methods)]
         fs::rename(&tmp, dir.join(name))?;
@@ -440,18 +447,14 @@ impl Store {
         };
         // `{header…,"blake3":"…"}` with its closing brace replaced by the
         // manifest member: the document readers parse (FORMAT.md).
-        let mut text = serde_json::to_vec(&head)?;
-        if text.pop() != Some(b'}') {
+        let head = serde_json::to_vec(&head)?;
+        let Some(head) = head.strip_suffix(b"}") else {
             bail!("internal: the snapshot header did not serialise as an object");
-        }
-        text.reserve(body.len() + 16);
-        text.extend_from_slice(br#","manifest":"#);
-        text.extend_from_slice(&body);
-        text.push(b'}');
-        atomic_write(
+        };
+        atomic_write_parts(
             &self.dir.join("snapshots"),
             &format!("{}.json", m.id),
-            &text,
+            &[head, br#","manifest":"#, &body, b"}"],
             0o600,
         )
     }
