@@ -490,7 +490,7 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
     let (parts, t) = walk_dirs(
         root,
         tops,
-        || (Vec::new(), Vec::new()),
+        || (Vec::with_capacity(1024), Vec::new()),
         |(found, errs): &mut (Vec<Entry>, Vec<ScanError>), dir, fd, buf, subdirs| {
             let fd = match fd {
                 Ok(fd) => fd,
@@ -530,6 +530,9 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
         },
         meanwhile,
     );
+    // (sized up front: a manifest's worth of entries grown by doubling
+    // is ~0.5 MB copied and as many fresh pages faulted in)
+    entries.reserve(parts.iter().map(|(f, _)| f.len()).sum());
     for (found, errs) in parts {
         entries.extend(found);
         errors.extend(errs);

@@ -170,6 +170,28 @@ impl From<EntryV1> for Entry {
     }
 }
 
+/// Reads the entries into a vector sized for a typical server's /etc up
+/// front: JSON says nothing of an array's length, and growing ~1,500
+/// entries by doubling copied half a megabyte and faulted in fresh pages on
+/// every load.
+fn entries_sized<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<Entry>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of entries")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<Entry>, A::Error> {
+            let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).max(2048));
+            while let Some(e) = a.next_element()? {
+                v.push(e);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
 /// The number of fields of a stored entry (format 2).
 const ENTRY_FIELDS: usize = 18;
 
@@ -387,6 +409,7 @@ pub struct Manifest {
     pub packages: Packages,
     #[serde(default)]
     pub units: Vec<EnabledUnit>,
+    #[serde(deserialize_with = "entries_sized")]
     pub entries: Vec<Entry>,
     #[serde(default)]
     pub caps: Vec<CapEntry>,
