@@ -5,7 +5,7 @@
 //! files whose (dev, ino, size, mtime, ctime) did not change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::io::Read;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::{Mode, OFlags};
 use serde::Deserialize;
 
 use crate::pkg;
@@ -387,16 +388,27 @@ fn walk_dirs<S: Send, T>(
     root: &SysRoot,
     tops: Vec<SysPath>,
     init: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, &SysPath, std::io::Result<OwnedFd>, &mut [MaybeUninit<u8>], &mut Vec<SysPath>)
-        + Sync,
+    visit: impl Fn(
+            &mut S,
+            &SysPath,
+            Result<&OwnedFd, &std::io::Error>,
+            &mut [MaybeUninit<u8>],
+            &mut Vec<SysPath>,
+        ) + Sync,
     meanwhile: impl FnOnce() -> T,
 ) -> (Vec<S>, T) {
+    /// Directories waiting, some already opened relative to their parent
+    /// (one name looked up instead of a path from the root), as many as
+    /// [`OPEN_AHEAD`] allows: a wide tree must not run out of fds.
     struct Queue {
-        dirs: Vec<SysPath>,
+        dirs: Vec<(SysPath, Option<OwnedFd>)>,
+        open: usize,
         busy: usize,
     }
+    const OPEN_AHEAD: usize = 256;
     let queue = Mutex::new(Queue {
-        dirs: tops,
+        dirs: tops.into_iter().map(|d| (d, None)).collect(),
+        open: 0,
         busy: 0,
     });
     let wake = std::sync::Condvar::new();
@@ -411,6 +423,7 @@ fn walk_dirs<S: Send, T>(
                 loop {
                     if let Some(d) = q.dirs.pop() {
                         q.busy += 1;
+                        q.open -= usize::from(d.1.is_some());
                         break Some(d);
                     }
                     if q.busy == 0 {
@@ -419,20 +432,44 @@ fn walk_dirs<S: Send, T>(
                     q = wake.wait(q).expect("not poisoned");
                 }
             };
-            let Some(dir) = dir else {
+            let Some((dir, fd)) = dir else {
                 wake.notify_all();
                 return state;
             };
-            visit(
-                &mut state,
-                &dir,
-                root.open_dir(&dir),
-                &mut buf,
-                &mut subdirs,
-            );
+            let fd = match fd {
+                Some(fd) => Ok(fd),
+                None => root.open_dir(&dir),
+            };
+            visit(&mut state, &dir, fd.as_ref(), &mut buf, &mut subdirs);
+            // Open the subdirectories from this one while it is open: a
+            // single name, never followed if it became a symlink meanwhile
+            // (O_NOFOLLOW), so nothing can lead out of the root.
+            let room = {
+                let q = queue.lock().expect("not poisoned");
+                OPEN_AHEAD.saturating_sub(q.open).min(64)
+            };
+            let mut opened: Vec<(SysPath, Option<OwnedFd>)> = subdirs
+                .drain(..)
+                .enumerate()
+                .map(|(i, d)| {
+                    let sub = match &fd {
+                        Ok(parent) if i < room => rustix::fs::openat(
+                            parent,
+                            OsStr::from_bytes(d.file_name()),
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .ok(),
+                        _ => None,
+                    };
+                    (d, sub)
+                })
+                .collect();
+            drop(fd);
             let mut q = queue.lock().expect("not poisoned");
-            let more = !subdirs.is_empty();
-            q.dirs.append(&mut subdirs);
+            let more = !opened.is_empty();
+            q.open += opened.iter().filter(|d| d.1.is_some()).count();
+            q.dirs.append(&mut opened);
             q.busy -= 1;
             if more || q.busy == 0 {
                 wake.notify_all();
@@ -502,12 +539,12 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
                     return;
                 }
             };
-            let res = for_each_entry(&fd, buf, |name, _| {
+            let res = for_each_entry(fd, buf, |name, _| {
                 let path = dir.join(name.to_bytes());
                 if scope.excludes(&path) {
                     return;
                 }
-                match rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                match rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => {
                         let e = entry_from_stat(path, &st);
                         if e.kind == FileKind::Dir {
@@ -655,15 +692,15 @@ pub fn caps_ledger(root: &SysRoot) -> (Vec<CapEntry>, Vec<ScanError>) {
             // absent, or a symlink: nothing to record
             let Ok(fd) = fd else { return };
             let host = root.host_path(dir);
-            let _ = for_each_entry(&fd, buf, |name, ft| match ft {
+            let _ = for_each_entry(fd, buf, |name, ft| match ft {
                 FileType::Directory => subdirs.push(dir.join(name.to_bytes())),
                 FileType::RegularFile => {
                     let full = host.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-                    match xattr::capability_at(&fd, name, &full) {
+                    match xattr::capability_at(fd, name, &full) {
                         Ok(None) => {}
                         Ok(Some(raw)) => {
                             let path = dir.join(name.to_bytes());
-                            found.extend(cap_entry(root, &fd, path, name, &raw, None));
+                            found.extend(cap_entry(root, fd, path, name, &raw, None));
                         }
                         Err(e) => errs.push(ScanError {
                             path: dir.join(name.to_bytes()),
@@ -1052,6 +1089,29 @@ pub fn capture(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_wide_tree_is_walked_whole_with_a_bounded_number_of_open_dirs() {
+        // more subdirectories than the walker opens ahead: the rest are
+        // opened from the root when their turn comes
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..600 {
+            let dir = d.path().join(format!("etc/d{i}/sub"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("f"), i.to_string()).unwrap();
+        }
+        let root = SysRoot::open(d.path()).unwrap();
+        let scope = Scope::new(&Config::default(), None, &root).unwrap();
+        let (raw, ()) = walk_while(&root, &scope, || ());
+        assert!(raw.errors.is_empty(), "{:?}", raw.errors);
+        let files = raw
+            .entries
+            .iter()
+            .filter(|e| e.kind == FileKind::File)
+            .count();
+        assert_eq!(files, 600);
+        assert_eq!(raw.entries.len(), 1 + 600 * 3);
+    }
 
     #[test]
     fn excludes_match_like_glob_with_the_literal_shortcut() {
