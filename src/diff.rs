@@ -240,6 +240,10 @@ pub struct PkgChange {
 
 pub fn packages(old: &Manifest, new: &Manifest) -> Vec<PkgChange> {
     let (a, b) = (&old.packages.installed, &new.packages.installed);
+    if a == b {
+        // the usual case, settled by one ordered walk without a name set
+        return Vec::new();
+    }
     let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     names
         .into_iter()
