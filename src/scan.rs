@@ -380,9 +380,11 @@ fn for_each_entry(
 /// Walks the trees under `tops` on every core while `meanwhile` runs on the
 /// calling thread (a snapshot's or check's manifest load overlaps the
 /// walk). Directories go through a shared queue so the cores stay busy
-/// however lopsided the tree. Each directory is opened beneath the root with
-/// no symlink on the way ([`SysRoot::open_dir`]); `visit` gets its fd and
-/// pushes the subdirectories to walk next. Every worker keeps its own state
+/// however lopsided the tree. Each directory is opened either by name from
+/// its parent's fd while that is open (`O_NOFOLLOW`), or beneath the root
+/// with no symlink on the way ([`SysRoot::open_dir`]); `visit` gets its fd
+/// (or why it could not be opened) and pushes the subdirectories to walk
+/// next. Every worker keeps its own state
 /// `S` (no lock per entry); all of them are returned.
 fn walk_dirs<S: Send, T>(
     root: &SysRoot,
