@@ -494,7 +494,10 @@ impl Store {
                 format!("cannot sync store {}", self.dir.display())
             })?;
         }
-        let body = serde_json::to_vec(m)?;
+        // sized for the manifest up front (~220 bytes an entry) rather
+        // than grown by doubling through a third of a megabyte
+        let mut body = Vec::with_capacity(64 * 1024 + m.entries.len() * 256);
+        serde_json::to_writer(&mut body, m)?;
         let head = SnapshotHeadOut {
             format: FORMAT_NAME,
             version: FORMAT_VERSION,
