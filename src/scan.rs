@@ -860,9 +860,11 @@ impl Default for PhaseTimer {
 pub enum Ledger<'a> {
     /// Walk every caps root (a snapshot: newly capped files must be seen).
     Full,
-    /// Probe only these recorded files (a check: `caps/lost` and
+    /// Probe only these recorded files: a check (`caps/lost` and
     /// `caps/changed` are about what the baseline had; walking ~100k files
-    /// of /usr for them would cost far more than the whole rest of a check).
+    /// of /usr for them would cost far more than the whole rest of a
+    /// check), and a timer snapshot carrying a full walk forward
+    /// (`app::ledger_plan`).
     Only(&'a [CapEntry]),
 }
 

@@ -305,10 +305,6 @@ impl Store {
             .collect()
     }
 
-    pub fn has_object(&self, hash: &str) -> bool {
-        is_hash(hash) && self.object_path(hash).exists()
-    }
-
     pub fn open_object(&self, hash: &str) -> Result<File> {
         if !is_hash(hash) {
             bail!("invalid object name {hash:?}");
