@@ -425,6 +425,37 @@ fn a_missing_object_makes_verify_exit_2_naming_the_paths() {
 }
 
 #[test]
+fn the_next_snapshot_stores_a_lost_object_again() {
+    let sb = Sandbox::new();
+    let first = sb.snapshot();
+    let victim = blake3::hash(&fs::read(sb.root.join("etc/pam.d/imap")).unwrap())
+        .to_hex()
+        .to_string();
+    let object = sb
+        .store
+        .join("objects")
+        .join(&victim[..2])
+        .join(&victim[2..]);
+    // right after the snapshot, then once the clock has moved on
+    for pause in [0, 50] {
+        fs::remove_file(&object).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        let o = sb.run(&["--json", "snapshot", "--kind", "timer"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["new_objects"], 1, "{v}");
+        assert_eq!(
+            fs::read(&object).unwrap(),
+            fs::read(sb.root.join("etc/pam.d/imap")).unwrap()
+        );
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(code(&sb.run(&["verify", id])), 0);
+    }
+    // the first snapshot, whole again too
+    assert_eq!(code(&sb.run(&["verify", &first])), 0);
+}
+
+#[test]
 fn the_store_is_private() {
     let sb = Sandbox::new();
     fs::write(sb.root.join("etc/shadow"), "root:$6$secret:19000::::::\n").unwrap();

@@ -277,32 +277,61 @@ impl Store {
 
     /// The objects `m` names that the store does not have (damage: prune
     /// never removes an object a remaining snapshot needs).
+    /// Which objects named by `m`, a snapshot of this store, are missing.
+    ///
+    /// Every object a snapshot names existed when its manifest was written
+    /// (commit stores or finds each one first). An object can only vanish
+    /// since by being unlinked from its fan-out directory, which sets that
+    /// directory's ctime — a time nobody can set back short of moving the
+    /// clock. So a fan-out directory whose ctime is older than the
+    /// manifest's is skipped with one `stat`, and only the objects of the
+    /// others are looked up one by one. On an unchanged store that is one
+    /// `stat` per fan-out directory (~220 here) instead of one per object.
     pub fn missing_objects(&self, m: &Manifest) -> std::collections::HashSet<String> {
-        // one lstat per object, relative to the objects dir (a manifest
-        // names about a thousand of them on a small server)
+        use rustix::fs::{statat, AtFlags};
         let objects = rustix::fs::open(
             self.dir.join("objects"),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         );
+        let written = rustix::fs::stat(self.snapshot_path(&m.id))
+            .ok()
+            .map(|st| (st.st_ctime, st.st_ctime_nsec));
+        let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut lost = std::collections::HashSet::new();
+        for h in m.entries.iter().filter_map(|e| e.blake3.as_deref()) {
+            if is_hash(h) {
+                by_dir.entry(&h[..2]).or_default().push(h);
+            } else {
+                lost.insert(h.to_string());
+            }
+        }
+        let Ok(dir) = &objects else {
+            lost.extend(by_dir.into_values().flatten().map(str::to_string));
+            return lost;
+        };
         let mut name = String::with_capacity(65);
-        m.entries
-            .iter()
-            .filter_map(|e| e.blake3.as_deref())
-            .filter(|h| {
-                let Ok(dir) = &objects else { return true };
-                if !is_hash(h) {
-                    return true;
-                }
+        for (fan, hashes) in by_dir {
+            let untouched = match (statat(dir, fan, AtFlags::SYMLINK_NOFOLLOW), written) {
+                // strictly older: an unlink in the same clock tick as the
+                // manifest's write must not pass
+                (Ok(st), Some(w)) => (st.st_ctime, st.st_ctime_nsec) < w,
+                _ => false,
+            };
+            if untouched {
+                continue;
+            }
+            for h in hashes {
                 name.clear();
-                name.push_str(&h[..2]);
+                name.push_str(fan);
                 name.push('/');
                 name.push_str(&h[2..]);
-                rustix::fs::statat(dir, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .is_err()
-            })
-            .map(str::to_string)
-            .collect()
+                if statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_err() {
+                    lost.insert(h.to_string());
+                }
+            }
+        }
+        lost
     }
 
     pub fn open_object(&self, hash: &str) -> Result<File> {
@@ -1015,6 +1044,29 @@ mod tests {
         }
         assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(s.put(b"named").unwrap(), (named, false));
+    }
+
+    #[test]
+    fn an_object_unlinked_after_its_snapshot_is_found_missing_at_once_or_later() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let data = [("/etc/a", "one"), ("/etc/b", "two"), ("/etc/c", "three")];
+        let m = manifest("20260101-000000-000", SnapshotKind::Manual, &data, &s);
+        s.commit(&m).unwrap();
+        assert!(s.missing_objects(&m).is_empty());
+        let hash = |c: &str| blake3::hash(c.as_bytes()).to_hex().to_string();
+        // in the same clock tick as the commit
+        fs::remove_file(s.object_path(&hash("one"))).unwrap();
+        assert_eq!(s.missing_objects(&m), [hash("one")].into_iter().collect());
+        // well after it, past the untouched directories' shortcut
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(s.missing_objects(&m), [hash("one")].into_iter().collect());
+        fs::remove_file(s.object_path(&hash("three"))).unwrap();
+        let want: std::collections::HashSet<_> = [hash("one"), hash("three")].into();
+        assert_eq!(s.missing_objects(&m), want);
+        // without the manifest's time to go by, every object is looked up
+        fs::remove_file(s.snapshot_path(&m.id)).unwrap();
+        assert_eq!(s.missing_objects(&m), want);
     }
 
     #[test]
