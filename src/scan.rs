@@ -974,7 +974,7 @@ pub fn capture(
             }
             // A store that cannot be written is fatal; a file that cannot
             // be read is reported and counted.
-            Err(err) if err.to_string().contains("store") => {
+            Err(err) if err.chain().any(|c| c.is::<crate::store::StoreWriteError>()) => {
                 fatal.lock().unwrap().get_or_insert(err);
             }
             Err(err) => errors.lock().unwrap().push(ScanError {
