@@ -294,6 +294,14 @@ impl Store {
         &self.dir
     }
 
+    /// "cannot write to store DIR: …", as a [`StoreWriteError`].
+    fn write_err(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        write_failed(
+            format_args!("cannot write to store {}", self.dir.display()),
+            e,
+        )
+    }
+
     pub fn is_writable(&self) -> bool {
         self._lock.is_some()
     }
@@ -405,12 +413,7 @@ impl Store {
             .create_new(true)
             .mode(0o400)
             .open(&p)
-            .map_err(|e| {
-                write_failed(
-                    format_args!("cannot write to store {}", self.dir.display()),
-                    e,
-                )
-            })?;
+            .map_err(|e| self.write_err(e))?;
         Ok((p, f))
     }
 
@@ -441,12 +444,6 @@ impl Store {
         if *marked {
             return Ok(());
         }
-        let failed = |e: io::Error| {
-            write_failed(
-                format_args!("cannot write to store {}", self.dir.display()),
-                e,
-            )
-        };
         use std::os::unix::fs::OpenOptionsExt;
         let f = fs::OpenOptions::new()
             .write(true)
@@ -454,11 +451,11 @@ impl Store {
             .truncate(false)
             .mode(0o600)
             .open(self.dir.join(UNSYNCED))
-            .map_err(failed)?;
-        f.sync_all().map_err(failed)?;
+            .map_err(|e| self.write_err(e))?;
+        f.sync_all().map_err(|e| self.write_err(e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(failed)?;
+            .map_err(|e| self.write_err(e))?;
         *marked = true;
         Ok(())
     }
@@ -510,12 +507,7 @@ impl Store {
             write_failed(format_args!("cannot sync store {}", self.dir.display()), e)
         })?;
         #[allow(clippy::disallowed_methods)]
-        fs::remove_file(&mark).map_err(|e| {
-            write_failed(
-                format_args!("cannot write to store {}", self.dir.display()),
-                e,
-            )
-        })
+        fs::remove_file(&mark).map_err(|e| self.write_err(e))
     }
 
     /// An object of this name that is there whole (the right size); one
@@ -546,18 +538,12 @@ impl Store {
     /// (the caller then takes the named-temp path).
     fn put_unnamed(&self, hash: &str, data: &[u8]) -> Result<bool> {
         let dir = self.fan_out_dir(hash)?;
-        let failed = |e: rustix::io::Errno| {
-            write_failed(
-                format_args!("cannot write to store {}", self.dir.display()),
-                e,
-            )
-        };
         let dirfd = rustix::fs::open(
             &dir,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(failed)?;
+        .map_err(|e| self.write_err(e))?;
         let fd = match rustix::fs::openat(
             &dirfd,
             ".",
@@ -568,15 +554,10 @@ impl Store {
             Err(rustix::io::Errno::OPNOTSUPP)
             | Err(rustix::io::Errno::ISDIR)
             | Err(rustix::io::Errno::INVAL) => return Ok(false),
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(self.write_err(e)),
         };
         let mut f = File::from(fd);
-        f.write_all(data).map_err(|e| {
-            write_failed(
-                format_args!("cannot write to store {}", self.dir.display()),
-                e,
-            )
-        })?;
+        f.write_all(data).map_err(|e| self.write_err(e))?;
         match rustix::fs::linkat(&f, "", &dirfd, &hash[2..], rustix::fs::AtFlags::EMPTY_PATH) {
             // (already there: stored meanwhile, with the same content)
             Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(true),
@@ -619,12 +600,7 @@ impl Store {
         let (tmp, mut f) = self.tmp_file()?;
         let res = f
             .write_all(data)
-            .map_err(|e| {
-                write_failed(
-                    format_args!("cannot write to store {}", self.dir.display()),
-                    e,
-                )
-            })
+            .map_err(|e| self.write_err(e))
             .and_then(|_| self.link_object(&tmp, hash));
         if res.is_err() {
             #[allow(clippy::disallowed_methods)]
@@ -649,12 +625,7 @@ impl Store {
                     break;
                 }
                 h.update(&buf[..k]);
-                f.write_all(&buf[..k]).map_err(|e| {
-                    write_failed(
-                        format_args!("cannot write to store {}", self.dir.display()),
-                        e,
-                    )
-                })?;
+                f.write_all(&buf[..k]).map_err(|e| self.write_err(e))?;
                 n += k as u64;
             }
             let hash = h.finalize().to_hex().to_string();
