@@ -35,7 +35,17 @@ fn env() -> Env {
 
 impl Env {
     fn guard(&self, args: &[&str], answers: Option<&str>) -> Output {
+        self.guard_with(args, answers, |_| {})
+    }
+    /// As `guard`, with `setup` adjusting the command (e.g. its PATH).
+    fn guard_with(
+        &self,
+        args: &[&str],
+        answers: Option<&str>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_guard"));
+        setup(&mut c);
         c.arg("--root")
             .arg(&self.root)
             .arg("--store")
@@ -507,4 +517,105 @@ fn apt_is_refused_on_another_root() {
     assert_eq!(status(&j, "update"), "failed");
     let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
     assert!(text(&out.stdout).contains("# REFUSED on this root"));
+}
+
+/// A stand-in for zypper: `dup` deletes /etc/pam.d/imap, as the real
+/// upgrade did, and fails until ROOT/dup-fixed exists; everything else
+/// succeeds.
+const FAKE_ZYPPER: &str = r#"#!/bin/sh
+root="$2"
+case " $* " in
+*" dup --download-only "*) exit 0 ;;
+*" dup "*)
+    rm -f "$root/etc/pam.d/imap"
+    test -e "$root/dup-fixed" || { echo "Problem: halfway through"; exit 8; }
+    ;;
+esac
+exit 0
+"#;
+
+/// Incident 1 through the shipped leap-upgrade playbook: `zypper dup` fails
+/// halfway after deleting /etc/pam.d/imap; the admin runs it again (its hook
+/// takes a newer `pre` snapshot, already without imap) and resumes. The
+/// walk's check must still see imap vanished and its restore bring it back.
+#[test]
+fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    std::fs::write(
+        e.root.join("etc/os-release"),
+        "ID=opensuse-leap\nVERSION_ID=15.5\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(e.root.join("etc/pam.d")).unwrap();
+    std::fs::write(e.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(e.root.join("etc/group"), "root:x:0:\n").unwrap();
+    let imap = "auth required pam_sss.so\naccount required pam_sss.so\n";
+    std::fs::write(e.root.join("etc/pam.d/imap"), imap).unwrap();
+    std::fs::write(
+        e.root.join("etc/imapd.conf"),
+        "sasl_pwcheck_method: saslauthd\n",
+    )
+    .unwrap();
+    let bin = e.base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
+    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_path = |c: &mut Command| {
+        c.env("PATH", &path);
+    };
+    let ans = "[answers]\ntarget_release = \"15.6\"\n";
+
+    let out = e.guard_with(&["run", "leap-upgrade"], Some(ans), with_path);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("step dup"), "{err}");
+    assert!(!e.root.join("etc/pam.d/imap").exists());
+    let walk_snapshot = e.journal("leap-upgrade")["answers"]["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The admin fixes the cause and runs zypper dup again by hand: guard's
+    // zypp hook takes a `pre` snapshot first, one that lacks imap.
+    std::fs::write(e.root.join("dup-fixed"), "").unwrap();
+    let out = e.guard(&["snapshot", "--kind", "pre", "--label", "zypp hook"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = e.guard_with(
+        &["--yes", "run", "leap-upgrade", "--resume"],
+        Some("[answers]\ntarget_release = \"15.6\"\nretry-dup = \"retry\"\n"),
+        with_path,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let j = e.journal("leap-upgrade");
+    assert_eq!(status(&j, "restore-pam"), "done", "{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("etc/pam.d/imap"))
+            .ok()
+            .as_deref(),
+        Some(imap),
+        "the vanished PAM file was not restored: {err}"
+    );
+    assert!(
+        err.contains(&format!("restore plan from snapshot {walk_snapshot}")),
+        "{err}"
+    );
+    // The final check, against the walk's snapshot, finds nothing missing.
+    assert_eq!(j["answers"]["pam_vanished"], "no", "{err}");
+
+    // The dry run shows which snapshot the check compares with.
+    let out = e.guard(&["run", "leap-upgrade", "--dry-run"], None);
+    assert!(
+        text(&out.stdout).contains("check --against '<snapshot_id>'")
+            || text(&out.stdout).contains("check --against <snapshot_id>"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -942,7 +942,12 @@ fn builtin(
                 Some("caps") => app::What::Caps,
                 _ => app::What::Vanished,
             };
-            let (plan, applied) = app::restore_cmd(app, None, what, false).map_err(fail)?;
+            // `from` names the walk's own snapshot: a package manager's hook
+            // may have taken a newer `pre` since, one that already lacks what
+            // the failed upgrade deleted (DESIGN §5).
+            let from = arg(step, vars, "from")?;
+            let (plan, applied) =
+                app::restore_cmd(app, from.as_deref(), what, false).map_err(fail)?;
             match applied {
                 None => Ok(Some(format!(
                     "nothing to restore ({} items)",
@@ -1303,11 +1308,23 @@ pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path
                 "--label".into(),
                 w("label").unwrap_or_default(),
             ]),
-            "check" => g(vec!["check".into()]),
-            "restore" => g(vec![
-                "restore".into(),
-                format!("--{}", w("what").unwrap_or_else(|| "vanished".into())),
-            ]),
+            "check" => {
+                let mut v = vec!["check".to_string()];
+                if let Some(a) = w("against").filter(|a| !a.is_empty()) {
+                    v.extend(["--against".into(), a]);
+                }
+                g(v)
+            }
+            "restore" => {
+                let mut v = vec![
+                    "restore".to_string(),
+                    format!("--{}", w("what").unwrap_or_else(|| "vanished".into())),
+                ];
+                if let Some(f) = w("from").filter(|f| !f.is_empty()) {
+                    v.extend(["--from".into(), f]);
+                }
+                g(v)
+            }
             "vm-clone" => {
                 let mut v = vec![
                     "vm".to_string(),

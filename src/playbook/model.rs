@@ -82,7 +82,9 @@ pub struct Step {
     /// `luks-target-check`, `luks-header-backup`.
     #[serde(default)]
     pub builtin: Option<String>,
-    /// Arguments of the builtin (values substituted like argv).
+    /// Arguments of the builtin (values substituted like argv); `check`
+    /// takes `against` and `restore` takes `from`, a snapshot id such as
+    /// `{snapshot_id}` (which the `snapshot` builtin sets).
     #[serde(default)]
     pub with: BTreeMap<String, String>,
     #[serde(default)]
