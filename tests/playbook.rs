@@ -619,3 +619,48 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
         text(&out.stdout)
     );
 }
+
+const LOCKED: &str = r#"
+version = 1
+id = "locked"
+title = "a journal saved while another guard holds the store lock"
+
+[[steps]]
+id = "a"
+title = "runs once; meanwhile a timer's snapshot takes the store lock for 2 s"
+explain = "counts its runs"
+run = ["sh", "-c", "echo ran >> \"$1\"; flock \"$2\" sleep 2 </dev/null >/dev/null 2>&1 & sleep 0.5", "sh", "{root}/a-log", "{store}/lock"]
+
+[[steps]]
+id = "b"
+title = "fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/b-ok"]
+"#;
+
+/// A step that ran is recorded even when another guard (the snapshot timer
+/// after a reboot) holds the store lock at that moment: the save waits, and
+/// --resume does not run the step again.
+#[test]
+fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/locked.toml"), LOCKED).unwrap();
+    let out = e.guard(&["run", "locked"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("step b (fails until fixed) failed"), "{err}");
+    assert!(err.contains("waiting up to 60 s"), "{err}");
+    assert_eq!(status(&e.journal("locked"), "a"), "done", "{err}");
+
+    std::fs::write(e.root.join("b-ok"), "").unwrap();
+    let out = e.guard(
+        &["run", "locked", "--resume"],
+        Some("[answers]\nretry-b = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\n",
+        "a step that had run ran again after --resume"
+    );
+}

@@ -393,8 +393,14 @@ pub fn journal_rel(id: &str) -> String {
     format!("journals/{id}.json")
 }
 
+/// How long a journal save waits for the store lock. A step that already
+/// ran must be recorded: refused here, `--resume` would run it again. The
+/// snapshot timer (Persistent=true, so it fires right after the reboot a
+/// walk resumes from) holds the lock for a snapshot's length.
+const JOURNAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn save(app: &App, j: &Journal) -> Result<()> {
-    let store = app.store_write()?;
+    let store = app.store_write_waiting("save the playbook journal", JOURNAL_LOCK_WAIT)?;
     let data = serde_json::to_vec_pretty(j)?;
     store.write_doc_file(&journal_rel(&j.playbook), &data)
 }
