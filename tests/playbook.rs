@@ -664,3 +664,64 @@ fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
         "a step that had run ran again after --resume"
     );
 }
+
+const TARGETED: &str = r#"
+version = 1
+id = "targeted"
+title = "an answer later steps rely on"
+
+[[steps]]
+id = "target"
+title = "the volume"
+explain = "x"
+ask = { var = "target", prompt = "Target volume?", kind = "path" }
+
+[[steps]]
+id = "target-check"
+title = "checks the target; fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/ok"]
+
+[[steps]]
+id = "format"
+title = "uses the target"
+explain = "x"
+run = ["sh", "-c", "echo \"$1\" >> \"$2\"", "sh", "{target}", "{root}/formatted"]
+"#;
+
+/// On resume, a new answers file cannot change an answer the walk already
+/// recorded: a different target would reach the format step unchecked.
+#[test]
+fn resume_refuses_a_changed_answer_to_a_done_question() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/targeted.toml"), TARGETED).unwrap();
+    let out = e.guard(
+        &["run", "targeted"],
+        Some("[answers]\ntarget = \"/dev/a\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    std::fs::write(e.root.join("ok"), "").unwrap();
+
+    let out = e.guard(
+        &["run", "targeted", "--resume"],
+        Some("[answers]\ntarget = \"/dev/b\"\nretry-target-check = \"retry\"\n"),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("already recorded target = \"/dev/a\""),
+        "{err}"
+    );
+    assert!(!e.root.join("formatted").exists(), "{err}");
+
+    // The recorded answer (given again, or left out) goes on.
+    let out = e.guard(
+        &["run", "targeted", "--resume"],
+        Some("[answers]\ntarget = \"/dev/a\"\nretry-target-check = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("formatted")).unwrap(),
+        "/dev/a\n"
+    );
+}

@@ -487,7 +487,9 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
         }
     }
     journal.facts = facts.clone();
-    // The answers file of this invocation wins over what an earlier one said.
+    refuse_changed_answers(pb, &journal, &opts.answers)?;
+    // The answers file of this invocation wins over what an earlier one said
+    // about questions not yet asked.
     journal.answers.extend(opts.answers.clone());
     let mut vars: Vars = pb.vars.clone();
     vars.extend(facts);
@@ -661,6 +663,37 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     save(app, &journal)?;
     app.ui.say(&format!("\nplaybook {} finished", pb.id));
     Ok(0)
+}
+
+/// On resume, an answers file may not change what a question already
+/// answered (or a probe already found): the steps done since relied on it.
+/// A changed `target` would otherwise skip target-check before luksFormat.
+fn refuse_changed_answers(pb: &Playbook, journal: &Journal, answers: &Vars) -> Result<()> {
+    for step in &pb.steps {
+        let done = journal
+            .steps
+            .iter()
+            .any(|r| r.id == step.id && r.status == "done");
+        let var = match (&step.ask, &step.probe) {
+            (Some(a), _) => &a.var,
+            (None, Some(p)) => &p.fact,
+            _ => continue,
+        };
+        if !done {
+            continue;
+        }
+        if let (Some(new), Some(old)) = (answers.get(var), journal.answers.get(var)) {
+            if new != old {
+                bail!(
+                    "the answers file says {var} = {new:?}, but step {} of this walk already recorded {var} = {old:?} and the steps done since relied on it; \
+                     give {old:?} (or leave {var} out) to resume, or start {} again from the beginning",
+                    step.id,
+                    pb.id
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
