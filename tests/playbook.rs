@@ -725,3 +725,63 @@ fn resume_refuses_a_changed_answer_to_a_done_question() {
         "/dev/a\n"
     );
 }
+
+const REOPEN: &str = r#"
+version = 1
+id = "reopen"
+title = "a step a reboot undoes"
+
+[[steps]]
+id = "open"
+title = "opens the volume (a reboot locks it again)"
+explain = "counts its runs"
+done-if = { run = ["test", "-e", "{root}/opened"] }
+run = ["sh", "-c", "touch \"$1\"; echo ran >> \"$2\"", "sh", "{root}/opened", "{root}/open-log"]
+
+[[steps]]
+id = "use"
+title = "needs the open volume; fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/use-ok"]
+"#;
+
+/// A done step whose `done-if` no longer holds on resume (a reboot locked
+/// the LUKS volume again) is done again; one that still holds is not.
+#[test]
+fn resume_redoes_a_done_step_a_reboot_undid() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/reopen.toml"), REOPEN).unwrap();
+    let log = || std::fs::read_to_string(e.root.join("open-log")).unwrap();
+    let out = e.guard(&["run", "reopen"], Some("[answers]\nx = \"y\"\n"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(log(), "ran\n");
+
+    // Still open: not done again (the walk stops at the failed step).
+    let out = e.guard(
+        &["run", "reopen", "--resume"],
+        Some("[answers]\nx = \"y\"\n"),
+    );
+    assert!(
+        text(&out.stderr).contains("not retried"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(log(), "ran\n");
+
+    // A reboot locked it again: resume opens it before going on.
+    std::fs::remove_file(e.root.join("opened")).unwrap();
+    std::fs::write(e.root.join("use-ok"), "").unwrap();
+    let out = e.guard(
+        &["run", "reopen", "--resume"],
+        Some("[answers]\nretry-use = \"retry\"\n"),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("step open was done, but its check no longer holds"),
+        "{err}"
+    );
+    assert_eq!(log(), "ran\nran\n");
+    assert!(e.root.join("opened").exists());
+    assert_eq!(status(&e.journal("reopen"), "open"), "done");
+}

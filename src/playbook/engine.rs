@@ -527,6 +527,27 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     }
                     journal.steps.remove(i);
                 }
+                "done" | "already-done"
+                    if step
+                        .done_if
+                        .as_ref()
+                        .map(|t| still_holds(app, t, &vars))
+                        .transpose()?
+                        == Some(false) =>
+                {
+                    // A reboot locks a LUKS volume again, drops a loaded
+                    // module: what the step did is gone, so it is done again.
+                    app.ui.say(&format!(
+                        "step {} was done, but its check no longer holds ({}): doing it again",
+                        step.id,
+                        describe_test(
+                            step.done_if.as_ref().expect("matched"),
+                            &vars,
+                            app.root.path()
+                        )
+                    ));
+                    journal.steps.remove(i);
+                }
                 _ => continue,
             }
         }
@@ -694,6 +715,22 @@ fn refuse_changed_answers(pb: &Playbook, journal: &Journal, answers: &Vars) -> R
         }
     }
     Ok(())
+}
+
+/// Whether a done step's `done-if` still holds on resume. A false `cond`
+/// says guard cannot tell here (arch-upgrade's reboot check needs the
+/// running kernel, unknown under --root), not that the work was undone, so
+/// only the command decides.
+fn still_holds(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
+    if let Some(c) = &t.cond {
+        if !Cond::parse(c)?.eval(vars) {
+            return Ok(true);
+        }
+    }
+    if t.run.is_none() {
+        return Ok(true);
+    }
+    test_passes(app, t, vars)
 }
 
 fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {

@@ -41,7 +41,8 @@ pub struct Step {
     /// The condition in words, for prompts and the dry-run script.
     #[serde(default)]
     pub when_text: Option<String>,
-    /// Already done? Then the step is skipped.
+    /// Already done? Then the step is skipped. On resume, a done step whose
+    /// `run` check here no longer passes (a reboot undid it) is done again.
     #[serde(default)]
     pub done_if: Option<Test>,
     /// Checked after the step ran; a failure stops the walk.
