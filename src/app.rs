@@ -65,6 +65,17 @@ impl App {
         Store::open_write(&self.store_dir)
     }
 
+    /// As `store_write`, but waits (bounded, saying so on stderr) while
+    /// another guard holds the lock; `why` names what is to be written.
+    pub fn store_write_waiting(&self, why: &str, max: std::time::Duration) -> Result<Store> {
+        Store::open_write_waiting(&self.store_dir, max, &mut || {
+            self.ui.say(&format!(
+                "the store is locked by another guard process (a timer's snapshot?); waiting up to {} s to {why}",
+                max.as_secs()
+            ))
+        })
+    }
+
     pub fn scope(&self) -> Result<Scope> {
         self.scope_of(&Config::load(&self.root)?)
     }

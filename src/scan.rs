@@ -1172,7 +1172,7 @@ mod tests {
         let scope = Scope::new(&Config::default(), None, &root).unwrap();
         let sd = tempfile::tempdir().unwrap();
         let store = Store::open_write(sd.path()).unwrap();
-        let ui = crate::ui::Scripted::new(Default::default(), false);
+        let ui = crate::ui::Scripted::new(Default::default());
         let (raw, ()) = walk_while(&root, &scope, || ());
         let cap = capture(
             &root,

@@ -35,7 +35,17 @@ fn env() -> Env {
 
 impl Env {
     fn guard(&self, args: &[&str], answers: Option<&str>) -> Output {
+        self.guard_with(args, answers, |_| {})
+    }
+    /// As `guard`, with `setup` adjusting the command (e.g. its PATH).
+    fn guard_with(
+        &self,
+        args: &[&str],
+        answers: Option<&str>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_guard"));
+        setup(&mut c);
         c.arg("--root")
             .arg(&self.root)
             .arg("--store")
@@ -507,4 +517,271 @@ fn apt_is_refused_on_another_root() {
     assert_eq!(status(&j, "update"), "failed");
     let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
     assert!(text(&out.stdout).contains("# REFUSED on this root"));
+}
+
+/// A stand-in for zypper: `dup` deletes /etc/pam.d/imap, as the real
+/// upgrade did, and fails until ROOT/dup-fixed exists; everything else
+/// succeeds.
+const FAKE_ZYPPER: &str = r#"#!/bin/sh
+root="$2"
+case " $* " in
+*" dup --download-only "*) exit 0 ;;
+*" dup "*)
+    rm -f "$root/etc/pam.d/imap"
+    test -e "$root/dup-fixed" || { echo "Problem: halfway through"; exit 8; }
+    ;;
+esac
+exit 0
+"#;
+
+/// Incident 1 through the shipped leap-upgrade playbook: `zypper dup` fails
+/// halfway after deleting /etc/pam.d/imap; the admin runs it again (its hook
+/// takes a newer `pre` snapshot, already without imap) and resumes. The
+/// walk's check must still see imap vanished and its restore bring it back.
+#[test]
+fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    std::fs::write(
+        e.root.join("etc/os-release"),
+        "ID=opensuse-leap\nVERSION_ID=15.5\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(e.root.join("etc/pam.d")).unwrap();
+    std::fs::write(e.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(e.root.join("etc/group"), "root:x:0:\n").unwrap();
+    let imap = "auth required pam_sss.so\naccount required pam_sss.so\n";
+    std::fs::write(e.root.join("etc/pam.d/imap"), imap).unwrap();
+    std::fs::write(
+        e.root.join("etc/imapd.conf"),
+        "sasl_pwcheck_method: saslauthd\n",
+    )
+    .unwrap();
+    let bin = e.base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
+    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_path = |c: &mut Command| {
+        c.env("PATH", &path);
+    };
+    let ans = "[answers]\ntarget_release = \"15.6\"\n";
+
+    let out = e.guard_with(&["run", "leap-upgrade"], Some(ans), with_path);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("step dup"), "{err}");
+    assert!(!e.root.join("etc/pam.d/imap").exists());
+    let walk_snapshot = e.journal("leap-upgrade")["answers"]["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The admin fixes the cause and runs zypper dup again by hand: guard's
+    // zypp hook takes a `pre` snapshot first, one that lacks imap.
+    std::fs::write(e.root.join("dup-fixed"), "").unwrap();
+    let out = e.guard(&["snapshot", "--kind", "pre", "--label", "zypp hook"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = e.guard_with(
+        &["--yes", "run", "leap-upgrade", "--resume"],
+        Some("[answers]\ntarget_release = \"15.6\"\nretry-dup = \"retry\"\n"),
+        with_path,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let j = e.journal("leap-upgrade");
+    assert_eq!(status(&j, "restore-pam"), "done", "{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("etc/pam.d/imap"))
+            .ok()
+            .as_deref(),
+        Some(imap),
+        "the vanished PAM file was not restored: {err}"
+    );
+    assert!(
+        err.contains(&format!("restore plan from snapshot {walk_snapshot}")),
+        "{err}"
+    );
+    // The final check, against the walk's snapshot, finds nothing missing.
+    assert_eq!(j["answers"]["pam_vanished"], "no", "{err}");
+
+    // The dry run shows which snapshot the check compares with.
+    let out = e.guard(&["run", "leap-upgrade", "--dry-run"], None);
+    assert!(
+        text(&out.stdout).contains("check --against '<snapshot_id>'")
+            || text(&out.stdout).contains("check --against <snapshot_id>"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+const LOCKED: &str = r#"
+version = 1
+id = "locked"
+title = "a journal saved while another guard holds the store lock"
+
+[[steps]]
+id = "a"
+title = "runs once; meanwhile a timer's snapshot takes the store lock for 2 s"
+explain = "counts its runs"
+run = ["sh", "-c", "echo ran >> \"$1\"; flock \"$2\" sleep 2 </dev/null >/dev/null 2>&1 & sleep 0.5", "sh", "{root}/a-log", "{store}/lock"]
+
+[[steps]]
+id = "b"
+title = "fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/b-ok"]
+"#;
+
+/// A step that ran is recorded even when another guard (the snapshot timer
+/// after a reboot) holds the store lock at that moment: the save waits, and
+/// --resume does not run the step again.
+#[test]
+fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/locked.toml"), LOCKED).unwrap();
+    let out = e.guard(&["run", "locked"], Some("[answers]\nx = \"y\"\n"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("step b (fails until fixed) failed"), "{err}");
+    assert!(err.contains("waiting up to 60 s"), "{err}");
+    assert_eq!(status(&e.journal("locked"), "a"), "done", "{err}");
+
+    std::fs::write(e.root.join("b-ok"), "").unwrap();
+    let out = e.guard(
+        &["run", "locked", "--resume"],
+        Some("[answers]\nretry-b = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\n",
+        "a step that had run ran again after --resume"
+    );
+}
+
+const TARGETED: &str = r#"
+version = 1
+id = "targeted"
+title = "an answer later steps rely on"
+
+[[steps]]
+id = "target"
+title = "the volume"
+explain = "x"
+ask = { var = "target", prompt = "Target volume?", kind = "path" }
+
+[[steps]]
+id = "target-check"
+title = "checks the target; fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/ok"]
+
+[[steps]]
+id = "format"
+title = "uses the target"
+explain = "x"
+run = ["sh", "-c", "echo \"$1\" >> \"$2\"", "sh", "{target}", "{root}/formatted"]
+"#;
+
+/// On resume, a new answers file cannot change an answer the walk already
+/// recorded: a different target would reach the format step unchecked.
+#[test]
+fn resume_refuses_a_changed_answer_to_a_done_question() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/targeted.toml"), TARGETED).unwrap();
+    let out = e.guard(
+        &["run", "targeted"],
+        Some("[answers]\ntarget = \"/dev/a\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    std::fs::write(e.root.join("ok"), "").unwrap();
+
+    let out = e.guard(
+        &["run", "targeted", "--resume"],
+        Some("[answers]\ntarget = \"/dev/b\"\nretry-target-check = \"retry\"\n"),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("already recorded target = \"/dev/a\""),
+        "{err}"
+    );
+    assert!(!e.root.join("formatted").exists(), "{err}");
+
+    // The recorded answer (given again, or left out) goes on.
+    let out = e.guard(
+        &["run", "targeted", "--resume"],
+        Some("[answers]\ntarget = \"/dev/a\"\nretry-target-check = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("formatted")).unwrap(),
+        "/dev/a\n"
+    );
+}
+
+const REOPEN: &str = r#"
+version = 1
+id = "reopen"
+title = "a step a reboot undoes"
+
+[[steps]]
+id = "open"
+title = "opens the volume (a reboot locks it again)"
+explain = "counts its runs"
+done-if = { run = ["test", "-e", "{root}/opened"] }
+run = ["sh", "-c", "touch \"$1\"; echo ran >> \"$2\"", "sh", "{root}/opened", "{root}/open-log"]
+
+[[steps]]
+id = "use"
+title = "needs the open volume; fails until fixed"
+explain = "x"
+run = ["test", "-e", "{root}/use-ok"]
+"#;
+
+/// A done step whose `done-if` no longer holds on resume (a reboot locked
+/// the LUKS volume again) is done again; one that still holds is not.
+#[test]
+fn resume_redoes_a_done_step_a_reboot_undid() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/reopen.toml"), REOPEN).unwrap();
+    let log = || std::fs::read_to_string(e.root.join("open-log")).unwrap();
+    let out = e.guard(&["run", "reopen"], Some("[answers]\nx = \"y\"\n"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(log(), "ran\n");
+
+    // Still open: not done again (the walk stops at the failed step).
+    let out = e.guard(
+        &["run", "reopen", "--resume"],
+        Some("[answers]\nx = \"y\"\n"),
+    );
+    assert!(
+        text(&out.stderr).contains("not retried"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(log(), "ran\n");
+
+    // A reboot locked it again: resume opens it before going on.
+    std::fs::remove_file(e.root.join("opened")).unwrap();
+    std::fs::write(e.root.join("use-ok"), "").unwrap();
+    let out = e.guard(
+        &["run", "reopen", "--resume"],
+        Some("[answers]\nretry-use = \"retry\"\n"),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("step open was done, but its check no longer holds"),
+        "{err}"
+    );
+    assert_eq!(log(), "ran\nran\n");
+    assert!(e.root.join("opened").exists());
+    assert_eq!(status(&e.journal("reopen"), "open"), "done");
 }

@@ -218,3 +218,66 @@ fn a_destructive_step_runs_only_when_the_target_is_typed() {
     assert!(wiped, "typing the target's name runs the step:\n{screen}");
     assert!(screen.contains("EXIT=0"), "{screen}");
 }
+
+const ANSWERED: &str = r#"version = 1
+id = "answered"
+title = "An answers file on a terminal"
+
+[[steps]]
+id = "colour"
+title = "Choose a colour"
+explain = "Answered by the answers file."
+ask = { var = "colour", prompt = "Which colour?", kind = "text" }
+
+[[steps]]
+id = "reboot"
+title = "Reboot now"
+explain = "A manual step: only the person can say it is done."
+manual = "Reboot now, then: guard run answered --resume"
+
+[[steps]]
+id = "passphrase"
+title = "A command that reads the terminal"
+explain = "As cryptsetup luksFormat reads the passphrase."
+interactive = true
+run = ["sh", "-c", "if test -t 0; then echo stdin-is-the-terminal; else echo stdin-is-not-a-terminal; fi; echo colour=$1", "sh", "{colour}"]
+"#;
+
+/// An answers file at a terminal answers its questions and nothing more:
+/// the manual step is still put to the person, and a command that reads
+/// the terminal (cryptsetup's passphrase) gets it.
+#[test]
+fn an_answers_file_on_a_terminal_leaves_the_rest_to_the_person() {
+    let (dir, root, store) = sandbox();
+    fs::create_dir_all(root.join("etc/guard/playbooks")).unwrap();
+    fs::write(root.join("etc/guard/playbooks/answered.toml"), ANSWERED).unwrap();
+    let answers = dir.path().join("answers.toml");
+    fs::write(&answers, "[answers]\ncolour = \"blue\"\n").unwrap();
+    let t = Tmux::start(
+        dir.path(),
+        &guard_argv(
+            &root,
+            &store,
+            &[
+                "run",
+                "answered",
+                "--answers",
+                &answers.display().to_string(),
+            ],
+        ),
+    );
+    t.wait_for("Step colour");
+    t.keys(&["Enter"]); // Run: the answers file answers the question
+    let s = t.wait_for("Step reboot");
+    assert!(
+        s.contains("Which colour? blue (from the answers file)"),
+        "{s}"
+    );
+    t.keys(&["Enter"]); // Run: the person confirms the manual step
+    t.wait_for("Step passphrase");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.contains("stdin-is-the-terminal"), "{s}");
+    assert!(s.contains("colour=blue"), "{s}");
+}

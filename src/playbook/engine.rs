@@ -393,8 +393,14 @@ pub fn journal_rel(id: &str) -> String {
     format!("journals/{id}.json")
 }
 
+/// How long a journal save waits for the store lock. A step that already
+/// ran must be recorded: refused here, `--resume` would run it again. The
+/// snapshot timer (Persistent=true, so it fires right after the reboot a
+/// walk resumes from) holds the lock for a snapshot's length.
+const JOURNAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn save(app: &App, j: &Journal) -> Result<()> {
-    let store = app.store_write()?;
+    let store = app.store_write_waiting("save the playbook journal", JOURNAL_LOCK_WAIT)?;
     let data = serde_json::to_vec_pretty(j)?;
     store.write_doc_file(&journal_rel(&j.playbook), &data)
 }
@@ -481,7 +487,9 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
         }
     }
     journal.facts = facts.clone();
-    // The answers file of this invocation wins over what an earlier one said.
+    refuse_changed_answers(pb, &journal, &opts.answers)?;
+    // The answers file of this invocation wins over what an earlier one said
+    // about questions not yet asked.
     journal.answers.extend(opts.answers.clone());
     let mut vars: Vars = pb.vars.clone();
     vars.extend(facts);
@@ -517,6 +525,27 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                             step.id, pb.id, step.id
                         );
                     }
+                    journal.steps.remove(i);
+                }
+                "done" | "already-done"
+                    if step
+                        .done_if
+                        .as_ref()
+                        .map(|t| still_holds(app, t, &vars))
+                        .transpose()?
+                        == Some(false) =>
+                {
+                    // A reboot locks a LUKS volume again, drops a loaded
+                    // module: what the step did is gone, so it is done again.
+                    app.ui.say(&format!(
+                        "step {} was done, but its check no longer holds ({}): doing it again",
+                        step.id,
+                        describe_test(
+                            step.done_if.as_ref().expect("matched"),
+                            &vars,
+                            app.root.path()
+                        )
+                    ));
                     journal.steps.remove(i);
                 }
                 _ => continue,
@@ -655,6 +684,53 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     save(app, &journal)?;
     app.ui.say(&format!("\nplaybook {} finished", pb.id));
     Ok(0)
+}
+
+/// On resume, an answers file may not change what a question already
+/// answered (or a probe already found): the steps done since relied on it.
+/// A changed `target` would otherwise skip target-check before luksFormat.
+fn refuse_changed_answers(pb: &Playbook, journal: &Journal, answers: &Vars) -> Result<()> {
+    for step in &pb.steps {
+        let done = journal
+            .steps
+            .iter()
+            .any(|r| r.id == step.id && r.status == "done");
+        let var = match (&step.ask, &step.probe) {
+            (Some(a), _) => &a.var,
+            (None, Some(p)) => &p.fact,
+            _ => continue,
+        };
+        if !done {
+            continue;
+        }
+        if let (Some(new), Some(old)) = (answers.get(var), journal.answers.get(var)) {
+            if new != old {
+                bail!(
+                    "the answers file says {var} = {new:?}, but step {} of this walk already recorded {var} = {old:?} and the steps done since relied on it; \
+                     give {old:?} (or leave {var} out) to resume, or start {} again from the beginning",
+                    step.id,
+                    pb.id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a done step's `done-if` still holds on resume. A false `cond`
+/// says guard cannot tell here (arch-upgrade's reboot check needs the
+/// running kernel, unknown under --root), not that the work was undone, so
+/// only the command decides.
+fn still_holds(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
+    if let Some(c) = &t.cond {
+        if !Cond::parse(c)?.eval(vars) {
+            return Ok(true);
+        }
+    }
+    if t.run.is_none() {
+        return Ok(true);
+    }
+    test_passes(app, t, vars)
 }
 
 fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
@@ -942,7 +1018,12 @@ fn builtin(
                 Some("caps") => app::What::Caps,
                 _ => app::What::Vanished,
             };
-            let (plan, applied) = app::restore_cmd(app, None, what, false).map_err(fail)?;
+            // `from` names the walk's own snapshot: a package manager's hook
+            // may have taken a newer `pre` since, one that already lacks what
+            // the failed upgrade deleted (DESIGN §5).
+            let from = arg(step, vars, "from")?;
+            let (plan, applied) =
+                app::restore_cmd(app, from.as_deref(), what, false).map_err(fail)?;
             match applied {
                 None => Ok(Some(format!(
                     "nothing to restore ({} items)",
@@ -1303,11 +1384,23 @@ pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path
                 "--label".into(),
                 w("label").unwrap_or_default(),
             ]),
-            "check" => g(vec!["check".into()]),
-            "restore" => g(vec![
-                "restore".into(),
-                format!("--{}", w("what").unwrap_or_else(|| "vanished".into())),
-            ]),
+            "check" => {
+                let mut v = vec!["check".to_string()];
+                if let Some(a) = w("against").filter(|a| !a.is_empty()) {
+                    v.extend(["--against".into(), a]);
+                }
+                g(v)
+            }
+            "restore" => {
+                let mut v = vec![
+                    "restore".to_string(),
+                    format!("--{}", w("what").unwrap_or_else(|| "vanished".into())),
+                ];
+                if let Some(f) = w("from").filter(|f| !f.is_empty()) {
+                    v.extend(["--from".into(), f]);
+                }
+                g(v)
+            }
             "vm-clone" => {
                 let mut v = vec![
                     "vm".to_string(),

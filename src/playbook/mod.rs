@@ -172,6 +172,34 @@ mod tests {
         assert_eq!(n, BUILTIN.len());
     }
 
+    /// A playbook that takes its own snapshot compares with it: the default
+    /// baseline may be a newer hook snapshot taken after the damage.
+    #[test]
+    fn check_and_restore_use_the_walks_own_snapshot() {
+        for (id, text) in BUILTIN {
+            let pb = Playbook::parse(text, id).unwrap();
+            if !pb
+                .steps
+                .iter()
+                .any(|s| s.builtin.as_deref() == Some("snapshot"))
+            {
+                continue;
+            }
+            for s in &pb.steps {
+                let key = match s.builtin.as_deref() {
+                    Some("check") => "against",
+                    Some("restore") => "from",
+                    _ => continue,
+                };
+                assert!(
+                    s.with.get(key).is_some_and(|v| v.contains("{snapshot_id}")),
+                    "{id}: step {} compares with the default baseline",
+                    s.id
+                );
+            }
+        }
+    }
+
     #[test]
     fn noconfirm_never_appears() {
         for (id, text) in BUILTIN {

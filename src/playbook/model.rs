@@ -41,7 +41,8 @@ pub struct Step {
     /// The condition in words, for prompts and the dry-run script.
     #[serde(default)]
     pub when_text: Option<String>,
-    /// Already done? Then the step is skipped.
+    /// Already done? Then the step is skipped. On resume, a done step whose
+    /// `run` check here no longer passes (a reboot undid it) is done again.
     #[serde(default)]
     pub done_if: Option<Test>,
     /// Checked after the step ran; a failure stops the walk.
@@ -82,7 +83,9 @@ pub struct Step {
     /// `luks-target-check`, `luks-header-backup`.
     #[serde(default)]
     pub builtin: Option<String>,
-    /// Arguments of the builtin (values substituted like argv).
+    /// Arguments of the builtin (values substituted like argv); `check`
+    /// takes `against` and `restore` takes `from`, a snapshot id such as
+    /// `{snapshot_id}` (which the `snapshot` builtin sets).
     #[serde(default)]
     pub with: BTreeMap<String, String>,
     #[serde(default)]

@@ -215,6 +215,25 @@ impl Store {
     /// Opens the store for writing: creates it (0700), takes the exclusive
     /// lock without waiting, and clears what a killed writer left in `tmp/`.
     pub fn open_write(dir: &Path) -> Result<Store> {
+        Store::open_write_inner(dir, None)
+    }
+
+    /// As `open_write`, but waits up to `max` for another guard to release
+    /// the lock, calling `waiting` once when it starts to wait. For work
+    /// already done that must be recorded (a playbook's journal): refusing
+    /// there would lose the record, not prevent the work.
+    pub fn open_write_waiting(
+        dir: &Path,
+        max: std::time::Duration,
+        waiting: &mut dyn FnMut(),
+    ) -> Result<Store> {
+        Store::open_write_inner(dir, Some((max, waiting)))
+    }
+
+    fn open_write_inner(
+        dir: &Path,
+        mut wait: Option<(std::time::Duration, &mut dyn FnMut())>,
+    ) -> Result<Store> {
         if !dir.exists() {
             io_ctx(
                 fs::DirBuilder::new()
@@ -246,13 +265,34 @@ impl Store {
                 .open(&lock_path),
             || format!("store {} is not writable", dir.display()),
         )?;
-        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
-                "store {} is locked by another guard process; try again when it has finished",
-                dir.display()
-            ),
-            Err(e) => bail!("cannot lock store {}: {}", dir.display(), e),
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) => match &mut wait {
+                    Some((max, waiting)) if start.elapsed() < *max => {
+                        if !told {
+                            waiting();
+                            told = true;
+                        }
+                        // Polling rather than a blocking flock: a timer's
+                        // snapshot holds the lock for seconds, and a bounded
+                        // wait needs no signal or thread to interrupt it.
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Some((max, _)) => bail!(
+                        "store {} is still locked by another guard process after {} s",
+                        dir.display(),
+                        max.as_secs()
+                    ),
+                    None => bail!(
+                        "store {} is locked by another guard process; try again when it has finished",
+                        dir.display()
+                    ),
+                },
+                Err(e) => bail!("cannot lock store {}: {}", dir.display(), e),
+            }
         }
         for sub in ["objects", "snapshots", "tmp"] {
             let p = dir.join(sub);
@@ -1401,6 +1441,30 @@ mod tests {
         let _a = Store::open_write(d.path()).unwrap();
         let err = Store::open_write(d.path()).err().unwrap().to_string();
         assert!(err.contains("locked by another guard process"), "{err}");
+    }
+
+    #[test]
+    fn a_waiting_writer_gets_the_lock_once_released_and_gives_up_in_time() {
+        use std::time::{Duration, Instant};
+        let d = tempfile::tempdir().unwrap();
+        let a = Store::open_write(d.path()).unwrap();
+        let mut told = 0;
+        let t = Instant::now();
+        let err =
+            Store::open_write_waiting(d.path(), Duration::from_millis(300), &mut || told += 1)
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(err.contains("still locked"), "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert_eq!(told, 1, "says once that it waits");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(a);
+        });
+        let b = Store::open_write_waiting(d.path(), Duration::from_secs(20), &mut || {});
+        assert!(b.is_ok(), "{:?}", b.err());
+        release.join().unwrap();
     }
 
     #[test]

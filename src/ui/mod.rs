@@ -83,13 +83,17 @@ pub struct UiOptions {
 }
 
 /// A terminal UI when stdin and stderr are terminals, a scripted one
-/// otherwise.
+/// otherwise. An answers file does not turn the terminal off: the terminal
+/// UI takes the answers it gives and asks the rest, so manual steps are
+/// still confirmed by the person and commands keep the terminal's stdin
+/// (cryptsetup reads the passphrase there; a "Reboot now" step is not ticked
+/// off unread).
 pub fn make(opts: UiOptions) -> Box<dyn Ui> {
     use std::io::IsTerminal;
     let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if tty && opts.answers.is_empty() && opts.confirmed.is_empty() {
+    if tty {
         Box::new(Terminal::new(opts))
     } else {
-        Box::new(Scripted::new(opts, tty))
+        Box::new(Scripted::new(opts))
     }
 }

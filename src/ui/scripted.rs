@@ -1,6 +1,7 @@
 //! The scripted front end: no prompts. Answers come from `--yes` and an
 //! answers file; anything they do not cover is refused with a clear error,
-//! never guessed. Used off a terminal (hooks, units, CI) and by tests.
+//! never guessed. Used off a terminal (hooks, units, CI) and by tests; on a
+//! terminal the terminal front end reads the answers file itself.
 
 use anyhow::{bail, Result};
 
@@ -8,12 +9,11 @@ use super::{NoProgress, Progress, StepChoice, Ui, UiOptions};
 
 pub struct Scripted {
     opts: UiOptions,
-    tty: bool,
 }
 
 impl Scripted {
-    pub fn new(opts: UiOptions, tty: bool) -> Scripted {
-        Scripted { opts, tty }
+    pub fn new(opts: UiOptions) -> Scripted {
+        Scripted { opts }
     }
 }
 
@@ -47,13 +47,8 @@ impl Ui for Scripted {
         if self.opts.confirmed.iter().any(|c| c == &key) {
             return Ok(true);
         }
-        let why = if self.tty {
-            "the answers file does not confirm it"
-        } else {
-            "no terminal to type the name on"
-        };
         bail!(
-            "refusing destructive step {step} ({what}): {why}; --yes never confirms a destructive step, \
+            "refusing destructive step {step} ({what}): no terminal to type the name on; --yes never confirms a destructive step, \
              add confirm = [\"{key}\"] to an answers file"
         )
     }
@@ -97,25 +92,19 @@ mod tests {
 
     #[test]
     fn yes_never_confirms_a_destructive_step() {
-        let ui = Scripted::new(
-            UiOptions {
-                yes: true,
-                ..Default::default()
-            },
-            false,
-        );
+        let ui = Scripted::new(UiOptions {
+            yes: true,
+            ..Default::default()
+        });
         assert!(ui.confirm("restore?").unwrap());
         let err = ui
             .confirm_destructive("luks-format", "/dev/vg/lv", "format")
             .unwrap_err();
         assert!(err.to_string().contains("never confirms"), "{err}");
-        let ui = Scripted::new(
-            UiOptions {
-                confirmed: vec!["luks-format:/dev/vg/lv".into()],
-                ..Default::default()
-            },
-            false,
-        );
+        let ui = Scripted::new(UiOptions {
+            confirmed: vec!["luks-format:/dev/vg/lv".into()],
+            ..Default::default()
+        });
         assert!(ui
             .confirm_destructive("luks-format", "/dev/vg/lv", "format")
             .unwrap());
@@ -126,7 +115,7 @@ mod tests {
 
     #[test]
     fn no_terminal_and_no_yes_refuses() {
-        let ui = Scripted::new(UiOptions::default(), false);
+        let ui = Scripted::new(UiOptions::default());
         assert!(ui.confirm("restore 2 files?").is_err());
     }
 }

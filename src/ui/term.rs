@@ -37,6 +37,12 @@ impl Progress for Bar {
     }
 }
 
+/// A question the answers file answered: shown, so the person at the
+/// terminal sees what was decided for them.
+fn from_answers(prompt: &str, answer: &str) {
+    eprintln!("{prompt} {answer} (from the answers file)");
+}
+
 fn interrupted(e: dialoguer::Error) -> anyhow::Error {
     anyhow::anyhow!("prompt failed: {e}")
 }
@@ -102,6 +108,7 @@ impl Ui for Terminal {
             .iter()
             .any(|c| c == &format!("{step}:{target}"))
         {
+            eprintln!("DESTRUCTIVE: {what} (confirmed by the answers file: {step}:{target})");
             return Ok(true);
         }
         eprintln!("DESTRUCTIVE: {what}");
@@ -116,6 +123,7 @@ impl Ui for Terminal {
     fn select(&self, id: &str, prompt: &str, items: &[String], default: usize) -> Result<usize> {
         if let Some(a) = self.opts.answers.get(id) {
             if let Some(i) = items.iter().position(|x| x == a) {
+                from_answers(prompt, a);
                 return Ok(i);
             }
             bail!("answer {a:?} for {id} is not one of: {}", items.join(", "));
@@ -130,6 +138,7 @@ impl Ui for Terminal {
 
     fn input(&self, id: &str, prompt: &str, default: Option<&str>) -> Result<String> {
         if let Some(a) = self.opts.answers.get(id) {
+            from_answers(prompt, a);
             return Ok(a.clone());
         }
         let theme = ColorfulTheme::default();
@@ -141,6 +150,8 @@ impl Ui for Terminal {
     }
 
     fn step_choice(&self, step: &str) -> Result<StepChoice> {
+        // Only --yes runs a step unasked; an answers file answers questions,
+        // it never confirms a step (a manual one would be ticked off unread).
         if self.opts.yes {
             return Ok(StepChoice::Run);
         }
