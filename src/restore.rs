@@ -168,6 +168,25 @@ fn live_matches(root: &SysRoot, e: &Entry) -> Option<bool> {
     if st.st_mode & 0o7777 != e.mode || st.st_uid != e.uid || st.st_gid != e.gid {
         return Some(false);
     }
+    match e.kind {
+        // A repointed link (/etc/localtime, a *.wants/ entry, an
+        // alternative) keeps its kind, mode and owner: only the target
+        // tells it apart. Read it from the parent fd, never through a path
+        // a symlink on the way could redirect.
+        FileKind::Symlink => {
+            let dir = root.open_dir(&e.path.parent()?).ok()?;
+            let live =
+                rustix::fs::readlinkat(&dir, OsStr::from_bytes(e.path.file_name()), []).ok()?;
+            if Some(live.as_bytes()) != e.target.as_ref().map(|t| t.0.as_slice()) {
+                return Some(false);
+            }
+        }
+        // A device node with the same mode and owner may name another device.
+        FileKind::CharDevice | FileKind::BlockDevice if Some(st.st_rdev) != e.rdev => {
+            return Some(false);
+        }
+        _ => {}
+    }
     if e.kind == FileKind::File {
         let mut f = root.open_exact(&e.path).ok()?;
         let mut h = blake3::Hasher::new();
@@ -191,9 +210,7 @@ fn action_for(e: &Entry, exists: bool) -> Option<Action> {
         FileKind::Dir => Action::Dir { entry, exists },
         FileKind::File => Action::File { entry, exists },
         FileKind::Symlink => Action::Symlink { entry, exists },
-        FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice if !exists => {
-            Action::Special { entry }
-        }
+        FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice => Action::Special { entry },
         _ => return None,
     })
 }
@@ -638,7 +655,11 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
         FileKind::BlockDevice => rustix::fs::FileType::BlockDevice,
         _ => bail!("{}: cannot create a {}", e.path, e.kind.as_str()),
     };
-    let name = OsStr::from_bytes(e.path.file_name());
+    // Made under a temp name and renamed over the target, like a symlink:
+    // a node that names another device (or a file where a fifo was) is
+    // replaced in one step, and the target never stands half made.
+    let t = tmp_name(&e.path);
+    let name = OsStr::from_bytes(&t);
     rustix::fs::mknodat(
         &dir,
         name,
@@ -648,17 +669,25 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
     )
     .map_err(|x| errno(x, "mknod", &e.path))?;
     let (uid, gid) = ids(e, acc);
-    rustix::fs::chownat(
-        &dir,
-        name,
-        Some(rustix::fs::Uid::from_raw(uid)),
-        Some(rustix::fs::Gid::from_raw(gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|x| errno(x, "chown", &e.path))?;
-    rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty())
-        .map_err(|x| errno(x, "chmod", &e.path))?;
-    Ok(())
+    let res = (|| -> Result<()> {
+        rustix::fs::chownat(
+            &dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|x| errno(x, "chown", &e.path))?;
+        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty())
+            .map_err(|x| errno(x, "chmod", &e.path))?;
+        rustix::fs::renameat(&dir, name, &dir, OsStr::from_bytes(e.path.file_name()))
+            .map_err(|x| errno(x, "rename onto", &e.path))?;
+        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+    })();
+    if res.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+    }
+    res
 }
 
 fn set_caps(root: &SysRoot, c: &CapEntry) -> Result<()> {

@@ -1,0 +1,113 @@
+//! `guard restore PATH…` end to end on a temporary root: what a path-wise
+//! restore must notice as changed (a repointed symlink, a device node that
+//! names another device) and put back exactly.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use common::{run, Sys};
+
+/// `guard restore --yes ARGS…`: (exit code, stdout + stderr).
+fn restore(sys: &Sys, args: &[&str]) -> (i32, String) {
+    let out = sys
+        .cmd()
+        .arg("restore")
+        .arg("--yes")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+fn link(p: &Path) -> String {
+    std::fs::read_link(p)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_repointed_symlink_is_restored_not_skipped() {
+    let sys = Sys::new();
+    sys.symlink("../usr/share/zoneinfo/UTC", "/etc/localtime");
+    sys.symlink("/usr/bin/vim.basic", "/etc/alternatives/editor");
+    sys.symlink("/usr/bin/less", "/etc/alternatives/pager");
+    sys.snapshot();
+    // an upgrade (or a hand) repoints them; kind, mode and owner stay
+    sys.rm("/etc/localtime");
+    sys.symlink("../usr/share/zoneinfo/Europe/Paris", "/etc/localtime");
+    sys.rm("/etc/alternatives/editor");
+    sys.symlink("/usr/bin/nano", "/etc/alternatives/editor");
+
+    let (code, out) = restore(&sys, &["/etc/localtime"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("already as in the snapshot"), "{out}");
+    assert_eq!(
+        link(&sys.path("/etc/localtime")),
+        "../usr/share/zoneinfo/UTC"
+    );
+
+    // under a directory restore, only the repointed link is rewritten
+    let (code, out) = restore(&sys, &["/etc/alternatives"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("symlink     /etc/alternatives/editor -> /usr/bin/vim.basic"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/etc/alternatives/pager: already as in the snapshot"),
+        "{out}"
+    );
+    assert_eq!(
+        link(&sys.path("/etc/alternatives/editor")),
+        "/usr/bin/vim.basic"
+    );
+    assert_eq!(link(&sys.path("/etc/alternatives/pager")), "/usr/bin/less");
+    // no temp name is left beside them
+    let names: Vec<_> = std::fs::read_dir(sys.path("/etc/alternatives"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_device_node_that_names_another_device_is_restored() {
+    let sys = Sys::new();
+    let console = sys.path("/etc/console");
+    run(&[
+        "mknod",
+        "-m",
+        "0620",
+        console.to_str().unwrap(),
+        "c",
+        "5",
+        "1",
+    ]);
+    sys.snapshot();
+    std::fs::remove_file(&console).unwrap();
+    run(&[
+        "mknod",
+        "-m",
+        "0620",
+        console.to_str().unwrap(),
+        "c",
+        "1",
+        "3",
+    ]);
+
+    let (code, out) = restore(&sys, &["/etc/console"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("already as in the snapshot"), "{out}");
+    let md = std::fs::symlink_metadata(&console).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), rustix::fs::makedev(5, 1));
+    assert_eq!(md.mode() & 0o7777, 0o620);
+}
