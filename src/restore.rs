@@ -187,21 +187,29 @@ fn live_matches(root: &SysRoot, e: &Entry) -> Option<bool> {
         }
         _ => {}
     }
-    if e.kind == FileKind::File {
-        let mut f = root.open_exact(&e.path).ok()?;
-        let mut h = blake3::Hasher::new();
-        io::copy(&mut f, &mut h).ok()?;
-        if Some(h.finalize().to_hex().to_string()) != e.blake3 {
-            return Some(false);
+    match e.kind {
+        FileKind::File => {
+            let mut f = root.open_exact(&e.path).ok()?;
+            let mut h = blake3::Hasher::new();
+            io::copy(&mut f, &mut h).ok()?;
+            if Some(h.finalize().to_hex().to_string()) != e.blake3 {
+                return Some(false);
+            }
+            xattrs_match(f.as_fd(), e)
         }
-        let (x, _) = crate::xattr::read_all_fd(f.as_fd()).ok()?;
-        let x: std::collections::BTreeMap<String, String> =
-            x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
-        if x != e.xattrs {
-            return Some(false);
-        }
+        // A directory's default ACL (what new files in it inherit) or a
+        // label may be all that changed. Opened no-follow and beneath the
+        // root, like every directory restore writes into.
+        FileKind::Dir => xattrs_match(root.open_dir(&e.path).ok()?, e),
+        _ => Some(true),
     }
-    Some(true)
+}
+
+fn xattrs_match(fd: impl AsFd, e: &Entry) -> Option<bool> {
+    let (x, _) = crate::xattr::read_all_fd(fd).ok()?;
+    let x: std::collections::BTreeMap<String, String> =
+        x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
+    Some(x == e.xattrs)
 }
 
 fn action_for(e: &Entry, exists: bool) -> Option<Action> {

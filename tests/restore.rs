@@ -1,8 +1,10 @@
 //! `guard restore PATH…` end to end on a temporary root: what a path-wise
 //! restore must notice as changed (a repointed symlink, a device node that
-//! names another device) and put back exactly.
+//! names another device, a directory's xattrs and ACLs) and put back exactly.
 
 mod common;
+#[path = "common/pkg_helpers.rs"]
+mod pkg;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -110,4 +112,36 @@ fn a_device_node_that_names_another_device_is_restored() {
     assert!(md.file_type().is_char_device());
     assert_eq!(md.rdev(), rustix::fs::makedev(5, 1));
     assert_eq!(md.mode() & 0o7777, 0o620);
+}
+
+#[test]
+fn a_directory_whose_xattrs_or_default_acl_changed_is_restored() {
+    let sys = Sys::new();
+    sys.write("/etc/d/app.conf", "x = 1\n");
+    let d = sys.path("/etc/d");
+    let ds = d.to_str().unwrap();
+    run(&["setfattr", "-n", "user.tag", "-v", "keep", ds]);
+    // new files in /etc/d inherit read access for uid 65534
+    run(&["setfacl", "-d", "-m", "u:65534:r", ds]);
+    let before = pkg::xattrs(&d);
+    assert!(before.iter().any(|(n, _)| n == "system.posix_acl_default"));
+    sys.snapshot();
+
+    // only the directory's xattrs change: mode, owner, content stay
+    run(&["setfattr", "-x", "user.tag", ds]);
+    let (code, out) = restore(&sys, &["/etc/d"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("fix dir     /etc/d"), "{out}");
+    assert!(
+        out.contains("/etc/d/app.conf: already as in the snapshot"),
+        "{out}"
+    );
+    assert_eq!(pkg::xattrs(&d), before);
+
+    // the default ACL alone removed, and an xattr that was never there added
+    run(&["setfacl", "-k", ds]);
+    run(&["setfattr", "-n", "user.stray", "-v", "1", ds]);
+    let (code, out) = restore(&sys, &["/etc/d"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pkg::xattrs(&d), before);
 }
