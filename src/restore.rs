@@ -489,9 +489,17 @@ fn copy_object(store: &Store, e: &Entry, out: &mut std::fs::File) -> Result<()> 
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// How much of the target's name a temp name carries: enough for an admin
+/// who finds a leftover to see what it was, short enough that the whole temp
+/// name stays far below NAME_MAX (255 bytes) for any target name. The pid
+/// and sequence number, not the name, make it unique.
+const TMP_NAME_PART: usize = 64;
+
 fn tmp_name(p: &SysPath) -> Vec<u8> {
     let mut n = b".guard-restore.".to_vec();
-    n.extend_from_slice(p.file_name());
+    let name = p.file_name();
+    // Names are bytes: a cut inside a UTF-8 sequence is still a valid name.
+    n.extend_from_slice(&name[..name.len().min(TMP_NAME_PART)]);
     n.extend_from_slice(
         format!(
             ".{}.{}",

@@ -145,3 +145,25 @@ fn a_directory_whose_xattrs_or_default_acl_changed_is_restored() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(pkg::xattrs(&d), before);
 }
+
+#[test]
+fn files_and_symlinks_with_names_near_name_max_are_restored() {
+    let sys = Sys::new();
+    // 240 bytes: legal (NAME_MAX is 255) but too long to carry whole in a
+    // temp name with a prefix and suffix
+    let file = format!("/etc/long/{}.conf", "f".repeat(235));
+    let lnk = format!("/etc/long/{}.link", "l".repeat(235));
+    assert_eq!(Path::new(&file).file_name().unwrap().len(), 240);
+    sys.write(&file, "keep = yes\n");
+    sys.symlink("../usr/share/zoneinfo/UTC", &lnk);
+    sys.snapshot();
+    sys.write(&file, "keep = no\n");
+    sys.rm(&lnk);
+    sys.symlink("../usr/share/zoneinfo/Europe/Paris", &lnk);
+
+    let (code, out) = restore(&sys, &["/etc/long"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(std::fs::read(sys.path(&file)).unwrap(), b"keep = yes\n");
+    assert_eq!(link(&sys.path(&lnk)), "../usr/share/zoneinfo/UTC");
+    assert_eq!(std::fs::read_dir(sys.path("/etc/long")).unwrap().count(), 2);
+}
