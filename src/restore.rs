@@ -686,16 +686,7 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
     .map_err(|x| errno(x, "mknod", &e.path))?;
     let (uid, gid) = ids(e, acc);
     let res = (|| -> Result<()> {
-        rustix::fs::chownat(
-            &dir,
-            name,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|x| errno(x, "chown", &e.path))?;
-        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty())
-            .map_err(|x| errno(x, "chmod", &e.path))?;
+        finish_special(&dir, name, ft, e, uid, gid)?;
         rustix::fs::renameat(&dir, name, &dir, OsStr::from_bytes(e.path.file_name()))
             .map_err(|x| errno(x, "rename onto", &e.path))?;
         rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
@@ -704,6 +695,63 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
         let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
     }
     res
+}
+
+/// Owner, mode and mtime of the node `make_special` just made, set through
+/// an `O_PATH` fd on it rather than by name: `chmodat` and `utimensat` by
+/// name follow a symlink, and the name could have been swapped for one
+/// between `mknod` and here (a directory another user can write to). The
+/// fd pins the inode; its type (and device number) is checked first.
+fn finish_special(
+    dir: &OwnedFd,
+    name: &OsStr,
+    ft: rustix::fs::FileType,
+    e: &Entry,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|x| errno(x, "open new node", &e.path))?;
+    let st = rustix::fs::fstat(&fd).map_err(|x| errno(x, "stat new node", &e.path))?;
+    let is_dev = matches!(e.kind, FileKind::CharDevice | FileKind::BlockDevice);
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != ft
+        || (is_dev && Some(st.st_rdev) != e.rdev)
+    {
+        bail!(
+            "{}: the new {} was replaced by something else before its owner and mode were set",
+            e.path,
+            e.kind.as_str()
+        );
+    }
+    rustix::fs::chownat(
+        &fd,
+        "",
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::EMPTY_PATH,
+    )
+    .map_err(|x| errno(x, "chown", &e.path))?;
+    // fchmod and futimens refuse an O_PATH fd, and rustix has no
+    // fchmodat(AT_EMPTY_PATH); the fd's /proc link resolves to the inode
+    // itself, never to whatever the name now holds.
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(via.as_str(), Mode::from_raw_mode(e.mode))
+        .map_err(|x| errno(x, "chmod", &e.path))?;
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        via.as_str(),
+        &Timestamps {
+            last_access: ts(e.mtime),
+            last_modification: ts(e.mtime),
+        },
+        AtFlags::empty(),
+    )
+    .map_err(|x| errno(x, "set mtime of", &e.path))
 }
 
 fn set_caps(root: &SysRoot, c: &CapEntry) -> Result<()> {
@@ -760,4 +808,82 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
     }
     progress.finish();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+    use crate::store::Time;
+
+    fn fifo_entry(mode: u32) -> Entry {
+        Entry {
+            path: SysPath::new("/etc/n"),
+            kind: FileKind::Fifo,
+            mode,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: Time {
+                sec: 1_600_000_000,
+                nsec: 5,
+            },
+            size: 0,
+            blake3: None,
+            target: None,
+            rdev: None,
+            xattrs: BTreeMap::new(),
+            caps: None,
+            owners: Vec::new(),
+            dev: 0,
+            ino: 0,
+            ctime: Time { sec: 0, nsec: 0 },
+        }
+    }
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(p, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_node_swapped_for_a_symlink_is_refused_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, "host file\n").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = std::fs::metadata(&outside).unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("d/n")).unwrap();
+
+        let dir = open(&t.path().join("d"));
+        let e = fifo_entry(0o4777);
+        let err = finish_special(&dir, OsStr::new("n"), rustix::fs::FileType::Fifo, &e, 0, 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err:#}");
+        let after = std::fs::metadata(&outside).unwrap();
+        assert_eq!(after.mode(), before.mode());
+        assert_eq!(after.mtime(), before.mtime());
+    }
+
+    #[test]
+    fn a_new_fifo_gets_its_mode_and_mtime() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = open(t.path());
+        rustix::fs::mknodat(
+            &dir,
+            "n",
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = fifo_entry(0o640);
+        finish_special(&dir, OsStr::new("n"), rustix::fs::FileType::Fifo, &e, 0, 0).unwrap();
+        let md = std::fs::symlink_metadata(t.path().join("n")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o640);
+        assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 5));
+    }
 }

@@ -167,3 +167,20 @@ fn files_and_symlinks_with_names_near_name_max_are_restored() {
     assert_eq!(link(&sys.path(&lnk)), "../usr/share/zoneinfo/UTC");
     assert_eq!(std::fs::read_dir(sys.path("/etc/long")).unwrap().count(), 2);
 }
+
+#[test]
+fn a_vanished_fifo_comes_back_with_its_mode_and_mtime() {
+    let sys = Sys::new();
+    let fifo = sys.path("/etc/initctl");
+    run(&["mkfifo", "-m", "0600", fifo.to_str().unwrap()]);
+    pkg::set_mtime(&fifo, 1_600_000_000, 123_456_789);
+    sys.snapshot();
+    sys.rm("/etc/initctl");
+
+    let (code, out) = restore(&sys, &["--vanished"]);
+    assert_eq!(code, 0, "{out}");
+    let md = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(md.file_type().is_fifo());
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123_456_789));
+}
