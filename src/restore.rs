@@ -168,21 +168,48 @@ fn live_matches(root: &SysRoot, e: &Entry) -> Option<bool> {
     if st.st_mode & 0o7777 != e.mode || st.st_uid != e.uid || st.st_gid != e.gid {
         return Some(false);
     }
-    if e.kind == FileKind::File {
-        let mut f = root.open_exact(&e.path).ok()?;
-        let mut h = blake3::Hasher::new();
-        io::copy(&mut f, &mut h).ok()?;
-        if Some(h.finalize().to_hex().to_string()) != e.blake3 {
+    match e.kind {
+        // A repointed link (/etc/localtime, a *.wants/ entry, an
+        // alternative) keeps its kind, mode and owner: only the target
+        // tells it apart. Read it from the parent fd, never through a path
+        // a symlink on the way could redirect.
+        FileKind::Symlink => {
+            let dir = root.open_dir(&e.path.parent()?).ok()?;
+            let live =
+                rustix::fs::readlinkat(&dir, OsStr::from_bytes(e.path.file_name()), []).ok()?;
+            if Some(live.as_bytes()) != e.target.as_ref().map(|t| t.0.as_slice()) {
+                return Some(false);
+            }
+        }
+        // A device node with the same mode and owner may name another device.
+        FileKind::CharDevice | FileKind::BlockDevice if Some(st.st_rdev) != e.rdev => {
             return Some(false);
         }
-        let (x, _) = crate::xattr::read_all_fd(f.as_fd()).ok()?;
-        let x: std::collections::BTreeMap<String, String> =
-            x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
-        if x != e.xattrs {
-            return Some(false);
-        }
+        _ => {}
     }
-    Some(true)
+    match e.kind {
+        FileKind::File => {
+            let mut f = root.open_exact(&e.path).ok()?;
+            let mut h = blake3::Hasher::new();
+            io::copy(&mut f, &mut h).ok()?;
+            if Some(h.finalize().to_hex().to_string()) != e.blake3 {
+                return Some(false);
+            }
+            xattrs_match(f.as_fd(), e)
+        }
+        // A directory's default ACL (what new files in it inherit) or a
+        // label may be all that changed. Opened no-follow and beneath the
+        // root, like every directory restore writes into.
+        FileKind::Dir => xattrs_match(root.open_dir(&e.path).ok()?, e),
+        _ => Some(true),
+    }
+}
+
+fn xattrs_match(fd: impl AsFd, e: &Entry) -> Option<bool> {
+    let (x, _) = crate::xattr::read_all_fd(fd).ok()?;
+    let x: std::collections::BTreeMap<String, String> =
+        x.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
+    Some(x == e.xattrs)
 }
 
 fn action_for(e: &Entry, exists: bool) -> Option<Action> {
@@ -191,9 +218,7 @@ fn action_for(e: &Entry, exists: bool) -> Option<Action> {
         FileKind::Dir => Action::Dir { entry, exists },
         FileKind::File => Action::File { entry, exists },
         FileKind::Symlink => Action::Symlink { entry, exists },
-        FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice if !exists => {
-            Action::Special { entry }
-        }
+        FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice => Action::Special { entry },
         _ => return None,
     })
 }
@@ -464,9 +489,17 @@ fn copy_object(store: &Store, e: &Entry, out: &mut std::fs::File) -> Result<()> 
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// How much of the target's name a temp name carries: enough for an admin
+/// who finds a leftover to see what it was, short enough that the whole temp
+/// name stays far below NAME_MAX (255 bytes) for any target name. The pid
+/// and sequence number, not the name, make it unique.
+const TMP_NAME_PART: usize = 64;
+
 fn tmp_name(p: &SysPath) -> Vec<u8> {
     let mut n = b".guard-restore.".to_vec();
-    n.extend_from_slice(p.file_name());
+    let name = p.file_name();
+    // Names are bytes: a cut inside a UTF-8 sequence is still a valid name.
+    n.extend_from_slice(&name[..name.len().min(TMP_NAME_PART)]);
     n.extend_from_slice(
         format!(
             ".{}.{}",
@@ -638,7 +671,11 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
         FileKind::BlockDevice => rustix::fs::FileType::BlockDevice,
         _ => bail!("{}: cannot create a {}", e.path, e.kind.as_str()),
     };
-    let name = OsStr::from_bytes(e.path.file_name());
+    // Made under a temp name and renamed over the target, like a symlink:
+    // a node that names another device (or a file where a fifo was) is
+    // replaced in one step, and the target never stands half made.
+    let t = tmp_name(&e.path);
+    let name = OsStr::from_bytes(&t);
     rustix::fs::mknodat(
         &dir,
         name,
@@ -648,17 +685,73 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<()> {
     )
     .map_err(|x| errno(x, "mknod", &e.path))?;
     let (uid, gid) = ids(e, acc);
-    rustix::fs::chownat(
-        &dir,
+    let res = (|| -> Result<()> {
+        finish_special(&dir, name, ft, e, uid, gid)?;
+        rustix::fs::renameat(&dir, name, &dir, OsStr::from_bytes(e.path.file_name()))
+            .map_err(|x| errno(x, "rename onto", &e.path))?;
+        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+    })();
+    if res.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+    }
+    res
+}
+
+/// Owner, mode and mtime of the node `make_special` just made, set through
+/// an `O_PATH` fd on it rather than by name: `chmodat` and `utimensat` by
+/// name follow a symlink, and the name could have been swapped for one
+/// between `mknod` and here (a directory another user can write to). The
+/// fd pins the inode; its type (and device number) is checked first.
+fn finish_special(
+    dir: &OwnedFd,
+    name: &OsStr,
+    ft: rustix::fs::FileType,
+    e: &Entry,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
         name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|x| errno(x, "open new node", &e.path))?;
+    let st = rustix::fs::fstat(&fd).map_err(|x| errno(x, "stat new node", &e.path))?;
+    let is_dev = matches!(e.kind, FileKind::CharDevice | FileKind::BlockDevice);
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != ft
+        || (is_dev && Some(st.st_rdev) != e.rdev)
+    {
+        bail!(
+            "{}: the new {} was replaced by something else before its owner and mode were set",
+            e.path,
+            e.kind.as_str()
+        );
+    }
+    rustix::fs::chownat(
+        &fd,
+        "",
         Some(rustix::fs::Uid::from_raw(uid)),
         Some(rustix::fs::Gid::from_raw(gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
+        AtFlags::EMPTY_PATH,
     )
     .map_err(|x| errno(x, "chown", &e.path))?;
-    rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty())
+    // fchmod and futimens refuse an O_PATH fd, and rustix has no
+    // fchmodat(AT_EMPTY_PATH); the fd's /proc link resolves to the inode
+    // itself, never to whatever the name now holds.
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(via.as_str(), Mode::from_raw_mode(e.mode))
         .map_err(|x| errno(x, "chmod", &e.path))?;
-    Ok(())
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        via.as_str(),
+        &Timestamps {
+            last_access: ts(e.mtime),
+            last_modification: ts(e.mtime),
+        },
+        AtFlags::empty(),
+    )
+    .map_err(|x| errno(x, "set mtime of", &e.path))
 }
 
 fn set_caps(root: &SysRoot, c: &CapEntry) -> Result<()> {
@@ -715,4 +808,82 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
     }
     progress.finish();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+    use crate::store::Time;
+
+    fn fifo_entry(mode: u32) -> Entry {
+        Entry {
+            path: SysPath::new("/etc/n"),
+            kind: FileKind::Fifo,
+            mode,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: Time {
+                sec: 1_600_000_000,
+                nsec: 5,
+            },
+            size: 0,
+            blake3: None,
+            target: None,
+            rdev: None,
+            xattrs: BTreeMap::new(),
+            caps: None,
+            owners: Vec::new(),
+            dev: 0,
+            ino: 0,
+            ctime: Time { sec: 0, nsec: 0 },
+        }
+    }
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(p, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_node_swapped_for_a_symlink_is_refused_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, "host file\n").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = std::fs::metadata(&outside).unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("d/n")).unwrap();
+
+        let dir = open(&t.path().join("d"));
+        let e = fifo_entry(0o4777);
+        let err = finish_special(&dir, OsStr::new("n"), rustix::fs::FileType::Fifo, &e, 0, 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err:#}");
+        let after = std::fs::metadata(&outside).unwrap();
+        assert_eq!(after.mode(), before.mode());
+        assert_eq!(after.mtime(), before.mtime());
+    }
+
+    #[test]
+    fn a_new_fifo_gets_its_mode_and_mtime() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = open(t.path());
+        rustix::fs::mknodat(
+            &dir,
+            "n",
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = fifo_entry(0o640);
+        finish_special(&dir, OsStr::new("n"), rustix::fs::FileType::Fifo, &e, 0, 0).unwrap();
+        let md = std::fs::symlink_metadata(t.path().join("n")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o640);
+        assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 5));
+    }
 }

@@ -41,7 +41,7 @@ pub fn read_all_fd(fd: impl AsFd) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)
 fn list(
     get: impl Fn(&mut [u8]) -> Result<usize, Errno>,
     query: impl Fn() -> Result<usize, Errno>,
-) -> io::Result<Vec<String>> {
+) -> io::Result<Vec<Vec<u8>>> {
     let mut small = [0u8; 1024];
     let raw: Vec<u8> = match get(&mut small) {
         Ok(n) => small[..n].to_vec(),
@@ -59,18 +59,26 @@ fn list(
     Ok(raw
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())
-        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .map(<[u8]>::to_vec)
         .collect())
 }
 
 fn collect(
-    names: Vec<String>,
+    names: Vec<Vec<u8>>,
     get: impl Fn(&str, &mut [u8]) -> Result<usize, Errno>,
     query: impl Fn(&str) -> Result<usize, Errno>,
 ) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
     let mut out = BTreeMap::new();
     let mut unreadable = 0;
     for name in names {
+        // The manifest keys xattrs by UTF-8 string. A lossy conversion
+        // would name another attribute (ENODATA, silently dropped), so a
+        // name that is not UTF-8 is counted as unreadable: the snapshot
+        // then says it left something out.
+        let Ok(name) = String::from_utf8(name) else {
+            unreadable += 1;
+            continue;
+        };
         let mut buf = [0u8; 512];
         let value = match get(&name, &mut buf) {
             Ok(n) => buf[..n].to_vec(),
@@ -284,6 +292,24 @@ mod tests {
         v.extend_from_slice(&((permitted >> 32) as u32).to_le_bytes());
         v.extend_from_slice(&((inheritable >> 32) as u32).to_le_bytes());
         v
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_counted_not_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"user.caf\xe9");
+        rustix::fs::setxattr(&f, odd, b"1", rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(&f, "user.plain", b"2", rustix::fs::XattrFlags::empty()).unwrap();
+        for (x, unreadable) in [
+            read_all_path(&f).unwrap(),
+            read_all_fd(std::fs::File::open(&f).unwrap()).unwrap(),
+        ] {
+            assert_eq!(x, BTreeMap::from([("user.plain".into(), b"2".to_vec())]));
+            assert_eq!(unreadable, 1);
+        }
     }
 
     #[test]

@@ -574,6 +574,26 @@ fn names_that_are_not_utf8_round_trip() {
 }
 
 #[test]
+fn an_xattr_name_that_is_not_utf8_is_counted_as_unreadable() {
+    // The manifest keys xattrs by UTF-8 name: one it cannot record must be
+    // said, not silently left out.
+    let sb = Sandbox::new();
+    let f = sb.root.join("etc/pam.d/imap");
+    let odd = OsStr::from_bytes(b"user.caf\xe9");
+    rustix::fs::setxattr(&f, odd, b"1", rustix::fs::XattrFlags::empty()).unwrap();
+    let id = sb.snapshot();
+    let o = sb.run(&["--json", "show", &id]);
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["unreadable_xattrs"].as_u64(), Some(1), "{m}");
+    let o = sb.run(&["show", &id]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("unreadable: 0 paths, 1 xattrs"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
 fn unreadable_files_are_reported_and_counted_not_fatal() {
     // Run as an unprivileged uid so a root-only file really is unreadable.
     let sb = Sandbox::new();
