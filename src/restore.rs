@@ -354,8 +354,16 @@ pub fn plan_caps(base: &Manifest, root: &SysRoot) -> Plan {
                 .push((c.path.clone(), "no longer a regular file".into()));
             continue;
         }
-        let live = crate::xattr::capability_of(&root.host_path(&c.path))
-            .ok()
+        // read relative to its directory, opened beneath the root without
+        // following symlinks (as the ledger reads it)
+        let live = c
+            .path
+            .parent()
+            .and_then(|p| root.open_dir(&p).ok())
+            .zip(std::ffi::CString::new(c.path.file_name()).ok())
+            .and_then(|(dir, name)| {
+                crate::xattr::capability_at(&dir, &name, &root.host_path(&c.path)).ok()
+            })
             .flatten();
         if live.as_deref().map(hex::encode).as_deref() == Some(c.xattr.as_str()) {
             continue;
