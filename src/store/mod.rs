@@ -382,21 +382,23 @@ impl Store {
             let (before, this) = (id_time(before)?, id_time(&m.id)?);
             (this <= jiff::Timestamp::now()).then(|| before - jiff::SignedDuration::from_secs(2))
         });
-        let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut lost = std::collections::HashSet::new();
-        for h in m.entries.iter().filter_map(|e| e.blake3.as_deref()) {
-            if is_hash(h) {
-                by_dir.entry(&h[..2]).or_default().push(h);
-            } else {
-                lost.insert(h.to_string());
-            }
-        }
+        // sorted, each object once, grouped by fan-out directory below
+        let (mut hashes, odd): (Vec<&str>, Vec<&str>) = m
+            .entries
+            .iter()
+            .filter_map(|e| e.blake3.as_deref())
+            .partition(|h| is_hash(h));
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut lost: std::collections::HashSet<String> =
+            odd.into_iter().map(str::to_string).collect();
         let Ok(dir) = &objects else {
-            lost.extend(by_dir.into_values().flatten().map(str::to_string));
+            lost.extend(hashes.into_iter().map(str::to_string));
             return lost;
         };
         let mut name = String::with_capacity(65);
-        for (fan, hashes) in by_dir {
+        for group in hashes.chunk_by(|a, b| a[..2] == b[..2]) {
+            let fan = &group[0][..2];
             let untouched = match (
                 statat(dir, fan, AtFlags::SYMLINK_NOFOLLOW),
                 untouched_before,
@@ -409,7 +411,7 @@ impl Store {
             if untouched {
                 continue;
             }
-            for h in hashes {
+            for h in group {
                 name.clear();
                 name.push_str(fan);
                 name.push('/');
