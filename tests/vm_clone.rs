@@ -328,6 +328,116 @@ fn block_device_targets_follow_the_rules() {
     );
 }
 
+fn read_at(dev: &str, off: u64, n: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; n];
+    fs::File::open(dev)
+        .unwrap()
+        .read_exact_at(&mut b, off)
+        .unwrap();
+    b
+}
+
+fn write_at(dev: &str, off: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(dev).unwrap();
+    f.write_all_at(data, off).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn another_guests_disk_is_refused_under_any_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    // web's disk is blank: no signature would make guard ask
+    let used = loopdev(&tmp.path().join("used"), 80 << 20);
+    write_at(&used.0, 70 << 20, b"web data");
+    // web names its disk by a link, the target is the device's own name
+    let link = tmp.path().join("web-disk");
+    std::os::unix::fs::symlink(&used.0, &link).unwrap();
+    let e = env_with(Some(link.to_str().unwrap()));
+    let (code, v, err) = guard(&e, &["mail", "--disk-target", &format!("vda={}", used.0)]);
+    assert_eq!(code, 3, "{err}");
+    assert!(v["error"].as_str().unwrap().contains("guest web"), "{v}");
+    assert_eq!(read_at(&used.0, 70 << 20, 8), b"web data");
+    assert_eq!(read_at(&used.0, 10 << 20, 4), [0; 4]);
+    // and the other way round
+    let e = env_with(Some(&used.0));
+    let alias = p(&e, "alias");
+    std::os::unix::fs::symlink(&used.0, &alias).unwrap();
+    let (code, v, err) = guard(
+        &e,
+        &["mail", "--disk-target", &format!("vda={}", alias.display())],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(v["error"].as_str().unwrap().contains("guest web"), "{v}");
+    assert_eq!(read_at(&used.0, 70 << 20, 8), b"web data");
+}
+
+#[test]
+fn one_device_under_two_names_or_held_by_the_system_is_refused() {
+    let e = env_with(None);
+    // mail gets a second disk, vdb
+    let node = fs::read_to_string(p(&e, "node.xml")).unwrap().replacen(
+        "<target dev='vda' bus='virtio'/>\n      </disk>",
+        &format!(
+            "<target dev='vda' bus='virtio'/>\n      </disk>\n      <disk type='file' device='disk'><source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            p(&e, "mail2.img").display()
+        ),
+        1,
+    );
+    assert!(node.contains("vdb"));
+    fs::write(p(&e, "node.xml"), node).unwrap();
+    fs::write(p(&e, "mail2.img"), vec![7u8; 1 << 20]).unwrap();
+    let blank = loopdev(&p(&e, "blank.bin"), 80 << 20);
+    write_at(&blank.0, 70 << 20, b"untouched");
+    let alias = p(&e, "alias");
+    std::os::unix::fs::symlink(&blank.0, &alias).unwrap();
+    let (code, v, err) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("vda={}", blank.0),
+            "--disk-target",
+            &format!("vdb={}", alias.display()),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(v["error"].as_str().unwrap().contains("same device"), "{v}");
+    assert_eq!(read_at(&blank.0, 70 << 20, 9), b"untouched");
+    assert_eq!(read_at(&blank.0, 10 << 20, 4), [0; 4]);
+    // held exclusively (as a mount, LVM, md or dm-crypt holds a device),
+    // though blank: refused, not written
+    let held = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(&blank.0)
+            .unwrap()
+    };
+    let (code, v, err) = guard(
+        &e,
+        &[
+            "mail",
+            "--disk-target",
+            &format!("vda={}", blank.0),
+            "--disk-target",
+            &format!("vdb={}", p(&e, "vdb.img").display()),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("in use by the system"),
+        "{v}"
+    );
+    assert_eq!(read_at(&blank.0, 10 << 20, 4), [0; 4]);
+    drop(held);
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use guard::cli::VmCommand;
 use guard::ui::{Ui, UiOptions};
-use guard::vm::{self, copy, xml::NewSource, Plan, PlanInput, PoolInfo};
+use guard::vm::{self, blockdev::DiskId, copy, xml::NewSource, Plan, PlanInput, PoolInfo};
 use serde_json::json;
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -323,18 +323,40 @@ fn clone(
         disk_targets: disk_target,
         ..Default::default()
     };
-    let mut used: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Every disk of every guest, as (path, guest): inactive and live XML (a
+    // hot-plugged disk is only in the live one), volumes resolved to their
+    // paths. Targets are compared with these by device, not by name.
+    let mut used: Vec<(String, String)> = Vec::new();
     for d in all_domains(conn)? {
-        let x = vm::xml::parse(&inactive_xml(&d)?)?;
-        input.names.insert(x.name.clone());
-        for n in &x.nics {
-            if let Some(m) = &n.mac {
-                input.macs.insert(m.to_lowercase());
+        let mut xmls = vec![inactive_xml(&d)?];
+        if d.is_active().unwrap_or(true) {
+            if let Ok(live) = d.xml_desc(0) {
+                xmls.push(live);
             }
         }
-        for k in &x.disks {
-            if let Some(p) = &k.path {
-                used.entry(p.clone()).or_default().push(x.name.clone());
+        for (i, text) in xmls.iter().enumerate() {
+            let x = vm::xml::parse(text)?;
+            if i == 0 {
+                input.names.insert(x.name.clone());
+                for n in &x.nics {
+                    if let Some(m) = &n.mac {
+                        input.macs.insert(m.to_lowercase());
+                    }
+                }
+            }
+            for k in &x.disks {
+                let path = match (&k.path, &k.pool, &k.volume) {
+                    (Some(p), _, _) => Some(p.clone()),
+                    (None, Some(pool), Some(vol)) => conn
+                        .lookup_storage_pool_by_name(pool)
+                        .and_then(|p| p.lookup_storage_vol_by_name(vol))
+                        .and_then(|v| v.path())
+                        .ok(),
+                    _ => None,
+                };
+                if let Some(p) = path {
+                    used.push((p, x.name.clone()));
+                }
             }
         }
     }
@@ -463,40 +485,59 @@ fn execute(
     ui: &dyn Ui,
     plan: &Plan,
     input: &PlanInput,
-    used: &BTreeMap<String, Vec<String>>,
+    used: &[(String, String)],
     rb: &mut Rollback,
 ) -> Result<BTreeMap<String, copy::Copied>> {
     // Open every source and check every target before writing anything.
     let mut jobs = Vec::new();
+    // block targets of this clone so far: (device, disk target, path)
+    let mut taken: Vec<(DiskId, String, String)> = Vec::new();
     for d in plan.disks.iter().filter(|d| d.action == "copy") {
         let src_path = d.source.clone().unwrap_or_default();
         let src = File::open(&src_path).with_context(|| format!("opening {src_path}"))?;
         let size = copy::size_of(&src)?;
         let to = d.to.clone().expect("a copied disk has a target");
         let to_path = d.to_path.clone().expect("a copied disk has a target path");
+        let mut block = None;
         if let NewSource::Block { path } = &to {
-            let users = used.get(path).cloned().unwrap_or_default();
-            vm::blockdev::check_target(Path::new(path), size, &users, ui)?;
+            let dev = Path::new(path);
+            let id = DiskId::of(dev)
+                .ok_or_else(|| anyhow!("disk {}: {path} does not exist", d.target))?;
+            let mut users: Vec<String> = used
+                .iter()
+                .filter(|(p, _)| DiskId::of(Path::new(p)).is_some_and(|u| u.overlaps(&id)))
+                .map(|(_, g)| g.clone())
+                .collect();
+            users.sort();
+            users.dedup();
+            vm::blockdev::refuse_used(dev, &users)?;
+            if let Some((_, t, p)) = taken.iter().find(|(i, _, _)| i.overlaps(&id)) {
+                bail!(
+                    "disk {}: {path} is the same device as {p}, the target of disk {t}",
+                    d.target
+                );
+            }
+            let f = vm::blockdev::open_target(dev)?;
+            if DiskId::of_meta(&f.metadata()?) != id {
+                bail!("disk {}: {path} changed while guard checked it", d.target);
+            }
+            vm::blockdev::check_target(dev, &f, size, ui)?;
+            taken.push((id, d.target.clone(), path.clone()));
+            block = Some(f);
         } else if Path::new(&to_path).exists() {
             bail!(
                 "disk {}: {to_path} already exists; refusing to overwrite it",
                 d.target
             );
         }
-        jobs.push((d, src, size, to, to_path));
+        jobs.push((d, src, size, block, to_path));
     }
     let mut copies = BTreeMap::new();
-    for (d, src, size, to, to_path) in jobs {
+    for (d, src, size, block, to_path) in jobs {
         let pool = d.source.as_ref().and_then(|s| input.pools.get(s));
-        let (dst, fresh) = match (&to, pool) {
-            (NewSource::Block { path }, _) => (
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .with_context(|| format!("opening {path}"))?,
-                false,
-            ),
+        let (dst, fresh) = match (block, pool) {
+            // the handle opened exclusively above, never the path again
+            (Some(f), _) => (f, false),
             (_, Some(pi)) => {
                 // Created through the pool so libvirt knows the volume; as a
                 // raw, empty (all-hole) file of the source's length, which the

@@ -210,7 +210,10 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
         };
         let pool = input.pools.get(&src);
         let (to, to_path) = match explicit {
-            Some(p) if p.starts_with("/dev/") => (NewSource::Block { path: p.clone() }, p),
+            // a device by any name (a by-id or LVM link outside /dev too)
+            Some(p) if p.starts_with("/dev/") || is_block_device(&p) => {
+                (NewSource::Block { path: p.clone() }, p)
+            }
             Some(p) => (NewSource::File { path: p.clone() }, p),
             None => {
                 let p = rename_disk_path(&src, &d.name, &name);
@@ -277,6 +280,11 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
         nvram,
         xml: new_xml,
     })
+}
+
+fn is_block_device(p: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
 }
 
 fn parent(p: &str) -> String {
