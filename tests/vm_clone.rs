@@ -438,6 +438,22 @@ fn one_device_under_two_names_or_held_by_the_system_is_refused() {
     drop(held);
 }
 
+#[test]
+fn a_bigger_device_keeps_no_old_data_past_the_disks_end() {
+    let e = env_with(None);
+    // 64 MiB disk onto an 80 MiB device that held data at 70 MiB
+    let dev = loopdev(&p(&e, "dev.bin"), 80 << 20);
+    write_at(&dev.0, 70 << 20, b"old secret");
+    let (code, _, err) = guard(&e, &["mail", "--disk-target", &format!("vda={}", dev.0)]);
+    assert_eq!(code, 0, "{err}");
+    let tail = read_at(&dev.0, 64 << 20, 16 << 20);
+    assert!(
+        tail.iter().all(|&b| b == 0),
+        "old data past the end is readable"
+    );
+    assert_eq!(read_at(&dev.0, (64 << 20) - 4, 4), b"tail");
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

@@ -174,7 +174,8 @@ fn start_writeback(dst: &File, off: u64, len: usize) {
 
 /// Copies the first `size` bytes of `src` onto `dst` (a freshly created,
 /// empty file when `fresh_file`, else a block device or preallocated
-/// volume), keeping holes, and returns both hashes. The caller compares
+/// volume), keeping holes, and returns both hashes. A block device is
+/// zeroed past `size` too. The caller compares
 /// them (see [`Copied::verified`]) and syncs `dst`.
 pub fn copy_verified(
     src: &File,
@@ -238,6 +239,15 @@ pub fn copy_verified(
             send(&stx, Msg::Hole(pos, size - pos))?;
             send(&dtx, Msg::Hole(pos, size - pos))?;
             progress.inc(size - pos);
+        }
+        // A device shows the guest all of itself, not just the source's
+        // size: old data past the end would stay readable in the clone.
+        if !fresh_file && dst.metadata()?.file_type().is_block_device() {
+            let end = size_of(dst)?;
+            if end > size {
+                zero_range(dst, size, end - size, false)
+                    .context("zeroing the device past the disk's end")?;
+            }
         }
         let w = Instant::now();
         dst.sync_data().context("syncing the target")?;
