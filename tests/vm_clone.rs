@@ -454,6 +454,57 @@ fn a_bigger_device_keeps_no_old_data_past_the_disks_end() {
     assert_eq!(read_at(&dev.0, (64 << 20) - 4, 4), b"tail");
 }
 
+#[test]
+fn a_signal_during_the_copy_rolls_the_clone_back() {
+    let e = env_with(None);
+    // 768 MiB of real data: the copy takes long enough to be interrupted
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(p(&e, "mail.img")).unwrap());
+        let chunk: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 253) as u8 | 1).collect();
+        for _ in 0..768 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    for (sig, name) in [(libc::SIGINT, "big"), (libc::SIGTERM, "big2")] {
+        #[allow(clippy::disallowed_methods)]
+        let child = Command::new(env!("CARGO_BIN_EXE_guard-vm"))
+            .args([
+                "--json",
+                "clone",
+                "mail",
+                "--name",
+                name,
+                "--connect",
+                &e.uri,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let target = p(&e, &format!("{name}.img"));
+        // signal once the copy has begun writing
+        let t0 = std::time::Instant::now();
+        while fs::metadata(&target).map(|m| m.blocks()).unwrap_or(0) == 0 {
+            assert!(t0.elapsed().as_secs() < 60, "the copy never started");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SAFETY: signalling the child this test started
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(out.status.code().is_some(), "killed by the signal: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        assert!(err.contains("rolled back"), "{err}");
+        assert!(!target.exists(), "partial copy left behind");
+        assert!(!p(&e, &format!("{name}_VARS.fd")).exists());
+        // nothing was defined: no "cloned" document on stdout
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(v["copies"].is_null() && v["error"].is_string(), "{v}");
+    }
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

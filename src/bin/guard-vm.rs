@@ -402,6 +402,9 @@ fn clone(
         return Ok(0);
     }
     wait_shut_off(&dom, ui, domain)?;
+    // from here on a signal must not kill guard half way: the copy stops
+    // and the rollback below removes what was made
+    vm::interrupt::catch_signals()?;
     let mut rb = Rollback::default();
     match execute(conn, ui, &plan, &input, &used, &mut rb) {
         Ok(copies) => print_plan(&plan, as_json, &source_xml, Some(copies)).map(|_| 0),
@@ -586,6 +589,7 @@ fn execute(
                 (f, true)
             }
         };
+        vm::interrupt::check()?;
         let bar = ui.progress(size, &format!("copying {}", d.target));
         let res = copy::copy_verified(&src, &dst, size, fresh, bar.as_ref());
         bar.finish();
@@ -608,6 +612,8 @@ fn execute(
         std::io::copy(&mut s, &mut t).with_context(|| format!("copying nvram to {to}"))?;
         t.sync_all()?;
     }
+    // a signal during the last disk's sync or the nvram copy: still undone
+    vm::interrupt::check()?;
     conn.define_domain_xml(&plan.xml)
         .map_err(|e| anyhow!("defining {}: {e}", plan.name))?;
     Ok(copies)

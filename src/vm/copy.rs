@@ -150,6 +150,7 @@ fn zero_range(dst: &File, off: u64, len: u64, fresh_file: bool) -> Result<()> {
     }
     let mut o = off;
     while o < off + len {
+        super::interrupt::check()?;
         let k = (off + len - o).min(ZEROS.len() as u64) as usize;
         dst.write_all_at(&ZEROS[..k], o)?;
         o += k as u64;
@@ -217,6 +218,7 @@ pub fn copy_verified(
             }
             let mut off = start;
             while off < end {
+                super::interrupt::check()?;
                 let n = (end - off).min(CHUNK as u64) as usize;
                 let mut buf = take(&sback, n);
                 src.read_exact_at(&mut buf, off)

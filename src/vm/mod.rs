@@ -6,6 +6,7 @@
 
 pub mod blockdev;
 pub mod copy;
+pub mod interrupt;
 pub mod xml;
 
 use std::collections::{BTreeMap, BTreeSet};
