@@ -255,3 +255,67 @@ fn clone_in_a_dir_pool_of_a_real_libvirtd() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "g-clone1");
 }
+
+#[test]
+fn an_explicit_file_target_for_a_pool_disk_is_a_plain_file() {
+    let s = start();
+    let pool = s.dir.path().join("pool");
+    let ps = pool.to_str().unwrap();
+    s.virsh(&["pool-define-as", "p", "dir", "--target", ps]);
+    s.virsh(&["pool-start", "p"]);
+    let raw = format!("{ps}/g.raw");
+    s.ok(&["truncate", "-s", "16M", &raw]);
+    s.ok(&[
+        "dd",
+        "if=/dev/urandom",
+        &format!("of={raw}"),
+        "bs=1M",
+        "count=1",
+        "seek=3",
+        "conv=notrunc",
+        "status=none",
+    ]);
+    s.virsh(&["pool-refresh", "p"]);
+    let xml = format!(
+        "<domain type='qemu'><name>g</name><memory unit='MiB'>64</memory>\
+         <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{raw}'/><target dev='vda' bus='virtio'/></disk>\
+         </devices></domain>"
+    );
+    let xf = s.dir.path().join("g.xml");
+    fs::write(&xf, xml).unwrap();
+    s.virsh(&["define", xf.to_str().unwrap()]);
+    let before = s.virsh(&["vol-list", "p"]);
+    // a file outside the pool: copied there, no volume made in the pool
+    let out_dir = s.dir.path().join("home");
+    let target = out_dir.join("elsewhere.raw");
+    let out = s
+        .cmd(&[
+            env!("CARGO_BIN_EXE_guard-vm"),
+            "--json",
+            "clone",
+            "g",
+            "--disk-target",
+            &format!("vda={}", target.display()),
+            "--connect",
+            "qemu:///session",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        fs::read(&target).unwrap() == fs::read(&raw).unwrap(),
+        "copy differs"
+    );
+    assert_eq!(
+        s.virsh(&["vol-list", "p"]),
+        before,
+        "stray volume in the pool"
+    );
+    let dx = s.virsh(&["dumpxml", "g-clone"]);
+    assert!(
+        dx.contains(&format!("<source file='{}'/>", target.display())),
+        "{dx}"
+    );
+}

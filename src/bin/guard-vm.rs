@@ -406,7 +406,7 @@ fn clone(
     // and the rollback below removes what was made
     vm::interrupt::catch_signals()?;
     let mut rb = Rollback::default();
-    match execute(conn, ui, &plan, &input, &used, &mut rb) {
+    match execute(conn, ui, &plan, &used, &mut rb) {
         Ok(copies) => print_plan(&plan, as_json, &source_xml, Some(copies)).map(|_| 0),
         Err(e) => {
             rb.run(ui);
@@ -487,7 +487,6 @@ fn execute(
     conn: &Connect,
     ui: &dyn Ui,
     plan: &Plan,
-    input: &PlanInput,
     used: &[(String, String)],
     rb: &mut Rollback,
 ) -> Result<BTreeMap<String, copy::Copied>> {
@@ -537,7 +536,9 @@ fn execute(
     }
     let mut copies = BTreeMap::new();
     for (d, src, size, block, to_path) in jobs {
-        let pool = d.source.as_ref().and_then(|s| input.pools.get(s));
+        // the pool only when the copy goes into it: an explicit file
+        // target elsewhere is a plain file, not a volume of the source's pool
+        let pool = d.pool.as_ref();
         let (dst, fresh) = match (block, pool) {
             // the handle opened exclusively above, never the path again
             (Some(f), _) => (f, false),
@@ -547,20 +548,17 @@ fn execute(
                 // copy then fills; the pool refresh afterwards probes its real
                 // format (qcow2 stays qcow2).
                 let pool = conn
-                    .lookup_storage_pool_by_name(&pi.pool)
-                    .map_err(|e| anyhow!("pool {}: {e}", pi.pool))?;
+                    .lookup_storage_pool_by_name(pi)
+                    .map_err(|e| anyhow!("pool {pi}: {e}"))?;
                 let vol_name = to_path.rsplit('/').next().unwrap_or(&to_path).to_string();
                 let vxml = format!(
                     "<volume><name>{}</name><capacity unit='bytes'>{size}</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>",
                     xml_escape(&vol_name)
                 );
                 let vol = StorageVol::create_xml(&pool, &vxml, 0)
-                    .map_err(|e| anyhow!("creating volume {vol_name} in pool {}: {e}", pi.pool))?;
-                let path = vol.path().map_err(|e| anyhow!("{e}"))?;
-                if path != to_path {
-                    bail!("pool {} put the volume at {path}, not {to_path}", pi.pool);
-                }
-                let (pn, vn) = (pi.pool.clone(), vol_name.clone());
+                    .map_err(|e| anyhow!("creating volume {vol_name} in pool {pi}: {e}"))?;
+                // undone from here on, whatever fails next
+                let (pn, vn) = (pi.clone(), vol_name.clone());
                 let uri = conn.uri().unwrap_or_default();
                 rb.push(format!("volume {vn} in pool {pn}"), move || {
                     let c = Connect::open(Some(&uri)).map_err(|e| anyhow!("{e}"))?;
@@ -572,6 +570,10 @@ fn execute(
                         .map_err(|e| anyhow!("{e}"))?;
                     v.delete(0).map_err(|e| anyhow!("{e}"))
                 });
+                let path = vol.path().map_err(|e| anyhow!("{e}"))?;
+                if path != to_path {
+                    bail!("pool {pi} put the volume at {path}, not {to_path}");
+                }
                 let f = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -597,7 +599,7 @@ fn execute(
         c.verified(&format!("disk {} ({to_path})", d.target))?;
         copies.insert(d.target.clone(), c);
         if let Some(pi) = pool {
-            if let Ok(p) = conn.lookup_storage_pool_by_name(&pi.pool) {
+            if let Ok(p) = conn.lookup_storage_pool_by_name(pi) {
                 let _ = p.refresh(0);
             }
         }

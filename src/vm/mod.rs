@@ -84,6 +84,10 @@ pub struct DiskPlan {
     /// the path the copy lands at (block device, file, or volume path)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_path: Option<String>,
+    /// the storage pool the copy is created in as a volume: the source's
+    /// pool, only when no `--disk-target` sends the disk elsewhere
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// The host's view of a disk source a plan needs: is it in a libvirt pool?
@@ -194,6 +198,7 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
                 reason: Some(reason.into()),
                 to: None,
                 to_path: None,
+                pool: None,
             });
             news.push(None);
             continue;
@@ -210,6 +215,10 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
             _ => bail!("disk {}: no source to copy", disk.target),
         };
         let pool = input.pools.get(&src);
+        let into_pool = explicit
+            .is_none()
+            .then(|| pool.map(|pi| pi.pool.clone()))
+            .flatten();
         let (to, to_path) = match explicit {
             // a device by any name (a by-id or LVM link outside /dev too)
             Some(p) if p.starts_with("/dev/") || is_block_device(&p) => {
@@ -252,6 +261,7 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
             reason: None,
             to: Some(to.clone()),
             to_path: Some(to_path),
+            pool: into_pool,
         });
         news.push(Some(to));
     }
