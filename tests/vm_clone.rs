@@ -505,6 +505,38 @@ fn a_signal_during_the_copy_rolls_the_clone_back() {
     }
 }
 
+#[test]
+fn a_new_device_volume_is_copied_as_a_device() {
+    // A new LV of a logical (or zfs) pool is a device with no st_blocks,
+    // like an empty file, yet it keeps old data and cannot be resized.
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = loopdev(&tmp.path().join("lv"), 16 << 20);
+    write_at(&dev.0, 4 << 20, b"old lv data");
+    let src_path = tmp.path().join("src.img");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(&src_path).unwrap();
+        f.set_len(12 << 20).unwrap();
+        f.write_all_at(b"disk data", 1 << 20).unwrap();
+    }
+    let dst = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&dev.0)
+        .unwrap();
+    let fresh = guard::vm::copy::is_fresh_file(&dst).unwrap();
+    assert!(!fresh);
+    let src = fs::File::open(&src_path).unwrap();
+    let c = guard::vm::copy::copy_verified(&src, &dst, 12 << 20, fresh, &guard::ui::NoProgress)
+        .unwrap();
+    c.verified("lv").unwrap();
+    assert_eq!(read_at(&dev.0, 1 << 20, 9), b"disk data");
+    assert_eq!(read_at(&dev.0, 4 << 20, 11), [0; 11], "old data in a hole");
+    // a new, empty file is fresh: its holes stay holes
+    let f = fs::File::create(tmp.path().join("new.img")).unwrap();
+    assert!(guard::vm::copy::is_fresh_file(&f).unwrap());
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

@@ -501,7 +501,8 @@ fn execute(
         let to = d.to.clone().expect("a copied disk has a target");
         let to_path = d.to_path.clone().expect("a copied disk has a target path");
         let mut block = None;
-        if let NewSource::Block { path } = &to {
+        // (a new volume of a block-backed pool is made, and opened, below)
+        if let (NewSource::Block { path }, None) = (&to, &d.pool) {
             let dev = Path::new(path);
             let id = DiskId::of(dev)
                 .ok_or_else(|| anyhow!("disk {}: {path} does not exist", d.target))?;
@@ -574,12 +575,16 @@ fn execute(
                 if path != to_path {
                     bail!("pool {pi} put the volume at {path}, not {to_path}");
                 }
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .with_context(|| format!("opening {path}"))?;
-                let fresh = f.metadata()?.blocks() == 0;
+                let f = if matches!(d.to, Some(NewSource::Block { .. })) {
+                    vm::blockdev::open_target(Path::new(&path))?
+                } else {
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .with_context(|| format!("opening {path}"))?
+                };
+                let fresh = copy::is_fresh_file(&f)?;
                 (f, fresh)
             }
             (_, None) => {

@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,14 @@ fn zero_range(dst: &File, off: u64, len: u64, fresh_file: bool) -> Result<()> {
         o += k as u64;
     }
     Ok(())
+}
+
+/// Whether a copy onto `dst` may leave holes unwritten: only a regular
+/// file with nothing allocated yet. A device (a new LV of a logical or zfs
+/// pool has no st_blocks either) keeps old data and has a fixed size.
+pub fn is_fresh_file(dst: &File) -> Result<bool> {
+    let md = dst.metadata()?;
+    Ok(md.file_type().is_file() && md.blocks() == 0)
 }
 
 /// Starts writeback of `dst[off..off+len]` without waiting for it, so the

@@ -234,6 +234,10 @@ pub fn plan(xml_text: &str, input: &PlanInput) -> Result<Plan> {
                         let path = format!("{}/{}", dir.trim_end_matches('/'), vol);
                         if disk.kind == "volume" {
                             (NewSource::Volume { pool: pi.pool.clone(), volume: vol }, path)
+                        } else if disk.kind == "block" || src.starts_with("/dev/") {
+                            // a block-backed pool (logical, zfs): the new
+                            // volume is a device too, a block source
+                            (NewSource::Block { path: path.clone() }, path)
                         } else {
                             (NewSource::File { path: path.clone() }, path)
                         }
@@ -345,6 +349,27 @@ mod tests {
         let u = new_uuid().unwrap();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
+    }
+
+    #[test]
+    fn a_disk_of_a_block_backed_pool_is_cloned_as_a_block_device() {
+        let x = "<domain><name>g</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><devices>\
+                 <disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/vg/g'/><target dev='vda'/></disk>\
+                 </devices></domain>";
+        let mut input = PlanInput::default();
+        input.pools.insert(
+            "/dev/vg/g".into(),
+            PoolInfo {
+                pool: "vg".into(),
+                dir: Some("/dev/vg".into()),
+            },
+        );
+        let p = plan(x, &input).unwrap();
+        assert_eq!(p.disks[0].to_path.as_deref(), Some("/dev/vg/g-clone"));
+        assert_eq!(p.disks[0].pool.as_deref(), Some("vg"));
+        let d = xml::parse(&p.xml).unwrap();
+        assert_eq!(d.disks[0].kind, "block", "{}", p.xml);
+        assert_eq!(d.disks[0].path.as_deref(), Some("/dev/vg/g-clone"));
     }
 
     #[test]
