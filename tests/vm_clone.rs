@@ -537,6 +537,44 @@ fn a_new_device_volume_is_copied_as_a_device() {
     assert!(guard::vm::copy::is_fresh_file(&f).unwrap());
 }
 
+#[test]
+fn a_qcow2_disk_needs_a_device_of_its_virtual_size() {
+    let e = env_with(None);
+    // mail's disk becomes a 1 GiB qcow2 whose file is a few hundred KiB
+    fs::remove_file(p(&e, "mail.img")).unwrap();
+    run_ok(&[
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        p(&e, "mail.img").to_str().unwrap(),
+        "1G",
+    ]);
+    let node = fs::read_to_string(p(&e, "node.xml")).unwrap().replacen(
+        "<driver name='qemu' type='raw'/>",
+        "<driver name='qemu' type='qcow2'/>",
+        1,
+    );
+    fs::write(p(&e, "node.xml"), node).unwrap();
+    assert!(fs::metadata(p(&e, "mail.img")).unwrap().len() < 1 << 20);
+    let dev = loopdev(&p(&e, "dev.bin"), 8 << 20);
+    let (code, v, err) = guard(&e, &["mail", "--disk-target", &format!("vda={}", dev.0)]);
+    assert_eq!(code, 3, "{err}");
+    assert!(v["error"].as_str().unwrap().contains("too small"), "{v}");
+    assert_eq!(read_at(&dev.0, 0, 4), [0; 4], "the device was written");
+}
+
+fn run_ok(argv: &[&str]) {
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

@@ -524,7 +524,14 @@ fn execute(
             if DiskId::of_meta(&f.metadata()?) != id {
                 bail!("disk {}: {path} changed while guard checked it", d.target);
             }
-            vm::blockdev::check_target(dev, &f, size, ui)?;
+            // a qcow2 image grows on the device up to its virtual size
+            // (plus metadata): the device must hold at least that much, or
+            // the guest gets I/O errors once it fills its disk
+            let needed = match d.format.as_deref() {
+                Some("qcow2") => copy::qcow2_virtual_size(&src)?.unwrap_or(0).max(size),
+                _ => size,
+            };
+            vm::blockdev::check_target(dev, &f, needed, ui)?;
             taken.push((id, d.target.clone(), path.clone()));
             block = Some(f);
         } else if Path::new(&to_path).exists() {

@@ -139,6 +139,23 @@ pub fn size_of(f: &File) -> Result<u64> {
     }
 }
 
+/// The virtual size of a qcow2 image (the header's big-endian `size` at
+/// offset 24, after the magic `QFI\xfb`); None when `f` is no qcow2.
+pub fn qcow2_virtual_size(f: &File) -> Result<Option<u64>> {
+    let mut h = [0u8; 32];
+    match f.read_exact_at(&mut h, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e).context("reading the qcow2 header"),
+    }
+    if &h[..4] != b"QFI\xfb" {
+        return Ok(None);
+    }
+    Ok(Some(u64::from_be_bytes(
+        h[24..32].try_into().expect("8 bytes"),
+    )))
+}
+
 /// Makes `dst[off..off+len]` read as zeros: a hole on a fresh file (nothing
 /// to do), ZERO_RANGE on a block device, written zeros where that fails.
 fn zero_range(dst: &File, off: u64, len: u64, fresh_file: bool) -> Result<()> {
