@@ -575,6 +575,40 @@ fn run_ok(argv: &[&str]) {
     );
 }
 
+#[test]
+fn nvram_absent_is_left_to_libvirt_and_a_taken_one_refused_first() {
+    let e = env_with(None);
+    // a UEFI guest that never started has no nvram file yet
+    fs::remove_file(p(&e, "mail_VARS.fd")).unwrap();
+    let (code, v, err) = guard(&e, &["mail", "--name", "fresh"]);
+    assert_eq!(code, 0, "{err}");
+    let dd = e.dir.path().to_str().unwrap();
+    assert!(
+        v["xml"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<nvram>{dd}/fresh_VARS.fd</nvram>")),
+        "{v}"
+    );
+    assert!(!p(&e, "fresh_VARS.fd").exists());
+    assert!(p(&e, "fresh.img").exists());
+    // an nvram file already at the new path: refused before any disk copy
+    fs::write(p(&e, "mail_VARS.fd"), b"nvram vars").unwrap();
+    fs::write(p(&e, "taken_VARS.fd"), b"keep").unwrap();
+    let (code, v, err) = guard(&e, &["mail", "--name", "taken"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        v["error"].as_str().unwrap().contains("taken_VARS.fd"),
+        "{v}"
+    );
+    assert!(
+        !err.contains("rolled back"),
+        "disks were copied first: {err}"
+    );
+    assert!(!p(&e, "taken.img").exists());
+    assert_eq!(fs::read(p(&e, "taken_VARS.fd")).unwrap(), b"keep");
+}
+
 fn guard_raw(e: &Env, args: &[&str]) -> (i32, Value, String) {
     #[allow(clippy::disallowed_methods)]
     let out = Command::new(env!("CARGO_BIN_EXE_guard"))

@@ -542,6 +542,28 @@ fn execute(
         }
         jobs.push((d, src, size, block, to_path));
     }
+    // The nvram too, before any disk is copied. A UEFI guest that never
+    // started has no nvram file yet: the clone gets its new path and
+    // libvirt creates it from the template on first start (as virt-clone
+    // does), instead of failing after every disk was copied.
+    let nvram = match &plan.nvram {
+        Some((from, to)) => {
+            if Path::new(to).exists() {
+                bail!("nvram {to} already exists; refusing to overwrite it");
+            }
+            match File::open(from) {
+                Ok(f) => Some((f, to.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    ui.say(&format!(
+                        "note: nvram {from} does not exist (guest never started?): {to} is left for libvirt to create"
+                    ));
+                    None
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening nvram {from}")),
+            }
+        }
+        None => None,
+    };
     let mut copies = BTreeMap::new();
     for (d, src, size, block, to_path) in jobs {
         // the pool only when the copy goes into it: an explicit file
@@ -616,8 +638,8 @@ fn execute(
             }
         }
     }
-    if let Some((from, to)) = &plan.nvram {
-        let mut s = File::open(from).with_context(|| format!("opening nvram {from}"))?;
+    if let Some((mut s, to)) = nvram {
+        let to = &to;
         let mut t = create_new_file(to)?;
         let p = to.clone();
         rb.push(format!("nvram {p}"), move || {
