@@ -110,13 +110,12 @@ pub fn command(app: &App, add: &[String], remove: &[String], list: bool) -> Resu
         }
         store.write_doc_file(DOC, &serde_json::to_vec_pretty(&acks)?)?;
     }
-    if list {
-        if app.json {
-            app.print_json(&acks)?;
-        } else {
-            for a in &acks.acks {
-                println!("{}:{}  (since {})", a.finding, a.path, a.added);
-            }
+    // with --json there is always one document: the acks as they now are
+    if app.json {
+        app.print_json(&acks)?;
+    } else if list {
+        for a in &acks.acks {
+            crate::out!("{}:{}  (since {})", a.finding, a.path, a.added);
         }
     }
     Ok(0)

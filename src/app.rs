@@ -3,7 +3,7 @@
 //! restore) are public here so playbooks and hooks call the same code.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,9 @@ pub struct App {
     pub store_dir: PathBuf,
     pub json: bool,
     pub yes: bool,
+    /// progress bars wanted (a terminal, no --no-progress): passed on to
+    /// the guard-vm helper, which draws its own
+    pub progress: bool,
     pub ui: Box<dyn Ui>,
 }
 
@@ -53,6 +56,7 @@ impl App {
             store_dir,
             json: s.json,
             yes: s.yes,
+            progress: s.progress,
             ui: ui::make(ui_opts),
         })
     }
@@ -87,9 +91,15 @@ impl App {
     /// Prints a JSON document on stdout (the only thing there with --json).
     pub fn print_json(&self, v: &impl Serialize) -> Result<()> {
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, v)?;
-        writeln!(out)?;
-        Ok(())
+        let written = serde_json::to_writer_pretty(&mut out, v)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out));
+        match written {
+            // the reader went away (`| head`): not the command's failure,
+            // which keeps its own exit code (see `out!`)
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => Ok(r?),
+        }
     }
 }
 
@@ -366,7 +376,7 @@ fn cmd_snapshot(
             "snapshot {}: {} entries, {} bytes, {} new objects",
             out.id, out.entries, out.bytes, out.new_objects
         ));
-        println!("{}", out.id);
+        crate::out!("{}", out.id);
     }
     Ok(0)
 }
@@ -391,7 +401,7 @@ fn cmd_list(app: &App) -> Result<i32> {
         }
         for (id, h) in &list {
             match h {
-                Ok(h) => println!(
+                Ok(h) => crate::out!(
                     "{id}  {}  {:<6}  {}{}",
                     h.created,
                     h.kind.as_str(),
@@ -402,14 +412,28 @@ fn cmd_list(app: &App) -> Result<i32> {
                         format!("  [vm: {}]", h.vms.join(", "))
                     }
                 ),
-                Err(e) => println!("{id}  CORRUPT: {e}"),
+                Err(e) => crate::out!("{id}  CORRUPT: {e}"),
             }
         }
     }
     if bad > 0 {
-        bail!("{bad} snapshot(s) are corrupt or unreadable; run guard verify");
+        return failed_after_output(
+            app,
+            format!("{bad} snapshot(s) are corrupt or unreadable; run guard verify"),
+        );
     }
     Ok(0)
+}
+
+/// A command that printed its document and then failed: with --json the
+/// error goes to stderr only (stdout holds one JSON document), exit 3; as
+/// text, the usual error line.
+fn failed_after_output(app: &App, msg: String) -> Result<i32> {
+    if app.json {
+        crate::err_out!("guard: {msg}");
+        return Ok(3);
+    }
+    bail!(msg)
 }
 
 fn cmd_show(app: &App, id: &str) -> Result<i32> {
@@ -447,19 +471,19 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
         }))?;
         return Ok(0);
     }
-    println!("snapshot  {}", m.id);
-    println!("created   {}", m.created);
-    println!("kind      {}", m.kind.as_str());
+    crate::out!("snapshot  {}", m.id);
+    crate::out!("created   {}", m.created);
+    crate::out!("kind      {}", m.kind.as_str());
     if let Some(l) = &m.label {
-        println!("label     {l}");
+        crate::out!("label     {l}");
     }
-    println!("system    {} (root {})", m.os_name(), m.root);
-    println!(
+    crate::out!("system    {} (root {})", m.os_name(), m.root);
+    crate::out!(
         "entries   {} ({} bytes of file content)",
         m.entries.len(),
         m.bytes()
     );
-    println!(
+    crate::out!(
         "packages  {} installed ({})",
         m.packages.installed.len(),
         if m.packages.managers.is_empty() {
@@ -468,28 +492,28 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
             m.packages.managers.join(", ")
         }
     );
-    println!("units     {} enabled", m.units.len());
+    crate::out!("units     {} enabled", m.units.len());
     if !by_pkg.is_empty() {
-        println!(
+        crate::out!(
             "owners    {} paths owned by {} packages",
             by_pkg.values().sum::<usize>(),
             by_pkg.len()
         );
     }
-    println!("admin's own files (owned by no package): {}", unowned.len());
+    crate::out!("admin's own files (owned by no package): {}", unowned.len());
     for p in unowned.iter().take(40) {
-        println!("  {p}");
+        crate::out!("  {p}");
     }
     if unowned.len() > 40 {
-        println!("  … and {} more (guard show --json)", unowned.len() - 40);
+        crate::out!("  … and {} more (guard show --json)", unowned.len() - 40);
     }
     if let Some(from) = &m.ledger_from {
-        println!("ledger    carried forward from {from} and re-probed (a timer snapshot)");
+        crate::out!("ledger    carried forward from {from} and re-probed (a timer snapshot)");
     }
     if !m.caps.is_empty() {
-        println!("file capabilities:");
+        crate::out!("file capabilities:");
         for c in &m.caps {
-            println!(
+            crate::out!(
                 "  {} {}{}",
                 c.path,
                 c.caps,
@@ -502,10 +526,10 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
         }
     }
     for v in &m.vms {
-        println!("vm        {} cloned as {} ({})", v.domain, v.clone, v.uri);
+        crate::out!("vm        {} cloned as {} ({})", v.domain, v.clone, v.uri);
     }
     if !m.errors.is_empty() || m.unreadable_xattrs > 0 {
-        println!(
+        crate::out!(
             "unreadable: {} paths, {} xattrs",
             m.errors.len(),
             m.unreadable_xattrs
@@ -644,7 +668,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             "packages": pkgs.iter().map(|p| json!({"name": p.name, "old": p.old, "new": p.new})).collect::<Vec<_>>(),
         }))?;
     } else {
-        println!(
+        crate::out!(
             "from {} to {}",
             old.id,
             if new.id == "live" {
@@ -654,13 +678,13 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             }
         );
         for (p, w, d) in &rows {
-            println!("{w:<9} {p}");
+            crate::out!("{w:<9} {p}");
             for l in d.lines().filter(|l| !l.is_empty()) {
-                println!("          {l}");
+                crate::out!("          {l}");
             }
         }
         for p in &pkgs {
-            println!(
+            crate::out!(
                 "package   {} {} -> {}",
                 p.name,
                 p.old.as_deref().unwrap_or("(absent)"),
@@ -668,7 +692,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             );
         }
         if rows.is_empty() && pkgs.is_empty() {
-            println!("no changes");
+            crate::out!("no changes");
         }
     }
     Ok(0)
@@ -714,7 +738,7 @@ fn cmd_check(app: &App, against: Option<&str>) -> Result<i32> {
     if app.json {
         app.print_json(&report)?;
     } else {
-        print!("{}", report.to_text());
+        crate::out_raw!("{}", report.to_text());
     }
     Ok(report.exit_code())
 }
@@ -796,14 +820,17 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
         }))?;
     } else if let Some(a) = &applied {
         for p in &a.restored {
-            println!("restored {p}");
+            crate::out!("restored {p}");
         }
     } else if plan.items.is_empty() {
-        println!("nothing to restore");
+        crate::out!("nothing to restore");
     }
     if let Some((p, e)) = failed {
         let left = applied.map(|a| a.not_done.len()).unwrap_or(0);
-        bail!("restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was");
+        return failed_after_output(
+            app,
+            format!("restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"),
+        );
     }
     Ok(0)
 }
@@ -821,16 +848,16 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
     } else {
         for p in &rep.problems {
             match &p.object {
-                Some(o) => println!(
+                Some(o) => crate::out!(
                     "{}: object {o} {}; needed by {}",
                     p.snapshot,
                     p.problem,
                     p.paths.join(", ")
                 ),
-                None => println!("{}: {}", p.snapshot, p.problem),
+                None => crate::out!("{}: {}", p.snapshot, p.problem),
             }
         }
-        println!(
+        crate::out!(
             "{} snapshot(s), {} object(s) checked, {} problem(s)",
             rep.snapshots.len(),
             rep.objects_checked,
@@ -851,7 +878,7 @@ fn show_gc(
         if app.json {
             app.print_json(&json!({"snapshots": [], "objects": 0, "bytes": 0}))?;
         } else {
-            println!("nothing to {what}");
+            crate::out!("nothing to {what}");
         }
         return Ok(0);
     }
@@ -873,7 +900,7 @@ fn show_gc(
     if app.json {
         app.print_json(&rep)?;
     } else {
-        println!(
+        crate::out!(
             "removed {} snapshot(s), {} object(s), {} bytes",
             rep.snapshots.len(),
             rep.objects,
@@ -914,6 +941,9 @@ fn cmd_vm(app: &App, command: VmCommand) -> Result<i32> {
     }
     if app.yes {
         argv.push("--yes".into());
+    }
+    if !app.progress {
+        argv.push("--no-progress".into());
     }
     argv.push("--store".into());
     argv.push(app.store_dir.clone().into());

@@ -100,7 +100,7 @@ pub enum Command {
     /// Check the live system against the baseline; exit 0/1/2 like a monitoring plugin
     Check {
         /// Compare with this snapshot instead of the baseline
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with_all = ["ack", "unack", "acks"])]
         against: Option<String>,
         /// Acknowledge a known finding, e.g. file/modified:/etc/motd
         #[arg(long, value_name = "FINDING:PATH")]

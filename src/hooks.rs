@@ -246,9 +246,9 @@ pub fn install_files(
     if app.json {
         app.print_json(&json!({ "action": verb, "what": what, "files": rows }))?;
     } else if todo == 0 {
-        println!("{what}: nothing to do");
+        crate::out!("{what}: nothing to do");
     } else {
-        println!("{what}: {verb}ed {todo} file(s)");
+        crate::out!("{what}: {verb}ed {todo} file(s)");
     }
     Ok(0)
 }
@@ -339,8 +339,10 @@ pub fn run(app: &App, phase: HookPhase, manager: Option<ManagerArg>, label: Opti
     }));
     match res {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("guard: warning: {e:#}; the transaction goes on"),
-        Err(_) => eprintln!("guard: warning: guard failed unexpectedly; the transaction goes on"),
+        Ok(Err(e)) => crate::err_out!("guard: warning: {e:#}; the transaction goes on"),
+        Err(_) => {
+            crate::err_out!("guard: warning: guard failed unexpectedly; the transaction goes on")
+        }
     }
     0
 }
@@ -376,14 +378,16 @@ pub fn pre(app: &App, manager: Option<ManagerArg>, label: Option<String>) -> Res
     let label = label.or_else(|| manager.map(|m| format!("{m:?} transaction").to_lowercase()));
     let store = app.store_write()?;
     let out = crate::app::snapshot(app, &store, SnapshotKind::Pre, label)?;
-    eprintln!(
+    crate::err_out!(
         "guard: snapshot {} before the transaction ({} entries, {} new objects)",
-        out.id, out.entries, out.new_objects
+        out.id,
+        out.entries,
+        out.new_objects
     );
     let drop = store.prune_plan(KEEP)?;
     if !drop.is_empty() {
         let rep = store.forget(&drop)?;
-        eprintln!(
+        crate::err_out!(
             "guard: retention: dropped {} old snapshot(s), {} bytes",
             rep.snapshots.len(),
             rep.bytes
@@ -398,7 +402,10 @@ const SUMMARY_LINES: usize = 12;
 /// The check after a transaction, as one screen on stderr.
 pub fn post(app: &App) -> Result<()> {
     let report = crate::app::check(app, None)?;
-    eprint!("{}", summary(&report));
+    {
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), "{}", summary(&report));
+    }
     Ok(())
 }
 
@@ -521,12 +528,12 @@ pub fn zypp_plugin(app: &App, r: &mut dyn BufRead, w: &mut dyn Write) -> Result<
                     .map(|(_, v)| format!("zypper: {v}"))
                     .or_else(|| Some("zypper transaction".into()));
                 if let Err(e) = pre(app, Some(ManagerArg::Zypper), label) {
-                    eprintln!("guard: warning: {e:#}; the transaction goes on");
+                    crate::err_out!("guard: warning: {e:#}; the transaction goes on");
                 }
             }
             "PLUGINEND" => {
                 if let Err(e) = post(app) {
-                    eprintln!("guard: warning: {e:#}; the transaction goes on");
+                    crate::err_out!("guard: warning: {e:#}; the transaction goes on");
                 }
             }
             _ => {}

@@ -6,16 +6,34 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = guard::cli::Cli::parse();
-    let json = cli.global.json;
-    let code = match guard::app::run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            if json {
-                println!("{}", serde_json::json!({ "error": msg }));
+    let code = match guard::cli::Cli::try_parse() {
+        Ok(cli) => {
+            let json = cli.global.json;
+            match guard::app::run(cli) {
+                Ok(code) => code,
+                Err(e) => fail(json, &format!("{e:#}")),
             }
-            eprintln!("guard: {msg}");
+        }
+        // --help and --version: their text on stdout, exit 0
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            0
+        }
+        // A usage error is bad input: exit 3 (UNKNOWN) like any other, not
+        // clap's 2, which the contract reserves for CRITICAL; with --json
+        // the error document too. (--json is looked for in the raw
+        // arguments, as parsing is what failed.)
+        Err(e) => {
+            let _ = e.print();
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            if json {
+                // clap's message without its usage block, on one line
+                let text = e.to_string();
+                let text = text.split("\n\n").next().unwrap_or_default();
+                let text = text.strip_prefix("error: ").unwrap_or(text);
+                let msg = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                guard::out!("{}", serde_json::json!({ "error": msg }));
+            }
             3
         }
     };
@@ -28,4 +46,14 @@ fn main() {
     let _ = std::io::stderr().flush();
     // SAFETY: _exit ends the process at once; nothing runs after it.
     unsafe { libc::_exit(code) }
+}
+
+/// The error line on stderr, and with --json the error document on
+/// stdout; exit 3.
+fn fail(json: bool, msg: &str) -> i32 {
+    if json {
+        guard::out!("{}", serde_json::json!({ "error": msg }));
+    }
+    guard::err_out!("guard: {msg}");
+    3
 }

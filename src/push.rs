@@ -110,7 +110,7 @@ pub fn command(app: &App, id: Option<&str>, to: &str) -> Result<i32> {
         exec::stdout_of(&Cmd::new("restic").args(args).stdin_bytes(list))
             .with_context(|| format!("pushing snapshot {i} failed"))?;
         if !app.json {
-            println!("pushed {i}");
+            crate::out!("pushed {i}");
         }
     }
     if app.json {
@@ -120,7 +120,7 @@ pub fn command(app: &App, id: Option<&str>, to: &str) -> Result<i32> {
             "skipped": skip,
         }))?;
     } else if plan.is_empty() {
-        println!(
+        crate::out!(
             "nothing new to push; {} snapshot(s) already there",
             skip.len()
         );

@@ -840,7 +840,7 @@ impl PhaseTimer {
     pub fn phase(&self, name: &str) {
         if let Some(t) = &self.0 {
             let now = std::time::Instant::now();
-            eprintln!(
+            crate::err_out!(
                 "guard timing: {name:<12} {:>8.1} ms",
                 (now - t.get()).as_secs_f64() * 1e3
             );

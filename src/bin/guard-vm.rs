@@ -69,9 +69,9 @@ fn main() {
         Err(e) => {
             let msg = format!("{e:#}");
             if json {
-                println!("{}", json!({ "error": msg }));
+                guard::out!("{}", json!({ "error": msg }));
             }
-            eprintln!("guard-vm: {msg}");
+            guard::err_out!("guard-vm: {msg}");
             3
         }
     };
@@ -209,20 +209,20 @@ fn list(conn: &Connect, as_json: bool) -> Result<i32> {
         );
     }
     if as_json {
-        println!(
+        guard::out!(
             "{}",
             serde_json::to_string_pretty(&json!({ "guests": out }))?
         );
         return Ok(0);
     }
     for g in &out {
-        println!(
+        guard::out!(
             "{}  {}",
             g["name"].as_str().unwrap_or(""),
             g["state"].as_str().unwrap_or("")
         );
         for k in g["disks"].as_array().into_iter().flatten() {
-            println!(
+            guard::out!(
                 "  disk {:<5} {:<6} {} format={} capacity={} allocation={}",
                 k["target"].as_str().unwrap_or(""),
                 k["device"].as_str().unwrap_or(""),
@@ -233,7 +233,7 @@ fn list(conn: &Connect, as_json: bool) -> Result<i32> {
             );
         }
         for n in g["nics"].as_array().into_iter().flatten() {
-            println!(
+            guard::out!(
                 "  nic  {} {}",
                 n["mac"].as_str().unwrap_or("-"),
                 n["source"].as_str().unwrap_or("-")
@@ -428,16 +428,18 @@ fn print_plan(
         if let Some(c) = &copies {
             v["copies"] = serde_json::to_value(c)?;
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        guard::out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if copies.is_none() {
-        println!("{}", plan.xml);
-        println!("# copy plan for {} -> {}", plan.domain, plan.name);
+        guard::out!("{}", plan.xml);
+        guard::out!("# copy plan for {} -> {}", plan.domain, plan.name);
     } else {
-        println!(
+        guard::out!(
             "cloned {} as {} (uuid {})",
-            plan.domain, plan.name, plan.uuid
+            plan.domain,
+            plan.name,
+            plan.uuid
         );
     }
     for d in &plan.disks {
@@ -453,13 +455,13 @@ fn print_plan(
                         )
                     })
                     .unwrap_or_default();
-                println!(
+                guard::out!(
                     "# {}: copy {} -> {to}{extra}",
                     d.target,
                     d.source.as_deref().unwrap_or("-")
                 );
             }
-            None => println!(
+            None => guard::out!(
                 "# {}: share {} ({})",
                 d.target,
                 d.source.as_deref().unwrap_or("(empty)"),
@@ -468,7 +470,7 @@ fn print_plan(
         }
     }
     if let Some((a, b)) = &plan.nvram {
-        println!("# nvram: copy {a} -> {b}");
+        guard::out!("# nvram: copy {a} -> {b}");
     }
     Ok(())
 }

@@ -683,6 +683,18 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     journal.finished = Some(now());
     save(app, &journal)?;
     app.ui.say(&format!("\nplaybook {} finished", pb.id));
+    if app.json {
+        // one document (a failed walk's is the error document instead)
+        app.print_json(&serde_json::json!({
+            "playbook": pb.id,
+            "finished": true,
+            "steps": journal
+                .steps
+                .iter()
+                .map(|s| serde_json::json!({ "id": s.id, "status": s.status, "note": s.note }))
+                .collect::<Vec<_>>(),
+        }))?;
+    }
     Ok(0)
 }
 

@@ -96,7 +96,7 @@ pub fn cmd_list(app: &App) -> Result<i32> {
             .collect::<Vec<_>>()))?;
     } else {
         for (p, from) in &all {
-            println!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
+            crate::out!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
         }
     }
     Ok(0)
@@ -105,16 +105,18 @@ pub fn cmd_list(app: &App) -> Result<i32> {
 pub fn cmd_show(app: &App, name: &str) -> Result<i32> {
     let pb = find(app, name)?;
     if app.json {
-        app.print_json(&pb)?;
+        // the playbook's TOML keys are kebab-case; JSON keys are snake_case
+        // (DESIGN §2), so `applies-to` is shown as `applies_to`
+        app.print_json(&snake_keys(serde_json::to_value(&pb)?))?;
         return Ok(0);
     }
-    println!("{}: {}", pb.id, pb.title);
+    crate::out!("{}: {}", pb.id, pb.title);
     if !pb.description.is_empty() {
-        println!("{}", pb.description.trim());
+        crate::out!("{}", pb.description.trim());
     }
     let vars = pb.vars.clone();
     for (n, s) in pb.steps.iter().enumerate() {
-        print!(
+        crate::out_raw!(
             "{}",
             engine::render_step(s, &vars, n, pb.steps.len(), app.root.path())
         );
@@ -138,10 +140,29 @@ pub fn cmd_run(
         let mut vars = pb.vars.clone();
         vars.extend(engine::detect_facts(app));
         vars.extend(answers);
-        print!("{}", engine::render_script(&pb, &vars, app.root.path()));
+        let script = engine::render_script(&pb, &vars, app.root.path());
+        if app.json {
+            app.print_json(&json!({ "playbook": pb.id, "dry_run": true, "script": script }))?;
+        } else {
+            crate::out_raw!("{script}");
+        }
         return Ok(0);
     }
     engine::walk(app, &pb, &engine::RunOpts { resume, answers })
+}
+
+/// `v` with every object key's `-` turned into `_`.
+fn snake_keys(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k.replace('-', "_"), snake_keys(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(snake_keys).collect()),
+        v => v,
+    }
 }
 
 #[cfg(test)]

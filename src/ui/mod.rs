@@ -22,7 +22,7 @@ pub trait Progress: Send + Sync {
     /// A line of output shown above the bar or spinner (a command's output
     /// streamed while it runs).
     fn println(&self, line: &str) {
-        eprintln!("{line}");
+        crate::err_out!("{line}");
     }
 }
 

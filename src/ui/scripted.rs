@@ -82,7 +82,7 @@ impl Ui for Scripted {
     }
 
     fn say(&self, msg: &str) {
-        eprintln!("{msg}");
+        crate::err_out!("{msg}");
     }
 }
 

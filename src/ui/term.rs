@@ -40,7 +40,7 @@ impl Progress for Bar {
 /// A question the answers file answered: shown, so the person at the
 /// terminal sees what was decided for them.
 fn from_answers(prompt: &str, answer: &str) {
-    eprintln!("{prompt} {answer} (from the answers file)");
+    crate::err_out!("{prompt} {answer} (from the answers file)");
 }
 
 fn interrupted(e: dialoguer::Error) -> anyhow::Error {
@@ -108,10 +108,10 @@ impl Ui for Terminal {
             .iter()
             .any(|c| c == &format!("{step}:{target}"))
         {
-            eprintln!("DESTRUCTIVE: {what} (confirmed by the answers file: {step}:{target})");
+            crate::err_out!("DESTRUCTIVE: {what} (confirmed by the answers file: {step}:{target})");
             return Ok(true);
         }
-        eprintln!("DESTRUCTIVE: {what}");
+        crate::err_out!("DESTRUCTIVE: {what}");
         let typed: String = Input::with_theme(&ColorfulTheme::default())
             .with_prompt(format!("Type {target} to go on (anything else stops)"))
             .allow_empty(true)
@@ -171,6 +171,6 @@ impl Ui for Terminal {
     }
 
     fn say(&self, msg: &str) {
-        eprintln!("{msg}");
+        crate::err_out!("{msg}");
     }
 }

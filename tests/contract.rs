@@ -1,0 +1,203 @@
+//! The command-line contract of DESIGN §2 where scripts lean on it: a
+//! usage error is exit 3 (never clap's 2, which means CRITICAL), `--json`
+//! puts exactly one JSON document on stdout whatever happens, its keys are
+//! snake_case, and a reader that goes away early does not turn the result
+//! into a panic.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+
+use common::Sys;
+use serde_json::Value;
+
+/// (exit code, stdout, stderr) of `guard ARGS…` on the sandbox.
+fn guard(sys: &Sys, args: &[&str]) -> (i32, String, String) {
+    let out = sys.cmd().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exactly one JSON document on stdout, parsed.
+fn one_document(stdout: &str) -> Value {
+    let mut docs = serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
+    let first = docs.next().expect("a JSON document on stdout").unwrap();
+    assert!(docs.next().is_none(), "more than one document:\n{stdout}");
+    first
+}
+
+fn sandbox() -> Sys {
+    let sys = Sys::new();
+    sys.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+        .write("/etc/group", "root:x:0:\n")
+        .write("/etc/motd", "hello\n");
+    sys
+}
+
+#[test]
+fn usage_errors_are_exit_3_with_the_error_document() {
+    let sys = sandbox();
+    for args in [
+        &["--json", "check", "--bogus"][..],
+        &["--json", "show"],
+        &["--json", "snapshot", "--kind", "weird"],
+        &["--json", "prune", "--keep", "abc"],
+        &["check", "--json", "--against", "x", "--acks"],
+    ] {
+        let (code, out, err) = guard(&sys, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        let doc = one_document(&out);
+        let msg = doc["error"].as_str().unwrap_or_default();
+        assert!(!msg.is_empty() && !msg.contains('\n'), "{args:?}: {doc}");
+        assert!(err.contains("Usage") || err.contains("error"), "{err}");
+    }
+    // without --json: the message alone, still exit 3
+    let (code, out, _) = guard(&sys, &["check", "--bogus"]);
+    assert_eq!((code, out.as_str()), (3, ""));
+    // asking for help or the version is no error
+    assert_eq!(guard(&sys, &["--help"]).0, 0);
+    let (code, out, _) = guard(&sys, &["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("guard "), "{out}");
+}
+
+#[test]
+fn a_listing_with_a_corrupt_snapshot_is_one_document_and_exit_3() {
+    let sys = sandbox();
+    sys.snapshot();
+    sys.snapshot();
+    let snaps = sys.store.path().join("snapshots");
+    let victim = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    std::fs::write(&victim, b"{ not json").unwrap();
+    let (code, out, err) = guard(&sys, &["--json", "list"]);
+    assert_eq!(code, 3, "{err}");
+    let doc = one_document(&out);
+    let rows = doc["snapshots"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{doc}");
+    assert!(rows.iter().any(|r| r["error"].is_string()), "{doc}");
+    assert!(err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn acknowledging_with_json_prints_the_acknowledgements() {
+    let sys = sandbox();
+    sys.snapshot();
+    let (code, out, err) = guard(
+        &sys,
+        &["--json", "check", "--ack", "file/modified:/etc/motd"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    let acks = doc["acks"].as_array().unwrap();
+    assert_eq!(acks.len(), 1, "{doc}");
+    assert_eq!(acks[0]["finding"], "file/modified");
+    assert_eq!(acks[0]["path"], "/etc/motd");
+}
+
+#[test]
+fn json_keys_are_snake_case_in_a_playbook_too() {
+    fn keys(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let sys = sandbox();
+    let (code, out, err) = guard(&sys, &["--json", "playbook", "show", "luks-guest-move"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    let mut all = Vec::new();
+    keys(&doc, &mut all);
+    assert!(all.iter().any(|k| k == "applies_to"), "{all:?}");
+    let kebab: Vec<_> = all.iter().filter(|k| k.contains('-')).collect();
+    assert!(kebab.is_empty(), "{kebab:?}");
+}
+
+#[test]
+fn a_playbook_run_with_json_prints_one_document() {
+    let sys = sandbox();
+    sys.write(
+        "/etc/guard/playbooks/hello.toml",
+        r#"
+version = 1
+id = "hello"
+title = "two steps"
+
+[[steps]]
+id = "one"
+title = "says hello"
+explain = "x"
+run = ["echo", "hello"]
+
+[[steps]]
+id = "two"
+title = "says it again"
+explain = "x"
+run = ["echo", "again"]
+"#,
+    );
+    let (code, out, err) = guard(&sys, &["--json", "run", "hello", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["playbook"], "hello");
+    assert_eq!(doc["finished"], true);
+    let steps: Vec<_> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, [("one", "done"), ("two", "done")]);
+
+    let (code, out, err) = guard(&sys, &["--json", "run", "hello", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    assert!(doc["script"].as_str().unwrap().contains("echo"), "{doc}");
+}
+
+/// `guard check --json | head -c0`: the reader is gone before guard
+/// writes. The exit code stays the check's (0 here), not a panic's 101.
+#[test]
+fn a_reader_that_goes_away_does_not_change_the_exit_code() {
+    let sys = sandbox();
+    sys.snapshot();
+    for args in [&["--json", "check"][..], &["check"], &["list"]] {
+        #[allow(clippy::disallowed_methods)] // the binary, with its stdout piped
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
+            .arg("--root")
+            .arg(sys.root())
+            .arg("--store")
+            .arg(sys.store.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
