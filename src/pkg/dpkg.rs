@@ -49,9 +49,14 @@ pub(crate) struct Stanza {
     pub package: String,
     pub arch: Option<String>,
     pub version: String,
+    /// Removed but not purged (`config-files`, `half-installed`): not
+    /// installed, but its list still names the conffiles left on disk,
+    /// which `dpkg -S` still attributes to it.
+    pub leftover: bool,
 }
 
-/// The installed packages of a status file.
+/// The packages of a status file whose files are on disk: installed ones
+/// and the leftovers of removed ones.
 pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
     let mut out = Vec::new();
     for para in paragraphs(text) {
@@ -74,24 +79,20 @@ pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
                 _ => {}
             }
         }
-        let on_disk = status
-            .as_deref()
-            .and_then(|s| s.split_whitespace().nth(2))
-            .is_some_and(|state| {
-                matches!(
-                    state,
-                    "installed"
-                        | "half-configured"
-                        | "unpacked"
-                        | "triggers-awaited"
-                        | "triggers-pending"
-                )
-            });
-        if let (Some(package), true) = (package, on_disk) {
+        let leftover = match status.as_deref().and_then(|s| s.split_whitespace().nth(2)) {
+            Some(
+                "installed" | "half-configured" | "unpacked" | "triggers-awaited"
+                | "triggers-pending",
+            ) => false,
+            Some("config-files" | "half-installed") => true,
+            _ => continue,
+        };
+        if let Some(package) = package {
             out.push(Stanza {
                 package,
                 arch,
                 version: version.unwrap_or_default(),
+                leftover,
             });
         }
     }
@@ -139,7 +140,9 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
                 break;
             }
         }
-        db.installed.insert(st.package, st.version);
+        if !st.leftover {
+            db.installed.insert(st.package, st.version);
+        }
     }
     Ok(Some(db))
 }
@@ -178,8 +181,16 @@ Version: 5-1
     #[test]
     fn status_keeps_what_is_on_disk() {
         let s = parse_status(STATUS_TEXT.as_bytes());
-        let names: Vec<&str> = s.iter().map(|s| s.package.as_str()).collect();
-        assert_eq!(names, ["foo", "libbar", "held"]);
+        let names: Vec<(&str, bool)> = s.iter().map(|s| (s.package.as_str(), s.leftover)).collect();
+        assert_eq!(
+            names,
+            [
+                ("foo", false),
+                ("libbar", false),
+                ("gone", true),
+                ("held", false)
+            ]
+        );
         assert_eq!(s[0].version, "1.0-1");
     }
 
@@ -217,7 +228,10 @@ Version: 5-1
         assert_eq!(info.packages.installed["libbar"], "2.3-4");
         assert_eq!(info.owners_of(&"/etc/foo/main.conf".into()), ["foo"]);
         assert_eq!(info.owners_of(&"/etc/bar.conf".into()), ["libbar"]);
-        assert!(info.owners_of(&"/etc/gone.conf".into()).is_empty());
+        // removed, not purged: not installed, but its leftover conffile is
+        // still its own, as `dpkg -S` says
+        assert!(!info.packages.installed.contains_key("gone"));
+        assert_eq!(info.owners_of(&"/etc/gone.conf".into()), ["gone"]);
         assert!(info.owners_of(&"/".into()).is_empty());
     }
 
