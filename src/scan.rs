@@ -497,6 +497,9 @@ fn walk_dirs<S: Send, T>(
     })
 }
 
+/// How a snapshot's errors name a package database that could not be read.
+const PKG_ERROR: &str = "package database";
+
 /// The scope as the walk saw it: every entry's `lstat`, nothing read yet.
 /// [`capture`] completes it against the stat cache.
 pub struct RawWalk {
@@ -1004,8 +1007,7 @@ pub fn capture(
     timer.phase("caps ledger");
 
     let spin = ui.spinner("package database");
-    let stamp = pkg::stamp(root);
-    let reuse = cache.filter(|c| !stamp.is_empty() && c.packages.stamp == stamp);
+    let mut stamp = pkg::stamp(root);
     let wanted: std::collections::HashSet<&SysPath> = w
         .entries
         .iter()
@@ -1013,7 +1015,20 @@ pub fn capture(
         .chain(caps.iter().map(|c| &c.path))
         .collect();
     // Same database as the cached snapshot: its packages and its owners
-    // are still true, taken from it without reading the database again.
+    // are still true, taken from it without reading the database again —
+    // if that snapshot read the database cleanly and recorded every path
+    // wanted now. (A path it lacks, e.g. one a restore put back since,
+    // would otherwise be taken for an admin's own file.)
+    let reuse = cache.filter(|c| {
+        let cached_caps: std::collections::HashSet<&SysPath> =
+            c.caps.iter().map(|k| &k.path).collect();
+        !stamp.is_empty()
+            && c.packages.stamp == stamp
+            && !c.errors.iter().any(|e| e.error.starts_with(PKG_ERROR))
+            && wanted
+                .iter()
+                .all(|p| cache_map.contains_key(p) || cached_caps.contains(p))
+    });
     let pk = match reuse {
         Some(c) => Ok(pkg::PackageInfo {
             packages: c.packages.clone(),
@@ -1024,15 +1039,19 @@ pub fn capture(
     .unwrap_or_else(|e| {
         w.errors.push(ScanError {
             path: SysPath::root(),
-            error: format!("package database: {e:#}"),
+            error: format!("{PKG_ERROR}: {e:#}"),
         });
         pkg::PackageInfo::default()
     });
     // A database that is present but unreadable: its paths look unowned.
     w.errors.extend(pk.errors.iter().map(|e| ScanError {
         path: SysPath::root(),
-        error: format!("package database: {e}"),
+        error: format!("{PKG_ERROR}: {e}"),
     }));
+    // A read that failed is never reused: the next snapshot reads again.
+    if w.errors.iter().any(|e| e.error.starts_with(PKG_ERROR)) {
+        stamp.clear();
+    }
     spin.finish();
     timer.phase("packages");
 

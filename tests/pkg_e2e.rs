@@ -463,6 +463,26 @@ fn rpm_ownership_comes_from_the_roots_sysimage_database() {
         );
     }
     assert_eq!(show["errors"], 0, "{show:#}");
+
+    // A first snapshot that could not read the database (no rpm on PATH)
+    // records the error; the next one reads it again instead of reusing
+    // "no owner" for every path.
+    let store = w.work.join("store2");
+    let nowhere = w.work.join("no-bin");
+    std::fs::create_dir_all(&nowhere).unwrap();
+    let (code, snap) = guard_env(&w.root, &store, &[("PATH", &nowhere)], &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (_, show) = guard(&w.root, &store, &["show", snap["id"].as_str().unwrap()]);
+    assert!(show["errors"].as_u64().unwrap() > 0, "{show:#}");
+    let (code, snap) = guard_env(&w.root, &store, &[("HOME", &home)], &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (_, show) = guard(&w.root, &store, &["show", snap["id"].as_str().unwrap()]);
+    assert_eq!(
+        show["owners"]["/etc/foo/main.conf"],
+        serde_json::json!(["foo"]),
+        "{show:#}"
+    );
+    assert_eq!(show["errors"], 0, "{show:#}");
 }
 
 // ---------------------------------------------------------------- dpkg
@@ -618,4 +638,70 @@ fn dpkg_diversions_move_ownership_with_the_file() {
         .unwrap()
         .iter()
         .any(|p| p == "/etc/foo/main.conf"));
+}
+
+fn dpkg_root(w: &World) {
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        std::fs::create_dir_all(w.root.join(d)).unwrap();
+    }
+    write(&w.root.join("var/lib/dpkg/status"), "");
+}
+
+fn owners_in(w: &World, id: &str, path: &str) -> Value {
+    let (code, v) = guard(&w.root, &w.store, &["show", id]);
+    assert_eq!(code, 0, "{v}");
+    v["owners"][path].clone()
+}
+
+fn snapshot_id(w: &World, kind: &str) -> String {
+    let (code, v) = guard(&w.root, &w.store, &["snapshot", "--kind", kind]);
+    assert_eq!(code, 0, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A snapshot reuses the previous one's owners while the database is
+/// unchanged, but not for a path that snapshot lacked (here: one a restore
+/// put back): that path would pass for an admin's own file, and its loss in
+/// the next upgrade for a critical one.
+#[test]
+fn dpkg_owners_of_a_path_the_cached_snapshot_lacked_are_read_again() {
+    let w = world();
+    dpkg_root(&w);
+    run(dpkg(&w)
+        .arg("-i")
+        .arg(dpkg_deb(&w, "1.0", MAIN_V1, CTL_V1, true)));
+    snapshot_id(&w, "manual");
+    std::fs::remove_file(w.root.join("etc/foo/old.conf")).unwrap();
+    snapshot_id(&w, "timer");
+    let (code, v) = guard(
+        &w.root,
+        &w.store,
+        &["restore", "--yes", "/etc/foo/old.conf"],
+    );
+    assert_eq!(code, 0, "{v}");
+    let pre = snapshot_id(&w, "pre");
+    assert_eq!(
+        owners_in(&w, &pre, "/etc/foo/old.conf"),
+        serde_json::json!(["foo"])
+    );
+}
+
+/// `dpkg -r` keeps a package's conffiles and its list: they are still its
+/// own (`dpkg -S` says so), though it is no longer installed.
+#[test]
+fn dpkg_conffiles_of_a_removed_package_are_still_owned() {
+    let w = world();
+    dpkg_root(&w);
+    run(dpkg(&w)
+        .arg("-i")
+        .arg(dpkg_deb(&w, "1.0", MAIN_V1, CTL_V1, true)));
+    run(dpkg(&w).arg("-r").arg("foo"));
+    assert!(w.root.join("etc/foo/main.conf").exists());
+    let id = snapshot_id(&w, "manual");
+    assert_eq!(
+        owners_in(&w, &id, "/etc/foo/main.conf"),
+        serde_json::json!(["foo"])
+    );
+    let (_, v) = guard(&w.root, &w.store, &["show", &id]);
+    assert_eq!(v["packages"], 0, "{v}");
 }

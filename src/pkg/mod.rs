@@ -59,6 +59,7 @@ const DB_FILES: &[&str] = &[
     "/var/lib/rpm/Packages.db",
     "/usr/lib/sysimage/rpm",
     "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/Packages",
     "/usr/lib/sysimage/rpm/Packages.db",
 ];
 
