@@ -149,3 +149,28 @@ fn ack_turns_a_finding_into_info_and_unack_brings_it_back() {
         .assert()
         .code(3);
 }
+
+/// A merge leftover the admin removed after merging, as
+/// `pkg/pending-merge` asks, is no admin's file gone missing.
+#[test]
+fn a_merged_and_removed_rpmnew_is_not_critical() {
+    let s = base();
+    s.write("/etc/foo/main.conf", "a = 1\n")
+        .write("/etc/foo/main.conf.rpmnew", "a = 2\n");
+    s.snapshot();
+    s.rm("/etc/foo/main.conf.rpmnew");
+    let (code, v) = s.check();
+    let f = for_path(&v, "/etc/foo/main.conf.rpmnew");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["id"], "file/vanished");
+    assert_eq!(f[0]["severity"], "info", "{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    // an admin's own file next to it is still critical
+    s.rm("/etc/foo/main.conf");
+    let (code, v) = s.check();
+    assert_eq!(
+        for_path(&v, "/etc/foo/main.conf")[0]["severity"],
+        "critical"
+    );
+    assert_eq!(code, 2);
+}

@@ -73,11 +73,23 @@ impl Check for FileChanges {
             })
             .collect();
         for (top, under) in collapse(vanished) {
+            // A package manager's merge leftover (`.rpmnew`, `.pacnew`,
+            // `.dpkg-dist`…) is owned by no package but is not the admin's
+            // own file either: removing it is what `pkg/pending-merge` asks
+            // for once merged.
+            let admins = |e: &&Entry| {
+                e.owners.is_empty()
+                    && e.kind != FileKind::Dir
+                    && super::merges::classify(&e.path).is_none()
+            };
             let unowned = std::iter::once(top)
                 .chain(under.iter().copied())
-                .any(|e| e.owners.is_empty() && e.kind != FileKind::Dir);
-            let sev = if unowned || (top.owners.is_empty() && under.is_empty()) {
+                .any(|e| admins(&e));
+            let leftover = super::merges::classify(&top.path).is_some();
+            let sev = if unowned || (under.is_empty() && top.owners.is_empty() && !leftover) {
                 Severity::Critical
+            } else if under.is_empty() && leftover {
+                Severity::Info
             } else {
                 Severity::Warning
             };
