@@ -705,3 +705,35 @@ fn dpkg_conffiles_of_a_removed_package_are_still_owned() {
     let (_, v) = guard(&w.root, &w.store, &["show", &id]);
     assert_eq!(v["packages"], 0, "{v}");
 }
+
+/// openSUSE keeps an ndb database (`Packages.db`), which Debian's rpm
+/// cannot read: it used to list nothing, exit 0 and create rpmdb.sqlite
+/// inside the root, and every path passed for an admin's own. Now the
+/// snapshot records that ownership is unknown, and the root is left alone.
+#[test]
+fn an_rpm_database_the_host_cannot_read_is_an_error_not_an_empty_one() {
+    let w = world();
+    let db = w.root.join("usr/lib/sysimage/rpm");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(db.join("Packages.db"), vec![0x5a; 8192]).unwrap();
+    write(
+        &w.root.join("etc/pam.d/sshd"),
+        "auth required pam_unix.so\n",
+    );
+    let home = w.work.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (code, snap) = guard_env(&w.root, &w.store, &[("HOME", &home)], &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let id = snap["id"].as_str().unwrap();
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(w.store.join("snapshots").join(format!("{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let errors = doc["manifest"]["errors"].to_string();
+    assert!(errors.contains("ownership unknown"), "{errors}");
+    let left: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["Packages.db"], "rpm wrote into the root");
+}

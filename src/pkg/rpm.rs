@@ -81,14 +81,43 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
     if !exec::available("rpm") {
         bail!("the root has an rpm database in {dir} but rpm is not installed to read it");
     }
+    // The backend of the file that is there, said explicitly: left to
+    // its own configuration, the host's rpm opens the backend *it* was
+    // built for (Debian's: sqlite), finds an "empty" database, lists
+    // nothing, exits 0 — and creates rpmdb.sqlite inside the root.
+    let (file, backend) = DB_FILES
+        .iter()
+        .zip(["sqlite", "ndb", "bdb_ro"])
+        .find(|(f, _)| root.lstat(&dir.join(f)).is_ok())
+        .expect("db_dir found one of them");
     let cmd = Cmd::new("rpm")
         .arg("--root")
         .arg(root.path())
         .arg("--dbpath")
         .arg(dir.as_os_str())
+        .args(["--define", &format!("_db_backend {backend}")])
         .args(["-qa", "--qf", QUERY]);
-    let out = exec::stdout_of(&cmd)?;
-    Ok(Some(parse(&out)))
+    let out = exec::output(&cmd)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            cmd.display(),
+            out.status,
+            stderr.trim()
+        );
+    }
+    // A backend this rpm was built without (Debian's has no ndb) falls
+    // back to a "dummy" database that lists nothing and exits 0: then the
+    // ownership is unknown, not "nothing installed".
+    if stderr.contains("dummy database") {
+        bail!(
+            "rpm on this host cannot read the root's {backend} database {dir}/{file} \
+             (it fell back to a dummy database): ownership unknown"
+        );
+    }
+    let db = parse(&out.stdout);
+    Ok(Some(db))
 }
 
 #[cfg(test)]
