@@ -182,3 +182,34 @@ fn vanished_services_of_dovecot_vsftpd_and_sshd() {
         "3 critical: logins (dovecot, sshd, vsftpd) will fail"
     );
 }
+
+#[test]
+fn opensuse_saslauthd_authmech_names_the_daemons() {
+    // openSUSE Leap's /etc/sysconfig/saslauthd has no MECHANISMS= line:
+    // its init script reads SASLAUTHD_AUTHMECH (Fedora's reads MECH).
+    // Without these keys guard could not say who uses imap and smtp.
+    for (key, file) in [
+        ("SASLAUTHD_AUTHMECH", "/etc/sysconfig/saslauthd"),
+        ("MECH", "/etc/sysconfig/saslauthd"),
+    ] {
+        let s = mail_server();
+        s.write(file, &format!("## Type: list(pam,shadow)\n{key}=pam\n"));
+        s.snapshot();
+        s.rm("/etc/pam.d/imap");
+        s.rm("/etc/pam.d/smtp");
+        let (code, v) = s.check();
+        assert_eq!(code, 2, "{v:#}");
+        let imap = for_path(&v, "/etc/pam.d/imap");
+        let msg = imap[0]["message"].as_str().unwrap();
+        assert!(msg.starts_with("IMAP logins will fail"), "{key}: {msg}");
+        assert!(msg.contains("saslauthd for cyrus imapd"), "{key}: {msg}");
+        assert!(imap[0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == file && e["line"] == 2));
+        let smtp = for_path(&v, "/etc/pam.d/smtp");
+        let msg = smtp[0]["message"].as_str().unwrap();
+        assert!(msg.contains("saslauthd for postfix smtpd"), "{key}: {msg}");
+    }
+}

@@ -70,17 +70,25 @@ fn first_setting(
     None
 }
 
+/// The settings that choose saslauthd's mechanisms, one per distribution's
+/// packaging: Debian's `MECHANISMS=`, openSUSE's `SASLAUTHD_AUTHMECH=` and
+/// Fedora's `MECH=`. Each init script reads only its own key, so any of
+/// them saying `pam` means the daemons behind saslauthd use PAM.
+const SASLAUTHD_MECH_KEYS: &[&str] = &["MECHANISMS", "SASLAUTHD_AUTHMECH", "MECH"];
+
 /// saslauthd with the `pam` mechanism.
 fn saslauthd_pam(files: &dyn Files) -> Option<Evidence> {
-    let (p, n, v, raw) = first_setting(
-        files,
-        &["/etc/sysconfig/saslauthd", "/etc/default/saslauthd"],
-        "MECHANISMS",
-        &['='],
-    )?;
-    v.split_whitespace()
-        .any(|m| m == "pam")
-        .then(|| line_evidence(&p, n, &raw, "saslauthd checks passwords through PAM"))
+    SASLAUTHD_MECH_KEYS.iter().find_map(|key| {
+        let (p, n, v, raw) = first_setting(
+            files,
+            &["/etc/sysconfig/saslauthd", "/etc/default/saslauthd"],
+            key,
+            &['='],
+        )?;
+        v.split_whitespace()
+            .any(|m| m == "pam")
+            .then(|| line_evidence(&p, n, &raw, "saslauthd checks passwords through PAM"))
+    })
 }
 
 fn words(v: &str) -> Vec<String> {
