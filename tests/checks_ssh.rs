@@ -230,3 +230,74 @@ fn vendor_config_on_opensuse_compared_with_the_snapshot() {
         "{msg}"
     );
 }
+
+/// The real `sshd -T` (with `-C conn` when given) on the sshd_config of
+/// a test root: absolute `/etc/ssh` paths are pointed into the root, so
+/// sshd reads the root's drop-ins and never this machine's.
+fn sshd_t_of(s: &Sys, conn: Option<&str>) -> std::collections::BTreeMap<String, String> {
+    let hk = s.path("/hostkey");
+    if !hk.exists() {
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            hk.to_str().unwrap(),
+        ]);
+    }
+    let text = std::fs::read_to_string(s.path("/etc/ssh/sshd_config")).unwrap();
+    let etc_ssh = format!("{}/etc/ssh/", s.root().display());
+    let cfg = s.path("/sshd_config.T");
+    std::fs::write(&cfg, text.replace("/etc/ssh/", &etc_ssh)).unwrap();
+    sshd_t(&cfg, &hk, conn)
+}
+
+#[test]
+fn dropin_turning_key_logins_off_is_critical() {
+    let s = cloud_box();
+    s.snapshot();
+    s.write(
+        "/etc/ssh/sshd_config.d/40-hardening.conf",
+        "PubkeyAuthentication no\n",
+    );
+    // sshd itself agrees the drop-in wins: keys are refused, and with
+    // passwords off nobody gets in
+    let t = sshd_t_of(&s, None);
+    assert_eq!(t["pubkeyauthentication"], "no");
+    assert_eq!(t["passwordauthentication"], "no");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/pubkey-auth-off");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "critical");
+    let msg = f[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("ssh refuses key logins") && msg.contains("it was yes in the snapshot"),
+        "{msg}"
+    );
+    assert_eq!(
+        f[0]["evidence"][0]["path"],
+        "/etc/ssh/sshd_config.d/40-hardening.conf"
+    );
+    assert!(f[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("PubkeyAuthentication yes"));
+    assert!(
+        with_id(&v, "ssh/password-auth-effective").is_empty(),
+        "{v:#}"
+    );
+
+    // turning keys back on (or leaving them on) is no finding
+    s.write(
+        "/etc/ssh/sshd_config.d/40-hardening.conf",
+        "PubkeyAuthentication yes\n",
+    );
+    assert_eq!(sshd_t_of(&s, None)["pubkeyauthentication"], "yes");
+    let (code, v) = s.check();
+    assert!(with_id(&v, "ssh/pubkey-auth-off").is_empty(), "{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+}

@@ -2,7 +2,8 @@
 //! it (first value wins, `Include` globs in lexical order relative to
 //! /etc/ssh, the openSUSE vendor file when /etc has none, `Match` blocks
 //! apart), and `ssh/password-auth-effective` (incident 2: a cloud-init
-//! drop-in included first turns password logins back on).
+//! drop-in included first turns password logins back on) and
+//! `ssh/pubkey-auth-off` (a drop-in turning key logins off).
 //!
 //! `tests/ssh_corpus.rs` holds this parser to the real `sshd -T`.
 
@@ -314,9 +315,13 @@ fn written_in_main(files: &dyn Files, main: &SysPath, key: &str) -> Option<Setti
     None
 }
 
-/// How much a value lets passwords in; higher is more permissive.
+/// How much a value weakens the server; higher is worse. For the password
+/// keywords that is more permissive; for `PubkeyAuthentication` the ranking
+/// is reversed: `no` is worse, because with passwords off it shuts out the
+/// admin, whose only way in is a key.
 pub fn rank(key: &str, v: &str) -> u8 {
     match key {
+        "pubkeyauthentication" => u8::from(v == "no"),
         "permitrootlogin" => match v {
             "yes" => 3,
             "prohibit-password" => 2,
@@ -336,12 +341,23 @@ pub const JUDGED: &[(&str, &str)] = &[
     ),
     ("permitemptypasswords", "PermitEmptyPasswords"),
     ("permitrootlogin", "PermitRootLogin"),
+    ("pubkeyauthentication", "PubkeyAuthentication"),
 ];
+
+/// The finding id for a judged keyword: key logins turned off is no
+/// password weakening and gets its own id.
+fn finding_id(key: &str) -> &'static str {
+    match key {
+        "pubkeyauthentication" => "ssh/pubkey-auth-off",
+        _ => "ssh/password-auth-effective",
+    }
+}
 
 fn what(key: &str) -> &'static str {
     match key {
         "permitrootlogin" => "ssh permits root login with a password",
         "permitemptypasswords" => "ssh accepts empty passwords",
+        "pubkeyauthentication" => "ssh refuses key logins",
         _ => "ssh accepts passwords",
     }
 }
@@ -394,7 +410,7 @@ impl Check for Ssh {
             }
             let paths: Vec<&SysPath> = winner.map(|w| vec![&w.path]).unwrap_or_default();
             let mut f = Finding::new(
-                "ssh/password-auth-effective",
+                finding_id(key),
                 Severity::Critical,
                 &paths,
                 format!("{}: {whence}, but {}", what(key), why.join(" and ")),
@@ -405,10 +421,10 @@ impl Check for Ssh {
             for l in now.ignored.get(*key).into_iter().flatten() {
                 f = f.evidence(ev(l, "ignored: an earlier line already set it"));
             }
-            let safe = if *key == "permitrootlogin" {
-                "prohibit-password"
-            } else {
-                "no"
+            let safe = match *key {
+                "permitrootlogin" => "prohibit-password",
+                "pubkeyauthentication" => "yes",
+                _ => "no",
             };
             f = f.fix(match winner {
                 Some(w) if w.path != main => format!(
@@ -517,5 +533,7 @@ mod tests {
     fn ranks_permissiveness() {
         assert!(rank("permitrootlogin", "yes") > rank("permitrootlogin", "prohibit-password"));
         assert!(rank("passwordauthentication", "yes") > rank("passwordauthentication", "no"));
+        // reversed: refusing keys is the weaker (lock-out) setting
+        assert!(rank("pubkeyauthentication", "no") > rank("pubkeyauthentication", "yes"));
     }
 }
