@@ -105,6 +105,13 @@ fn vanished_mail_services_name_their_daemons() {
 #[test]
 fn moved_to_vendor_is_info_unless_the_admin_changed_it() {
     let s = mail_server();
+    // the sudo package ships /etc/pam.d/sudo and moved it to the vendor
+    // dir (an unowned file that vanished is the critical case below)
+    s.write(
+        "/var/lib/dpkg/status",
+        "Package: sudo\nStatus: install ok installed\nVersion: 1.9.15-1\n\n",
+    )
+    .write("/var/lib/dpkg/info/sudo.list", "/etc/pam.d/sudo\n");
     s.snapshot();
     s.rm("/etc/pam.d/sudo"); // had an admin change (pam_wheel)
     s.rm("/etc/pam.d/su"); // same as the vendor file
@@ -212,4 +219,34 @@ fn opensuse_saslauthd_authmech_names_the_daemons() {
         let msg = smtp[0]["message"].as_str().unwrap();
         assert!(msg.contains("saslauthd for postfix smtpd"), "{key}: {msg}");
     }
+}
+
+#[test]
+fn admins_own_file_replaced_by_a_different_vendor_file_is_critical() {
+    // incident 1 on openSUSE: the admin's /etc/pam.d/smtp (sss, owned by
+    // no package) vanishes while the vendor's pam_unix-only smtp in
+    // /usr/lib/pam.d applies: SMTP AUTH of LDAP users fails
+    let s = mail_server();
+    s.write("/usr/lib/pam.d/smtp", "auth required pam_unix.so\n");
+    s.snapshot();
+    s.rm("/etc/pam.d/smtp");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let smtp = for_path(&v, "/etc/pam.d/smtp");
+    assert_eq!(smtp.len(), 1, "replaces file/vanished: {v:#}");
+    assert_eq!(smtp[0]["id"], "pam/moved-to-vendor");
+    assert_eq!(smtp[0]["severity"], "critical");
+    let msg = smtp[0]["message"].as_str().unwrap();
+    assert!(msg.starts_with("SMTP logins may fail"), "{msg}");
+    assert!(msg.contains("saslauthd for postfix smtpd"), "{msg}");
+    assert!(msg.contains("/usr/lib/pam.d/smtp"), "{msg}");
+    assert!(smtp[0]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["path"] == "/etc/sasl2/smtpd.conf"));
+    assert_eq!(
+        smtp[0]["fix"],
+        "guard restore /etc/pam.d/smtp (a file in /etc/pam.d overrides /usr/lib/pam.d/smtp)"
+    );
 }

@@ -545,15 +545,44 @@ impl Check for Pam {
                 });
                 let now = live.text(&v);
                 let changed = before.is_some() && before != now;
+                // The admin's own file (no package owned it) replaced by a
+                // different vendor file is incident 1 again: the vendor's
+                // stack (pam_unix only) now decides the logins the admin's
+                // stack (LDAP, sss) handled, and no upgrade brings the
+                // file back. As critical as the file/vanished it replaces.
+                let admins = changed && e.owners.is_empty();
+                let users = if admins {
+                    users_of(&live, &name)
+                } else {
+                    Vec::new()
+                };
+                let mut daemons: Vec<String> = users.iter().map(|u| u.daemon.clone()).collect();
+                daemons.dedup();
                 let mut f = Finding::new(
                     "pam/moved-to-vendor",
-                    if changed {
+                    if admins {
+                        Severity::Critical
+                    } else if changed {
                         Severity::Warning
                     } else {
                         Severity::Info
                     },
                     &[&e.path],
-                    if changed {
+                    if admins && !users.is_empty() {
+                        format!(
+                            "{} logins may fail: {} (used by {}) vanished, PAM now \
+                             reads the different vendor file {v}",
+                            logins_of(&users),
+                            e.path,
+                            daemons.join(", ")
+                        )
+                    } else if admins {
+                        format!(
+                            "logins through PAM service {name} may fail: {} vanished, \
+                             PAM now reads the different vendor file {v}",
+                            e.path
+                        )
+                    } else if changed {
                         format!(
                             "{} moved to {v}, losing the changes made to the /etc copy",
                             e.path
@@ -562,6 +591,17 @@ impl Check for Pam {
                         format!("{} moved to the vendor file {v} (unchanged)", e.path)
                     },
                 );
+                for u in &users {
+                    f.evidence.extend(u.evidence.iter().cloned());
+                }
+                if admins {
+                    f = f.evidence(Evidence::new(
+                        &e.path,
+                        None,
+                        None,
+                        "owned by no package: an admin's own file, no upgrade will bring it back",
+                    ));
+                }
                 if saved {
                     f = f.evidence(Evidence::new(
                         &rpmsave,
