@@ -301,3 +301,32 @@ fn dropin_turning_key_logins_off_is_critical() {
     assert!(with_id(&v, "ssh/pubkey-auth-off").is_empty(), "{v:#}");
     assert_eq!(code, 0, "{v:#}");
 }
+
+#[test]
+fn root_login_weakened_to_key_only_says_so_and_recommends_the_old_value() {
+    let s = cloud_box();
+    s.snapshot();
+    s.write(
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+        "PermitRootLogin without-password\n",
+    );
+    assert_eq!(sshd_t_of(&s, None)["permitrootlogin"], "prohibit-password");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    assert_eq!(f.len(), 1, "{v:#}");
+    let msg = f[0]["message"].as_str().unwrap();
+    // root may log in with a key now, never with a password
+    assert!(
+        msg.starts_with("ssh permits root login with a key:"),
+        "{msg}"
+    );
+    let fix = f[0]["fix"].as_str().unwrap();
+    // the value in effect is no fix; the snapshot's `no` is
+    assert!(fix.contains("`PermitRootLogin no`"), "{fix}");
+    let (_, text) = s.check_text();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "1 critical: ssh permits root login with a key"
+    );
+}

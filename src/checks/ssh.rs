@@ -353,8 +353,16 @@ fn finding_id(key: &str) -> &'static str {
     }
 }
 
-fn what(key: &str) -> &'static str {
+/// What the effective value `v` of `key` lets in, for the message.
+fn what(key: &str, v: &str) -> &'static str {
     match key {
+        // `prohibit-password` (alias `without-password`) still refuses
+        // root's password: saying otherwise sends the admin hunting for
+        // a password hole that is not there
+        "permitrootlogin" if v == "prohibit-password" => "ssh permits root login with a key",
+        "permitrootlogin" if v == "forced-commands-only" => {
+            "ssh permits root login for forced commands"
+        }
         "permitrootlogin" => "ssh permits root login with a password",
         "permitemptypasswords" => "ssh accepts empty passwords",
         "pubkeyauthentication" => "ssh refuses key logins",
@@ -413,7 +421,7 @@ impl Check for Ssh {
                 finding_id(key),
                 Severity::Critical,
                 &paths,
-                format!("{}: {whence}, but {}", what(key), why.join(" and ")),
+                format!("{}: {whence}, but {}", what(key, &v), why.join(" and ")),
             );
             if let Some(w) = winner {
                 f = f.evidence(ev(w, "wins: sshd uses the first value it reads"));
@@ -421,11 +429,21 @@ impl Check for Ssh {
             for l in now.ignored.get(*key).into_iter().flatten() {
                 f = f.evidence(ev(l, "ignored: an earlier line already set it"));
             }
-            let safe = match *key {
-                "permitrootlogin" => "prohibit-password",
-                "pubkeyauthentication" => "yes",
-                _ => "no",
-            };
+            // Recommend what the admin had (the snapshot's value, or the one
+            // written in sshd_config), the stricter of the two: a fixed
+            // `prohibit-password` would be the value already in effect when
+            // `no` was weakened to it.
+            let safe = [
+                old.as_deref().filter(|_| worse_than_before),
+                admin
+                    .as_ref()
+                    .filter(|_| worse_than_admin)
+                    .map(|a| a.value.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|r| rank(key, r))
+            .unwrap_or("no");
             f = f.fix(match winner {
                 Some(w) if w.path != main => format!(
                     "set `{name} {safe}` in {} (or in a drop-in that sorts before it), \
