@@ -330,3 +330,63 @@ fn root_login_weakened_to_key_only_says_so_and_recommends_the_old_value() {
         "1 critical: ssh permits root login with a key"
     );
 }
+
+#[test]
+fn match_block_turning_passwords_and_root_on_is_critical() {
+    let s = cloud_box();
+    s.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n\
+         PermitRootLogin no\nMatch User backup\n  PasswordAuthentication yes\n",
+    );
+    s.snapshot();
+    s.write(
+        "/etc/ssh/sshd_config.d/60-everyone.conf",
+        "Match User *\n  PasswordAuthentication yes\n  PermitRootLogin yes\n",
+    );
+    // sshd applies the block to any user while the global values stay no
+    let t = sshd_t_of(&s, None);
+    assert_eq!(t["passwordauthentication"], "no");
+    let u = sshd_t_of(&s, Some("user=alice,host=x,addr=1.2.3.4"));
+    assert_eq!(u["passwordauthentication"], "yes");
+    assert_eq!(u["permitrootlogin"], "yes");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = for_path(&v, "/etc/ssh/sshd_config.d/60-everyone.conf");
+    assert_eq!(f.len(), 2, "replaces file/added: {v:#}");
+    let msgs: Vec<&str> = f.iter().map(|f| f["message"].as_str().unwrap()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m
+                .starts_with("ssh accepts passwords for Match User *: PasswordAuthentication yes")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m
+            .starts_with("ssh permits root login with a password for Match User *")
+            && m.contains("it was no in the snapshot")),
+        "{msgs:?}"
+    );
+    assert!(f.iter().all(|f| f["severity"] == "critical"));
+    assert_eq!(f[0]["evidence"][0]["text"], "Match User *");
+    // the admin's own `Match User backup` from the snapshot is no finding
+    assert!(!msgs.iter().any(|m| m.contains("backup")), "{msgs:?}");
+    assert_eq!(for_path(&v, "/etc/ssh/sshd_config").len(), 0, "{v:#}");
+
+    // before any snapshot the admin's block in sshd_config is what they
+    // meant; the drop-in's is still judged against the global value
+    let s2 = Sys::new();
+    for p in [
+        "/etc/ssh/sshd_config",
+        "/etc/ssh/sshd_config.d/60-everyone.conf",
+    ] {
+        s2.write(p, &std::fs::read_to_string(s.path(p)).unwrap());
+    }
+    let (code, v) = s2.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    assert_eq!(f.len(), 2, "{v:#}");
+    assert!(f
+        .iter()
+        .all(|f| f["message"].as_str().unwrap().contains("Match User *:")));
+}

@@ -474,8 +474,78 @@ impl Check for Ssh {
             }
             out.push(f);
         }
+        out.extend(match_findings(&main, &now, before.as_ref()));
         out
     }
+}
+
+/// `Match` blocks that weaken a judged keyword for the connections they
+/// match: a drop-in adding `Match User *` with `PasswordAuthentication yes`
+/// turns passwords on for everyone while the global value stays `no`
+/// (`sshd -T -C user=…` agrees). A block is judged when its value is worse
+/// than the global one and than what the snapshot had for the same block
+/// (or, when the snapshot had no such block, its global value). Without a
+/// snapshot only blocks outside the main file are judged: a block written
+/// in `sshd_config` itself is what the admin meant.
+fn match_findings(main: &SysPath, now: &Effective, before: Option<&Effective>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for m in &now.matches {
+        for (key, name) in JUDGED {
+            let Some(s) = m.settings.get(*key) else {
+                continue;
+            };
+            let global = now.value(key);
+            if rank(key, &s.value) <= rank(key, &global) {
+                continue;
+            }
+            let old = before.map(|b| {
+                b.matches
+                    .iter()
+                    .find(|bm| bm.criteria == m.criteria)
+                    .and_then(|bm| bm.settings.get(*key))
+                    .map_or_else(|| b.value(key), |bs| bs.value.clone())
+            });
+            match &old {
+                Some(o) if rank(key, &s.value) <= rank(key, o) => continue,
+                None if m.path == *main => continue,
+                _ => {}
+            }
+            let mut why = format!("the global value is {global}");
+            if let Some(o) = &old {
+                why.push_str(&format!(" and it was {o} in the snapshot"));
+            }
+            let mut f = Finding::new(
+                finding_id(key),
+                Severity::Critical,
+                &[&m.path],
+                format!(
+                    "{} for Match {}: {name} {} from {}:{}, but {why}",
+                    what(key, &s.value),
+                    m.criteria,
+                    s.value,
+                    s.path,
+                    s.line
+                ),
+            )
+            .evidence(Evidence::new(
+                &m.path,
+                Some(m.line as u32),
+                Some(format!("Match {}", m.criteria)),
+                "applies to the connections it matches",
+            ))
+            .evidence(ev(s, "overrides the global value for those connections"));
+            if let Some(g) = now.global.get(*key) {
+                f = f.evidence(ev(g, "the global value"));
+            }
+            f = f.fix(format!(
+                "remove `{name} {}` from the Match {} block in {} (line {}), then \
+                 confirm with: sshd -T -C user=NAME,host=HOST,addr=ADDR | grep -i {key}",
+                s.value, m.criteria, s.path, s.line
+            ));
+            out.push(f);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
