@@ -250,3 +250,49 @@ fn admins_own_file_replaced_by_a_different_vendor_file_is_critical() {
         "guard restore /etc/pam.d/smtp (a file in /etc/pam.d overrides /usr/lib/pam.d/smtp)"
     );
 }
+
+#[test]
+fn missing_module_severity_follows_the_control() {
+    let s = mail_server();
+    s.write(
+        "/etc/pam.d/pop",
+        "auth optional pam_nothere.so\nauth required pam_unix.so\n\
+         account required pam_unix.so\n",
+    )
+    // pam_open_session fails with "Module is unknown": the login ends
+    .write(
+        "/etc/pam.d/sieve",
+        "auth required pam_unix.so\nsession required pam_gone.so\n",
+    )
+    // a leading `-` only silences the log: libpam still fails the stack
+    .write("/etc/pam.d/ftp", "-auth required pam_dashgone.so\n")
+    // harmless: ignored and not logged
+    .write("/etc/pam.d/lpd", "-session optional pam_systemd_gone.so\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let m = with_id(&v, "pam/module-missing");
+    let of = |module: &str| {
+        m.iter()
+            .find(|f| f["message"].as_str().unwrap().contains(module))
+            .unwrap_or_else(|| panic!("no finding for {module}: {v:#}"))
+    };
+    assert_eq!(of("pam_nothere.so")["severity"], "warning");
+    assert!(of("pam_nothere.so")["message"]
+        .as_str()
+        .unwrap()
+        .contains("logins go on"));
+    assert_eq!(of("pam_gone.so")["severity"], "critical");
+    assert!(of("pam_gone.so")["message"]
+        .as_str()
+        .unwrap()
+        .contains("logins fail"));
+    assert_eq!(of("pam_dashgone.so")["severity"], "critical");
+    assert!(
+        !m.iter().any(|f| f["message"]
+            .as_str()
+            .unwrap()
+            .contains("pam_systemd_gone.so")),
+        "{v:#}"
+    );
+    assert_eq!(m.len(), 3, "{v:#}");
+}

@@ -1,7 +1,8 @@
 //! PAM: `pam/service-vanished` (incident 1: the admin's `/etc/pam.d/imap`
 //! deleted by an upgrade, naming the daemons that use the service and the
 //! logins that now fail), `pam/moved-to-vendor`, `pam/module-missing` and
-//! `pam/include-missing` (following `include`, `substack`, `@include`).
+//! `pam/include-missing` (following `include`, `substack`, `@include`),
+//! a missing module rated by its line's control.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -321,10 +322,47 @@ pub struct PamLine {
     pub text: String,
     /// `auth`, `account`, `password`, `session`, or `@include`.
     pub kind: String,
-    /// A leading `-`: a missing module is skipped silently by PAM.
+    /// A leading `-`: PAM does not log a missing module, but still runs
+    /// the line as a failing one (see [`PamLine::ignores_missing`]).
     pub optional: bool,
+    /// `required`, `optional`, `[success=1 default=ignore]`, ….
+    pub control: String,
     pub module: Option<String>,
     pub include: Option<String>,
+}
+
+impl PamLine {
+    /// Whether the stack's result is the same when this line's module is
+    /// missing. libpam turns a module it cannot load (with or without a
+    /// leading `-`) into one that returns PAM_MODULE_UNKNOWN; only the
+    /// control decides what that does. `optional` ignores it. A bracket
+    /// control ignores it when `module_unknown` (else `default`, which
+    /// itself defaults to `bad`) is `ignore`, but only if success would
+    /// not have jumped or ended the stack either: Debian's
+    /// `[success=1 default=ignore] pam_unix.so` skips the `pam_deny.so`
+    /// after it, and without the module pam_deny runs. `required`,
+    /// `requisite` and `sufficient` change the result.
+    pub fn ignores_missing(&self) -> bool {
+        let c = self.control.as_str();
+        if c == "optional" {
+            return true;
+        }
+        let Some(inner) = c.strip_prefix('[').and_then(|c| c.strip_suffix(']')) else {
+            return false;
+        };
+        let (mut unknown, mut default, mut success) = (None, None, None);
+        for kv in inner.split_whitespace() {
+            match kv.split_once('=') {
+                Some(("module_unknown", v)) => unknown = Some(v),
+                Some(("default", v)) => default = Some(v),
+                Some(("success", v)) => success = Some(v),
+                _ => {}
+            }
+        }
+        let on_missing = unknown.or(default).unwrap_or("bad");
+        let on_success = success.or(default).unwrap_or("bad");
+        on_missing == "ignore" && matches!(on_success, "ok" | "ignore")
+    }
 }
 
 /// Parses a PAM service file (comments, `[...]` controls, includes).
@@ -342,6 +380,7 @@ pub fn parse(text: &str) -> Vec<PamLine> {
             text: raw.to_string(),
             kind: first.trim_start_matches('-').to_ascii_lowercase(),
             optional: first.starts_with('-'),
+            control: String::new(),
             module: None,
             include: None,
         };
@@ -365,6 +404,7 @@ pub fn parse(text: &str) -> Vec<PamLine> {
             }
         }
         let target = toks.next().map(str::to_string);
+        pl.control = control.to_ascii_lowercase();
         if control == "include" || control == "substack" {
             pl.include = target;
         } else {
@@ -462,7 +502,10 @@ fn walk(files: &dyn Files, mods: &BTreeSet<String>, check_modules: bool) -> Miss
                     }
                 }
                 let Some(module) = &pl.module else { continue };
-                if !check_modules || pl.optional {
+                // A `-` line whose control ignores the missing module is
+                // silent in every way: no log line, same result. Any other
+                // `-` line (`-auth required`) fails like a plain one.
+                if !check_modules || (pl.optional && pl.ignores_missing()) {
                     continue;
                 }
                 let present = if module.starts_with('/') {
@@ -666,9 +709,18 @@ impl Check for Pam {
         let check_modules = !mods.is_empty();
         let missing = walk(&live, &mods, check_modules);
         for (module, refs) in missing.modules {
-            let crit = refs
+            // A required/requisite/sufficient line fails its whole stack:
+            // auth and account deny the login, and a failing session
+            // stack makes pam_open_session fail ("Module is unknown"),
+            // which ends the login too. An ignoring control (optional)
+            // only costs a log line; password lines only password changes.
+            let counts = |l: &PamLine| !l.ignores_missing();
+            let crit = refs.iter().any(|(_, l, _)| {
+                counts(l) && matches!(l.kind.as_str(), "auth" | "account" | "session")
+            });
+            let passwd = refs
                 .iter()
-                .any(|(_, l, _)| l.kind == "auth" || l.kind == "account");
+                .any(|(_, l, _)| counts(l) && l.kind == "password");
             let mut paths: Vec<&SysPath> = refs.iter().map(|(p, _, _)| p).collect();
             paths.dedup();
             let services: BTreeSet<String> = refs
@@ -687,8 +739,10 @@ impl Check for Pam {
                     "PAM module {module} is missing: {} for services {}",
                     if crit {
                         "logins fail"
+                    } else if passwd {
+                        "password changes fail"
                     } else {
-                        "password changes or sessions fail"
+                        "PAM logs an error, logins go on"
                     },
                     list(&services)
                 ),
@@ -706,7 +760,7 @@ impl Check for Pam {
                     p,
                     l.line,
                     &l.text,
-                    format!("{} line, reached by {}", l.kind, list(s)),
+                    format!("{} {} line, reached by {}", l.kind, l.control, list(s)),
                 ));
             }
             f.detail = Some(format!(
@@ -766,6 +820,25 @@ mod tests {
         assert_eq!(p[2].include.as_deref(), Some("common-auth"));
         assert_eq!(p[3].include.as_deref(), Some("system-account"));
         assert_eq!(p[4].include.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn controls_that_ignore_a_missing_module() {
+        let c = |t: &str| parse(t)[0].ignores_missing();
+        assert!(c("auth optional pam_x.so"));
+        assert!(c("-session optional pam_x.so"));
+        assert!(c("auth [success=ok default=ignore] pam_x.so"));
+        assert!(c(
+            "auth [module_unknown=ignore success=ok default=bad] pam_x.so"
+        ));
+        assert!(!c("auth required pam_x.so"));
+        assert!(!c("-auth required pam_x.so"));
+        assert!(!c("auth sufficient pam_x.so"));
+        assert!(!c("session requisite pam_x.so"));
+        // the missing module no longer jumps over the pam_deny after it
+        assert!(!c("auth [success=1 default=ignore] pam_unix.so nullok"));
+        // an unset default is `bad`
+        assert!(!c("auth [success=ok] pam_x.so"));
     }
 
     #[test]
