@@ -183,9 +183,8 @@ fn vanished_services_of_dovecot_vsftpd_and_sshd() {
         ssh[0]["evidence"][0]["path"],
         "/etc/ssh/sshd_config.d/10-pam.conf"
     );
-    let (_, text) = s.check_text();
     assert_eq!(
-        text.lines().next().unwrap(),
+        s.verdict(),
         "3 critical: logins (dovecot, sshd, vsftpd) will fail"
     );
 }

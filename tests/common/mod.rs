@@ -99,6 +99,12 @@ impl Sys {
         }
         (out.status.code().unwrap(), text)
     }
+
+    /// The first line of the text report: the verdict.
+    pub fn verdict(&self) -> String {
+        let (_, text) = self.check_text();
+        text.lines().next().unwrap_or_default().to_string()
+    }
 }
 
 /// Findings with this id.
