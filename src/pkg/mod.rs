@@ -15,7 +15,9 @@ mod dpkg;
 mod pacman;
 mod rpm;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use anyhow::Result;
 
@@ -91,10 +93,7 @@ pub fn read(root: &SysRoot) -> Result<PackageInfo> {
 /// Like [`read`], keeping owners only for the `wanted` paths: a system has
 /// ~100k packaged files and a snapshot records a few thousand, so building
 /// the full map would cost more than the rest of the snapshot.
-pub fn read_for(
-    root: &SysRoot,
-    wanted: Option<&std::collections::HashSet<&SysPath>>,
-) -> Result<PackageInfo> {
+pub fn read_for(root: &SysRoot, wanted: Option<&HashSet<&SysPath>>) -> Result<PackageInfo> {
     let mut info = PackageInfo::default();
     let readers: [(&str, Reader); 3] = [
         ("pacman", pacman::read),
@@ -126,7 +125,7 @@ fn merge(
     info: &mut PackageInfo,
     db: Db,
     aliases: &[(SysPath, SysPath)],
-    wanted: Option<&std::collections::HashSet<&SysPath>>,
+    wanted: Option<&HashSet<&SysPath>>,
 ) {
     let want = |p: &SysPath| wanted.is_none_or(|w| w.contains(p));
     for (name, version) in db.installed {
