@@ -785,3 +785,128 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     assert!(e.root.join("opened").exists());
     assert_eq!(status(&e.journal("reopen"), "open"), "done");
 }
+
+/// Holds the store lock from another process (`flock`, as a timer's
+/// snapshot would) for `$3` seconds, and returns once it is held; exits 1
+/// so that, as a step's `done-if`, the step itself then runs under the lock.
+const HOLD_LOCK: &str = r#"["sh", "-c", '''
+flock "$1" sh -c 'touch "$0"; sleep "$1"' "$2" "$3" </dev/null >/dev/null 2>&1 &
+while [ ! -e "$2" ]; do sleep 0.05; done
+rm -f "$2"
+exit 1
+''', "sh", "{store}/lock", "{root}/held", "SECS"]"#;
+
+const SNAPLOCK: &str = r#"
+version = 1
+id = "snaplock"
+title = "builtins while another guard holds the store lock"
+
+[[steps]]
+id = "a"
+title = "runs before"
+explain = "x"
+run = ["sh", "-c", "echo ran >> \"$1\"", "sh", "{root}/a-log"]
+
+[[steps]]
+id = "snapshot"
+title = "the walk's snapshot; a timer's snapshot holds the lock as it starts"
+explain = "x"
+done-if = { run = HOLD }
+builtin = "snapshot"
+with = { label = "walk" }
+
+[[steps]]
+id = "lose"
+title = "a file vanishes"
+explain = "x"
+run = ["rm", "{root}/etc/motd"]
+
+[[steps]]
+id = "restore"
+title = "restore; the lock is held again as it starts"
+explain = "x"
+done-if = { run = HOLD }
+builtin = "restore"
+with = { from = "{snapshot_id}" }
+"#;
+
+fn snaplock(e: &Env, secs: &str) {
+    std::fs::write(e.root.join("etc/motd"), "hello\n").unwrap();
+    std::fs::create_dir_all(&e.store).unwrap();
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/snaplock.toml"),
+        SNAPLOCK.replace("HOLD", &HOLD_LOCK.replace("SECS", secs)),
+    )
+    .unwrap();
+}
+
+/// The `snapshot` and `restore` builtins wait (bounded, saying so) while
+/// another guard holds the store lock, as the journal save does, instead of
+/// stopping the walk halfway.
+#[test]
+fn snapshot_and_restore_steps_wait_for_the_store_lock() {
+    let e = env();
+    snaplock(&e, "2");
+    let out = e.guard(&["--yes", "run", "snaplock"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the store is locked by another guard process (a timer's snapshot?); waiting up to 60 s to take the snapshot of step snapshot"),
+        "{err}"
+    );
+    assert!(
+        err.contains("waiting up to 60 s to restore (step restore)"),
+        "{err}"
+    );
+    let j = e.journal("snaplock");
+    for id in ["a", "snapshot", "lose", "restore"] {
+        assert_eq!(status(&j, id), "done", "{id}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+}
+
+/// Past the bound (shortened here; 60 s by default) the step fails clearly,
+/// the journal keeps what was done before, and --resume goes on.
+#[test]
+fn a_store_lock_held_past_the_bound_fails_the_step_clearly() {
+    let e = env();
+    snaplock(&e, "4");
+    let out = e.guard_with(&["--yes", "run", "snaplock"], None, |c| {
+        c.env("GUARD_TEST_STEP_LOCK_WAIT_SECS", "1");
+    });
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("waiting up to 1 s to take the snapshot"),
+        "{err}"
+    );
+    assert!(
+        err.contains("step snapshot (the walk's snapshot; a timer's snapshot holds the lock as it starts) failed: store")
+            && err.contains("is still locked by another guard process after 1 s"),
+        "{err}"
+    );
+    let j = e.journal("snaplock");
+    assert_eq!(status(&j, "a"), "done", "{err}");
+    assert_eq!(status(&j, "snapshot"), "failed", "{err}");
+    assert_eq!(status(&j, "lose"), "absent", "{err}");
+
+    // The lock is free again: told to retry, the walk goes on; a does not
+    // run again.
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/snaplock.toml"),
+        SNAPLOCK.replace("HOLD", &HOLD_LOCK.replace("SECS", "0")),
+    )
+    .unwrap();
+    let out = e.guard(
+        &["--yes", "run", "snaplock", "--resume"],
+        Some("[answers]\nretry-snapshot = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\n"
+    );
+}

@@ -393,14 +393,28 @@ pub fn journal_rel(id: &str) -> String {
     format!("journals/{id}.json")
 }
 
-/// How long a journal save waits for the store lock. A step that already
-/// ran must be recorded: refused here, `--resume` would run it again. The
+/// How long a journal save, and a builtin step that writes to the store
+/// (`snapshot`, `restore`), waits for the store lock. A step that already
+/// ran must be recorded: refused here, `--resume` would run it again. And
+/// a step refused for the lock stops the walk halfway for nothing. The
 /// snapshot timer (Persistent=true, so it fires right after the reboot a
 /// walk resumes from) holds the lock for a snapshot's length.
-const JOURNAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The bound for a builtin step: `LOCK_WAIT`, unless the tests shorten it
+/// (`GUARD_TEST_STEP_LOCK_WAIT_SECS`) to see a step give up without waiting
+/// a minute. The journal save keeps the full bound, so that the give-up is
+/// recorded while the other guard still holds the lock.
+fn step_lock_wait() -> std::time::Duration {
+    std::env::var("GUARD_TEST_STEP_LOCK_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(LOCK_WAIT)
+}
 
 fn save(app: &App, j: &Journal) -> Result<()> {
-    let store = app.store_write_waiting("save the playbook journal", JOURNAL_LOCK_WAIT)?;
+    let store = app.store_write_waiting("save the playbook journal", LOCK_WAIT)?;
     let data = serde_json::to_vec_pretty(j)?;
     store.write_doc_file(&journal_rel(&j.playbook), &data)
 }
@@ -988,8 +1002,15 @@ fn builtin(
                 Some("manual") => SnapshotKind::Manual,
                 _ => SnapshotKind::Pre,
             };
+            // Waits out a timer's or hook's snapshot rather than stopping
+            // the walk; the spinner starts after, not over the message.
+            let store = app
+                .store_write_waiting(
+                    &format!("take the snapshot of step {}", step.id),
+                    step_lock_wait(),
+                )
+                .map_err(fail)?;
             let sp = app.ui.spinner("snapshot");
-            let store = app.store_write().map_err(fail)?;
             let out = app::snapshot(app, &store, kind, label).map_err(fail);
             sp.finish();
             let out = out?;
@@ -1034,8 +1055,12 @@ fn builtin(
             // may have taken a newer `pre` since, one that already lacks what
             // the failed upgrade deleted (DESIGN §5).
             let from = arg(step, vars, "from")?;
+            // As the snapshot step: wait for the lock, bounded.
+            let store = app
+                .store_write_waiting(&format!("restore (step {})", step.id), step_lock_wait())
+                .map_err(fail)?;
             let (plan, applied) =
-                app::restore_cmd(app, from.as_deref(), what, false).map_err(fail)?;
+                app::restore_in(app, &store, from.as_deref(), what, false).map_err(fail)?;
             match applied {
                 None => Ok(Some(format!(
                     "nothing to restore ({} items)",
