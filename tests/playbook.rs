@@ -910,3 +910,40 @@ fn a_store_lock_held_past_the_bound_fails_the_step_clearly() {
         "ran\n"
     );
 }
+
+/// Variables the builtin steps set (the walk's `snapshot_id`, the check's
+/// verdicts, the LUKS sizes and header backup) cannot come from an answers
+/// file: a preset `snapshot_id` would point the walk's check and restore at
+/// another snapshot, a preset `source_bytes` would let `cmp` pass on a
+/// partial copy. Refused before any step runs, naming the key.
+#[test]
+fn an_answers_file_cannot_set_what_a_builtin_sets() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    for key in [
+        "snapshot_id",
+        "check_critical",
+        "pam_vanished",
+        "source_bytes",
+        "needed_mib",
+        "luks_header_backup",
+    ] {
+        let ans = format!("[answers]\nflag = \"yes\"\n{key} = \"x\"\n");
+        for args in [&["--yes", "run", "walk"][..], &["run", "walk", "--dry-run"]] {
+            let out = e.guard(args, Some(&ans));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{key} {args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{key} {args:?}: one line: {err}");
+            assert!(
+                err.contains(&format!("sets {key}, which the walk sets itself")),
+                "{key} {args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{key} {args:?}");
+        }
+        assert!(!e.root.join("a-log").exists(), "{key}: a step ran");
+        assert!(
+            !e.store.join("journals").exists(),
+            "{key}: a journal was kept"
+        );
+    }
+}

@@ -348,6 +348,32 @@ fn free_mib(p: &Path) -> Option<u64> {
     Some((st.f_bavail * st.f_frsize) >> 20)
 }
 
+/// Variables the builtin steps set, each with the builtin that sets it. An
+/// answers file may not set them (`Answers::load` refuses): later steps
+/// rely on what the walk itself found, and a preset `snapshot_id` would
+/// point the walk's check and restore at another snapshot, a preset
+/// `source_bytes` would let `cmp` pass on a partial copy.
+pub const BUILTIN_VARS: &[(&str, &str)] = &[
+    ("snapshot_id", "snapshot"),
+    ("check_critical", "check"),
+    ("pam_vanished", "check"),
+    ("source_bytes", "luks-target-check"),
+    ("needed_mib", "luks-target-check"),
+    ("luks_header_backup", "luks-header-backup"),
+];
+
+/// Sets a builtin's variable for the rest of the walk and in the journal.
+/// Every builtin sets its variables here, so a new one not listed in
+/// `BUILTIN_VARS` (and thus settable by an answers file) fails the tests.
+fn set_builtin_var(vars: &mut Vars, set: &mut Vars, name: &str, value: String) {
+    debug_assert!(
+        BUILTIN_VARS.iter().any(|(n, _)| *n == name),
+        "{name} is missing from BUILTIN_VARS"
+    );
+    vars.insert(name.into(), value.clone());
+    set.insert(name.into(), value);
+}
+
 // ---------------------------------------------------------------- journal
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1016,8 +1042,7 @@ fn builtin(
             let out = out?;
             app.ui
                 .say(&format!("   snapshot {} ({} entries)", out.id, out.entries));
-            vars.insert("snapshot_id".into(), out.id.clone());
-            set.insert("snapshot_id".into(), out.id.clone());
+            set_builtin_var(vars, set, "snapshot_id", out.id.clone());
             Ok(Some(format!("snapshot {}", out.id)))
         }
         "check" => {
@@ -1032,9 +1057,7 @@ fn builtin(
             let crit = rep.summary.critical > 0;
             let pam = rep.findings.iter().any(|f| f.id == "pam/service-vanished");
             for (k, v) in [("check_critical", crit), ("pam_vanished", pam)] {
-                let v = if v { "yes" } else { "no" };
-                vars.insert(k.into(), v.into());
-                set.insert(k.into(), v.into());
+                set_builtin_var(vars, set, k, if v { "yes" } else { "no" }.into());
             }
             if arg(step, vars, "fail-on")?.as_deref() == Some("critical") && crit {
                 return Err(Failure(
@@ -1225,8 +1248,7 @@ fn builtin(
                 ("source_bytes", ss.to_string()),
                 ("needed_mib", needed.div_ceil(1 << 20).to_string()),
             ] {
-                vars.insert(k.into(), v.clone());
-                set.insert(k.into(), v);
+                set_builtin_var(vars, set, k, v);
             }
             if target.is_empty() {
                 return Ok(Some(format!(
@@ -1279,8 +1301,7 @@ fn builtin(
                 )));
             }
             let f = file.display().to_string();
-            vars.insert("luks_header_backup".into(), f.clone());
-            set.insert("luks_header_backup".into(), f.clone());
+            set_builtin_var(vars, set, "luks_header_backup", f.clone());
             Ok(Some(format!("header of {device} saved to {f}")))
         }
         other => Err(Failure(format!("unknown builtin {other}"))),
@@ -1588,6 +1609,14 @@ mod tests {
             subst("{ echo x; }", &v, false).unwrap().unwrap(),
             "{ echo x; }"
         );
+    }
+
+    #[test]
+    fn builtin_vars_name_real_builtins() {
+        for (var, b) in BUILTIN_VARS {
+            assert!(valid_name(var), "{var}");
+            assert!(super::super::model::BUILTINS.contains(b), "{var}: {b}");
+        }
     }
 
     #[test]
