@@ -129,7 +129,7 @@ fn conditions_done_steps_hard_stop_and_resume() {
     std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
     std::fs::write(e.root.join("c-done"), "").unwrap();
     let ans = "[answers]\nflag = \"yes\"\n";
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
@@ -168,13 +168,13 @@ fn conditions_done_steps_hard_stop_and_resume() {
     assert_eq!(j["facts"]["os_id"], "testos");
 
     // A new run while one is unfinished is refused.
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("--resume"));
 
     // Resume never retries a failed step silently.
     std::fs::write(e.root.join("d-ok"), "").unwrap();
-    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk", "--resume"], Some(ans));
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("not retried"),
@@ -185,7 +185,7 @@ fn conditions_done_steps_hard_stop_and_resume() {
 
     // Told to retry, it goes on at d; a (done before) does not run again.
     let out = e.guard(
-        &["run", "walk", "--resume"],
+        &["--yes", "run", "walk", "--resume"],
         Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -198,14 +198,14 @@ fn conditions_done_steps_hard_stop_and_resume() {
     assert_eq!(status(&j, "d"), "done");
     assert_eq!(status(&j, "e"), "done");
     assert!(j["finished"].is_string());
-    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk", "--resume"], Some(ans));
     assert_eq!(
         out.status.code(),
         Some(3),
         "a finished run has nothing to resume"
     );
     // A new run keeps the finished one's journal under its start time.
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let kept = std::fs::read_dir(e.store.join("journals")).unwrap().count();
     assert_eq!(kept, 2);
@@ -220,7 +220,7 @@ fn a_variable_with_a_newline_is_refused() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
     let out = e.guard(
-        &["run", "walk"],
+        &["--yes", "run", "walk"],
         Some("[answers]\nflag = \"yes\"\nroot = \"/tmp\\n/x\"\n"),
     );
     assert_eq!(out.status.code(), Some(3));
@@ -401,7 +401,7 @@ fn luks_walk_on_loop_devices() {
     // there with a clear message.
     let e = env();
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -444,7 +444,7 @@ fn luks_target_refusals() {
     let src = Loop::new(&e.base, "src.img", 40);
     let dst = Loop::new(&e.base, "dst.img", 48);
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -473,7 +473,7 @@ fn luks_target_refusals() {
         .unwrap();
     let dst = Loop(text(&out.stdout).trim().to_string());
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -508,7 +508,7 @@ fn a_playbook_for_another_system_is_not_walked_unasked() {
 fn apt_is_refused_on_another_root() {
     let e = env();
     std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
-    let out = e.guard(&["run", "debian-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "debian-upgrade"], None);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get cannot act on --root"), "{err}");
@@ -571,7 +571,7 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
     };
     let ans = "[answers]\ntarget_release = \"15.6\"\n";
 
-    let out = e.guard_with(&["run", "leap-upgrade"], Some(ans), with_path);
+    let out = e.guard_with(&["--yes", "run", "leap-upgrade"], Some(ans), with_path);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("step dup"), "{err}");
@@ -645,7 +645,7 @@ run = ["test", "-e", "{root}/b-ok"]
 fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/locked.toml"), LOCKED).unwrap();
-    let out = e.guard(&["run", "locked"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "locked"], None);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("step b (fails until fixed) failed"), "{err}");
@@ -654,7 +654,7 @@ fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
 
     std::fs::write(e.root.join("b-ok"), "").unwrap();
     let out = e.guard(
-        &["run", "locked", "--resume"],
+        &["--yes", "run", "locked", "--resume"],
         Some("[answers]\nretry-b = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -696,14 +696,14 @@ fn resume_refuses_a_changed_answer_to_a_done_question() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/targeted.toml"), TARGETED).unwrap();
     let out = e.guard(
-        &["run", "targeted"],
+        &["--yes", "run", "targeted"],
         Some("[answers]\ntarget = \"/dev/a\"\n"),
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     std::fs::write(e.root.join("ok"), "").unwrap();
 
     let out = e.guard(
-        &["run", "targeted", "--resume"],
+        &["--yes", "run", "targeted", "--resume"],
         Some("[answers]\ntarget = \"/dev/b\"\nretry-target-check = \"retry\"\n"),
     );
     let err = text(&out.stderr);
@@ -716,7 +716,7 @@ fn resume_refuses_a_changed_answer_to_a_done_question() {
 
     // The recorded answer (given again, or left out) goes on.
     let out = e.guard(
-        &["run", "targeted", "--resume"],
+        &["--yes", "run", "targeted", "--resume"],
         Some("[answers]\ntarget = \"/dev/a\"\nretry-target-check = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -752,15 +752,12 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/reopen.toml"), REOPEN).unwrap();
     let log = || std::fs::read_to_string(e.root.join("open-log")).unwrap();
-    let out = e.guard(&["run", "reopen"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "reopen"], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(log(), "ran\n");
 
     // Still open: not done again (the walk stops at the failed step).
-    let out = e.guard(
-        &["run", "reopen", "--resume"],
-        Some("[answers]\nx = \"y\"\n"),
-    );
+    let out = e.guard(&["--yes", "run", "reopen", "--resume"], None);
     assert!(
         text(&out.stderr).contains("not retried"),
         "{}",
@@ -772,7 +769,7 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     std::fs::remove_file(e.root.join("opened")).unwrap();
     std::fs::write(e.root.join("use-ok"), "").unwrap();
     let out = e.guard(
-        &["run", "reopen", "--resume"],
+        &["--yes", "run", "reopen", "--resume"],
         Some("[answers]\nretry-use = \"retry\"\n"),
     );
     let err = text(&out.stderr);
@@ -946,4 +943,80 @@ fn an_answers_file_cannot_set_what_a_builtin_sets() {
             "{key}: a journal was kept"
         );
     }
+}
+
+const ORDINARY: &str = r#"
+version = 1
+id = "ordinary"
+title = "ordinary steps off a terminal"
+
+[[steps]]
+id = "colour"
+title = "a question the answers file answers"
+explain = "x"
+ask = { var = "colour", prompt = "Which colour?" }
+
+[[steps]]
+id = "paint"
+title = "an ordinary step"
+explain = "x"
+run = ["sh", "-c", "echo \"$1\" > \"$2\"", "sh", "{colour}", "{root}/painted"]
+
+[[steps]]
+id = "wipe"
+title = "a destructive step"
+explain = "x"
+destructive = { target = "{root}/disk", what = "overwrites {root}/disk" }
+run = ["touch", "{root}/wiped"]
+"#;
+
+/// DESIGN §2: `--yes` answers ordinary confirmations; an answers file
+/// answers questions and its `confirm` entries confirm the destructive
+/// steps they name. So off a terminal a step runs only with `--yes`, never
+/// because an answers file exists, and `--yes` with a file that names
+/// another step or target still leaves the destructive step refused.
+#[test]
+fn off_a_terminal_only_yes_confirms_an_ordinary_step() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/ordinary.toml"), ORDINARY).unwrap();
+    let disk = e.root.join("disk").display().to_string();
+    for ans in [
+        "[answers]\ncolour = \"blue\"\n".to_string(),
+        format!("confirm = [\"wipe:{disk}\"]\n[answers]\ncolour = \"blue\"\n"),
+    ] {
+        let out = e.guard(&["run", "ordinary"], Some(&ans));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{ans}: {err}");
+        assert!(
+            err.contains("step colour needs confirmation and there is no terminal: pass --yes"),
+            "{ans}: {err}"
+        );
+        assert!(!e.root.join("painted").exists(), "{ans}: {err}");
+        assert!(
+            e.journal("ordinary")["steps"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{ans}: {err}"
+        );
+        std::fs::remove_dir_all(e.store.join("journals")).unwrap();
+    }
+
+    // With --yes the ordinary steps run; the destructive one needs its own
+    // entry, and one for another step or target is not it.
+    let out = e.guard(
+        &["--yes", "run", "ordinary"],
+        Some(&format!(
+            "confirm = [\"paint:{disk}\", \"wipe:{disk}2\"]\n[answers]\ncolour = \"blue\"\n"
+        )),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("refusing destructive step wipe"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("painted")).unwrap(),
+        "blue\n"
+    );
+    assert!(!e.root.join("wiped").exists(), "{err}");
+    assert_eq!(status(&e.journal("ordinary"), "wipe"), "failed");
 }
