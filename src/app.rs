@@ -763,7 +763,19 @@ pub fn restore_cmd(
     } else {
         app.store_write()?
     };
-    let Some(base) = load_baseline(&store, from)? else {
+    restore_in(app, &store, from, what, dry_run)
+}
+
+/// As `restore_cmd`, in a store the caller opened (locked unless
+/// `dry_run`): a playbook step waits for the lock where the command refuses.
+pub fn restore_in(
+    app: &App,
+    store: &Store,
+    from: Option<&str>,
+    what: What,
+    dry_run: bool,
+) -> Result<(restore::Plan, Option<restore::Applied>)> {
+    let Some(base) = load_baseline(store, from)? else {
         bail!("no snapshot to restore from: guard snapshot first (or --from ID)");
     };
     let mut plan = match what {
@@ -795,14 +807,14 @@ pub fn restore_cmd(
     plan.select(&keep);
     let safety = snapshot(
         app,
-        &store,
+        store,
         SnapshotKind::Safety,
         Some("before-restore".into()),
     )
     .context("safety snapshot before restore failed; nothing restored")?;
     app.ui.say(&format!("safety snapshot {} taken", safety.id));
     let bar = app.ui.progress(plan.items.len() as u64, "restoring");
-    let applied = restore::apply(&plan, &app.root, &store, bar.as_ref());
+    let applied = restore::apply(&plan, &app.root, store, bar.as_ref());
     Ok((plan, Some(applied)))
 }
 

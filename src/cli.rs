@@ -161,7 +161,8 @@ pub enum Command {
         /// Print the whole walk as a commented shell script; run nothing
         #[arg(long)]
         dry_run: bool,
-        /// Answers and confirmations (TOML), for runs without a terminal
+        /// Answers to questions and `confirm` entries for destructive steps
+        /// (TOML); without a terminal, steps run only with --yes
         #[arg(long, value_name = "FILE")]
         answers: Option<PathBuf>,
         /// Continue the last unfinished run at its first unfinished step

@@ -129,7 +129,7 @@ fn conditions_done_steps_hard_stop_and_resume() {
     std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
     std::fs::write(e.root.join("c-done"), "").unwrap();
     let ans = "[answers]\nflag = \"yes\"\n";
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
@@ -168,13 +168,13 @@ fn conditions_done_steps_hard_stop_and_resume() {
     assert_eq!(j["facts"]["os_id"], "testos");
 
     // A new run while one is unfinished is refused.
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("--resume"));
 
     // Resume never retries a failed step silently.
     std::fs::write(e.root.join("d-ok"), "").unwrap();
-    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk", "--resume"], Some(ans));
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("not retried"),
@@ -185,7 +185,7 @@ fn conditions_done_steps_hard_stop_and_resume() {
 
     // Told to retry, it goes on at d; a (done before) does not run again.
     let out = e.guard(
-        &["run", "walk", "--resume"],
+        &["--yes", "run", "walk", "--resume"],
         Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -198,14 +198,14 @@ fn conditions_done_steps_hard_stop_and_resume() {
     assert_eq!(status(&j, "d"), "done");
     assert_eq!(status(&j, "e"), "done");
     assert!(j["finished"].is_string());
-    let out = e.guard(&["run", "walk", "--resume"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk", "--resume"], Some(ans));
     assert_eq!(
         out.status.code(),
         Some(3),
         "a finished run has nothing to resume"
     );
     // A new run keeps the finished one's journal under its start time.
-    let out = e.guard(&["run", "walk"], Some(ans));
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let kept = std::fs::read_dir(e.store.join("journals")).unwrap().count();
     assert_eq!(kept, 2);
@@ -220,7 +220,7 @@ fn a_variable_with_a_newline_is_refused() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
     let out = e.guard(
-        &["run", "walk"],
+        &["--yes", "run", "walk"],
         Some("[answers]\nflag = \"yes\"\nroot = \"/tmp\\n/x\"\n"),
     );
     assert_eq!(out.status.code(), Some(3));
@@ -401,7 +401,7 @@ fn luks_walk_on_loop_devices() {
     // there with a clear message.
     let e = env();
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -444,7 +444,7 @@ fn luks_target_refusals() {
     let src = Loop::new(&e.base, "src.img", 40);
     let dst = Loop::new(&e.base, "dst.img", 48);
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -473,7 +473,7 @@ fn luks_target_refusals() {
         .unwrap();
     let dst = Loop(text(&out.stdout).trim().to_string());
     let out = e.guard(
-        &["run", "luks-guest-move"],
+        &["--yes", "run", "luks-guest-move"],
         Some(&luks_answers(&e, &src.0, &dst.0, true)),
     );
     let err = text(&out.stderr);
@@ -508,7 +508,7 @@ fn a_playbook_for_another_system_is_not_walked_unasked() {
 fn apt_is_refused_on_another_root() {
     let e = env();
     std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
-    let out = e.guard(&["run", "debian-upgrade"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "debian-upgrade"], None);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get cannot act on --root"), "{err}");
@@ -571,7 +571,7 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
     };
     let ans = "[answers]\ntarget_release = \"15.6\"\n";
 
-    let out = e.guard_with(&["run", "leap-upgrade"], Some(ans), with_path);
+    let out = e.guard_with(&["--yes", "run", "leap-upgrade"], Some(ans), with_path);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("step dup"), "{err}");
@@ -645,7 +645,7 @@ run = ["test", "-e", "{root}/b-ok"]
 fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/locked.toml"), LOCKED).unwrap();
-    let out = e.guard(&["run", "locked"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "locked"], None);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("step b (fails until fixed) failed"), "{err}");
@@ -654,7 +654,7 @@ fn a_step_that_ran_is_journalled_while_the_store_is_locked() {
 
     std::fs::write(e.root.join("b-ok"), "").unwrap();
     let out = e.guard(
-        &["run", "locked", "--resume"],
+        &["--yes", "run", "locked", "--resume"],
         Some("[answers]\nretry-b = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -696,14 +696,14 @@ fn resume_refuses_a_changed_answer_to_a_done_question() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/targeted.toml"), TARGETED).unwrap();
     let out = e.guard(
-        &["run", "targeted"],
+        &["--yes", "run", "targeted"],
         Some("[answers]\ntarget = \"/dev/a\"\n"),
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     std::fs::write(e.root.join("ok"), "").unwrap();
 
     let out = e.guard(
-        &["run", "targeted", "--resume"],
+        &["--yes", "run", "targeted", "--resume"],
         Some("[answers]\ntarget = \"/dev/b\"\nretry-target-check = \"retry\"\n"),
     );
     let err = text(&out.stderr);
@@ -716,7 +716,7 @@ fn resume_refuses_a_changed_answer_to_a_done_question() {
 
     // The recorded answer (given again, or left out) goes on.
     let out = e.guard(
-        &["run", "targeted", "--resume"],
+        &["--yes", "run", "targeted", "--resume"],
         Some("[answers]\ntarget = \"/dev/a\"\nretry-target-check = \"retry\"\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -752,15 +752,12 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/reopen.toml"), REOPEN).unwrap();
     let log = || std::fs::read_to_string(e.root.join("open-log")).unwrap();
-    let out = e.guard(&["run", "reopen"], Some("[answers]\nx = \"y\"\n"));
+    let out = e.guard(&["--yes", "run", "reopen"], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(log(), "ran\n");
 
     // Still open: not done again (the walk stops at the failed step).
-    let out = e.guard(
-        &["run", "reopen", "--resume"],
-        Some("[answers]\nx = \"y\"\n"),
-    );
+    let out = e.guard(&["--yes", "run", "reopen", "--resume"], None);
     assert!(
         text(&out.stderr).contains("not retried"),
         "{}",
@@ -772,7 +769,7 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     std::fs::remove_file(e.root.join("opened")).unwrap();
     std::fs::write(e.root.join("use-ok"), "").unwrap();
     let out = e.guard(
-        &["run", "reopen", "--resume"],
+        &["--yes", "run", "reopen", "--resume"],
         Some("[answers]\nretry-use = \"retry\"\n"),
     );
     let err = text(&out.stderr);
@@ -784,4 +781,242 @@ fn resume_redoes_a_done_step_a_reboot_undid() {
     assert_eq!(log(), "ran\nran\n");
     assert!(e.root.join("opened").exists());
     assert_eq!(status(&e.journal("reopen"), "open"), "done");
+}
+
+/// Holds the store lock from another process (`flock`, as a timer's
+/// snapshot would) for `$3` seconds, and returns once it is held; exits 1
+/// so that, as a step's `done-if`, the step itself then runs under the lock.
+const HOLD_LOCK: &str = r#"["sh", "-c", '''
+flock "$1" sh -c 'touch "$0"; sleep "$1"' "$2" "$3" </dev/null >/dev/null 2>&1 &
+while [ ! -e "$2" ]; do sleep 0.05; done
+rm -f "$2"
+exit 1
+''', "sh", "{store}/lock", "{root}/held", "SECS"]"#;
+
+const SNAPLOCK: &str = r#"
+version = 1
+id = "snaplock"
+title = "builtins while another guard holds the store lock"
+
+[[steps]]
+id = "a"
+title = "runs before"
+explain = "x"
+run = ["sh", "-c", "echo ran >> \"$1\"", "sh", "{root}/a-log"]
+
+[[steps]]
+id = "snapshot"
+title = "the walk's snapshot; a timer's snapshot holds the lock as it starts"
+explain = "x"
+done-if = { run = HOLD }
+builtin = "snapshot"
+with = { label = "walk" }
+
+[[steps]]
+id = "lose"
+title = "a file vanishes"
+explain = "x"
+run = ["rm", "{root}/etc/motd"]
+
+[[steps]]
+id = "restore"
+title = "restore; the lock is held again as it starts"
+explain = "x"
+done-if = { run = HOLD }
+builtin = "restore"
+with = { from = "{snapshot_id}" }
+"#;
+
+fn snaplock(e: &Env, secs: &str) {
+    std::fs::write(e.root.join("etc/motd"), "hello\n").unwrap();
+    std::fs::create_dir_all(&e.store).unwrap();
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/snaplock.toml"),
+        SNAPLOCK.replace("HOLD", &HOLD_LOCK.replace("SECS", secs)),
+    )
+    .unwrap();
+}
+
+/// The `snapshot` and `restore` builtins wait (bounded, saying so) while
+/// another guard holds the store lock, as the journal save does, instead of
+/// stopping the walk halfway.
+#[test]
+fn snapshot_and_restore_steps_wait_for_the_store_lock() {
+    let e = env();
+    snaplock(&e, "2");
+    let out = e.guard(&["--yes", "run", "snaplock"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the store is locked by another guard process (a timer's snapshot?); waiting up to 60 s to take the snapshot of step snapshot"),
+        "{err}"
+    );
+    assert!(
+        err.contains("waiting up to 60 s to restore (step restore)"),
+        "{err}"
+    );
+    let j = e.journal("snaplock");
+    for id in ["a", "snapshot", "lose", "restore"] {
+        assert_eq!(status(&j, id), "done", "{id}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+}
+
+/// Past the bound (shortened here; 60 s by default) the step fails clearly,
+/// the journal keeps what was done before, and --resume goes on.
+#[test]
+fn a_store_lock_held_past_the_bound_fails_the_step_clearly() {
+    let e = env();
+    snaplock(&e, "4");
+    let out = e.guard_with(&["--yes", "run", "snaplock"], None, |c| {
+        c.env("GUARD_TEST_STEP_LOCK_WAIT_SECS", "1");
+    });
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("waiting up to 1 s to take the snapshot"),
+        "{err}"
+    );
+    assert!(
+        err.contains("step snapshot (the walk's snapshot; a timer's snapshot holds the lock as it starts) failed: store")
+            && err.contains("is still locked by another guard process after 1 s"),
+        "{err}"
+    );
+    let j = e.journal("snaplock");
+    assert_eq!(status(&j, "a"), "done", "{err}");
+    assert_eq!(status(&j, "snapshot"), "failed", "{err}");
+    assert_eq!(status(&j, "lose"), "absent", "{err}");
+
+    // The lock is free again: told to retry, the walk goes on; a does not
+    // run again.
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/snaplock.toml"),
+        SNAPLOCK.replace("HOLD", &HOLD_LOCK.replace("SECS", "0")),
+    )
+    .unwrap();
+    let out = e.guard(
+        &["--yes", "run", "snaplock", "--resume"],
+        Some("[answers]\nretry-snapshot = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("a-log")).unwrap(),
+        "ran\n"
+    );
+}
+
+/// Variables the builtin steps set (the walk's `snapshot_id`, the check's
+/// verdicts, the LUKS sizes and header backup) cannot come from an answers
+/// file: a preset `snapshot_id` would point the walk's check and restore at
+/// another snapshot, a preset `source_bytes` would let `cmp` pass on a
+/// partial copy. Refused before any step runs, naming the key.
+#[test]
+fn an_answers_file_cannot_set_what_a_builtin_sets() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    for key in [
+        "snapshot_id",
+        "check_critical",
+        "pam_vanished",
+        "source_bytes",
+        "needed_mib",
+        "luks_header_backup",
+    ] {
+        let ans = format!("[answers]\nflag = \"yes\"\n{key} = \"x\"\n");
+        for args in [&["--yes", "run", "walk"][..], &["run", "walk", "--dry-run"]] {
+            let out = e.guard(args, Some(&ans));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{key} {args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{key} {args:?}: one line: {err}");
+            assert!(
+                err.contains(&format!("sets {key}, which the walk sets itself")),
+                "{key} {args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{key} {args:?}");
+        }
+        assert!(!e.root.join("a-log").exists(), "{key}: a step ran");
+        assert!(
+            !e.store.join("journals").exists(),
+            "{key}: a journal was kept"
+        );
+    }
+}
+
+const ORDINARY: &str = r#"
+version = 1
+id = "ordinary"
+title = "ordinary steps off a terminal"
+
+[[steps]]
+id = "colour"
+title = "a question the answers file answers"
+explain = "x"
+ask = { var = "colour", prompt = "Which colour?" }
+
+[[steps]]
+id = "paint"
+title = "an ordinary step"
+explain = "x"
+run = ["sh", "-c", "echo \"$1\" > \"$2\"", "sh", "{colour}", "{root}/painted"]
+
+[[steps]]
+id = "wipe"
+title = "a destructive step"
+explain = "x"
+destructive = { target = "{root}/disk", what = "overwrites {root}/disk" }
+run = ["touch", "{root}/wiped"]
+"#;
+
+/// DESIGN §2: `--yes` answers ordinary confirmations; an answers file
+/// answers questions and its `confirm` entries confirm the destructive
+/// steps they name. So off a terminal a step runs only with `--yes`, never
+/// because an answers file exists, and `--yes` with a file that names
+/// another step or target still leaves the destructive step refused.
+#[test]
+fn off_a_terminal_only_yes_confirms_an_ordinary_step() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/ordinary.toml"), ORDINARY).unwrap();
+    let disk = e.root.join("disk").display().to_string();
+    for ans in [
+        "[answers]\ncolour = \"blue\"\n".to_string(),
+        format!("confirm = [\"wipe:{disk}\"]\n[answers]\ncolour = \"blue\"\n"),
+    ] {
+        let out = e.guard(&["run", "ordinary"], Some(&ans));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{ans}: {err}");
+        assert!(
+            err.contains("step colour needs confirmation and there is no terminal: pass --yes"),
+            "{ans}: {err}"
+        );
+        assert!(!e.root.join("painted").exists(), "{ans}: {err}");
+        assert!(
+            e.journal("ordinary")["steps"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{ans}: {err}"
+        );
+        std::fs::remove_dir_all(e.store.join("journals")).unwrap();
+    }
+
+    // With --yes the ordinary steps run; the destructive one needs its own
+    // entry, and one for another step or target is not it.
+    let out = e.guard(
+        &["--yes", "run", "ordinary"],
+        Some(&format!(
+            "confirm = [\"paint:{disk}\", \"wipe:{disk}2\"]\n[answers]\ncolour = \"blue\"\n"
+        )),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("refusing destructive step wipe"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root.join("painted")).unwrap(),
+        "blue\n"
+    );
+    assert!(!e.root.join("wiped").exists(), "{err}");
+    assert_eq!(status(&e.journal("ordinary"), "wipe"), "failed");
 }

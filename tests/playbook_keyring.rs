@@ -316,7 +316,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         .arg(&root)
         .arg("--store")
         .arg(without.join("store"))
-        .args(["run", "arch-upgrade", "--answers"])
+        .args(["--yes", "run", "arch-upgrade", "--answers"])
         .arg(&answers)
         .output()
         .unwrap();
@@ -345,7 +345,7 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         .arg(&root)
         .arg("--store")
         .arg(with.join("store"))
-        .args(["run", "arch-upgrade", "--answers"])
+        .args(["--yes", "run", "arch-upgrade", "--answers"])
         .arg(&answers)
         .output()
         .unwrap();

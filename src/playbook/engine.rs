@@ -348,6 +348,32 @@ fn free_mib(p: &Path) -> Option<u64> {
     Some((st.f_bavail * st.f_frsize) >> 20)
 }
 
+/// Variables the builtin steps set, each with the builtin that sets it. An
+/// answers file may not set them (`Answers::load` refuses): later steps
+/// rely on what the walk itself found, and a preset `snapshot_id` would
+/// point the walk's check and restore at another snapshot, a preset
+/// `source_bytes` would let `cmp` pass on a partial copy.
+pub const BUILTIN_VARS: &[(&str, &str)] = &[
+    ("snapshot_id", "snapshot"),
+    ("check_critical", "check"),
+    ("pam_vanished", "check"),
+    ("source_bytes", "luks-target-check"),
+    ("needed_mib", "luks-target-check"),
+    ("luks_header_backup", "luks-header-backup"),
+];
+
+/// Sets a builtin's variable for the rest of the walk and in the journal.
+/// Every builtin sets its variables here, so a new one not listed in
+/// `BUILTIN_VARS` (and thus settable by an answers file) fails the tests.
+fn set_builtin_var(vars: &mut Vars, set: &mut Vars, name: &str, value: String) {
+    debug_assert!(
+        BUILTIN_VARS.iter().any(|(n, _)| *n == name),
+        "{name} is missing from BUILTIN_VARS"
+    );
+    vars.insert(name.into(), value.clone());
+    set.insert(name.into(), value);
+}
+
 // ---------------------------------------------------------------- journal
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -393,14 +419,28 @@ pub fn journal_rel(id: &str) -> String {
     format!("journals/{id}.json")
 }
 
-/// How long a journal save waits for the store lock. A step that already
-/// ran must be recorded: refused here, `--resume` would run it again. The
+/// How long a journal save, and a builtin step that writes to the store
+/// (`snapshot`, `restore`), waits for the store lock. A step that already
+/// ran must be recorded: refused here, `--resume` would run it again. And
+/// a step refused for the lock stops the walk halfway for nothing. The
 /// snapshot timer (Persistent=true, so it fires right after the reboot a
 /// walk resumes from) holds the lock for a snapshot's length.
-const JOURNAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The bound for a builtin step: `LOCK_WAIT`, unless the tests shorten it
+/// (`GUARD_TEST_STEP_LOCK_WAIT_SECS`) to see a step give up without waiting
+/// a minute. The journal save keeps the full bound, so that the give-up is
+/// recorded while the other guard still holds the lock.
+fn step_lock_wait() -> std::time::Duration {
+    std::env::var("GUARD_TEST_STEP_LOCK_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(LOCK_WAIT)
+}
 
 fn save(app: &App, j: &Journal) -> Result<()> {
-    let store = app.store_write_waiting("save the playbook journal", JOURNAL_LOCK_WAIT)?;
+    let store = app.store_write_waiting("save the playbook journal", LOCK_WAIT)?;
     let data = serde_json::to_vec_pretty(j)?;
     store.write_doc_file(&journal_rel(&j.playbook), &data)
 }
@@ -988,15 +1028,21 @@ fn builtin(
                 Some("manual") => SnapshotKind::Manual,
                 _ => SnapshotKind::Pre,
             };
+            // Waits out a timer's or hook's snapshot rather than stopping
+            // the walk; the spinner starts after, not over the message.
+            let store = app
+                .store_write_waiting(
+                    &format!("take the snapshot of step {}", step.id),
+                    step_lock_wait(),
+                )
+                .map_err(fail)?;
             let sp = app.ui.spinner("snapshot");
-            let store = app.store_write().map_err(fail)?;
             let out = app::snapshot(app, &store, kind, label).map_err(fail);
             sp.finish();
             let out = out?;
             app.ui
                 .say(&format!("   snapshot {} ({} entries)", out.id, out.entries));
-            vars.insert("snapshot_id".into(), out.id.clone());
-            set.insert("snapshot_id".into(), out.id.clone());
+            set_builtin_var(vars, set, "snapshot_id", out.id.clone());
             Ok(Some(format!("snapshot {}", out.id)))
         }
         "check" => {
@@ -1011,9 +1057,7 @@ fn builtin(
             let crit = rep.summary.critical > 0;
             let pam = rep.findings.iter().any(|f| f.id == "pam/service-vanished");
             for (k, v) in [("check_critical", crit), ("pam_vanished", pam)] {
-                let v = if v { "yes" } else { "no" };
-                vars.insert(k.into(), v.into());
-                set.insert(k.into(), v.into());
+                set_builtin_var(vars, set, k, if v { "yes" } else { "no" }.into());
             }
             if arg(step, vars, "fail-on")?.as_deref() == Some("critical") && crit {
                 return Err(Failure(
@@ -1034,8 +1078,12 @@ fn builtin(
             // may have taken a newer `pre` since, one that already lacks what
             // the failed upgrade deleted (DESIGN §5).
             let from = arg(step, vars, "from")?;
+            // As the snapshot step: wait for the lock, bounded.
+            let store = app
+                .store_write_waiting(&format!("restore (step {})", step.id), step_lock_wait())
+                .map_err(fail)?;
             let (plan, applied) =
-                app::restore_cmd(app, from.as_deref(), what, false).map_err(fail)?;
+                app::restore_in(app, &store, from.as_deref(), what, false).map_err(fail)?;
             match applied {
                 None => Ok(Some(format!(
                     "nothing to restore ({} items)",
@@ -1200,8 +1248,7 @@ fn builtin(
                 ("source_bytes", ss.to_string()),
                 ("needed_mib", needed.div_ceil(1 << 20).to_string()),
             ] {
-                vars.insert(k.into(), v.clone());
-                set.insert(k.into(), v);
+                set_builtin_var(vars, set, k, v);
             }
             if target.is_empty() {
                 return Ok(Some(format!(
@@ -1254,8 +1301,7 @@ fn builtin(
                 )));
             }
             let f = file.display().to_string();
-            vars.insert("luks_header_backup".into(), f.clone());
-            set.insert("luks_header_backup".into(), f.clone());
+            set_builtin_var(vars, set, "luks_header_backup", f.clone());
             Ok(Some(format!("header of {device} saved to {f}")))
         }
         other => Err(Failure(format!("unknown builtin {other}"))),
@@ -1563,6 +1609,14 @@ mod tests {
             subst("{ echo x; }", &v, false).unwrap().unwrap(),
             "{ echo x; }"
         );
+    }
+
+    #[test]
+    fn builtin_vars_name_real_builtins() {
+        for (var, b) in BUILTIN_VARS {
+            assert!(valid_name(var), "{var}");
+            assert!(super::super::model::BUILTINS.contains(b), "{var}: {b}");
+        }
     }
 
     #[test]

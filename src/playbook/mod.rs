@@ -30,8 +30,19 @@ impl Answers {
     pub fn load(p: &Path) -> Result<Answers> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("cannot read answers file {}", p.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("answers file {}: {}", p.display(), e.message()))
+        let a: Answers = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("answers file {}: {}", p.display(), e.message()))?;
+        // Refused here, before any step runs (and for a dry run too, whose
+        // script would show the preset value).
+        for (var, builtin) in engine::BUILTIN_VARS {
+            if a.answers.contains_key(*var) {
+                bail!(
+                    "answers file {}: sets {var}, which the walk sets itself (builtin {builtin}); remove it",
+                    p.display()
+                );
+            }
+        }
+        Ok(a)
     }
 }
 

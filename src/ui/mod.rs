@@ -65,7 +65,8 @@ pub trait Ui: Send + Sync {
     fn select(&self, id: &str, prompt: &str, items: &[String], default: usize) -> Result<usize>;
     /// Free text; `id` names the question for answers files.
     fn input(&self, id: &str, prompt: &str, default: Option<&str>) -> Result<String>;
-    /// Run / Skip / Details / Abort for a playbook step.
+    /// Run / Skip / Details / Abort for a playbook step. `--yes` runs it
+    /// unasked; an answers file never does (it answers questions).
     fn step_choice(&self, step: &str) -> Result<StepChoice>;
     /// A line for the person (stderr); never part of `--json` output.
     fn say(&self, msg: &str);

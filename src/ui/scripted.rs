@@ -73,11 +73,15 @@ impl Ui for Scripted {
     }
 
     fn step_choice(&self, step: &str) -> Result<StepChoice> {
-        if self.opts.yes || !self.opts.answers.is_empty() || !self.opts.confirmed.is_empty() {
+        // Running a step is an ordinary confirmation, which only --yes gives
+        // (DESIGN §2), as on a terminal: an answers file answers questions
+        // and confirms the destructive steps it names, and its mere
+        // presence must not tick off a manual step ("Reboot now") unread.
+        if self.opts.yes {
             return Ok(StepChoice::Run);
         }
         bail!(
-            "step {step} needs confirmation and there is no terminal: pass --yes or --answers FILE"
+            "step {step} needs confirmation and there is no terminal: pass --yes (an answers file answers questions, it does not confirm steps)"
         )
     }
 
@@ -117,5 +121,21 @@ mod tests {
     fn no_terminal_and_no_yes_refuses() {
         let ui = Scripted::new(UiOptions::default());
         assert!(ui.confirm("restore 2 files?").is_err());
+    }
+
+    #[test]
+    fn an_answers_file_does_not_confirm_a_step() {
+        let ui = Scripted::new(UiOptions {
+            answers: [("colour".to_string(), "blue".to_string())].into(),
+            confirmed: vec!["wipe:/dev/x".into()],
+            ..Default::default()
+        });
+        let err = ui.step_choice("reboot").unwrap_err().to_string();
+        assert!(err.contains("pass --yes"), "{err}");
+        let ui = Scripted::new(UiOptions {
+            yes: true,
+            ..Default::default()
+        });
+        assert_eq!(ui.step_choice("reboot").unwrap(), StepChoice::Run);
     }
 }
