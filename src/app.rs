@@ -821,9 +821,16 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             "failed": failed.as_ref().map(|(p, e)| json!({"path": p, "error": e})),
         }))?;
     } else if let Some(a) = &applied {
+        let mtime_only: std::collections::HashSet<String> = plan
+            .items
+            .iter()
+            .filter(|i| matches!(i.action, restore::Action::Mtime { .. }))
+            .map(|i| i.path.to_string())
+            .collect();
         for p in &a.restored {
             match a.incomplete.iter().find(|(q, _)| q == p) {
                 Some((_, e)) => crate::out!("restored {p}, but not all of it: {e}"),
+                None if mtime_only.contains(p) => crate::out!("mtime restored {p}"),
                 None => crate::out!("restored {p}"),
             }
         }
