@@ -828,20 +828,41 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             "plan": plan.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
             "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
             "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
+            "incomplete": applied.as_ref().map(|a| &a.incomplete[..]).unwrap_or_default()
+                .iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failed": failed.as_ref().map(|(p, e)| json!({"path": p, "error": e})),
         }))?;
     } else if let Some(a) = &applied {
+        let mtime_only: std::collections::HashSet<String> = plan
+            .items
+            .iter()
+            .filter(|i| matches!(i.action, restore::Action::Mtime { .. }))
+            .map(|i| i.path.to_string())
+            .collect();
         for p in &a.restored {
-            crate::out!("restored {p}");
+            match a.incomplete.iter().find(|(q, _)| q == p) {
+                Some((_, e)) => crate::out!("restored {p}, but not all of it: {e}"),
+                None if mtime_only.contains(p) => crate::out!("mtime restored {p}"),
+                None => crate::out!("restored {p}"),
+            }
         }
     } else if plan.items.is_empty() {
         crate::out!("nothing to restore");
     }
+    let incomplete = applied.as_ref().map_or(0, |a| a.incomplete.len());
     if let Some((p, e)) = failed {
         let left = applied.map(|a| a.not_done.len()).unwrap_or(0);
         return failed_after_output(
             app,
             format!("restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"),
+        );
+    }
+    // A path put back without an xattr it had is not as in the snapshot:
+    // say so in the exit status too, after every other path was done.
+    if incomplete > 0 {
+        return failed_after_output(
+            app,
+            format!("{incomplete} item(s) restored without everything the snapshot records for them (see above)"),
         );
     }
     Ok(0)

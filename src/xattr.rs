@@ -1,9 +1,11 @@
-//! Extended attributes: reading them all without following symlinks, and
+//! Extended attributes: reading them all without following symlinks,
+//! reading and setting them on a symlink or device node itself, and
 //! decoding `security.capability` the way `getcap` shows it.
 
 use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use rustix::io::Errno;
@@ -118,6 +120,66 @@ pub fn capability_of(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The `*xattrat(2)` family (Linux 6.13): one path component looked up from
+/// a directory fd, with `AT_SYMLINK_NOFOLLOW`. New syscalls share one number
+/// on every architecture since the table was unified.
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// Set once a `*xattrat` call said `ENOSYS` (a kernel before 6.13, or a
+/// seccomp filter that does not know them): the family came together, so
+/// every caller falls back from then on without asking again.
+static NO_XATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn xattrat_available() -> bool {
+    !NO_XATTRAT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `struct xattr_args` of the `*xattrat` calls.
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// A raw syscall's result as rustix's `Errno`; `ENOSYS` also marks the
+/// `*xattrat` family as missing.
+fn sys_result(r: libc::c_long) -> Result<usize, Errno> {
+    if r >= 0 {
+        return Ok(r as usize);
+    }
+    let e = Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    if e == Errno::NOSYS {
+        NO_XATTRAT.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    Err(e)
+}
+
+fn getxattrat(dir: BorrowedFd, name: &CStr, attr: &str, buf: &mut [u8]) -> Result<usize, Errno> {
+    let attr = CString::new(attr).map_err(|_| Errno::INVAL)?;
+    let mut args = XattrArgs {
+        value: buf.as_mut_ptr() as u64,
+        size: buf.len() as u32,
+        flags: 0,
+    };
+    // SAFETY: every pointer refers to a live local (or `buf`) of the size
+    // given; the kernel writes at most `args.size` bytes into `buf`.
+    sys_result(unsafe {
+        libc::syscall(
+            SYS_GETXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            attr.as_ptr(),
+            &mut args as *mut XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    })
+}
+
 /// `security.capability` of `name` in the directory `dir` (not followed):
 /// the capability ledger's probe. `getxattrat(2)` (Linux 6.13) looks up one
 /// component from the directory fd instead of walking the whole path again
@@ -127,48 +189,177 @@ pub fn capability_at(
     name: &std::ffi::CStr,
     full: &Path,
 ) -> io::Result<Option<Vec<u8>>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static NO_GETXATTRAT: AtomicBool = AtomicBool::new(false);
-    if !NO_GETXATTRAT.load(Ordering::Relaxed) {
-        #[repr(C)]
-        struct XattrArgs {
-            value: u64,
-            size: u32,
-            flags: u32,
-        }
-        const SYS_GETXATTRAT: libc::c_long = 464;
+    if xattrat_available() {
         let mut buf = [0u8; 64];
-        let mut args = XattrArgs {
-            value: buf.as_mut_ptr() as u64,
-            size: buf.len() as u32,
-            flags: 0,
-        };
-        // SAFETY: every pointer refers to a live local of the size given;
-        // the kernel writes at most `args.size` bytes into `buf`.
-        let r = unsafe {
-            libc::syscall(
-                SYS_GETXATTRAT,
-                std::os::fd::AsRawFd::as_raw_fd(&dir.as_fd()),
-                name.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
-                c"security.capability".as_ptr(),
-                &mut args as *mut XattrArgs,
-                std::mem::size_of::<XattrArgs>(),
-            )
-        };
-        if r >= 0 {
-            return Ok(Some(buf[..r as usize].to_vec()));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => return Ok(None),
-            Some(libc::ENOSYS) => NO_GETXATTRAT.store(true, Ordering::Relaxed),
-            // Too large for the probe buffer, or anything else: let the
-            // path-based call answer with its own buffer handling.
-            _ => {}
+        match getxattrat(dir.as_fd(), name, CAPABILITY, &mut buf) {
+            Ok(n) => return Ok(Some(buf[..n].to_vec())),
+            Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => return Ok(None),
+            // ENOSYS (remembered), too large for the probe buffer, or
+            // anything else: let the path-based call answer with its own
+            // buffer handling.
+            Err(_) => {}
         }
     }
     capability_of(full)
+}
+
+/// A directory entry that cannot be opened for I/O: a symlink (opening
+/// follows it) or a fifo or device node (opening blocks, or opens the
+/// device). Its xattrs are read and set on the node itself, never on what a
+/// link points at, and never outside the directory it is in:
+///
+/// * with `*xattrat(2)` (Linux 6.13): `name` relative to `dir` with
+///   `AT_SYMLINK_NOFOLLOW`: one component looked up from a directory fd
+///   that was opened beneath the root, and a link there is acted on, not
+///   followed. It goes by name, so a writer that swaps the name between
+///   the calls gets the xattrs on its own entry in the same directory,
+///   never on anything outside it; restore checks that the name still
+///   holds `pinned` before it renames a new node into place;
+/// * before that: through `/proc/self/fd/N` of `pinned`, an
+///   `O_PATH | O_NOFOLLOW` fd opened on `name` in `dir`. That is a magic
+///   link: resolving it jumps straight to the inode the fd holds — the
+///   symlink itself, not its target (the kernel does not follow a link it
+///   reached through a magic link), and not whatever the name holds by now
+///   — so the *following* calls (`setxattr`, not `lsetxattr`, which would
+///   act on the /proc link and fail with `EOPNOTSUPP`) reach the node and
+///   nothing else. The plain `f*xattr` calls, and `*xattrat` with
+///   `AT_EMPTY_PATH`, refuse an `O_PATH` fd (`EBADF`, up to 6.18 at least),
+///   so the fd alone is not enough. It needs /proc mounted, as setting
+///   the mode and mtime of a new node already does.
+///
+/// `user.*` is refused on all of these kinds by the kernel (`EPERM`);
+/// `trusted.*` and `security.*` are allowed to root.
+pub struct Node<'a> {
+    pub dir: BorrowedFd<'a>,
+    pub name: &'a CStr,
+    pub pinned: BorrowedFd<'a>,
+}
+
+impl Node<'_> {
+    /// All xattrs of the node, plus how many could not be read.
+    pub fn read_all(&self) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
+        if xattrat_available() {
+            match self.read_all_at() {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+                done => return done,
+            }
+        }
+        self.read_all_proc()
+    }
+
+    /// Sets one xattr on the node (created or replaced).
+    pub fn set(&self, attr: &str, value: &[u8]) -> io::Result<()> {
+        if xattrat_available() {
+            match self.set_at(attr, value) {
+                Err(Errno::NOSYS) => {}
+                done => return done.map_err(Into::into),
+            }
+        }
+        self.set_proc(attr, value)
+    }
+
+    /// Removes one xattr from the node.
+    pub fn remove(&self, attr: &str) -> io::Result<()> {
+        if xattrat_available() {
+            match self.remove_at(attr) {
+                Err(Errno::NOSYS) => {}
+                done => return done.map_err(Into::into),
+            }
+        }
+        self.remove_proc(attr)
+    }
+
+    fn read_all_at(&self) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
+        let listat = |buf: &mut [u8]| {
+            // SAFETY: `buf` is a live slice of the length given; the kernel
+            // writes at most that many bytes (none for a size query).
+            sys_result(unsafe {
+                libc::syscall(
+                    SYS_LISTXATTRAT,
+                    self.dir.as_raw_fd(),
+                    self.name.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            })
+        };
+        let names = list(listat, || listat(&mut []))?;
+        collect(
+            names,
+            |attr, buf| getxattrat(self.dir, self.name, attr, buf),
+            |attr| getxattrat(self.dir, self.name, attr, &mut []),
+        )
+    }
+
+    fn set_at(&self, attr: &str, value: &[u8]) -> Result<(), Errno> {
+        let attr = CString::new(attr).map_err(|_| Errno::INVAL)?;
+        let args = XattrArgs {
+            value: value.as_ptr() as u64,
+            size: value.len() as u32,
+            flags: 0,
+        };
+        // SAFETY: every pointer refers to a live value of the size given;
+        // the kernel only reads them.
+        sys_result(unsafe {
+            libc::syscall(
+                SYS_SETXATTRAT,
+                self.dir.as_raw_fd(),
+                self.name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                attr.as_ptr(),
+                &args as *const XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        })
+        .map(drop)
+    }
+
+    fn remove_at(&self, attr: &str) -> Result<(), Errno> {
+        let attr = CString::new(attr).map_err(|_| Errno::INVAL)?;
+        // SAFETY: both strings are live and NUL-terminated.
+        sys_result(unsafe {
+            libc::syscall(
+                SYS_REMOVEXATTRAT,
+                self.dir.as_raw_fd(),
+                self.name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                attr.as_ptr(),
+            )
+        })
+        .map(drop)
+    }
+
+    fn via_proc(&self) -> String {
+        format!("/proc/self/fd/{}", self.pinned.as_raw_fd())
+    }
+
+    fn read_all_proc(&self) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
+        let via = self.via_proc();
+        let names = list(
+            |buf| rustix::fs::listxattr(via.as_str(), buf),
+            || rustix::fs::listxattr_query(via.as_str()),
+        )?;
+        collect(
+            names,
+            |attr, buf| rustix::fs::getxattr(via.as_str(), attr, buf),
+            |attr| rustix::fs::getxattr_query(via.as_str(), attr),
+        )
+    }
+
+    fn set_proc(&self, attr: &str, value: &[u8]) -> io::Result<()> {
+        rustix::fs::setxattr(
+            self.via_proc().as_str(),
+            attr,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(Into::into)
+    }
+
+    fn remove_proc(&self, attr: &str) -> io::Result<()> {
+        rustix::fs::removexattr(self.via_proc().as_str(), attr).map_err(Into::into)
+    }
 }
 
 const CAP_NAMES: [&str; 41] = [
@@ -310,6 +501,58 @@ mod tests {
             assert_eq!(x, BTreeMap::from([("user.plain".into(), b"2".to_vec())]));
             assert_eq!(unreadable, 1);
         }
+    }
+
+    /// A link to a file beside it, with an `O_PATH` fd pinned on the link.
+    fn link_node(t: &Path) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        use rustix::fs::{Mode, OFlags};
+        std::fs::write(t.join("target"), "x").unwrap();
+        std::os::unix::fs::symlink("target", t.join("link")).unwrap();
+        let dir = rustix::fs::open(t, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let pinned = rustix::fs::openat(
+            &dir,
+            "link",
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        (dir, pinned)
+    }
+
+    #[test]
+    fn both_ways_to_reach_a_node_act_on_the_link_not_its_target() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, pinned) = link_node(t.path());
+        let node = Node {
+            dir: dir.as_fd(),
+            name: c"link",
+            pinned: pinned.as_fd(),
+        };
+        let link = t.path().join("link");
+        let target = t.path().join("target");
+        // the *xattrat way runs only on Linux 6.13 and later
+        let at = node.set_at("trusted.at", b"1") != Err(Errno::NOSYS);
+        node.set_proc("trusted.proc", b"2").unwrap();
+        let (x, _) = read_all_path(&link).unwrap();
+        let mut want = BTreeMap::from([("trusted.proc".to_string(), b"2".to_vec())]);
+        if at {
+            want.insert("trusted.at".into(), b"1".to_vec());
+            assert_eq!(node.read_all_at().unwrap(), (want.clone(), 0));
+        }
+        assert_eq!(x, want);
+        assert_eq!(node.read_all_proc().unwrap(), (want, 0));
+        assert_eq!(read_all_path(&target).unwrap(), (BTreeMap::new(), 0));
+        // user.* is the kernel's to refuse on a symlink, both ways
+        assert_eq!(
+            node.set_proc("user.x", b"1").unwrap_err().raw_os_error(),
+            Some(libc::EPERM)
+        );
+        if at {
+            assert_eq!(node.set_at("user.x", b"1"), Err(Errno::PERM));
+            node.remove_at("trusted.at").unwrap();
+        }
+        node.remove_proc("trusted.proc").unwrap();
+        assert_eq!(read_all_path(&link).unwrap(), (BTreeMap::new(), 0));
     }
 
     #[test]

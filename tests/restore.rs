@@ -184,3 +184,309 @@ fn a_vanished_fifo_comes_back_with_its_mode_and_mtime() {
     assert_eq!(md.mode() & 0o7777, 0o600);
     assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123_456_789));
 }
+
+/// `getfattr`-style read of one xattr of the node itself (not followed).
+fn xattr_of(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut v = vec![0u8; 256];
+    match rustix::fs::lgetxattr(p, name, &mut v) {
+        Ok(n) => Some(v[..n].to_vec()),
+        Err(rustix::io::Errno::NODATA) => None,
+        Err(e) => panic!("lgetxattr {}: {e}", p.display()),
+    }
+}
+
+/// Links (one out of the root, one to a file inside it), a fifo and a
+/// device node, each with a `trusted.*` and a `security.*` xattr, and a
+/// snapshot of them. `user.*` is refused on these kinds (EPERM); trusted.*
+/// and security.* are what labels and tools put there, and root may set
+/// them.
+struct Nodes {
+    sys: Sys,
+    _outside: tempfile::TempDir,
+    host: std::path::PathBuf,
+}
+
+const NODES: [&str; 4] = [
+    "/etc/out-link",
+    "/etc/in-link",
+    "/etc/initctl",
+    "/etc/console",
+];
+
+impl Nodes {
+    fn new() -> Nodes {
+        let sys = Sys::new();
+        // A file outside the root that an absolute link points at: restore
+        // must never follow the link out to it.
+        let outside = tempfile::tempdir().unwrap();
+        let host = outside.path().join("host.conf");
+        std::fs::write(&host, "outside\n").unwrap();
+        sys.symlink(host.to_str().unwrap(), "/etc/out-link");
+        sys.write("/etc/in.conf", "inside\n");
+        sys.symlink("in.conf", "/etc/in-link");
+        let fifo = sys.path("/etc/initctl");
+        run(&["mkfifo", "-m", "0600", fifo.to_str().unwrap()]);
+        let console = sys.path("/etc/console");
+        run(&[
+            "mknod",
+            "-m",
+            "0620",
+            console.to_str().unwrap(),
+            "c",
+            "5",
+            "1",
+        ]);
+        for n in NODES {
+            let p = sys.path(n);
+            let p = p.to_str().unwrap();
+            run(&["setfattr", "-h", "-n", "trusted.guard", "-v", "keep", p]);
+            run(&["setfattr", "-h", "-n", "security.guard", "-v", "label", p]);
+        }
+        sys.snapshot();
+        Nodes {
+            sys,
+            _outside: outside,
+            host,
+        }
+    }
+
+    /// Every node carries its recorded xattrs, and what the links point at
+    /// got none of them.
+    fn assert_restored(&self) {
+        for n in NODES {
+            let p = self.sys.path(n);
+            assert_eq!(
+                xattr_of(&p, "trusted.guard").as_deref(),
+                Some(&b"keep"[..]),
+                "{n}"
+            );
+            assert_eq!(
+                xattr_of(&p, "security.guard").as_deref(),
+                Some(&b"label"[..]),
+                "{n}"
+            );
+        }
+        for p in [self.host.clone(), self.sys.path("/etc/in.conf")] {
+            assert_eq!(xattr_of(&p, "trusted.guard"), None, "{}", p.display());
+            assert_eq!(xattr_of(&p, "security.guard"), None, "{}", p.display());
+        }
+        let kind = |n: &str| {
+            std::fs::symlink_metadata(self.sys.path(n))
+                .unwrap()
+                .file_type()
+        };
+        assert!(kind("/etc/initctl").is_fifo());
+        assert!(kind("/etc/console").is_char_device());
+        assert_eq!(
+            link(&self.sys.path("/etc/out-link")),
+            self.host.to_str().unwrap()
+        );
+        assert_eq!(link(&self.sys.path("/etc/in-link")), "in.conf");
+    }
+}
+
+#[test]
+fn vanished_symlinks_and_special_nodes_come_back_with_their_xattrs() {
+    let t = Nodes::new();
+    for n in NODES {
+        t.sys.rm(n);
+    }
+    let (code, out) = restore(&t.sys, &["--vanished"]);
+    assert_eq!(code, 0, "{out}");
+    t.assert_restored();
+}
+
+#[test]
+fn symlinks_and_special_nodes_whose_xattrs_alone_changed_are_restored() {
+    let t = Nodes::new();
+    // kind, target, mode and owner stay; one xattr goes, one changes
+    for n in NODES {
+        let p = t.sys.path(n);
+        let p = p.to_str().unwrap();
+        run(&["setfattr", "-h", "-x", "trusted.guard", p]);
+        run(&["setfattr", "-h", "-n", "security.guard", "-v", "other", p]);
+    }
+    let (code, out) = restore(&t.sys, &NODES);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("already as in the snapshot"), "{out}");
+    t.assert_restored();
+
+    // and once restored, they are seen as such
+    let (code, out) = restore(&t.sys, &NODES);
+    assert_eq!(code, 0, "{out}");
+    for n in NODES {
+        assert!(
+            out.contains(&format!("{n}: already as in the snapshot")),
+            "{out}"
+        );
+    }
+}
+
+/// Rewrites text inside the one snapshot's manifest and seals it again (the
+/// header's blake3 covers the manifest's exact bytes): a snapshot that
+/// records what this machine's kernel would never have let it read.
+fn edit_manifest(sys: &Sys, from: &str, to: &str) {
+    let dir = sys.store.path().join("snapshots");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let at = text.find(",\"manifest\":").unwrap() + ",\"manifest\":".len();
+    let (head, old) = text.split_at(at);
+    let old = old.strip_suffix('}').unwrap();
+    let manifest = old.replace(from, to);
+    let old = blake3::hash(old.as_bytes()).to_hex().to_string();
+    let new = blake3::hash(manifest.as_bytes()).to_hex().to_string();
+    assert!(head.contains(&old));
+    std::fs::write(&file, format!("{}{manifest}}}", head.replace(&old, &new))).unwrap();
+}
+
+#[test]
+fn an_xattr_the_kernel_refuses_is_reported_and_the_other_paths_are_restored() {
+    let sys = Sys::new();
+    sys.symlink("in.conf", "/etc/a-link");
+    let fifo = sys.path("/etc/initctl");
+    run(&["mkfifo", "-m", "0600", fifo.to_str().unwrap()]);
+    let (l, f) = (sys.path("/etc/a-link"), fifo.clone());
+    run(&[
+        "setfattr",
+        "-h",
+        "-n",
+        "trusted.guard",
+        "-v",
+        "keep",
+        l.to_str().unwrap(),
+    ]);
+    run(&[
+        "setfattr",
+        "-h",
+        "-n",
+        "trusted.other",
+        "-v",
+        "keep",
+        l.to_str().unwrap(),
+    ]);
+    run(&[
+        "setfattr",
+        "-h",
+        "-n",
+        "trusted.fifo",
+        "-v",
+        "keep",
+        f.to_str().unwrap(),
+    ]);
+    sys.snapshot();
+    // user.* on a symlink: Linux refuses it (EPERM)
+    edit_manifest(&sys, "\"trusted.guard\"", "\"user.guard\"");
+    sys.rm("/etc/a-link");
+    sys.rm("/etc/initctl");
+
+    let out = sys
+        .cmd()
+        .args(["restore", "--yes", "--json", "--vanished"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{v}\n{stderr}");
+    assert!(
+        stderr.contains("1 item(s) restored without everything"),
+        "{stderr}"
+    );
+    assert_eq!(
+        v["restored"],
+        serde_json::json!(["/etc/a-link", "/etc/initctl"]),
+        "{v}"
+    );
+    assert_eq!(v["failed"], serde_json::Value::Null, "{v}");
+    let inc = v["incomplete"].as_array().unwrap();
+    assert_eq!(inc.len(), 1, "{v}");
+    assert_eq!(inc[0]["path"], "/etc/a-link");
+    let err = inc[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("xattr user.guard refused: Operation not permitted"),
+        "{err}"
+    );
+    // what the kernel took is there, on the link itself; the fifo after it
+    // was restored whole
+    assert_eq!(xattr_of(&l, "trusted.other").as_deref(), Some(&b"keep"[..]));
+    assert_eq!(xattr_of(&f, "trusted.fifo").as_deref(), Some(&b"keep"[..]));
+    assert_eq!(link(&l), "in.conf");
+
+    // the text report names it on the path's own line
+    sys.rm("/etc/a-link");
+    let (code, out) = restore(&sys, &["--vanished"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("restored /etc/a-link, but not all of it: xattr user.guard refused"),
+        "{out}"
+    );
+}
+
+#[test]
+fn paths_whose_mtime_alone_changed_get_it_back_without_a_rewrite() {
+    let sys = Sys::new();
+    sys.write("/etc/aliases", "root: admin\n");
+    sys.write("/etc/d/app.conf", "x = 1\n");
+    sys.symlink("d/app.conf", "/etc/app.link");
+    let fifo = sys.path("/etc/initctl");
+    run(&["mkfifo", "-m", "0600", fifo.to_str().unwrap()]);
+    let paths = ["/etc/aliases", "/etc/app.link", "/etc/initctl", "/etc/d"];
+    let mtime = |p: &str| {
+        let md = std::fs::symlink_metadata(sys.path(p)).unwrap();
+        (md.mtime(), md.mtime_nsec())
+    };
+    for p in paths {
+        pkg::set_mtime(&sys.path(p), 1_600_000_000, 123_456_789);
+    }
+    sys.snapshot();
+    let ino = std::fs::metadata(sys.path("/etc/aliases")).unwrap().ino();
+    let inside = mtime("/etc/d/app.conf");
+    // a touch: content, mode, owner and xattrs stay (and postfix would
+    // now take aliases for newer than aliases.db)
+    for p in paths {
+        pkg::set_mtime(&sys.path(p), 1_700_000_000, 0);
+    }
+    // `guard check` reports no mtime alone: it moves with harmless touches
+    let (_, v) = sys.check();
+    for p in paths {
+        assert!(common::for_path(&v, p).is_empty(), "{p}: {v}");
+    }
+
+    let (code, out) = restore(&sys, &paths);
+    assert_eq!(code, 0, "{out}");
+    for p in paths {
+        assert!(!out.contains(&format!("{p}: already")), "{out}");
+        assert!(
+            out.contains(&format!(
+                "set mtime   {p} to 2020-09-13T12:26:40.123456789Z (nothing else differs)"
+            )),
+            "{out}"
+        );
+        assert!(out.contains(&format!("mtime restored {p}\n")), "{out}");
+        assert_eq!(mtime(p), (1_600_000_000, 123_456_789), "{p}");
+    }
+    // put back in place, not rewritten; the link's own mtime set, not
+    // its target's, and nothing in the directory written
+    assert_eq!(
+        std::fs::metadata(sys.path("/etc/aliases")).unwrap().ino(),
+        ino
+    );
+    assert_eq!(mtime("/etc/d/app.conf"), inside);
+    assert!(
+        out.contains("/etc/d/app.conf: already as in the snapshot"),
+        "{out}"
+    );
+
+    let (code, out) = restore(&sys, &paths);
+    assert_eq!(code, 0, "{out}");
+    for p in paths {
+        assert!(
+            out.contains(&format!("{p}: already as in the snapshot")),
+            "{out}"
+        );
+    }
+}

@@ -1093,6 +1093,18 @@ fn builtin(
                     if let Some((p, e)) = a.failed {
                         return Err(Failure(format!("restore stopped at {p}: {e}")));
                     }
+                    if !a.incomplete.is_empty() {
+                        let what: Vec<String> = a
+                            .incomplete
+                            .iter()
+                            .map(|(p, e)| format!("{p}: {e}"))
+                            .collect();
+                        return Err(Failure(format!(
+                            "restored {}, but not all of it: {}",
+                            a.restored.join(" "),
+                            what.join("; ")
+                        )));
+                    }
                     Ok(Some(format!("restored {}", a.restored.join(" "))))
                 }
             }
