@@ -869,6 +869,11 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
 }
 
 fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
+    // Elsewhere a store not made yet reads as empty; verifying one (a
+    // mistyped --store, a store not mounted) must not say "0 problems".
+    if !app.store_dir.exists() {
+        bail!("no store at {}", app.store_dir.display());
+    }
     let store = app.store_read()?;
     let ids = match id {
         Some(i) => vec![store.resolve(i)?],
@@ -900,45 +905,66 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
     Ok(if rep.problems.is_empty() { 0 } else { 2 })
 }
 
+/// `forget` and `prune`: plan → show → confirm → apply (DESIGN §2). The
+/// plan (which snapshots, and which objects go with them) is made without
+/// the lock: a confirmation may wait for minutes, and a hook's snapshot
+/// must not wait on it. So `apply` gets the store locked and the snapshots
+/// shown, and decides again there what still goes.
 fn show_gc(
     app: &App,
     what: &str,
-    ids: &[String],
+    ids: Vec<String>,
     dry_run: bool,
-    f: impl FnOnce(&Store) -> Result<crate::store::GcReport>,
+    apply: impl FnOnce(&Store, &[String]) -> Result<crate::store::GcReport>,
 ) -> Result<i32> {
-    if ids.is_empty() {
+    // (with no snapshot to drop, what a killed `forget` left is still
+    // collected: objects no snapshot needs go, whatever dropped them)
+    let plan = app.store_read()?.forget_plan(&ids)?;
+    if plan.snapshots.is_empty() && plan.objects == 0 {
         if app.json {
-            app.print_json(&json!({"snapshots": [], "objects": 0, "bytes": 0}))?;
+            app.print_json(&plan)?;
         } else {
             crate::out!("nothing to {what}");
         }
         return Ok(0);
     }
-    app.ui.say(&format!("{what}: {}", ids.join(" ")));
+    let sum = |r: &crate::store::GcReport| {
+        format!(
+            "{} snapshot(s), {} object(s), {} bytes",
+            r.snapshots.len(),
+            r.objects,
+            r.bytes
+        )
+    };
+    app.ui.say(&format!("{what}: {}", plan.snapshots.join(" ")));
     if dry_run {
         if app.json {
-            app.print_json(&json!({"snapshots": ids, "dry_run": true}))?;
+            app.print_json(&json!({
+                "snapshots": plan.snapshots,
+                "objects": plan.objects,
+                "bytes": plan.bytes,
+                "dry_run": true,
+            }))?;
+        } else {
+            crate::out!("would remove {}", sum(&plan));
         }
         return Ok(0);
     }
-    if !app
-        .ui
-        .confirm(&format!("{what} {} snapshot(s)?", ids.len()))?
-    {
+    if !app.ui.confirm(&format!("{what}: remove {}?", sum(&plan)))? {
         bail!("nothing removed");
     }
     let store = app.store_write()?;
-    let rep = f(&store)?;
+    let rep = apply(&store, &plan.snapshots)?;
+    if rep.snapshots.len() < plan.snapshots.len() {
+        app.ui.say(&format!(
+            "{} of them kept: the store changed since the plan was shown (another guard)",
+            plan.snapshots.len() - rep.snapshots.len()
+        ));
+    }
     if app.json {
         app.print_json(&rep)?;
     } else {
-        crate::out!(
-            "removed {} snapshot(s), {} object(s), {} bytes",
-            rep.snapshots.len(),
-            rep.objects,
-            rep.bytes
-        );
+        crate::out!("removed {}", sum(&rep));
     }
     Ok(0)
 }
@@ -949,12 +975,28 @@ fn cmd_forget(app: &App, ids: &[String], dry_run: bool) -> Result<i32> {
         .iter()
         .map(|i| store.resolve(i))
         .collect::<Result<_>>()?;
-    show_gc(app, "forget", &ids.clone(), dry_run, |s| s.forget(&ids))
+    // (under the lock, `forget` refuses the lot when one of them has gone)
+    show_gc(app, "forget", ids, dry_run, |s, shown| s.forget(shown))
 }
 
 fn cmd_prune(app: &App, keep: usize, dry_run: bool) -> Result<i32> {
-    let ids = app.store_read()?.prune_plan(keep)?;
-    show_gc(app, "prune", &ids.clone(), dry_run, |s| s.forget(&ids))
+    let ids = prune_plan(&app.store_read()?, keep)?;
+    show_gc(app, "prune", ids, dry_run, |s, shown| {
+        // The plan again, under the lock: another guard may have forgotten
+        // a newer snapshot since, so that one shown now falls among the
+        // newest N. Only what both plans drop goes.
+        let now = prune_plan(s, keep)?;
+        let ids: Vec<String> = shown.iter().filter(|i| now.contains(i)).cloned().collect();
+        s.forget(&ids)
+    })
+}
+
+/// The retention policy's plan for `store` ([`Store::prune_plan`]), keeping
+/// what an unfinished playbook walk still needs. Used by `prune` and by
+/// the package hooks after their `pre` snapshot.
+pub fn prune_plan(store: &Store, keep: usize) -> Result<Vec<String>> {
+    let pinned = crate::playbook::engine::snapshots_in_use(store)?;
+    store.prune_plan(keep, &pinned)
 }
 
 /// `guard vm …` runs the `guard-vm` helper next to this binary (or on

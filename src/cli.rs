@@ -141,7 +141,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Apply the retention policy: keep the newest N of each automatic kind and every manual one
+    /// Apply the retention policy: keep the newest N of each automatic kind, every manual one and the baseline
     Prune {
         #[arg(long, default_value_t = 20)]
         keep: usize,

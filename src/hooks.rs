@@ -384,7 +384,7 @@ pub fn pre(app: &App, manager: Option<ManagerArg>, label: Option<String>) -> Res
         out.entries,
         out.new_objects
     );
-    let drop = store.prune_plan(KEEP)?;
+    let drop = crate::app::prune_plan(&store, KEEP)?;
     if !drop.is_empty() {
         let rep = store.forget(&drop)?;
         crate::err_out!(

@@ -202,6 +202,93 @@ fn kill_9_during_restore_leaves_whole_files_only() {
     assert_eq!(tree(&sb.root), before);
 }
 
+#[test]
+fn kill_9_during_forget_or_prune_leaves_every_listed_snapshot_whole() {
+    let sb = Sandbox::new();
+    sb.bulk(1200);
+    // Each snapshot gets objects of its own: a third of the files change
+    // between snapshots, so a forget has hundreds of objects to unlink.
+    let churn = |run: usize| {
+        for i in (run % 3..1200).step_by(3) {
+            let p = sb.root.join(format!("etc/bulk/d{}/f{i}.conf", i % 37));
+            fs::write(p, format!("run {run} file {i}\n").repeat(40)).unwrap();
+        }
+    };
+    let timer = |sb: &Sandbox| {
+        let o = sb.run(&["snapshot", "--kind", "timer"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    churn(0);
+    sb.snapshot();
+    for run in 1..4 {
+        churn(run);
+        timer(&sb);
+    }
+    let o = sb.run(&["--yes", "prune", "--keep", "2"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for (i, pct) in delays(30, 250, 13).into_iter().enumerate() {
+        churn(4 + i);
+        timer(&sb);
+        let ids: Vec<String> = fs::read_dir(sb.store.join("snapshots"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(".json").map(str::to_string)
+            })
+            .collect();
+        let oldest = ids.iter().min().unwrap().clone();
+        let args = if i % 2 == 0 {
+            vec!["--yes", "prune", "--keep", "1"]
+        } else {
+            vec!["--yes", "forget", &oldest]
+        };
+        // The plan alone (the dry run) takes about half of the whole
+        // command: kill anywhere from its start to past its end.
+        let t = std::time::Instant::now();
+        let dry = sb.run(&[&args[..], &["--dry-run"]].concat());
+        assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+        let ms = (t.elapsed().as_millis() as u64).max(10) * pct / 100;
+        let mut child = sb.spawn(&args);
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let v = sb.run(&["--json", "verify"]);
+        assert_eq!(
+            code(&v),
+            0,
+            "verify after kill at {ms} ms (run {i}): {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            stderr(&v)
+        );
+        // every snapshot verify saw was one that was listed before
+        let rep: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+        for id in rep["snapshots"].as_array().unwrap() {
+            assert!(ids.iter().any(|i| i == id.as_str().unwrap()), "{id}");
+        }
+        // ... and loads, and the baseline still does
+        assert_eq!(code(&sb.run(&["list"])), 0);
+        let c = sb.run(&["check"]);
+        assert!(code(&c) < 3, "{}", stderr(&c));
+    }
+    // what a killed forget left behind, the next one removes
+    let o = sb.run(&["--yes", "prune", "--keep", "1"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = sb.run(&["--json", "verify"]);
+    assert_eq!(code(&v), 0);
+    let rep: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let objects = walkdir::WalkDir::new(sb.store.join("objects"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .count() as u64;
+    assert_eq!(
+        Some(objects),
+        rep["objects_checked"].as_u64(),
+        "orphans left"
+    );
+}
+
 fn mount_tmpfs(dir: &Path, size: &str) {
     fs::create_dir_all(dir).unwrap();
     exec::stdout_of(
@@ -332,7 +419,9 @@ fn a_nearly_full_store_refuses_a_snapshot_instead_of_filling_the_disk() {
 #[test]
 fn a_second_guard_on_the_same_store_is_refused() {
     let sb = Sandbox::new();
-    sb.snapshot();
+    let id = sb.snapshot();
+    // a timer one, so that `prune --keep 0` has something to drop
+    assert_eq!(code(&sb.run(&["snapshot", "--kind", "timer"])), 0);
     // util-linux flock holds the same lock a running guard would
     #[allow(clippy::disallowed_methods)]
     let mut holder = std::process::Command::new("flock")
@@ -343,8 +432,22 @@ fn a_second_guard_on_the_same_store_is_refused() {
     std::thread::sleep(Duration::from_millis(300));
     let o = sb.run(&["snapshot"]);
     let r = sb.run(&["restore", "--vanished", "--yes"]);
+    let f = sb.run(&["--yes", "forget", &id]);
+    let p = sb.run(&["--yes", "prune", "--keep", "0"]);
+    let v = sb.run(&["verify"]);
     let _ = holder.kill();
     let _ = holder.wait();
+    for (what, o) in [("forget", &f), ("prune", &p)] {
+        assert_eq!(code(o), 3, "{what}");
+        assert!(
+            stderr(o).contains("locked by another guard process"),
+            "{what}: {}",
+            stderr(o)
+        );
+    }
+    assert_eq!(fs::read_dir(sb.store.join("snapshots")).unwrap().count(), 2);
+    // verify only reads, and takes no lock
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
     assert_eq!(code(&o), 3);
     assert!(
         stderr(&o).contains("locked by another guard process"),

@@ -281,3 +281,51 @@ fn an_answers_file_on_a_terminal_leaves_the_rest_to_the_person() {
     assert!(s.contains("stdin-is-the-terminal"), "{s}");
     assert!(s.contains("colour=blue"), "{s}");
 }
+
+/// `prune` plans without the lock and asks; another guard forgets the
+/// newest `pre` while the question is on the screen. Applying the plan
+/// as shown would drop the only `pre` left, the baseline: under the lock
+/// the plan is made again, and what it now keeps stays.
+#[test]
+fn prune_confirmed_after_the_store_changed_keeps_what_the_policy_now_keeps() {
+    let (dir, root, store) = sandbox();
+    let snap = |n: &str| {
+        fs::write(root.join("etc/changing"), n).unwrap();
+        let o = exec::output(
+            &Cmd::new(GUARD)
+                .arg("--root")
+                .arg(&root)
+                .arg("--store")
+                .arg(&store)
+                .args(["snapshot", "--kind", "pre"]),
+        )
+        .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let (old, new) = (snap("1"), snap("2"));
+    let t = Tmux::start(
+        dir.path(),
+        &guard_argv(&root, &store, &["prune", "--keep", "1"]),
+    );
+    let s = t.wait_for("(y/n)");
+    assert!(s.contains(&format!("prune: {old}")), "{s}");
+    let o = exec::output(
+        &Cmd::new(GUARD)
+            .arg("--root")
+            .arg(&root)
+            .arg("--store")
+            .arg(&store)
+            .args(["--yes", "forget", &new]),
+    )
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    t.keys(&["y"]);
+    let s = t.wait_for("EXIT=");
+    assert!(
+        store.join("snapshots").join(format!("{old}.json")).exists(),
+        "the last pre, now the baseline, was pruned:\n{s}"
+    );
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.contains("1 of them kept"), "{s}");
+}

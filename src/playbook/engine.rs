@@ -455,6 +455,41 @@ pub fn load_journal(app: &App, id: &str) -> Result<Option<Journal>> {
     }
 }
 
+/// The snapshots an unfinished walk may still check or restore against:
+/// every answer of an unfinished journal (`snapshot_id`, which the walk's
+/// own `snapshot` step set, and whatever an answers file gave), so that a
+/// `prune` between a walk's stop and its `--resume` keeps them. Read
+/// loosely (only `finished` and `answers`), so a journal of another guard
+/// version still counts; one that cannot be read at all is an error, not
+/// "needs nothing".
+pub fn snapshots_in_use(store: &crate::store::Store) -> Result<std::collections::BTreeSet<String>> {
+    let mut ids = std::collections::BTreeSet::new();
+    for name in store.doc_names("journals")? {
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let rel = format!("journals/{name}");
+        let Some(raw) = store.read_doc_file(&rel)? else {
+            continue; // (gone since listed: a walk's journal being replaced)
+        };
+        let j: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
+            anyhow!("journal {rel} is unreadable ({e}): cannot tell which snapshots its walk still needs")
+        })?;
+        if !j.get("finished").is_none_or(|f| f.is_null()) {
+            continue;
+        }
+        if let Some(answers) = j.get("answers").and_then(|a| a.as_object()) {
+            ids.extend(
+                answers
+                    .values()
+                    .filter_map(|v| v.as_str())
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(ids)
+}
+
 // ---------------------------------------------------------------- the walk
 
 /// Why a step failed: shown, journalled, the walk stops.

@@ -938,6 +938,17 @@ impl Store {
             }
         }
         progress.finish();
+        // Verify takes no lock (a long one must not hold off a hook's
+        // snapshot), so a `forget` may have removed a snapshot listed
+        // above, and then its objects, while this ran. Such a snapshot is
+        // not damaged, it is gone: it is not reported. Snapshot files go
+        // before their objects, so one that is still listed now had its
+        // problems while listed.
+        if let Ok(now) = self.ids() {
+            let listed = |id: &String| now.binary_search(id).is_ok();
+            rep.snapshots.retain(listed);
+            rep.problems.retain(|p| listed(&p.snapshot));
+        }
         rep
     }
 
@@ -957,28 +968,104 @@ impl Store {
         Ok(())
     }
 
-    /// Removes snapshot files, then every object no remaining snapshot needs.
+    /// What [`Self::forget`] of `ids` would remove, removing nothing: the
+    /// snapshots (each once) and every object no other snapshot needs,
+    /// with their bytes. Refused like `forget` itself.
+    pub fn forget_plan(&self, ids: &[String]) -> Result<GcReport> {
+        let (ids, objects) = self.gc_plan(ids)?;
+        Ok(GcReport {
+            snapshots: ids,
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|(_, n)| n).sum(),
+        })
+    }
+
+    /// Removes snapshot files, then every object no remaining snapshot
+    /// needs. Which objects those are is decided first, from every other
+    /// manifest: when one cannot be read (it may need any object) or an
+    /// id is not there, nothing at all is removed. The removed snapshot
+    /// files are made durable before any object goes, so a crash or power
+    /// cut at any moment leaves every listed snapshot whole.
     pub fn forget(&self, ids: &[String]) -> Result<GcReport> {
-        for id in ids {
+        if !self.is_writable() {
+            bail!("internal: forget on a read-only store handle");
+        }
+        let (ids, objects) = self.gc_plan(ids)?;
+        for id in &ids {
             #[allow(clippy::disallowed_methods)]
             io_ctx(fs::remove_file(self.snapshot_path(id)), || {
                 format!("cannot remove snapshot {id}")
             })?;
         }
-        if let Ok(d) = File::open(self.dir.join("snapshots")) {
-            let _ = d.sync_all();
+        if !ids.is_empty() {
+            // An unsynced unlink of a snapshot file can be undone by a
+            // power cut while the object unlinks below are not: the
+            // snapshot would come back without its objects.
+            io_ctx(
+                File::open(self.dir.join("snapshots")).and_then(|d| d.sync_all()),
+                || {
+                    format!(
+                        "cannot sync store {}; snapshots removed, no object removed",
+                        self.dir.display()
+                    )
+                },
+            )?;
         }
-        let mut rep = self.gc()?;
-        rep.snapshots = ids.to_vec();
+        let mut rep = GcReport {
+            snapshots: ids,
+            ..GcReport::default()
+        };
+        for (p, size) in objects {
+            #[allow(clippy::disallowed_methods)]
+            if fs::remove_file(&p).is_ok() {
+                rep.objects += 1;
+                rep.bytes += size;
+            }
+        }
         Ok(rep)
     }
 
-    /// Which snapshots the retention policy drops: all but the newest
-    /// `keep` of each automatic kind; `manual` ones are always kept.
-    pub fn prune_plan(&self, keep: usize) -> Result<Vec<String>> {
+    /// The snapshots of `ids` (sorted, each once: `forget ID ID` removes
+    /// it once) and the objects that go with them.
+    #[allow(clippy::type_complexity)]
+    fn gc_plan(&self, ids: &[String]) -> Result<(Vec<String>, Vec<(PathBuf, u64)>)> {
+        let drop: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let all = self.ids()?;
+        if let Some(gone) = drop.iter().find(|id| !all.iter().any(|a| a == *id)) {
+            bail!(
+                "no snapshot {gone} in store {}; nothing removed",
+                self.dir.display()
+            );
+        }
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        for id in all.iter().filter(|id| !drop.contains(id.as_str())) {
+            // A manifest we cannot read may need any object: refuse to
+            // guess, before anything is removed.
+            let m = self.load(id).with_context(|| {
+                format!("cannot decide which objects are still needed (run `guard verify`, or `guard forget {id}`); nothing removed")
+            })?;
+            needed.extend(m.objects().keys().map(|k| k.to_string()));
+        }
+        let objects = self.unreferenced(&needed);
+        Ok((drop.into_iter().map(str::to_string).collect(), objects))
+    }
+
+    /// Which snapshots the retention policy drops (DESIGN §4): all but the
+    /// newest `keep` of each automatic kind (`pre`, `post`, `timer`, and
+    /// `safety`, which `restore` takes); `manual` ones are always kept,
+    /// and so are the baseline (the newest `manual` or `pre`, which
+    /// `check` compares against: `--keep 0` must not change what it says)
+    /// and the snapshots in `pinned` (what an unfinished playbook walk
+    /// will check or restore against).
+    pub fn prune_plan(&self, keep: usize, pinned: &BTreeSet<String>) -> Result<Vec<String>> {
         let mut by_kind: BTreeMap<SnapshotKind, Vec<String>> = BTreeMap::new();
+        let mut baseline = None;
         for (id, h) in self.list()? {
             let h = h.map_err(|e| anyhow!("{e}; run `guard verify` before pruning"))?;
+            if h.kind.is_baseline_candidate() {
+                // (ids come oldest first)
+                baseline = Some(id.clone());
+            }
             by_kind.entry(h.kind).or_default().push(id);
         }
         let mut drop = Vec::new();
@@ -991,26 +1078,25 @@ impl Store {
                 drop.extend(ids[..ids.len() - keep].iter().cloned());
             }
         }
+        drop.retain(|id| Some(id) != baseline.as_ref() && !pinned.contains(id));
         drop.sort();
         Ok(drop)
     }
 
-    /// Objects no snapshot needs, counted (and removed unless `dry`).
-    fn unreferenced(&self) -> Result<Vec<(PathBuf, u64)>> {
-        let mut needed: BTreeSet<String> = BTreeSet::new();
-        for id in self.ids()? {
-            // A manifest we cannot read may need any object: refuse to guess.
-            let m = self
-                .load(&id)
-                .with_context(|| "cannot decide which objects are still needed".to_string())?;
-            needed.extend(m.objects().keys().map(|k| k.to_string()));
-        }
+    /// Objects not in `needed`, with their sizes. A fan-out directory
+    /// that cannot be read is passed over: nothing in it is removed; so is
+    /// anything else there (a symlink to a directory would have its
+    /// target's files removed).
+    fn unreferenced(&self, needed: &BTreeSet<String>) -> Vec<(PathBuf, u64)> {
         let mut out = Vec::new();
         let objects = self.dir.join("objects");
         let Ok(rd) = fs::read_dir(&objects) else {
-            return Ok(out);
+            return out;
         };
         for fan in rd.flatten() {
+            if !fan.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             let Ok(inner) = fs::read_dir(fan.path()) else {
                 continue;
             };
@@ -1026,19 +1112,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
-    }
-
-    pub fn gc(&self) -> Result<GcReport> {
-        let mut rep = GcReport::default();
-        for (p, size) in self.unreferenced()? {
-            #[allow(clippy::disallowed_methods)]
-            if fs::remove_file(&p).is_ok() {
-                rep.objects += 1;
-                rep.bytes += size;
-            }
-        }
-        Ok(rep)
+        out
     }
 
     /// Free space on the store's filesystem, in bytes and as a fraction.
@@ -1059,6 +1133,26 @@ impl Store {
                 free as f64 / total as f64
             },
         ))
+    }
+
+    /// The names of the documents in a store directory (`journals`),
+    /// sorted; none when it does not exist.
+    pub fn doc_names(&self, sub: &str) -> Result<Vec<String>> {
+        let dir = self.dir.join(sub);
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return io_ctx(Err(e), || format!("cannot read {}", dir.display())),
+        };
+        let mut names: Vec<String> = rd
+            .map(|e| {
+                io_ctx(e, || format!("cannot read {}", dir.display()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+            })
+            .filter(|n| !n.as_ref().is_ok_and(|n| n.starts_with('.')))
+            .collect::<Result<_>>()?;
+        names.sort();
+        Ok(names)
     }
 
     /// Reads a small store document (acks, journals) if it exists.
@@ -1471,6 +1565,235 @@ mod tests {
     }
 
     #[test]
+    fn forget_takes_a_snapshot_named_twice_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        let b = manifest(
+            "20260102-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "B")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+        // `guard forget ID ID` (or an id and its prefix, resolved): the
+        // second removal found nothing and failed before the objects went
+        let rep = s.forget(&[a.id.clone(), a.id.clone()]).unwrap();
+        assert_eq!(rep.snapshots, vec![a.id.clone()]);
+        assert_eq!(rep.objects, 1);
+        assert_eq!(s.ids().unwrap(), vec![b.id.clone()]);
+        assert!(s
+            .verify(&s.ids().unwrap(), &crate::ui::NoProgress)
+            .problems
+            .is_empty());
+    }
+
+    #[test]
+    fn forget_removes_nothing_while_another_manifest_cannot_be_read() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        let b = manifest(
+            "20260102-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/b", "B")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+        // a flipped byte in b's manifest: its header still reads
+        let sp = s.snapshot_path(&b.id);
+        let text = fs::read_to_string(&sp).unwrap().replace("/etc/b", "/etc/c");
+        fs::write(&sp, text).unwrap();
+        let err = s.forget(std::slice::from_ref(&a.id)).unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        assert_eq!(
+            s.ids().unwrap(),
+            vec![a.id.clone(), b.id.clone()],
+            "refused, so nothing removed"
+        );
+        assert_eq!(
+            s.read_object(a.entries[0].blake3.as_deref().unwrap())
+                .unwrap(),
+            b"A"
+        );
+        assert_eq!(
+            s.read_object(b.entries[0].blake3.as_deref().unwrap())
+                .unwrap(),
+            b"B"
+        );
+        assert!(
+            s.forget_plan(std::slice::from_ref(&a.id)).is_err(),
+            "the dry run says so too"
+        );
+        // the corrupt one itself can be forgotten: nothing else is unreadable
+        let rep = s.forget(std::slice::from_ref(&b.id)).unwrap();
+        assert_eq!(rep.objects, 1);
+        assert_eq!(s.ids().unwrap(), vec![a.id.clone()]);
+    }
+
+    #[test]
+    fn forget_refuses_an_id_that_is_not_there_and_removes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        let err = s
+            .forget(&[a.id.clone(), "20260102-000000-000".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no snapshot 20260102-000000-000"), "{err}");
+        assert_eq!(s.ids().unwrap(), vec![a.id.clone()]);
+    }
+
+    #[test]
+    fn the_plan_counts_what_forget_then_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "AAAA"), ("/etc/s", "same")],
+            &s,
+        );
+        let b = manifest(
+            "20260102-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "B"), ("/etc/s", "same")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+        let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
+        assert_eq!(
+            (plan.objects, plan.bytes),
+            (1, 4),
+            "the shared object stays"
+        );
+        assert_eq!(s.ids().unwrap().len(), 2, "a plan removes nothing");
+        let rep = s.forget(std::slice::from_ref(&a.id)).unwrap();
+        assert_eq!(
+            (rep.snapshots, rep.objects, rep.bytes),
+            (plan.snapshots, 1, 4)
+        );
+    }
+
+    #[test]
+    fn forget_removes_nothing_through_a_symlink_in_objects() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(&d.path().join("store")).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("precious"), b"not the store's").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.dir().join("objects").join("zz")).unwrap();
+        let rep = s.forget(std::slice::from_ref(&a.id)).unwrap();
+        assert_eq!(rep.objects, 1);
+        assert!(elsewhere.join("precious").exists());
+    }
+
+    #[test]
+    fn prune_never_drops_the_baseline_nor_a_pinned_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        for (id, kind) in [
+            ("20260101-000000-000", SnapshotKind::Manual),
+            ("20260102-000000-000", SnapshotKind::Pre),
+            ("20260103-000000-000", SnapshotKind::Pre),
+            ("20260104-000000-000", SnapshotKind::Post),
+            ("20260105-000000-000", SnapshotKind::Timer),
+            ("20260106-000000-000", SnapshotKind::Safety),
+        ] {
+            s.commit(&manifest(id, kind, &[("/etc/a", id)], &s))
+                .unwrap();
+        }
+        assert_eq!(
+            s.baseline().unwrap().as_deref(),
+            Some("20260103-000000-000")
+        );
+        // --keep 0: every automatic one goes but the newest pre, which
+        // `check` compares against by default
+        let none = BTreeSet::new();
+        assert_eq!(
+            s.prune_plan(0, &none).unwrap(),
+            vec![
+                "20260102-000000-000",
+                "20260104-000000-000",
+                "20260105-000000-000",
+                "20260106-000000-000"
+            ]
+        );
+        // a snapshot an unfinished playbook walk will restore from stays
+        let pinned = BTreeSet::from(["20260102-000000-000".to_string()]);
+        assert_eq!(s.prune_plan(1, &pinned).unwrap(), Vec::<String>::new());
+    }
+
+    /// `verify` takes no lock (a long verify must not hold off the hooks'
+    /// snapshots), so a `forget` may remove a snapshot it has listed, and
+    /// that snapshot's objects, while it runs.
+    #[test]
+    fn verify_does_not_report_a_snapshot_forgotten_while_it_ran() {
+        struct ForgetOnFirstStep<'a>(&'a Store, String, AtomicBool);
+        impl crate::ui::Progress for ForgetOnFirstStep<'_> {
+            fn set_length(&self, _: u64) {}
+            fn inc(&self, _: u64) {
+                if !self.2.swap(true, Ordering::SeqCst) {
+                    self.0.forget(std::slice::from_ref(&self.1)).unwrap();
+                }
+            }
+            fn set_message(&self, _: &str) {}
+            fn finish(&self) {}
+        }
+        let d = tempfile::tempdir().unwrap();
+        let w = Store::open_write(d.path()).unwrap();
+        let data = [("/etc/a", "A"), ("/etc/b", "B"), ("/etc/c", "C")];
+        let a = manifest("20260101-000000-000", SnapshotKind::Timer, &data, &w);
+        let b = manifest(
+            "20260102-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/k", "K")],
+            &w,
+        );
+        w.commit(&a).unwrap();
+        w.commit(&b).unwrap();
+        let r = Store::open_read(d.path()).unwrap();
+        let rep = r.verify(
+            &r.ids().unwrap(),
+            &ForgetOnFirstStep(&w, a.id.clone(), AtomicBool::new(false)),
+        );
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.snapshots, vec![b.id.clone()]);
+        // a snapshot still listed keeps its problems
+        let k = b.entries[0].blake3.clone().unwrap();
+        fs::remove_file(w.object_path(&k)).unwrap();
+        let rep = r.verify(&r.ids().unwrap(), &crate::ui::NoProgress);
+        assert_eq!(rep.problems.len(), 1);
+        assert_eq!(rep.problems[0].object.as_deref(), Some(k.as_str()));
+    }
+
+    #[test]
     fn prune_keeps_manual_and_newest_of_each_kind_and_drops_orphans() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
@@ -1484,7 +1807,7 @@ mod tests {
             s.commit(&manifest(&id, kind, &[("/etc/x", &id)], &s))
                 .unwrap();
         }
-        let plan = s.prune_plan(1).unwrap();
+        let plan = s.prune_plan(1, &BTreeSet::new()).unwrap();
         assert_eq!(plan, vec!["20260101-000000-000", "20260102-000000-000"]);
         let rep = s.forget(&plan).unwrap();
         assert_eq!(rep.objects, 2);
