@@ -117,3 +117,82 @@ fn caps_lost_names_a_service_whose_unit_went_too() {
     assert!(msg.contains("the same file lost its capabilities"), "{msg}");
     assert!(msg.contains("used by web.service"), "{msg}");
 }
+
+/// A Debian-style root before the usr-merge: units under /lib, a
+/// capability on /bin/ping.
+fn unmerged_box() -> Sys {
+    let s = Sys::new();
+    s.write(
+        "/lib/systemd/system/cron.service",
+        "[Service]\nExecStart=/usr/sbin/cron\nNoNewPrivileges=yes\n",
+    )
+    .write(
+        "/lib/systemd/system/foo.service",
+        "[Service]\nExecStart=/usr/sbin/foo\nProtectSystem=full\n",
+    )
+    .write("/bin/ping", "#!/bin/sh\n")
+    .write("/usr/bin/true", "#!/bin/sh\n");
+    s.symlink(
+        "../foo.service",
+        "/lib/systemd/system/multi-user.target.wants/foo.service",
+    );
+    s.symlink(
+        "/lib/systemd/system/cron.service",
+        "/etc/systemd/system/multi-user.target.wants/cron.service",
+    );
+    run(&["setcap", "cap_net_raw=ep", s.path("/bin/ping").to_str().unwrap()]);
+    s
+}
+
+/// What the usrmerge package does: move /lib and /bin into /usr (the
+/// files keep their inode, xattrs and mtime), leave symlinks behind.
+fn usr_merge(s: &Sys) {
+    for d in ["lib", "bin"] {
+        let (old, new) = (s.path(d), s.path(&format!("usr/{d}")));
+        std::fs::create_dir_all(&new).unwrap();
+        for e in std::fs::read_dir(&old).unwrap() {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), new.join(e.file_name())).unwrap();
+        }
+        std::fs::remove_dir(&old).unwrap();
+        s.symlink(&format!("usr/{d}"), d);
+    }
+}
+
+#[test]
+fn a_usr_merge_moves_units_and_caps_without_findings() {
+    let s = unmerged_box();
+    s.snapshot();
+    usr_merge(&s);
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "nothing was lost, only moved: {v:#}");
+    let out = s.cmd().arg("diff").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn damage_done_with_a_usr_merge_is_still_found_where_the_files_went() {
+    let s = unmerged_box();
+    s.snapshot();
+    usr_merge(&s);
+    s.write(
+        "/usr/lib/systemd/system/foo.service",
+        "[Service]\nExecStart=/usr/sbin/foo\n",
+    );
+    s.rm("/usr/lib/systemd/system/multi-user.target.wants/foo.service");
+    run(&["setcap", "-r", s.path("/usr/bin/ping").to_str().unwrap()]);
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let caps = with_id(&v, "caps/lost");
+    assert_eq!(caps.len(), 1, "{v:#}");
+    assert_eq!(caps[0]["paths"][0], "/usr/bin/ping");
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    assert_eq!(h[0]["paths"][0], "/usr/lib/systemd/system/foo.service");
+    assert_eq!(with_id(&v, "systemd/unit-disabled").len(), 1, "{v:#}");
+    assert!(with_id(&v, "file/vanished").is_empty(), "{v:#}");
+}
