@@ -118,6 +118,81 @@ fn caps_lost_names_a_service_whose_unit_went_too() {
     assert!(msg.contains("used by web.service"), "{msg}");
 }
 
+#[test]
+fn masking_an_enabled_unit_is_reported_though_its_link_stays() {
+    let s = web_box();
+    s.write(
+        "/usr/lib/systemd/system/getty@.service",
+        "[Service]\nExecStart=-/sbin/agetty %I\n",
+    );
+    s.symlink(
+        "/usr/lib/systemd/system/getty@.service",
+        "/etc/systemd/system/getty.target.wants/getty@tty1.service",
+    );
+    s.snapshot();
+    // `systemctl mask` of a unit and of a template: the wants links stay
+    s.rm("/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/getty@.service");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let web = for_path(&v, "/etc/systemd/system/web.service");
+    assert_eq!(web.len(), 1, "one finding for the mask: {v:#}");
+    assert_eq!(web[0]["id"], "systemd/unit-disabled");
+    let msg = web[0]["message"].as_str().unwrap();
+    assert!(msg.contains("web.service is masked"), "{msg}");
+    assert_eq!(
+        web[0]["fix"],
+        "systemctl unmask web.service; systemctl start web.service"
+    );
+    let getty = for_path(&v, "/etc/systemd/system/getty@.service");
+    assert_eq!(getty.len(), 1, "{v:#}");
+    assert_eq!(getty[0]["id"], "systemd/unit-disabled");
+    assert!(getty[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("getty@tty1.service is masked"));
+    // a masked unit runs nothing: no hardening-lost beside it
+    assert!(with_id(&v, "systemd/hardening-lost").is_empty(), "{v:#}");
+}
+
+#[test]
+fn a_unit_masked_before_the_snapshot_is_not_news() {
+    let s = web_box();
+    s.rm("/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/web.service");
+    s.snapshot();
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "{v:#}");
+}
+
+#[test]
+fn lost_dynamic_user_and_private_network_are_hardening_lost() {
+    let s = Sys::new();
+    s.write(
+        "/usr/lib/systemd/system/app.service",
+        "[Service]\nExecStart=/usr/bin/app\nDynamicUser=yes\nPrivateNetwork=yes\n\
+         RestrictAddressFamilies=AF_UNIX\nProtectProc=default\n",
+    );
+    s.snapshot();
+    // the package's new unit dropped the sandbox
+    s.write(
+        "/usr/lib/systemd/system/app.service",
+        "[Service]\nExecStart=/usr/bin/app\n",
+    );
+    let (_, v) = s.check();
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    let msg = h[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("DynamicUser=yes")
+            && msg.contains("PrivateNetwork=yes")
+            && msg.contains("RestrictAddressFamilies=AF_UNIX")
+            && !msg.contains("ProtectProc"),
+        "{msg}"
+    );
+}
+
 /// A Debian-style root before the usr-merge: units under /lib, a
 /// capability on /bin/ping.
 fn unmerged_box() -> Sys {
@@ -140,7 +215,11 @@ fn unmerged_box() -> Sys {
         "/lib/systemd/system/cron.service",
         "/etc/systemd/system/multi-user.target.wants/cron.service",
     );
-    run(&["setcap", "cap_net_raw=ep", s.path("/bin/ping").to_str().unwrap()]);
+    run(&[
+        "setcap",
+        "cap_net_raw=ep",
+        s.path("/bin/ping").to_str().unwrap(),
+    ]);
     s
 }
 
