@@ -174,3 +174,26 @@ fn a_merged_and_removed_rpmnew_is_not_critical() {
     );
     assert_eq!(code, 2);
 }
+
+#[test]
+fn a_pacnew_rewritten_by_the_upgrade_waits_to_be_merged_again() {
+    let s = base();
+    s.write("/etc/ssh/sshd_config.pacnew", "PasswordAuthentication no\n");
+    s.snapshot();
+    // the next package version overwrites the .pacnew still waiting
+    s.write(
+        "/etc/ssh/sshd_config.pacnew",
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+    );
+    let (_, v) = s.check();
+    let f = for_path(&v, "/etc/ssh/sshd_config.pacnew");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["id"], "pkg/pending-merge", "{v:#}");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("+KbdInteractiveAuthentication no"),
+        "{v:#}"
+    );
+}
