@@ -580,14 +580,28 @@ fn live_from(
     Ok(m)
 }
 
+/// A baseline compared with the live root sees what a usr-merge moved
+/// where the live walk records it (see [`scan::merged_dirs`]); before the
+/// live scan, so the capability probe looks at `/usr/bin/ping`, not the
+/// `/bin/ping` it cannot reach without following `/bin`.
+fn follow_merged_dirs(app: &App, base: &mut Manifest) {
+    for (from, to) in scan::merged_dirs(&app.root, base) {
+        diff::rebase(base, &from, &to);
+    }
+}
+
 fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
     let store = app.store_read()?;
     let Some(old) = load_baseline(&store, from)? else {
         bail!("no baseline snapshot to compare with: guard snapshot first");
     };
+    let mut old = old;
     let new = match to {
         Some(t) => store.load(&store.resolve(t)?)?,
-        None => live(app, Some(&old))?,
+        None => {
+            follow_merged_dirs(app, &mut old);
+            live(app, Some(&old))?
+        }
     };
     let scope = app.scope()?;
     let changes = diff::files(&old, &new, &|p| scope.contains(p));
@@ -708,7 +722,10 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     let spin = app.ui.spinner("walking the configuration");
     let (raw, base) = scan::walk_while(&app.root, &scope, || load_baseline(&store, against));
     spin.finish();
-    let base = base?;
+    let mut base = base?;
+    if let Some(b) = base.as_mut() {
+        follow_merged_dirs(app, b);
+    }
     timer.phase("walk + load baseline");
     let live = live_from(app, &scope, raw, base.as_ref())?;
     let changes = match &base {

@@ -197,6 +197,54 @@ pub fn files(old: &Manifest, new: &Manifest, in_scope: &dyn Fn(&SysPath) -> bool
     out
 }
 
+/// Moves what `m` recorded under `from` to `to` (see
+/// [`crate::scan::merged_dirs`]): after a usr-merge the snapshot's
+/// `/lib/systemd/system/cron.service` is compared with the live
+/// `/usr/lib/systemd/system/cron.service`, so a migration that only moved
+/// files reports nothing, while a unit it changed or lost is still seen.
+/// Where both places were recorded, the entry already under `to` wins (the
+/// merge keeps one of two identical files).
+pub fn rebase(m: &mut Manifest, from: &SysPath, to: &SysPath) {
+    let moved = |p: &SysPath| -> Option<SysPath> {
+        let rest = p.as_bytes().strip_prefix(from.as_bytes())?;
+        (rest.is_empty() || rest[0] == b'/').then(|| {
+            let mut v = to.as_bytes().to_vec();
+            v.extend_from_slice(rest);
+            SysPath::new(v)
+        })
+    };
+    let have: BTreeSet<SysPath> = m
+        .entries
+        .iter()
+        .map(|e| e.path.clone())
+        .chain(m.caps.iter().map(|c| c.path.clone()))
+        .filter(|p| p.starts_with(to))
+        .collect();
+    m.entries.retain_mut(|e| match moved(&e.path) {
+        Some(p) if have.contains(&p) => false,
+        Some(p) => {
+            e.path = p;
+            true
+        }
+        None => true,
+    });
+    m.caps.retain_mut(|c| match moved(&c.path) {
+        Some(p) if have.contains(&p) => false,
+        Some(p) => {
+            c.path = p;
+            true
+        }
+        None => true,
+    });
+    for u in &mut m.units {
+        if let Some(p) = moved(&u.link) {
+            u.link = p;
+        }
+    }
+    m.sort();
+    m.units.dedup();
+}
+
 /// What happened to a file that had capabilities.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CapChange {

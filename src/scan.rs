@@ -4,7 +4,7 @@
 //! hash for `check`. A stat cache (the newest snapshot) skips re-hashing
 //! files whose (dev, ino, size, mtime, ctime) did not change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 // foldhash, not SipHash: these maps hold a snapshot's paths and hashes,
 // which guard hashes thousands of times a run; SipHash was ~0.25 ms of a
@@ -771,6 +771,35 @@ fn cap_entry(
         blake3,
         owners: Vec::new(),
     })
+}
+
+/// Top-level directories of `base` that the live root has since turned into
+/// a symlink to another directory of the root: the usr-merge (`/lib ->
+/// usr/lib`, `/bin -> usr/bin`, …). The walk never follows them (it opens
+/// every directory without symlinks), so what the snapshot recorded under
+/// `/lib/systemd/system` or as `/bin/ping`'s capabilities now lives under
+/// `/usr`; [`crate::diff::rebase`] compares it there instead of calling it
+/// gone. Pairs (old, new), e.g. (`/lib`, `/usr/lib`).
+pub fn merged_dirs(root: &SysRoot, base: &Manifest) -> Vec<(SysPath, SysPath)> {
+    let tops: BTreeSet<SysPath> = base
+        .entries
+        .iter()
+        .map(|e| &e.path)
+        .chain(base.caps.iter().map(|c| &c.path))
+        .filter_map(|p| p.ancestors().into_iter().next())
+        .collect();
+    tops.into_iter()
+        .filter_map(|top| {
+            let t = root.read_link(&top)?;
+            // `usr/lib` and `/usr/lib` both mean ROOT/usr/lib; only a real
+            // directory one hop away counts (never a chain, never `..`)
+            if t.split(|b| *b == b'/').any(|c| c == b"..") {
+                return None;
+            }
+            let to = SysPath::new(&t);
+            (to != top && !to.starts_with(&top) && root.open_dir(&to).is_ok()).then_some((top, to))
+        })
+        .collect()
 }
 
 /// Units enabled through `*.wants/` and `*.requires/` links, read from the

@@ -342,6 +342,14 @@ impl SysRoot {
         )?)
     }
 
+    /// The target of a symlink inside the root (its parent reached without
+    /// symlinks); `None` when `p` is not a symlink.
+    pub fn read_link(&self, p: &SysPath) -> Option<Vec<u8>> {
+        let parent = self.open_dir(&p.parent()?).ok()?;
+        let t = rustix::fs::readlinkat(&parent, OsStr::from_bytes(p.file_name()), []).ok()?;
+        Some(t.into_bytes())
+    }
+
     pub fn exists(&self, p: &SysPath) -> bool {
         self.lstat(p).is_ok()
     }

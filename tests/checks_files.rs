@@ -174,3 +174,93 @@ fn a_merged_and_removed_rpmnew_is_not_critical() {
     );
     assert_eq!(code, 2);
 }
+
+#[test]
+fn a_pacnew_rewritten_by_the_upgrade_waits_to_be_merged_again() {
+    let s = base();
+    s.write("/etc/ssh/sshd_config.pacnew", "PasswordAuthentication no\n");
+    s.snapshot();
+    // the next package version overwrites the .pacnew still waiting
+    s.write(
+        "/etc/ssh/sshd_config.pacnew",
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+    );
+    let (_, v) = s.check();
+    let f = for_path(&v, "/etc/ssh/sshd_config.pacnew");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["id"], "pkg/pending-merge", "{v:#}");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("+KbdInteractiveAuthentication no"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_lost_swap_a_lost_group_member_and_a_nologin_shell_are_explained() {
+    let s = base();
+    s.write(
+        "/etc/fstab",
+        "UUID=1 / ext4 defaults 0 1\n/dev/vda2 none swap sw 0 0\n/dev/vdc1 none swap sw 0 0\n",
+    )
+    .write("/etc/group", "root:x:0:\nmail:x:12:cyrus,postfix\n");
+    s.snapshot();
+    s.write(
+        "/etc/fstab",
+        "UUID=1 / ext4 defaults 0 1\n/dev/vdc1 none swap sw 0 0\n",
+    )
+    .write("/etc/group", "root:x:0:\nmail:x:12:postfix\n")
+    .write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/bash\ncyrus:x:96:12::/var/lib/imap:/usr/sbin/nologin\n",
+    );
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let fstab = with_id(&v, "storage/fstab-changed");
+    assert_eq!(fstab.len(), 1, "{v:#}");
+    assert!(
+        fstab[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("swap /dev/vda2 removed"),
+        "{v:#}"
+    );
+    let acc: Vec<&str> = with_id(&v, "accounts/changed")
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        acc.iter().any(|m| m.contains("members cyrus,postfix -> ")),
+        "{acc:?}"
+    );
+    assert!(
+        acc.iter().any(|m| m.contains("shell /usr/sbin/nologin")),
+        "{acc:?}"
+    );
+}
+
+#[test]
+fn nsswitch_that_moved_to_usr_etc_is_compared_with_what_glibc_reads_now() {
+    let s = base();
+    s.snapshot();
+    // openSUSE: the package drops /etc/nsswitch.conf, glibc reads the
+    // vendor copy, which has no sss
+    s.rm("/etc/nsswitch.conf");
+    s.write(
+        "/usr/etc/nsswitch.conf",
+        "passwd: files\ngroup: files sss\nhosts: files dns\n",
+    );
+    let (_, v) = s.check();
+    let nss = with_id(&v, "nss/changed");
+    assert_eq!(nss.len(), 1, "{v:#}");
+    let msg = nss[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("now read from /usr/etc/nsswitch.conf")
+            && msg.contains("passwd: files sss -> files")
+            && !msg.contains("all name service sources are gone"),
+        "{msg}"
+    );
+    assert_eq!(nss[0]["evidence"][0]["path"], "/usr/etc/nsswitch.conf");
+}

@@ -263,3 +263,54 @@ fn signature_failures_logged_since_the_snapshot() {
         "{text}"
     );
 }
+
+#[test]
+fn a_signature_downloaded_with_the_mirrors_old_mtime_counts_too() {
+    let signer = Signer::new();
+    let master = signer.key("Master <master@example.org>");
+    let stranger = signer.key("New Packager <new@example.org>");
+    let s = Sys::new();
+    keyring(&s, &signer, &master, &master);
+    s.snapshot();
+    let cache = s.path("/var/cache/pacman/pkg");
+    std::fs::create_dir_all(&cache).unwrap();
+    let pkg = cache.join("glibc-2.40-1-x86_64.pkg.tar.zst");
+    std::fs::write(&pkg, "payload").unwrap();
+    signer.sign_b64(&stranger, &pkg);
+    let sig = cache.join("glibc-2.40-1-x86_64.pkg.tar.zst.sig");
+    std::fs::rename(pkg.with_extension("sig"), &sig).unwrap();
+    // pacman gives a download the mirror's time, from before the snapshot
+    run(&["touch", "-d", "2019-03-01 10:00", sig.to_str().unwrap()]);
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "keyring/stale");
+    assert!(
+        f[0]["detail"].as_str().unwrap().contains("glibc-2.40-1"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn without_gpg_the_keyring_is_unknown_not_stale() {
+    let signer = Signer::new();
+    let master = signer.key("Master <master@example.org>");
+    let s = Sys::new();
+    keyring(&s, &signer, &master, &master);
+    sync_db(&s, &signer, &[("bash", &master)]);
+    // a PATH with bsdtar but no gpg
+    let bin = tempfile::tempdir().unwrap();
+    let bsdtar = run(&["sh", "-c", "command -v bsdtar"]);
+    std::os::unix::fs::symlink(bsdtar.trim(), bin.path().join("bsdtar")).unwrap();
+    let out = s
+        .cmd()
+        .env("PATH", bin.path())
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(with_id(&v, "keyring/stale").is_empty(), "{v:#}");
+    let u = with_id(&v, "keyring/unreadable");
+    assert_eq!(u.len(), 1, "{v:#}");
+    assert!(u[0]["detail"].as_str().unwrap().contains("gpg"), "{v:#}");
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+}

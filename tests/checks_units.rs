@@ -117,3 +117,161 @@ fn caps_lost_names_a_service_whose_unit_went_too() {
     assert!(msg.contains("the same file lost its capabilities"), "{msg}");
     assert!(msg.contains("used by web.service"), "{msg}");
 }
+
+#[test]
+fn masking_an_enabled_unit_is_reported_though_its_link_stays() {
+    let s = web_box();
+    s.write(
+        "/usr/lib/systemd/system/getty@.service",
+        "[Service]\nExecStart=-/sbin/agetty %I\n",
+    );
+    s.symlink(
+        "/usr/lib/systemd/system/getty@.service",
+        "/etc/systemd/system/getty.target.wants/getty@tty1.service",
+    );
+    s.snapshot();
+    // `systemctl mask` of a unit and of a template: the wants links stay
+    s.rm("/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/getty@.service");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let web = for_path(&v, "/etc/systemd/system/web.service");
+    assert_eq!(web.len(), 1, "one finding for the mask: {v:#}");
+    assert_eq!(web[0]["id"], "systemd/unit-disabled");
+    let msg = web[0]["message"].as_str().unwrap();
+    assert!(msg.contains("web.service is masked"), "{msg}");
+    assert_eq!(
+        web[0]["fix"],
+        "systemctl unmask web.service; systemctl start web.service"
+    );
+    let getty = for_path(&v, "/etc/systemd/system/getty@.service");
+    assert_eq!(getty.len(), 1, "{v:#}");
+    assert_eq!(getty[0]["id"], "systemd/unit-disabled");
+    assert!(getty[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("getty@tty1.service is masked"));
+    // a masked unit runs nothing: no hardening-lost beside it
+    assert!(with_id(&v, "systemd/hardening-lost").is_empty(), "{v:#}");
+}
+
+#[test]
+fn a_unit_masked_before_the_snapshot_is_not_news() {
+    let s = web_box();
+    s.rm("/etc/systemd/system/web.service");
+    s.symlink("/dev/null", "/etc/systemd/system/web.service");
+    s.snapshot();
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "{v:#}");
+}
+
+#[test]
+fn lost_dynamic_user_and_private_network_are_hardening_lost() {
+    let s = Sys::new();
+    s.write(
+        "/usr/lib/systemd/system/app.service",
+        "[Service]\nExecStart=/usr/bin/app\nDynamicUser=yes\nPrivateNetwork=yes\n\
+         RestrictAddressFamilies=AF_UNIX\nProtectProc=default\n",
+    );
+    s.snapshot();
+    // the package's new unit dropped the sandbox
+    s.write(
+        "/usr/lib/systemd/system/app.service",
+        "[Service]\nExecStart=/usr/bin/app\n",
+    );
+    let (_, v) = s.check();
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    let msg = h[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("DynamicUser=yes")
+            && msg.contains("PrivateNetwork=yes")
+            && msg.contains("RestrictAddressFamilies=AF_UNIX")
+            && !msg.contains("ProtectProc"),
+        "{msg}"
+    );
+}
+
+/// A Debian-style root before the usr-merge: units under /lib, a
+/// capability on /bin/ping.
+fn unmerged_box() -> Sys {
+    let s = Sys::new();
+    s.write(
+        "/lib/systemd/system/cron.service",
+        "[Service]\nExecStart=/usr/sbin/cron\nNoNewPrivileges=yes\n",
+    )
+    .write(
+        "/lib/systemd/system/foo.service",
+        "[Service]\nExecStart=/usr/sbin/foo\nProtectSystem=full\n",
+    )
+    .write("/bin/ping", "#!/bin/sh\n")
+    .write("/usr/bin/true", "#!/bin/sh\n");
+    s.symlink(
+        "../foo.service",
+        "/lib/systemd/system/multi-user.target.wants/foo.service",
+    );
+    s.symlink(
+        "/lib/systemd/system/cron.service",
+        "/etc/systemd/system/multi-user.target.wants/cron.service",
+    );
+    run(&[
+        "setcap",
+        "cap_net_raw=ep",
+        s.path("/bin/ping").to_str().unwrap(),
+    ]);
+    s
+}
+
+/// What the usrmerge package does: move /lib and /bin into /usr (the
+/// files keep their inode, xattrs and mtime), leave symlinks behind.
+fn usr_merge(s: &Sys) {
+    for d in ["lib", "bin"] {
+        let (old, new) = (s.path(d), s.path(&format!("usr/{d}")));
+        std::fs::create_dir_all(&new).unwrap();
+        for e in std::fs::read_dir(&old).unwrap() {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), new.join(e.file_name())).unwrap();
+        }
+        std::fs::remove_dir(&old).unwrap();
+        s.symlink(&format!("usr/{d}"), d);
+    }
+}
+
+#[test]
+fn a_usr_merge_moves_units_and_caps_without_findings() {
+    let s = unmerged_box();
+    s.snapshot();
+    usr_merge(&s);
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "nothing was lost, only moved: {v:#}");
+    let out = s.cmd().arg("diff").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn damage_done_with_a_usr_merge_is_still_found_where_the_files_went() {
+    let s = unmerged_box();
+    s.snapshot();
+    usr_merge(&s);
+    s.write(
+        "/usr/lib/systemd/system/foo.service",
+        "[Service]\nExecStart=/usr/sbin/foo\n",
+    );
+    s.rm("/usr/lib/systemd/system/multi-user.target.wants/foo.service");
+    run(&["setcap", "-r", s.path("/usr/bin/ping").to_str().unwrap()]);
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let caps = with_id(&v, "caps/lost");
+    assert_eq!(caps.len(), 1, "{v:#}");
+    assert_eq!(caps[0]["paths"][0], "/usr/bin/ping");
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    assert_eq!(h[0]["paths"][0], "/usr/lib/systemd/system/foo.service");
+    assert_eq!(with_id(&v, "systemd/unit-disabled").len(), 1, "{v:#}");
+    assert!(with_id(&v, "file/vanished").is_empty(), "{v:#}");
+}

@@ -335,7 +335,12 @@ impl Check for Keyring {
                 continue;
             };
             let p = cache.join(&n);
-            let fresh = cx.root.lstat(&p).is_ok_and(|st| st.st_mtime >= since);
+            // pacman sets a download's mtime to the mirror's file time (days
+            // or weeks before the snapshot); its ctime is when it landed here
+            let fresh = cx
+                .root
+                .lstat(&p)
+                .is_ok_and(|st| st.st_mtime.max(st.st_ctime) >= since);
             if !fresh {
                 continue;
             }
@@ -351,15 +356,24 @@ impl Check for Keyring {
         }
         let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut untrusted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if !signer_of.is_empty() {
-            let keyring = match list_keyring(cx) {
-                Ok(k) => k,
+        // A keyring gpg could not list (gpg missing, unreadable files) says
+        // nothing about which keys it holds: comparing against "no keys"
+        // would call every signer unknown, a critical finding for a tool
+        // missing here. Only a root with no keyring at all (pacman-key
+        // --init never ran) really holds none.
+        let keyring = if signer_of.is_empty() {
+            None
+        } else {
+            match list_keyring(cx) {
+                Ok(k) => Some(k.unwrap_or_default()),
                 Err(e) => {
                     problems.push(format!("keyring: {e}"));
                     None
                 }
-            };
-            let ks = keys(keyring.as_deref().unwrap_or(""));
+            }
+        };
+        if let Some(keyring) = keyring {
+            let ks = keys(&keyring);
             for (pkg, id) in &signer_of {
                 match lookup(&ks, id) {
                     None => unknown.entry(id.clone()).or_default().push(pkg.clone()),
@@ -381,7 +395,8 @@ impl Check for Keyring {
                     "keyring/unreadable",
                     Severity::Info,
                     &[],
-                    "the pacman sync databases or keyring could not be read",
+                    "the pacman sync databases or keyring could not be read: whether the \
+                     keyring is stale is not known",
                 )
                 .detail(problems.join("\n")),
             );

@@ -1,6 +1,7 @@
 //! `pkg/pending-merge`: configuration the package manager set aside
-//! (`.pacnew`, `.rpmnew`, `.dpkg-dist`, …) that appeared since the baseline
-//! and waits for the admin to merge it, with a diff against the active file.
+//! (`.pacnew`, `.rpmnew`, `.dpkg-dist`, …) that appeared or was rewritten
+//! since the baseline and waits for the admin to merge it, with a diff
+//! against the active file.
 
 use super::{Check, Context};
 use crate::diff::{self, Change};
@@ -89,10 +90,18 @@ impl Check for Merges {
         match cx.baseline {
             Some(_) => {
                 for c in cx.changes {
-                    if let Change::Added(e) = c {
-                        if e.kind == FileKind::File {
-                            out.extend(finding(cx, e));
-                        }
+                    // a merge file the upgrade wrote anew over one already
+                    // waiting (pacman and rpm overwrite it) holds another
+                    // version to merge, not an admin's edit
+                    let e = match c {
+                        Change::Added(e) => e,
+                        Change::Modified {
+                            new, content: true, ..
+                        } => new,
+                        _ => continue,
+                    };
+                    if e.kind == FileKind::File {
+                        out.extend(finding(cx, e));
                     }
                 }
             }

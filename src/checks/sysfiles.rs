@@ -44,20 +44,57 @@ pub fn table(text: &str, key_col: usize) -> Table {
     t
 }
 
-/// `name:x:uid:…` → name → `uid gid` (nothing else of the line).
-pub fn accounts(text: &str, with_gid: bool) -> Table {
+/// fstab by mount point, except swap: every swap line has the mount point
+/// `none` (or `swap`), so keyed by it a second swap area hid the first and
+/// its removal went unseen; swap is keyed by its device instead.
+pub fn fstab(text: &str) -> Table {
+    let mut t = Table::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.split('#').next().unwrap_or("").trim();
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some(mp) = f.get(1) else { continue };
+        let key = if f.get(2) == Some(&"swap") {
+            format!("swap {}", f[0])
+        } else if matches!(*mp, "none" | "swap") {
+            format!("{mp} {}", f[0])
+        } else {
+            mp.to_string()
+        };
+        t.insert(key, (i + 1, f.join(" ")));
+    }
+    t
+}
+
+/// `name:x:uid:gid:gecos:home:shell` → name → `uid gid home shell`, and
+/// `name:x:gid:members` → name → `gid members`: a user whose shell became
+/// `nologin` or who left `wheel` or `mail` is as locked out as a removed
+/// one. The password field is never read (it may hold a hash where there
+/// is no shadow file), nor the GECOS field (personal data).
+pub fn accounts(text: &str, user: bool) -> Table {
     let mut t = Table::new();
     for (i, l) in text.lines().enumerate() {
         let f: Vec<&str> = l.split(':').collect();
         if f.len() >= 3 && !f[0].starts_with('#') && !f[0].is_empty() {
-            let id = if with_gid && f.len() > 3 {
-                format!("uid {} gid {}", f[2], f[3])
-            } else if with_gid {
-                format!("uid {}", f[2])
+            let field = |n: usize| f.get(n).copied().unwrap_or("");
+            let v = if user {
+                format!(
+                    "uid {} gid {} home {} shell {}",
+                    field(2),
+                    field(3),
+                    field(5),
+                    field(6)
+                )
             } else {
-                format!("gid {}", f[2])
+                // member order means nothing to the system
+                let mut m: Vec<&str> = field(3).split(',').filter(|m| !m.is_empty()).collect();
+                m.sort_unstable();
+                if m.is_empty() {
+                    format!("gid {}", field(2))
+                } else {
+                    format!("gid {} members {}", field(2), m.join(","))
+                }
             };
-            t.insert(f[0].to_string(), (i + 1, id));
+            t.insert(f[0].to_string(), (i + 1, v));
         }
     }
     t
@@ -83,6 +120,9 @@ pub fn compare(old: &Table, new: &Table) -> Vec<String> {
 
 struct Spec {
     path: &'static str,
+    /// Where the system reads the table when `path` is absent (openSUSE's
+    /// glibc falls back to `/usr/etc/nsswitch.conf`).
+    vendor: Option<&'static str>,
     id: &'static str,
     what: &'static str,
     parse: fn(&str) -> Table,
@@ -91,30 +131,35 @@ struct Spec {
 const SPECS: &[Spec] = &[
     Spec {
         path: "/etc/nsswitch.conf",
+        vendor: Some("/usr/etc/nsswitch.conf"),
         id: "nss/changed",
         what: "name service sources",
         parse: nss,
     },
     Spec {
         path: "/etc/crypttab",
+        vendor: None,
         id: "storage/crypttab-changed",
         what: "encrypted volumes",
         parse: |t| table(t, 0),
     },
     Spec {
         path: "/etc/fstab",
+        vendor: None,
         id: "storage/fstab-changed",
         what: "mounts",
-        parse: |t| table(t, 1),
+        parse: fstab,
     },
     Spec {
         path: "/etc/passwd",
+        vendor: None,
         id: "accounts/changed",
         what: "users",
         parse: |t| accounts(t, true),
     },
     Spec {
         path: "/etc/group",
+        vendor: None,
         id: "accounts/changed",
         what: "groups",
         parse: |t| accounts(t, false),
@@ -154,8 +199,22 @@ impl Check for SysFiles {
             let Some((old_e, new_e)) = touched(cx, &p) else {
                 continue;
             };
-            let old = (s.parse)(&rec.text(&p).unwrap_or_default());
-            let new = (s.parse)(&live.text(&p).unwrap_or_default());
+            let vendor = s.vendor.map(SysPath::new);
+            // the file the system reads on each side, and its text
+            let read = |f: &dyn Files| -> (SysPath, String) {
+                match (f.text(&p), &vendor) {
+                    (Some(t), _) => (p.clone(), t),
+                    (None, Some(v)) => match f.text(v) {
+                        Some(t) => (v.clone(), t),
+                        None => (p.clone(), String::new()),
+                    },
+                    (None, None) => (p.clone(), String::new()),
+                }
+            };
+            let (_, old_text) = read(&rec);
+            let (now_from, new_text) = read(&live);
+            let old = (s.parse)(&old_text);
+            let new = (s.parse)(&new_text);
             let diffs = compare(&old, &new);
             if diffs.is_empty() {
                 continue; // comments or spacing only
@@ -169,6 +228,13 @@ impl Check for SysFiles {
                     s.path,
                     diffs.len()
                 )
+            } else if new_e.is_none() && now_from != p {
+                format!(
+                    "{} vanished, {} are now read from {now_from}: {}",
+                    s.path,
+                    s.what,
+                    diffs.join("; ")
+                )
             } else if new_e.is_none() {
                 format!("{} vanished: all {} are gone", s.path, s.what)
             } else {
@@ -181,7 +247,12 @@ impl Check for SysFiles {
             if !secret {
                 for (k, (line, v)) in &new {
                     if old.get(k).map(|o| &o.1) != Some(v) {
-                        f = f.evidence(super::line_evidence(&p, *line, v, format!("{k} now")));
+                        f = f.evidence(super::line_evidence(
+                            &now_from,
+                            *line,
+                            v,
+                            format!("{k} now"),
+                        ));
                     }
                 }
             }
@@ -208,15 +279,40 @@ mod tests {
     #[test]
     fn accounts_show_no_hash_and_fstab_keys_by_mountpoint() {
         let a = accounts(
-            "root:x:0:0::/root:/bin/bash\nmail:x:8:12::/:/bin/false\n",
+            "root:x:0:0::/root:/bin/bash\nmail:$6$HASH:8:12:Mail Person:/:/bin/false\n",
             true,
         );
         let b = accounts("root:x:0:0::/root:/bin/bash\n", true);
-        assert_eq!(compare(&a, &b), ["mail removed (was: uid 8 gid 12)"]);
-        let f = table(
-            "# c\nUUID=1 / ext4 defaults 0 1\n/dev/vdb /srv xfs noatime 0 0\n",
-            1,
+        assert_eq!(
+            compare(&a, &b),
+            ["mail removed (was: uid 8 gid 12 home / shell /bin/false)"]
         );
+        assert!(!format!("{a:?}").contains("HASH") && !format!("{a:?}").contains("Person"));
+        let f = fstab("# c\nUUID=1 / ext4 defaults 0 1\n/dev/vdb /srv xfs noatime 0 0\n");
         assert_eq!(f["/srv"].0, 3);
+    }
+
+    #[test]
+    fn a_second_swap_area_does_not_hide_the_first() {
+        let a = fstab("/dev/sda2 none swap sw 0 0\n/dev/sdb2 none swap sw 0 0\n");
+        let b = fstab("/dev/sdb2 none swap sw 0 0\n");
+        assert_eq!(
+            compare(&a, &b),
+            ["swap /dev/sda2 removed (was: /dev/sda2 none swap sw 0 0)"]
+        );
+    }
+
+    #[test]
+    fn group_members_and_login_shells_count() {
+        let a = accounts("mail:x:12:postfix,dovecot\nwheel:x:10:alice\n", false);
+        let b = accounts("mail:x:12:dovecot,postfix\nwheel:x:10:\n", false);
+        assert_eq!(
+            compare(&a, &b),
+            ["wheel: gid 10 members alice -> gid 10"],
+            "member order is not a change"
+        );
+        let a = accounts("cyrus:x:96:12::/var/lib/imap:/bin/sh\n", true);
+        let b = accounts("cyrus:x:96:12::/var/lib/imap:/usr/sbin/nologin\n", true);
+        assert_eq!(compare(&a, &b).len(), 1);
     }
 }

@@ -1,5 +1,5 @@
 //! systemd units: `systemd/unit-disabled` (enabled in the snapshot, not
-//! now), `systemd/dropin-vanished` (an `*.d/*.conf` override lost) and
+//! now, or masked since), `systemd/dropin-vanished` (an `*.d/*.conf` override lost) and
 //! `systemd/hardening-lost` (incident 6: a unit replaced or an override
 //! dropped, and `AmbientCapabilities=`, `ProtectSystem=` … no longer apply).
 //! Also finds the units whose `ExecStart` runs a binary (for `caps/*`).
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{line_evidence, Check, Context, Files, Live, Recorded};
 use crate::diff::{self, Change};
 use crate::report::{Evidence, Finding, Severity};
-use crate::store::FileKind;
+use crate::store::{FileKind, Manifest};
 use crate::sysroot::SysPath;
 
 pub struct Systemd;
@@ -21,8 +21,14 @@ pub const UNIT_DIRS: &[&str] = &[
     "/lib/systemd/system",
 ];
 
+/// Directives that confine a service. Losing any of them runs it with more
+/// power than it was given: `DynamicUser=` lost means root, `PrivateNetwork=`
+/// lost means the network, the `Protect*`/`Restrict*` ones what the sandbox
+/// kept from the kernel (guard's own units set most of them, see units.rs).
 pub const HARDENING: &[&str] = &[
     "User",
+    "Group",
+    "DynamicUser",
     "CapabilityBoundingSet",
     "AmbientCapabilities",
     "NoNewPrivileges",
@@ -30,9 +36,26 @@ pub const HARDENING: &[&str] = &[
     "ProtectHome",
     "PrivateTmp",
     "PrivateDevices",
+    "PrivateNetwork",
+    "PrivateUsers",
     "ReadOnlyPaths",
     "InaccessiblePaths",
     "SystemCallFilter",
+    "SystemCallArchitectures",
+    "RestrictAddressFamilies",
+    "IPAddressDeny",
+    "RestrictNamespaces",
+    "RestrictSUIDSGID",
+    "RestrictRealtime",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectClock",
+    "ProtectHostname",
+    "ProtectProc",
+    "LockPersonality",
+    "MemoryDenyWriteExecute",
 ];
 
 /// Directives whose assignments add up (an empty one resets the list).
@@ -42,6 +65,9 @@ const LISTS: &[&str] = &[
     "ReadOnlyPaths",
     "InaccessiblePaths",
     "SystemCallFilter",
+    "SystemCallArchitectures",
+    "RestrictAddressFamilies",
+    "IPAddressDeny",
 ];
 
 /// Where a directive got its value.
@@ -83,7 +109,8 @@ pub fn unit_files(files: &dyn Files, unit: &str) -> Vec<SysPath> {
 fn falsy(v: &str) -> bool {
     matches!(
         v.to_ascii_lowercase().as_str(),
-        "" | "no" | "false" | "0" | "off" | "root"
+        // `default`: ProtectProc= without hardening
+        "" | "no" | "false" | "0" | "off" | "root" | "default"
     )
 }
 
@@ -168,6 +195,29 @@ pub fn units_running(files: &dyn Files, binary: &SysPath) -> Vec<(String, Eviden
     out
 }
 
+/// The `/etc/systemd/system` entry that masks `unit` in `m`, if any: a
+/// symlink to `/dev/null` or an empty file (systemd treats both as masked),
+/// named after the unit or, for an instance (`getty@tty1.service`), after
+/// its template (`getty@.service`), which masks every instance.
+fn mask(m: &Manifest, unit: &str) -> Option<SysPath> {
+    let mut names = vec![unit.to_string()];
+    if let Some((prefix, rest)) = unit.split_once('@') {
+        if let Some((_, suffix)) = rest.rsplit_once('.') {
+            names.push(format!("{prefix}@.{suffix}"));
+        }
+    }
+    names
+        .iter()
+        .map(|n| SysPath::new("/etc/systemd/system").join(n))
+        .find(|p| {
+            m.entry(p).is_some_and(|e| match e.kind {
+                FileKind::Symlink => e.target.as_ref().is_some_and(|t| t.0 == b"/dev/null"),
+                FileKind::File => e.size == 0,
+                _ => false,
+            })
+        })
+}
+
 fn is_dropin(p: &SysPath) -> bool {
     let Some(parent) = p.parent() else {
         return false;
@@ -195,7 +245,20 @@ impl Check for Systemd {
             return Vec::new();
         };
         let mut out = Vec::new();
+        // Masked since the snapshot: the unit's `.wants` link may still be
+        // there, so it looks enabled, but systemd will not start it; only
+        // the mask link itself would show, as an info `file/added`.
+        let masked_now = |unit: &str| mask(cx.live, unit).filter(|_| mask(base, unit).is_none());
         for u in diff::units_disabled(base, cx.live) {
+            // `systemctl enable` refuses a masked unit
+            let fix = match masked_now(&u.unit) {
+                Some(m) => format!(
+                    "systemctl unmask {} && systemctl enable {}",
+                    String::from_utf8_lossy(m.file_name()),
+                    u.unit
+                ),
+                None => format!("systemctl enable {}", u.unit),
+            };
             out.push(
                 Finding::new(
                     "systemd/unit-disabled",
@@ -206,7 +269,42 @@ impl Check for Systemd {
                         u.unit, u.wanted_by
                     ),
                 )
-                .fix(format!("systemctl enable {}", u.unit)),
+                .fix(fix),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for u in &base.units {
+            let Some(m) = masked_now(&u.unit) else {
+                continue;
+            };
+            if !seen.insert(m.clone()) {
+                continue; // one finding per mask, however many links
+            }
+            let name = String::from_utf8_lossy(m.file_name()).into_owned();
+            let how = if cx
+                .live
+                .entry(&m)
+                .is_some_and(|e| e.kind == FileKind::Symlink)
+            {
+                "linked to /dev/null"
+            } else {
+                "an empty unit file"
+            };
+            out.push(
+                Finding::new(
+                    "systemd/unit-disabled",
+                    Severity::Warning,
+                    &[&m],
+                    format!(
+                        "{} is masked ({m} is {how}): systemd will not start it, though it was \
+                         enabled (wanted by {})",
+                        u.unit, u.wanted_by
+                    ),
+                )
+                .fix(format!(
+                    "systemctl unmask {name}; systemctl start {}",
+                    u.unit
+                )),
             );
         }
         let before = Recorded {
@@ -236,6 +334,11 @@ impl Check for Systemd {
         }
         let mut lost_by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for unit in &units {
+            if mask(cx.live, unit).is_some() {
+                // it does not run at all (said above when that is new); an
+                // empty mask file would also hide the vendor unit's lines
+                continue;
+            }
             let old = hardening(&before, unit);
             if old.is_empty() {
                 continue;
