@@ -792,8 +792,30 @@ pub fn restore_in(
     what: What,
     dry_run: bool,
 ) -> Result<(restore::Plan, Option<restore::Applied>)> {
-    let Some(base) = load_baseline(store, from)? else {
+    let Some(mut base) = load_baseline(store, from)? else {
         bail!("no snapshot to restore from: guard snapshot first (or --from ID)");
+    };
+    // After a usr-merge the snapshot's /lib/… lives under /usr/lib/…: plan
+    // there, as check compares there. Recreating /lib/systemd/system would
+    // be refused anyway (guard never writes through the /lib link), and
+    // what really vanished must come back where the system now reads it.
+    // A path the user names the old way is looked up where it moved.
+    let merged = scan::merged_dirs(&app.root, &base);
+    for (old, new) in &merged {
+        diff::rebase(&mut base, old, new);
+    }
+    let what = match what {
+        What::Paths(ps) => What::Paths(
+            ps.into_iter()
+                .map(|p| {
+                    merged
+                        .iter()
+                        .find_map(|(old, new)| diff::rebased(&p, old, new))
+                        .unwrap_or(p)
+                })
+                .collect(),
+        ),
+        other => other,
     };
     let mut plan = match what {
         What::Vanished => restore::plan_vanished(&base, &app.root, &app.scope()?),

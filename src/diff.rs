@@ -197,6 +197,17 @@ pub fn files(old: &Manifest, new: &Manifest, in_scope: &dyn Fn(&SysPath) -> bool
     out
 }
 
+/// `p` as it reads once `from` has moved to `to`; `None` when `p` is not
+/// `from` or under it.
+pub fn rebased(p: &SysPath, from: &SysPath, to: &SysPath) -> Option<SysPath> {
+    let rest = p.as_bytes().strip_prefix(from.as_bytes())?;
+    (rest.is_empty() || rest[0] == b'/').then(|| {
+        let mut v = to.as_bytes().to_vec();
+        v.extend_from_slice(rest);
+        SysPath::new(v)
+    })
+}
+
 /// Moves what `m` recorded under `from` to `to` (see
 /// [`crate::scan::merged_dirs`]): after a usr-merge the snapshot's
 /// `/lib/systemd/system/cron.service` is compared with the live
@@ -205,14 +216,7 @@ pub fn files(old: &Manifest, new: &Manifest, in_scope: &dyn Fn(&SysPath) -> bool
 /// Where both places were recorded, the entry already under `to` wins (the
 /// merge keeps one of two identical files).
 pub fn rebase(m: &mut Manifest, from: &SysPath, to: &SysPath) {
-    let moved = |p: &SysPath| -> Option<SysPath> {
-        let rest = p.as_bytes().strip_prefix(from.as_bytes())?;
-        (rest.is_empty() || rest[0] == b'/').then(|| {
-            let mut v = to.as_bytes().to_vec();
-            v.extend_from_slice(rest);
-            SysPath::new(v)
-        })
-    };
+    let moved = |p: &SysPath| rebased(p, from, to);
     let have: BTreeSet<SysPath> = m
         .entries
         .iter()

@@ -490,3 +490,56 @@ fn paths_whose_mtime_alone_changed_get_it_back_without_a_rewrite() {
         );
     }
 }
+
+/// A usr-merge (`/lib` becomes a link to `usr/lib`) moves the snapshot's
+/// `/lib/systemd/system/…` to `/usr/lib/systemd/system/…`. A restore must
+/// look for them there: planning to recreate `/lib/systemd/system` would be
+/// noise at best (guard refuses to write through the `/lib` link), and what
+/// really vanished must come back where the system now reads it.
+#[test]
+fn after_a_usr_merge_restore_works_where_the_files_moved() {
+    let sys = Sys::new();
+    let unit = "[Service]\nExecStart=/usr/sbin/cron -f\n";
+    sys.write("/lib/systemd/system/cron.service", unit);
+    sys.write(
+        "/lib/systemd/system/ssh.service",
+        "[Service]\nExecStart=/usr/sbin/sshd -D\n",
+    );
+    sys.snapshot();
+    // the merge: everything moves under /usr/lib, /lib becomes a link
+    std::fs::create_dir_all(sys.path("/usr/lib/systemd/system")).unwrap();
+    for u in ["cron.service", "ssh.service"] {
+        std::fs::rename(
+            sys.path(&format!("/lib/systemd/system/{u}")),
+            sys.path(&format!("/usr/lib/systemd/system/{u}")),
+        )
+        .unwrap();
+    }
+    std::fs::remove_dir_all(sys.path("/lib")).unwrap();
+    sys.symlink("usr/lib", "/lib");
+
+    // the move alone: nothing to restore
+    let (code, out) = restore(&sys, &["--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(0 items)"), "{out}");
+
+    // a unit the upgrade then lost comes back under /usr/lib, /lib stays a link
+    sys.rm("/usr/lib/systemd/system/cron.service");
+    let (code, out) = restore(&sys, &["--vanished"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(sys.path("/usr/lib/systemd/system/cron.service")).unwrap(),
+        unit
+    );
+    assert_eq!(link(&sys.path("/lib")), "usr/lib");
+
+    // and a path named the old way is found where it moved
+    sys.rm("/usr/lib/systemd/system/ssh.service");
+    let (code, out) = restore(&sys, &["/lib/systemd/system/ssh.service"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        sys.path("/usr/lib/systemd/system/ssh.service").exists(),
+        "{out}"
+    );
+    assert_eq!(link(&sys.path("/lib")), "usr/lib");
+}
