@@ -483,6 +483,116 @@ fn snapshot_and_check_need_only_cap_dac_read_search() {
     }
 }
 
+/// The `Cap*:` lines of a /proc status file, by name.
+fn cap_lines(status: &str) -> Vec<(String, String)> {
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("Cap"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (format!("Cap{k}"), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn snapshot_and_check_drop_every_capability_they_do_not_read_with() {
+    let t = make_root();
+    let r = t.path();
+    // An rpm database makes guard run `rpm`; the `rpm` first on PATH
+    // records its own capabilities and those of every thread of guard.
+    std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
+    std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+    let bin = tempfile::Builder::new()
+        .prefix("guard-caps-")
+        .tempdir()
+        .unwrap();
+    let log = bin.path().join("caps.log");
+    std::fs::write(
+        bin.path().join("rpm"),
+        format!(
+            "#!/bin/sh\n{{ echo child; grep ^Cap /proc/self/status; for s in /proc/$PPID/task/*/status; do echo guard; grep ^Cap \"$s\"; done; }} >> '{}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.path().join("rpm"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    for (n, cmd) in ["snapshot", "check"].into_iter().enumerate() {
+        let _ = std::fs::remove_file(&log);
+        // a database unlike the snapshot's, so it is read again
+        std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "x".repeat(n)).unwrap();
+        // guard as an administrator runs it: root with every capability
+        let out = run(guard(r).env("PATH", &path).arg(cmd));
+        assert!(
+            out.status.code().is_some_and(|c| c < 3),
+            "{cmd}: {}",
+            text(&out)
+        );
+        let got = std::fs::read_to_string(&log).expect("guard ran rpm");
+        let mut who = "";
+        let mut seen = 0;
+        for line in got.lines() {
+            if !line.starts_with("Cap") {
+                who = if line == "child" {
+                    "rpm"
+                } else {
+                    "a guard thread"
+                };
+                continue;
+            }
+            for (k, v) in cap_lines(line) {
+                let want = match (k.as_str(), who) {
+                    ("CapInh" | "CapAmb", _) => "0000000000000000",
+                    // guard itself keeps CAP_SYS_ADMIN for trusted.* xattrs
+                    ("CapEff" | "CapPrm", "a guard thread") => "0000000000200004",
+                    // CAP_DAC_READ_SEARCH only
+                    _ => "0000000000000004",
+                };
+                assert_eq!(v, want, "{cmd}: {who} {k}\n{got}");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "{cmd}: {got}");
+    }
+    // The shadow still made it into the snapshot.
+    let list = snapshots(r);
+    let id = list.last().unwrap()["id"].as_str().unwrap().to_string();
+    let show = run(guard(r).args(["show", &id, "--json"]));
+    let s: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(s["errors"], 0, "{s}");
+}
+
+#[test]
+fn the_capability_check_holds_without_proc() {
+    let t = make_root();
+    let r = t.path();
+    // /proc hidden (an alpm hook's chroot has none): guard must still see
+    // that it lacks the capability, not take a snapshot without /etc/shadow.
+    // The tmpfs is over /proc of a private mount namespace only.
+    for cmd in ["snapshot", "check"] {
+        let out = run(Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /proc && exec setpriv --bounding-set=-all --inh-caps=-all -- \"$@\"",
+            )
+            .arg("sh")
+            .arg(GUARD)
+            .arg("--root")
+            .arg(r)
+            .args(["--no-progress", cmd]));
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {}", text(&out));
+        assert!(text(&out).contains("CAP_DAC_READ_SEARCH"), "{}", text(&out));
+    }
+    assert!(snapshots(r).is_empty());
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -710,6 +820,14 @@ fn push_never_shows_the_repository_password() {
         !argv.contains("s3cret"),
         "restic's argv shows the password: {argv}"
     );
+    // Append-only in what it asks, too: never forget, prune, tag or unlock.
+    for line in argv.lines() {
+        let sub = line.split(' ').find(|a| !a.starts_with('-')).unwrap_or("");
+        assert!(
+            ["snapshots", "find", "backup"].contains(&sub),
+            "restic {line}"
+        );
+    }
 
     // Unreachable: one line, exit 3, and still no password.
     drop(server);
