@@ -146,6 +146,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
+    // snapshot and check only read the system (and write the store, which
+    // uid 0 owns): they keep CAP_DAC_READ_SEARCH and nothing else, before
+    // any thread exists to keep more. `--vm` clones guests, which needs more.
+    match &cli.command {
+        Command::Snapshot { vm, .. } if vm.is_empty() => crate::privs::drop_to_read_caps()?,
+        Command::Check { .. } => crate::privs::drop_to_read_caps()?,
+        _ => {}
+    }
     let app = App::new(&s, ui_opts)?;
     match cli.command {
         Command::Snapshot {

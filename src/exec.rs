@@ -17,6 +17,8 @@ use anyhow::{anyhow, bail, Result};
 pub struct Cmd {
     pub argv: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
+    /// Variables the child must not inherit from guard's environment.
+    pub env_remove: Vec<OsString>,
     pub cwd: Option<PathBuf>,
     pub stdin: Option<Vec<u8>>,
     /// Give the child our terminal's stdin (passphrase prompts).
@@ -52,6 +54,11 @@ impl Cmd {
         self
     }
 
+    pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Cmd {
+        self.env_remove.push(k.as_ref().to_os_string());
+        self
+    }
+
     pub fn cwd(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.cwd = Some(dir.as_ref().to_path_buf());
         self
@@ -80,6 +87,9 @@ impl Cmd {
         #[allow(clippy::disallowed_methods)]
         let mut c = std::process::Command::new(&self.argv[0]);
         c.args(&self.argv[1..]);
+        for k in &self.env_remove {
+            c.env_remove(k);
+        }
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -483,6 +483,116 @@ fn snapshot_and_check_need_only_cap_dac_read_search() {
     }
 }
 
+/// The `Cap*:` lines of a /proc status file, by name.
+fn cap_lines(status: &str) -> Vec<(String, String)> {
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("Cap"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (format!("Cap{k}"), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn snapshot_and_check_drop_every_capability_they_do_not_read_with() {
+    let t = make_root();
+    let r = t.path();
+    // An rpm database makes guard run `rpm`; the `rpm` first on PATH
+    // records its own capabilities and those of every thread of guard.
+    std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
+    std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+    let bin = tempfile::Builder::new()
+        .prefix("guard-caps-")
+        .tempdir()
+        .unwrap();
+    let log = bin.path().join("caps.log");
+    std::fs::write(
+        bin.path().join("rpm"),
+        format!(
+            "#!/bin/sh\n{{ echo child; grep ^Cap /proc/self/status; for s in /proc/$PPID/task/*/status; do echo guard; grep ^Cap \"$s\"; done; }} >> '{}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.path().join("rpm"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    for (n, cmd) in ["snapshot", "check"].into_iter().enumerate() {
+        let _ = std::fs::remove_file(&log);
+        // a database unlike the snapshot's, so it is read again
+        std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "x".repeat(n)).unwrap();
+        // guard as an administrator runs it: root with every capability
+        let out = run(guard(r).env("PATH", &path).arg(cmd));
+        assert!(
+            out.status.code().is_some_and(|c| c < 3),
+            "{cmd}: {}",
+            text(&out)
+        );
+        let got = std::fs::read_to_string(&log).expect("guard ran rpm");
+        let mut who = "";
+        let mut seen = 0;
+        for line in got.lines() {
+            if !line.starts_with("Cap") {
+                who = if line == "child" {
+                    "rpm"
+                } else {
+                    "a guard thread"
+                };
+                continue;
+            }
+            for (k, v) in cap_lines(line) {
+                let want = match (k.as_str(), who) {
+                    ("CapInh" | "CapAmb", _) => "0000000000000000",
+                    // guard itself keeps CAP_SYS_ADMIN for trusted.* xattrs
+                    ("CapEff" | "CapPrm", "a guard thread") => "0000000000200004",
+                    // CAP_DAC_READ_SEARCH only
+                    _ => "0000000000000004",
+                };
+                assert_eq!(v, want, "{cmd}: {who} {k}\n{got}");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "{cmd}: {got}");
+    }
+    // The shadow still made it into the snapshot.
+    let list = snapshots(r);
+    let id = list.last().unwrap()["id"].as_str().unwrap().to_string();
+    let show = run(guard(r).args(["show", &id, "--json"]));
+    let s: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(s["errors"], 0, "{s}");
+}
+
+#[test]
+fn the_capability_check_holds_without_proc() {
+    let t = make_root();
+    let r = t.path();
+    // /proc hidden (an alpm hook's chroot has none): guard must still see
+    // that it lacks the capability, not take a snapshot without /etc/shadow.
+    // The tmpfs is over /proc of a private mount namespace only.
+    for cmd in ["snapshot", "check"] {
+        let out = run(Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /proc && exec setpriv --bounding-set=-all --inh-caps=-all -- \"$@\"",
+            )
+            .arg("sh")
+            .arg(GUARD)
+            .arg("--root")
+            .arg(r)
+            .args(["--no-progress", cmd]));
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {}", text(&out));
+        assert!(text(&out).contains("CAP_DAC_READ_SEARCH"), "{}", text(&out));
+    }
+    assert!(snapshots(r).is_empty());
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -615,6 +725,247 @@ fn push_lands_in_an_append_only_repository() {
     assert!(text(&out).contains("403 Forbidden"), "{}", text(&out));
     assert_eq!(restic_snapshots(&repo, &pw).len(), 2);
     drop(server);
+}
+
+/// Starts `rclone serve restic --append-only` on a free port with `extra`
+/// flags; the server and its `rest:` URL (without credentials).
+fn serve_append_only(dir: &Path, extra: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let server = Server(
+        Command::new("rclone")
+            .args(["serve", "restic", "--append-only", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (server, port);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("rclone serve restic did not start");
+}
+
+/// A local restic repository in `work` and its password file.
+fn local_repo(work: &Path) -> (String, PathBuf) {
+    let pw = work.join("password");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let repo = work.join("repo").to_str().unwrap().to_string();
+    let out = run(restic(&repo, &pw).arg("init"));
+    assert!(out.status.success(), "{}", text(&out));
+    (repo, pw)
+}
+
+fn push_cmd(c: &mut Command, pw: &Path, repo: &str) {
+    c.env("RESTIC_PASSWORD_FILE", pw)
+        .env("RESTIC_CACHE_DIR", pw.parent().unwrap().join("cache"))
+        .args(["--yes", "--json", "push", "--to", repo]);
+}
+
+#[test]
+fn push_never_shows_the_repository_password() {
+    let t = make_root();
+    let r = t.path();
+    let work = tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+    // rest-server's basic auth reaches restic 0.14 only inside the URL.
+    let (server, port) = serve_append_only(&w.join("repo"), &["--user", "u", "--pass", "s3cret"]);
+    let repo = format!("rest:http://u:s3cret@127.0.0.1:{port}/");
+    let pw = w.join("password");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let out = run(restic(&repo, &pw).arg("init"));
+    assert!(out.status.success(), "{}", text(&out));
+    // A restic first on PATH that records the arguments it is given (what
+    // every user can read in /proc/PID/cmdline) and runs the real one.
+    let bin = w.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let argv_log = w.join("argv.log");
+    std::fs::write(
+        bin.join("restic"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec /usr/bin/restic \"$@\"\n",
+            argv_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("restic"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    assert!(run(guard(r).arg("snapshot")).status.success());
+
+    let mut c = guard(r);
+    c.env("PATH", &path);
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("s3cret"), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["repository"],
+        format!("rest:http://u:***@127.0.0.1:{port}/"),
+        "{v}"
+    );
+    assert_eq!(v["pushed"].as_array().unwrap().len(), 1, "{v}");
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(argv.contains("backup"), "{argv}");
+    assert!(
+        !argv.contains("s3cret"),
+        "restic's argv shows the password: {argv}"
+    );
+    // Append-only in what it asks, too: never forget, prune, tag or unlock.
+    for line in argv.lines() {
+        let sub = line.split(' ').find(|a| !a.starts_with('-')).unwrap_or("");
+        assert!(
+            ["snapshots", "find", "backup"].contains(&sub),
+            "restic {line}"
+        );
+    }
+
+    // Unreachable: one line, exit 3, and still no password.
+    drop(server);
+    for json in [false, true] {
+        let mut c = guard(r);
+        c.env("PATH", &path);
+        if json {
+            push_cmd(&mut c, &pw, &repo);
+        } else {
+            c.env("RESTIC_PASSWORD_FILE", &pw)
+                .args(["--yes", "push", "--to", &repo]);
+        }
+        let out = run(&mut c);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(!text(&out).contains("s3cret"), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("connection refused"), "{err}");
+        if json {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(v["error"].as_str().unwrap().contains("u:***@"), "{v}");
+        }
+    }
+    // Missing restic: said on one line, without the password.
+    let mut c = guard(r);
+    c.env("PATH", w.join("nowhere"));
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("restic is not installed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("s3cret"), "{}", text(&out));
+}
+
+#[test]
+fn a_push_restic_could_not_finish_is_sent_again() {
+    let t = make_root();
+    let r = t.path();
+    let work = tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap();
+    let (repo, pw) = local_repo(work.path());
+    let out = run(guard(r).args(["snapshot", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let hash = blake3::hash(b"admin's own settings\n").to_hex().to_string();
+    let obj = r
+        .join("var/lib/guard/objects")
+        .join(&hash[..2])
+        .join(&hash[2..]);
+    // One object restic cannot read (root without DAC capabilities, mode
+    // 0000): restic saves a snapshot without it, with every tag, exit 3.
+    std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--bounding-set=-all", "--inh-caps=-all", "--", GUARD])
+        .arg("--root")
+        .arg(r)
+        .arg("--no-progress");
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("incomplete"), "{}", text(&out));
+    assert_eq!(restic_snapshots(&repo, &pw).len(), 1);
+    std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o400)).unwrap();
+
+    // The next push must not take that tag for the snapshot: it sends it
+    // again, and the newest copy holds the object.
+    let mut c = guard(r);
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pushed"][0]["id"], id.as_str(), "{v}");
+    let ls = run(restic(&repo, &pw).args(["ls", "latest", "--tag", &format!("guard:{id}")]));
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains(&hash[2..]),
+        "{}",
+        text(&ls)
+    );
+    // And now it is complete: skipped.
+    let mut c = guard(r);
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["skipped"], serde_json::json!([id]), "{v}");
+    assert_eq!(restic_snapshots(&repo, &pw).len(), 2);
+}
+
+#[test]
+fn push_sends_nothing_a_snapshot_names_outside_the_store() {
+    let t = make_root();
+    let r = t.path();
+    let work = tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap();
+    let (repo, pw) = local_repo(work.path());
+    let elsewhere = work.path().join("host-secret");
+    std::fs::write(&elsewhere, "not guard's to send\n").unwrap();
+    let out = run(guard(r).args(["snapshot", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    // A planted snapshot file (its manifest hash made to match) whose
+    // "object name" is an absolute path after two characters.
+    let doc = r.join(format!("var/lib/guard/snapshots/{id}.json"));
+    let raw = std::fs::read_to_string(&doc).unwrap();
+    let hash = blake3::hash(b"admin's own settings\n").to_hex().to_string();
+    let planted = format!("ab{}", elsewhere.display());
+    let key = ",\"manifest\":";
+    let at = raw.find(key).unwrap() + key.len();
+    let (head, body) = raw.split_at(at);
+    let body = body
+        .trim_end()
+        .strip_suffix('}')
+        .unwrap()
+        .replace(&hash, &planted);
+    let old = blake3::hash(raw[at..].trim_end().strip_suffix('}').unwrap().as_bytes());
+    let new = blake3::hash(body.as_bytes());
+    let head = head.replace(old.to_hex().as_str(), new.to_hex().as_str());
+    std::fs::set_permissions(&doc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&doc, format!("{head}{body}}}\n")).unwrap();
+    let out = run(guard(r).args(["show", &id, "--json"]));
+    assert!(
+        out.status.success(),
+        "the planted snapshot must load: {}",
+        text(&out)
+    );
+
+    let mut c = guard(r);
+    push_cmd(&mut c, &pw, &repo);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("invalid object"), "{}", text(&out));
+    assert!(restic_snapshots(&repo, &pw).is_empty());
 }
 
 #[test]

@@ -190,7 +190,9 @@ pub fn id_time(id: &str) -> Option<jiff::Timestamp> {
         .map(|z| z.timestamp())
 }
 
-fn is_hash(s: &str) -> bool {
+/// Whether `s` is an object name: 64 lowercase hex digits, so that it can
+/// never be a path that leads out of `objects/`.
+pub fn is_hash(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
