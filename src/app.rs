@@ -655,7 +655,10 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             } => {
                 let mut d: Vec<String> = meta.iter().map(|m| m.to_string()).collect();
                 if *content {
-                    if !o.is_world_readable() || !n.is_world_readable() {
+                    // both sides decide: a key that was 0644 in the
+                    // snapshot and is 0600 now (or the reverse, or one in
+                    // a directory closed to others) is shown on neither
+                    if !old.world_readable(o) || !new.world_readable(n) {
                         d.push("content changed (not shown: not world-readable)".into());
                     } else {
                         match (text_of(&old, o), text_of(&new, n)) {

@@ -52,12 +52,26 @@ fn owner(name: &Option<String>, id: u32) -> String {
     }
 }
 
-fn xattr_text(name: &str, hexval: Option<&String>, caps: &Option<String>) -> String {
+/// Whether anyone who can see a file's metadata can also read this xattr's
+/// value: `security.*` (capabilities, labels) and POSIX ACLs can be read
+/// without read permission on the file, `user.*` (and `trusted.*`) only
+/// with it. The latter are the file's own data, as secret as its content.
+fn xattr_public(name: &str) -> bool {
+    name.starts_with("security.") || name.starts_with("system.posix_acl_")
+}
+
+fn xattr_text(
+    name: &str,
+    hexval: Option<&String>,
+    caps: &Option<String>,
+    values_shown: bool,
+) -> String {
     match hexval {
         None => "(none)".into(),
         Some(_) if name == crate::xattr::CAPABILITY => {
             caps.clone().unwrap_or_else(|| "(set)".into())
         }
+        Some(v) if !values_shown && !xattr_public(name) => format!("{} bytes", v.len() / 2),
         Some(v) => {
             let raw = hex::decode(v).unwrap_or_default();
             match std::str::from_utf8(&raw) {
@@ -72,8 +86,10 @@ fn xattr_text(name: &str, hexval: Option<&String>, caps: &Option<String>) -> Str
 
 /// Metadata differences between two records of the same path. mtime alone
 /// is not a change worth reporting: it moves with every content change and
-/// with harmless touches.
-pub fn meta_changes(old: &Entry, new: &Entry) -> Vec<MetaChange> {
+/// with harmless touches. `values_shown` is whether others may read the
+/// file on both sides ([`Manifest::world_readable`]); when not, the values
+/// of its `user.*`/`trusted.*` xattrs are not shown, only their size.
+pub fn meta_changes(old: &Entry, new: &Entry, values_shown: bool) -> Vec<MetaChange> {
     // Nearly every pair is unchanged: compare before formatting anything.
     if old.kind == new.kind
         && old.mode == new.mode
@@ -141,12 +157,15 @@ pub fn meta_changes(old: &Entry, new: &Entry) -> Vec<MetaChange> {
             "system.posix_acl_access" => "acl".to_string(),
             "system.posix_acl_default" => "default acl".to_string(),
             crate::xattr::CAPABILITY => "caps".to_string(),
+            other if !values_shown && !xattr_public(other) => {
+                format!("xattr {other} (value not shown: not world-readable)")
+            }
             other => format!("xattr {other}"),
         };
         out.push(MetaChange {
             what,
-            old: xattr_text(name, o, &old.caps),
-            new: xattr_text(name, n, &new.caps),
+            old: xattr_text(name, o, &old.caps, values_shown),
+            new: xattr_text(name, n, &new.caps, values_shown),
         });
     }
     out
@@ -180,7 +199,11 @@ pub fn files(old: &Manifest, new: &Manifest, in_scope: &dyn Fn(&SysPath) -> bool
                 let content = o.kind == FileKind::File
                     && n.kind == FileKind::File
                     && matches!((&o.blake3, &n.blake3), (Some(x), Some(y)) if x != y);
-                let meta = meta_changes(o, n);
+                // (readability costs a lookup per ancestor: only asked
+                // when an xattr differs, the one place it matters)
+                let shown =
+                    o.xattrs == n.xattrs || (old.world_readable(o) && new.world_readable(n));
+                let meta = meta_changes(o, n, shown);
                 if content || !meta.is_empty() {
                     out.push(Change::Modified {
                         old: o.clone(),
@@ -407,7 +430,11 @@ mod tests {
             Change::Modified { content, meta, .. } => {
                 assert!(!content);
                 assert_eq!(meta[0].to_string(), "mode: 0644 -> 0600");
-                assert_eq!(meta[1].to_string(), "xattr user.note: (none) -> \"hi\"");
+                // (0600 now: the value is the file's data, not shown)
+                assert_eq!(
+                    meta[1].to_string(),
+                    "xattr user.note (value not shown: not world-readable): (none) -> 2 bytes"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -417,6 +444,68 @@ mod tests {
             files(&old, &new, &|p| p != &SysPath::new("/etc/a")).len(),
             3
         );
+    }
+
+    fn dir(p: &str, mode: u32) -> Entry {
+        Entry {
+            kind: FileKind::Dir,
+            blake3: None,
+            ..e(p, "", mode)
+        }
+    }
+
+    #[test]
+    fn readable_by_others_needs_every_recorded_directory_open() {
+        let key = e("/etc/wireguard/wg0.conf", "1", 0o644);
+        let mut closed = m(vec![dir("/etc", 0o755), dir("/etc/wireguard", 0o700)]);
+        closed.entries.push(key.clone());
+        assert!(
+            !closed.world_readable(&key),
+            "a 0700 directory keeps it private"
+        );
+        let mut open = m(vec![dir("/etc", 0o755), dir("/etc/wireguard", 0o711)]);
+        open.entries.push(key.clone());
+        assert!(open.world_readable(&key), "o+x is enough to reach it");
+        assert!(!open.world_readable(&e("/etc/wireguard/wg0.conf", "1", 0o640)));
+        // directories not recorded (above the scope) do not count
+        assert!(m(vec![]).world_readable(&key));
+    }
+
+    #[test]
+    fn user_xattr_values_of_private_files_stay_hidden() {
+        let with = |mode: u32, v: &str| {
+            let mut x = e("/etc/app.conf", "1", mode);
+            x.xattrs.insert("user.note".into(), hex::encode(v));
+            x.xattrs
+                .insert("security.selinux".into(), hex::encode(format!("{v}_t")));
+            x
+        };
+        let ch = files(
+            &m(vec![with(0o600, "SECRET1")]),
+            &m(vec![with(0o600, "SECRET2")]),
+            &|_| true,
+        );
+        let Change::Modified { meta, .. } = &ch[0] else {
+            panic!("{ch:?}")
+        };
+        let text: Vec<String> = meta.iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                // labels are readable by anyone who can see the file
+                "xattr security.selinux: \"SECRET1_t\" -> \"SECRET2_t\"",
+                "xattr user.note (value not shown: not world-readable): 7 bytes -> 7 bytes",
+            ]
+        );
+        let ch = files(
+            &m(vec![with(0o644, "a")]),
+            &m(vec![with(0o644, "b")]),
+            &|_| true,
+        );
+        let Change::Modified { meta, .. } = &ch[0] else {
+            panic!("{ch:?}")
+        };
+        assert_eq!(meta[1].to_string(), "xattr user.note: \"a\" -> \"b\"");
     }
 
     #[test]

@@ -208,7 +208,8 @@ fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding 
 /// A unified diff of recorded vs live content, or why there is none.
 /// Content of a file that is not world-readable is never shown.
 pub fn content_diff(cx: &Context, old: &Entry, new: &Entry) -> String {
-    if !old.is_world_readable() || !new.is_world_readable() {
+    let recorded = cx.baseline.is_some_and(|b| b.world_readable(old));
+    if !recorded || !cx.live.world_readable(new) {
         return "content changed (not shown: the file is not world-readable)".into();
     }
     if old.size > DIFF_LIMIT || new.size > DIFF_LIMIT {

@@ -57,7 +57,8 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         e.path, e.path
     ));
     let active_entry = cx.live.entry(&active);
-    let readable = e.is_world_readable() && active_entry.is_none_or(|a| a.is_world_readable());
+    let readable =
+        cx.live.world_readable(e) && active_entry.is_none_or(|a| cx.live.world_readable(a));
     f.detail = Some(if !readable {
         "content not shown: the file is not world-readable".into()
     } else {

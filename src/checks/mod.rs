@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use crate::diff::Change;
 use crate::report::{Evidence, Finding, Severity};
-use crate::store::{Manifest, Store};
+use crate::store::{Entry, Manifest, Store};
 use crate::sysroot::{SysPath, SysRoot};
 
 /// Everything a check may look at.
@@ -89,29 +89,34 @@ pub struct Recorded<'a> {
     pub store: &'a Store,
 }
 
+/// The regular file `p` names in a snapshot, its recorded symlinks
+/// followed within it (a few hops).
+fn recorded_file<'m>(m: &'m Manifest, p: &SysPath) -> Option<&'m Entry> {
+    let mut p = p.clone();
+    for _ in 0..8 {
+        let e = m.entry(&p)?;
+        match e.kind {
+            crate::store::FileKind::File => return Some(e),
+            crate::store::FileKind::Symlink => {
+                let t = &e.target.as_ref()?.0;
+                p = if t.starts_with(b"/") {
+                    SysPath::new(t)
+                } else {
+                    p.parent()?.join(t)
+                };
+                p = normalize(&p);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 impl Files for Recorded<'_> {
     fn text(&self, p: &SysPath) -> Option<String> {
-        let mut p = p.clone();
-        for _ in 0..8 {
-            let e = self.manifest.entry(&p)?;
-            match e.kind {
-                crate::store::FileKind::File => {
-                    let raw = self.store.read_object(e.blake3.as_ref()?).ok()?;
-                    return Some(String::from_utf8_lossy(&raw).into_owned());
-                }
-                crate::store::FileKind::Symlink => {
-                    let t = &e.target.as_ref()?.0;
-                    p = if t.starts_with(b"/") {
-                        SysPath::new(t)
-                    } else {
-                        p.parent()?.join(t)
-                    };
-                    p = normalize(&p);
-                }
-                _ => return None,
-            }
-        }
-        None
+        let e = recorded_file(self.manifest, p)?;
+        let raw = self.store.read_object(e.blake3.as_ref()?).ok()?;
+        Some(String::from_utf8_lossy(&raw).into_owned())
     }
     fn list(&self, dir: &SysPath) -> Vec<String> {
         // entries are sorted by path: a directory's descendants follow it
@@ -150,6 +155,71 @@ pub fn normalize(p: &SysPath) -> SysPath {
     SysPath::new(parts.join(&b'/'))
 }
 
+/// Whether others may read the live file `p` names, as the system
+/// resolves it: its mode grants others read and every directory on the way
+/// to where it really is (after symlinks) lets them through. Anything that
+/// cannot be told (no /proc in an alpm chroot) counts as not readable.
+pub fn live_readable(root: &SysRoot, p: &SysPath) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = root.open_follow(p) else {
+        return false;
+    };
+    if !rustix::fs::fstat(&f).is_ok_and(|st| st.st_mode & 0o004 != 0) {
+        return false;
+    }
+    let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
+        return false;
+    };
+    let Some(real) = root.sys_path(&real) else {
+        return false;
+    };
+    real.ancestors()
+        .iter()
+        .all(|d| root.lstat(d).is_ok_and(|st| st.st_mode & 0o001 != 0))
+}
+
+/// Whether others could read the file `p` names in snapshot `m` (its
+/// recorded symlinks followed); false when the snapshot has no such file.
+pub fn recorded_readable(m: &Manifest, p: &SysPath) -> bool {
+    recorded_file(m, p).is_some_and(|e| m.world_readable(e))
+}
+
+/// Whether a check may quote the content of the file `p` (a line of it,
+/// or anything taken verbatim from it): only when users other than its
+/// owner and group could read it, on every side that has it — live, and
+/// in the snapshot compared against. A 0600 sshd drop-in or a 0640
+/// `imapd.conf` is named with its line number, never quoted
+/// ("secrets never leave the store", DESIGN §2).
+pub fn may_quote(cx: &Context, p: &SysPath) -> bool {
+    let live = cx.root.exists(p);
+    let recorded = cx.baseline.filter(|b| recorded_file(b, p).is_some());
+    if !live && recorded.is_none() {
+        return false;
+    }
+    (!live || live_readable(cx.root, p)) && recorded.is_none_or(|b| recorded_readable(b, p))
+}
+
+/// Takes the quoted line out of evidence from a file others cannot read
+/// (see [`may_quote`]); the path and line number stay, so the admin can
+/// look for themselves. Done once here for every check, so a new check
+/// cannot forget it.
+fn redact_evidence(cx: &Context, findings: &mut [Finding]) {
+    let mut cache: std::collections::HashMap<String, bool> = Default::default();
+    for ev in findings.iter_mut().flat_map(|f| f.evidence.iter_mut()) {
+        if ev.text.is_none() {
+            continue;
+        }
+        let ok = *cache
+            .entry(ev.path.clone())
+            .or_insert_with(|| may_quote(cx, &SysPath::new(ev.path.as_bytes())));
+        if !ok {
+            ev.text = None;
+            ev.note
+                .push_str(" (line not shown: the file is not world-readable)");
+        }
+    }
+}
+
 /// Evidence pointing at one line of a file.
 pub fn line_evidence(path: &SysPath, line: usize, text: &str, note: impl Into<String>) -> Evidence {
     Evidence::new(path, Some(line as u32), Some(text.trim().to_string()), note)
@@ -170,6 +240,7 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
             .into_iter()
             .filter(|f| !f.paths.iter().any(|p| claimed.contains(p))),
     );
+    redact_evidence(cx, &mut out);
     if cx.baseline.is_none() {
         out.push(
             Finding::new(

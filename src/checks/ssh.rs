@@ -461,8 +461,12 @@ impl Check for Ssh {
                 .filter_map(|m| {
                     let s = m.settings.get(*key)?;
                     Some(format!(
-                        "  Match {} ({}:{}): {name} {} (line {})",
-                        m.criteria, m.path, m.line, s.value, s.line
+                        "  {} ({}:{}): {name} {} (line {})",
+                        match_name(cx, m),
+                        m.path,
+                        m.line,
+                        s.value,
+                        s.line
                     ))
                 })
                 .collect();
@@ -474,8 +478,20 @@ impl Check for Ssh {
             }
             out.push(f);
         }
-        out.extend(match_findings(&main, &now, before.as_ref()));
+        out.extend(match_findings(cx, &main, &now, before.as_ref()));
         out
+    }
+}
+
+/// How a finding names a Match block: by its criteria (`Match User
+/// backup`), unless the file it is in is not world-readable — the users,
+/// groups and addresses it names are that file's content — then by where
+/// it is. The keyword and its judged value are guard's verdict and stay.
+fn match_name(cx: &Context, m: &MatchBlock) -> String {
+    if super::may_quote(cx, &m.path) {
+        format!("Match {}", m.criteria)
+    } else {
+        format!("the Match block at {}:{}", m.path, m.line)
     }
 }
 
@@ -487,7 +503,12 @@ impl Check for Ssh {
 /// (or, when the snapshot had no such block, its global value). Without a
 /// snapshot only blocks outside the main file are judged: a block written
 /// in `sshd_config` itself is what the admin meant.
-fn match_findings(main: &SysPath, now: &Effective, before: Option<&Effective>) -> Vec<Finding> {
+fn match_findings(
+    cx: &Context,
+    main: &SysPath,
+    now: &Effective,
+    before: Option<&Effective>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for m in &now.matches {
         for (key, name) in JUDGED {
@@ -514,14 +535,14 @@ fn match_findings(main: &SysPath, now: &Effective, before: Option<&Effective>) -
             if let Some(o) = &old {
                 why.push_str(&format!(" and it was {o} in the snapshot"));
             }
+            let block = match_name(cx, m);
             let mut f = Finding::new(
                 finding_id(key),
                 Severity::Critical,
                 &[&m.path],
                 format!(
-                    "{} for Match {}: {name} {} from {}:{}, but {why}",
+                    "{} for {block}: {name} {} from {}:{}, but {why}",
                     what(key, &s.value),
-                    m.criteria,
                     s.value,
                     s.path,
                     s.line
@@ -538,9 +559,15 @@ fn match_findings(main: &SysPath, now: &Effective, before: Option<&Effective>) -
                 f = f.evidence(ev(g, "the global value"));
             }
             f = f.fix(format!(
-                "remove `{name} {}` from the Match {} block in {} (line {}), then \
+                "remove `{name} {}` from {} (line {}), then \
                  confirm with: sshd -T -C user=NAME,host=HOST,addr=ADDR | grep -i {key}",
-                s.value, m.criteria, s.path, s.line
+                s.value,
+                if super::may_quote(cx, &m.path) {
+                    format!("the Match {} block in {}", m.criteria, s.path)
+                } else {
+                    format!("the Match block starting at {}:{}", m.path, m.line)
+                },
+                s.line
             ));
             out.push(f);
         }

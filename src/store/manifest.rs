@@ -279,12 +279,6 @@ impl<'de> Deserialize<'de> for Entry {
     }
 }
 
-impl Entry {
-    pub fn is_world_readable(&self) -> bool {
-        self.mode & 0o004 != 0
-    }
-}
-
 /// A symlink target: raw bytes, relative or absolute, never normalised.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct SysPathRaw(pub Vec<u8>);
@@ -436,6 +430,22 @@ impl Manifest {
             .binary_search_by(|e| e.path.cmp(p))
             .ok()
             .map(|i| &self.entries[i])
+    }
+
+    /// Whether a user who is neither `e`'s owner nor in its group can read
+    /// it: its mode grants others read *and* every directory above it that
+    /// this manifest records lets others through (o+x). A 0644 key in a
+    /// 0700 `/etc/wireguard` or a 0710 `/etc/ssl/private` is as secret as a
+    /// 0600 one, so the file's own mode alone cannot decide what guard may
+    /// show (DESIGN §2, "secrets never leave the store"). Directories the
+    /// manifest does not record (`/`, outside the scope) do not count: the
+    /// scope's own top directories are recorded.
+    pub fn world_readable(&self, e: &Entry) -> bool {
+        e.mode & 0o004 != 0
+            && e.path.ancestors().iter().all(|d| {
+                self.entry(d)
+                    .is_none_or(|d| d.kind != FileKind::Dir || d.mode & 0o001 != 0)
+            })
     }
 
     pub fn sort(&mut self) {

@@ -258,12 +258,16 @@ impl Store {
             )?;
         }
         let lock_path = dir.join("lock");
+        // 0600 like everything else here: the 0700 store dir keeps others
+        // out today, but nothing in it should rely on the umask for that
+        use std::os::unix::fs::OpenOptionsExt;
         let lock = io_ctx(
             fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o600)
                 .open(&lock_path),
             || format!("store {} is not writable", dir.display()),
         )?;
