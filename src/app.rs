@@ -214,7 +214,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             phase,
             manager,
             label,
-        } => Ok(crate::hooks::run(&app, phase, manager, label)),
+            timeout,
+        } => Ok(crate::hooks::run(&app, phase, manager, label, timeout)),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

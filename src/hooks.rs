@@ -322,9 +322,68 @@ pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) ->
     install_files(app, &name, &hook_files(m), action)
 }
 
+/// How long `hook-run pre|post` may take before it gives up. Neither alpm
+/// nor apt puts a limit on a hook: a guard stuck on a hung helper (an `rpm`
+/// waiting for a lock, a stalled disk) would hold pacman's or dpkg's lock
+/// for ever. A snapshot of /etc takes seconds at worst; minutes mean stuck.
+pub const HOOK_TIMEOUT_SECS: u64 = 300;
+
+/// Ends the process with a warning and exit 0 when the work it guards
+/// outlives the limit; dropping it (the work is done) stops it.
+struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start(what: &'static str, limit: std::time::Duration) -> Watchdog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if wait.recv_timeout(limit) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            // Written with write(2), not through std's stderr lock, which
+            // the stuck thread may hold; then the helpers it waits for
+            // are ended and the process with them. A snapshot cut short
+            // is one a crash could leave: never listed, and its leftovers
+            // cleared by the next writer (DESIGN §4).
+            let msg = format!(
+                "guard: warning: {what} did not finish within {} s: guard gave up on it; the transaction goes on\n",
+                limit.as_secs()
+            );
+            // SAFETY: write(2) of a live buffer; _exit(2) ends the process
+            // at once, which is the point: nothing of guard's may linger.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+            }
+            crate::exec::kill_running();
+            unsafe { libc::_exit(0) }
+        });
+        Watchdog { _done: done }
+    }
+}
+
 /// `guard hook-run PHASE`: always exit 0. A full store, a held lock, an
-/// error or a panic are warnings; the package transaction goes on.
-pub fn run(app: &App, phase: HookPhase, manager: Option<ManagerArg>, label: Option<String>) -> i32 {
+/// error, a panic or a hang (past `timeout` seconds) are warnings; the
+/// package transaction goes on. The zypp plugin has no watchdog of its
+/// own: it mostly waits for libzypp's next frame, and libzypp already
+/// gives up on a plugin that does not answer within 30 s (its
+/// `ZYPP_PLUGIN_TIMEOUT`) and kills it.
+pub fn run(
+    app: &App,
+    phase: HookPhase,
+    manager: Option<ManagerArg>,
+    label: Option<String>,
+    timeout: Option<u64>,
+) -> i32 {
+    let limit = std::time::Duration::from_secs(timeout.unwrap_or(HOOK_TIMEOUT_SECS));
+    let _watchdog = match phase {
+        HookPhase::Pre => Some(Watchdog::start(
+            "the snapshot before the transaction",
+            limit,
+        )),
+        HookPhase::Post => Some(Watchdog::start("the check after the transaction", limit)),
+        HookPhase::ZyppPlugin => None,
+    };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match phase {
         HookPhase::Pre => {
             let label = label.or_else(|| pacman_targets(manager));
