@@ -743,6 +743,9 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     };
     let mut findings = checks::run_all(&cx);
     timer.phase("checks");
+    for f in &mut findings {
+        f.fingerprint = crate::acks::fingerprint(f, base.as_ref(), &live);
+    }
     crate::acks::apply(&store, &mut findings)?;
     Ok(Report::new(
         base.map(|b| b.id),
