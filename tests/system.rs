@@ -176,6 +176,40 @@ fn pacman_transaction_runs_the_hooks_in_the_root() {
     assert!(r.join("etc/pacman.d/hooks").is_dir());
 }
 
+/// `HookDir` in pacman.conf replaces the default /etc/pacman.d/hooks
+/// (pacman.conf(5)): hooks there would never run, silently. They go where
+/// pacman looks, checked with a real transaction.
+#[test]
+fn pacman_hooks_go_where_pacman_conf_says() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/pacman")).unwrap();
+    std::fs::write(
+        r.join("etc/pacman.conf"),
+        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\nHookDir = /etc/site-hooks/\n\n[core]\nHookDir = /not/an/option/here\n",
+    )
+    .unwrap();
+    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
+    let pkg = make_package(r);
+    let out = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(r.join("etc/site-hooks/00-guard-snapshot.hook").is_file());
+    assert!(r.join("etc/site-hooks/zz-guard-check.hook").is_file());
+    assert!(!r.join("etc/pacman.d/hooks").exists());
+    let out = run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
+        .arg(Path::new("/").join(pkg.file_name().unwrap())));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("guard: snapshot "), "{}", text(&out));
+    assert_eq!(snapshots(r).len(), 1);
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!r.join("etc/site-hooks/00-guard-snapshot.hook").exists());
+    assert!(!r.join("etc/site-hooks/zz-guard-check.hook").exists());
+}
+
 #[test]
 fn hooks_never_fail_a_transaction() {
     let t = make_root();
