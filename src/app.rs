@@ -222,7 +222,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             phase,
             manager,
             label,
-        } => Ok(crate::hooks::run(&app, phase, manager, label)),
+            timeout,
+        } => Ok(crate::hooks::run(&app, phase, manager, label, timeout)),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
@@ -753,6 +754,9 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     };
     let mut findings = checks::run_all(&cx);
     timer.phase("checks");
+    for f in &mut findings {
+        f.fingerprint = crate::acks::fingerprint(f, base.as_ref(), &live);
+    }
     crate::acks::apply(&store, &mut findings)?;
     Ok(Report::new(
         base.map(|b| b.id),

@@ -214,6 +214,10 @@ pub enum Command {
         /// Label for the pre snapshot
         #[arg(long)]
         label: Option<String>,
+        /// Give up (with a warning, exit 0) after this many seconds
+        /// (default 300), so a hung guard cannot hang the transaction
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
 }
 

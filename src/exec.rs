@@ -126,6 +126,44 @@ fn spawn_error(cmd: &Cmd, e: std::io::Error) -> anyhow::Error {
     }
 }
 
+/// Children running now. A package hook that gives up on a hung guard
+/// ([`crate::hooks`]) ends them too: a hung `rpm -qa` left behind would keep
+/// its lock on the rpm database and stall the very transaction the hook
+/// stepped aside for.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends SIGKILL to every child [`output`] and [`run_streaming`] are
+/// waiting for; for a process about to end itself.
+pub fn kill_running() {
+    for pid in running().iter() {
+        // SAFETY: kill(2) has no memory effects; a pid is still ours until
+        // it is untracked, which happens right after it is reaped.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// Keeps a child's pid in [`RUNNING`] while it lives.
+struct Tracked(u32);
+
+impl Tracked {
+    fn new(pid: u32) -> Tracked {
+        running().push(pid);
+        Tracked(pid)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        running().retain(|p| *p != self.0);
+    }
+}
+
 /// Runs to completion, capturing stdout and stderr.
 pub fn output(cmd: &Cmd) -> Result<Output> {
     let mut c = cmd.build();
@@ -138,6 +176,7 @@ pub fn output(cmd: &Cmd) -> Result<Output> {
         Stdio::null()
     });
     let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
+    let _tracked = Tracked::new(child.id());
     if let Some(data) = &cmd.stdin {
         let mut si = child.stdin.take().expect("piped stdin");
         let data = data.clone();
@@ -187,6 +226,7 @@ pub fn run_streaming(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> R
         Stdio::null()
     });
     let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
+    let _tracked = Tracked::new(child.id());
     if let (Some(data), Some(mut si)) = (cmd.stdin.clone(), child.stdin.take()) {
         std::thread::spawn(move || {
             let _ = si.write_all(&data);

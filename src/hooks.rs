@@ -267,22 +267,49 @@ fn detect(app: &App) -> Result<ManagerArg> {
     }
 }
 
-/// The files a manager's hooks consist of.
-pub fn hook_files(manager: ManagerArg) -> Vec<Planned> {
+/// Where pacman reads hooks from, besides /usr/share/libalpm/hooks:
+/// /etc/pacman.d/hooks unless pacman.conf's `[options]` sets `HookDir`,
+/// which replaces it (pacman.conf(5)) — hooks left in the default dir
+/// would then never run and nobody would know. Of several, the last: a
+/// hook of the same name there takes precedence over the others'.
+pub fn pacman_hook_dir(pacman_conf: Option<&str>) -> SysPath {
+    let mut dir = None;
+    let mut in_options = false;
+    for line in pacman_conf.unwrap_or_default().lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.starts_with('[') {
+            in_options = line == "[options]";
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if in_options && k.trim() == "HookDir" {
+            if let Some(d) = v.split_whitespace().rfind(|d| d.starts_with('/')) {
+                dir = Some(d.to_string());
+            }
+        }
+    }
+    SysPath::new(dir.as_deref().unwrap_or("/etc/pacman.d/hooks"))
+}
+
+/// The files a manager's hooks consist of; `pacman_hooks` is the directory
+/// pacman reads them from ([`pacman_hook_dir`]).
+pub fn hook_files(manager: ManagerArg, pacman_hooks: &SysPath) -> Vec<Planned> {
     match manager {
         ManagerArg::Pacman => {
             // No AbortOnFail: even if guard crashes, the transaction goes on.
             let trig = "[Trigger]\nOperation = Install\nOperation = Upgrade\nOperation = Remove\nType = Package\nTarget = *\n";
             vec![
                 Planned {
-                    path: SysPath::new("/etc/pacman.d/hooks/00-guard-snapshot.hook"),
+                    path: pacman_hooks.join("00-guard-snapshot.hook"),
                     content: format!(
                         "# {MARKER}\n# Snapshot the configuration before every transaction.\n{trig}\n[Action]\nDescription = guard: snapshot of the configuration before the transaction\nWhen = PreTransaction\nExec = {GUARD_BIN} hook-run pre --manager pacman\nNeedsTargets\n"
                     ),
                     mode: 0o644,
                 },
                 Planned {
-                    path: SysPath::new("/etc/pacman.d/hooks/zz-guard-check.hook"),
+                    path: pacman_hooks.join("zz-guard-check.hook"),
                     content: format!(
                         "# {MARKER}\n# Check what the transaction did to the configuration.\n{trig}\n[Action]\nDescription = guard: checking what the transaction changed\nWhen = PostTransaction\nExec = {GUARD_BIN} hook-run post --manager pacman\n"
                     ),
@@ -319,12 +346,72 @@ pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) ->
         None => detect(app)?,
     };
     let name = format!("{m:?} hooks").to_lowercase();
-    install_files(app, &name, &hook_files(m), action)
+    let pacman_hooks = pacman_hook_dir(app.root.read_text("/etc/pacman.conf").as_deref());
+    install_files(app, &name, &hook_files(m, &pacman_hooks), action)
+}
+
+/// How long `hook-run pre|post` may take before it gives up. Neither alpm
+/// nor apt puts a limit on a hook: a guard stuck on a hung helper (an `rpm`
+/// waiting for a lock, a stalled disk) would hold pacman's or dpkg's lock
+/// for ever. A snapshot of /etc takes seconds at worst; minutes mean stuck.
+pub const HOOK_TIMEOUT_SECS: u64 = 300;
+
+/// Ends the process with a warning and exit 0 when the work it guards
+/// outlives the limit; dropping it (the work is done) stops it.
+struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start(what: &'static str, limit: std::time::Duration) -> Watchdog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if wait.recv_timeout(limit) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            // Written with write(2), not through std's stderr lock, which
+            // the stuck thread may hold; then the helpers it waits for
+            // are ended and the process with them. A snapshot cut short
+            // is one a crash could leave: never listed, and its leftovers
+            // cleared by the next writer (DESIGN §4).
+            let msg = format!(
+                "guard: warning: {what} did not finish within {} s: guard gave up on it; the transaction goes on\n",
+                limit.as_secs()
+            );
+            // SAFETY: write(2) of a live buffer; _exit(2) ends the process
+            // at once, which is the point: nothing of guard's may linger.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+            }
+            crate::exec::kill_running();
+            unsafe { libc::_exit(0) }
+        });
+        Watchdog { _done: done }
+    }
 }
 
 /// `guard hook-run PHASE`: always exit 0. A full store, a held lock, an
-/// error or a panic are warnings; the package transaction goes on.
-pub fn run(app: &App, phase: HookPhase, manager: Option<ManagerArg>, label: Option<String>) -> i32 {
+/// error, a panic or a hang (past `timeout` seconds) are warnings; the
+/// package transaction goes on. The zypp plugin has no watchdog of its
+/// own: it mostly waits for libzypp's next frame, and libzypp already
+/// gives up on a plugin that does not answer within 30 s (its
+/// `ZYPP_PLUGIN_TIMEOUT`) and kills it.
+pub fn run(
+    app: &App,
+    phase: HookPhase,
+    manager: Option<ManagerArg>,
+    label: Option<String>,
+    timeout: Option<u64>,
+) -> i32 {
+    let limit = std::time::Duration::from_secs(timeout.unwrap_or(HOOK_TIMEOUT_SECS));
+    let _watchdog = match phase {
+        HookPhase::Pre => Some(Watchdog::start(
+            "the snapshot before the transaction",
+            limit,
+        )),
+        HookPhase::Post => Some(Watchdog::start("the check after the transaction", limit)),
+        HookPhase::ZyppPlugin => None,
+    };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match phase {
         HookPhase::Pre => {
             let label = label.or_else(|| pacman_targets(manager));
@@ -563,6 +650,18 @@ mod tests {
         let f = read_frame(&mut r).unwrap().unwrap();
         assert_eq!(f.command, "_DISCONNECT");
         assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn pacman_hook_dir_follows_hookdir_in_options_only() {
+        let d = |c: &str| pacman_hook_dir(Some(c)).to_string();
+        assert_eq!(pacman_hook_dir(None).to_string(), "/etc/pacman.d/hooks");
+        assert_eq!(d("[options]\nArchitecture = auto\n"), "/etc/pacman.d/hooks");
+        assert_eq!(
+            d("[options]\nHookDir = /a/ /b/ # two\nHookDir=/c\n[core]\nHookDir = /x\n"),
+            "/c"
+        );
+        assert_eq!(d("#HookDir = /a\n[options]\n"), "/etc/pacman.d/hooks");
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct Finding {
     /// Acknowledged with `guard check --ack`: shown, counted as info.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub acknowledged: bool,
+    /// What an acknowledgement pins ([`crate::acks::fingerprint`]); set by
+    /// the check before acknowledgements apply.
+    #[serde(skip)]
+    pub fingerprint: String,
 }
 
 impl Finding {
@@ -82,6 +86,7 @@ impl Finding {
             fix: None,
             detail: None,
             acknowledged: false,
+            fingerprint: String::new(),
         }
     }
 

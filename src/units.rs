@@ -57,10 +57,13 @@ pub fn unit_files() -> Vec<Planned> {
         mode: 0o644,
     };
     vec![
+        // A oneshot has no start timeout unless it is given one: a stuck
+        // snapshot would hold the store's lock for ever, and every hook's
+        // `pre` snapshot after it would be refused.
         unit(
             "guard-snapshot.service",
             format!(
-                "[Unit]\nDescription=guard: snapshot of the system configuration\nDocumentation=man:guard(1)\nAfter=local-fs.target\n\n[Service]\nType=oneshot\nExecStart={GUARD_BIN} --no-progress snapshot --kind timer --label daily\nExecStartPost={GUARD_BIN} --no-progress --yes prune --keep {KEEP}\n{HARDENING}"
+                "[Unit]\nDescription=guard: snapshot of the system configuration\nDocumentation=man:guard(1)\nAfter=local-fs.target\n\n[Service]\nType=oneshot\nExecStart={GUARD_BIN} --no-progress snapshot --kind timer --label daily\nExecStartPost={GUARD_BIN} --no-progress --yes prune --keep {KEEP}\nTimeoutStartSec=30min\n{HARDENING}"
             ),
         ),
         unit(
@@ -71,8 +74,14 @@ pub fn unit_files() -> Vec<Planned> {
             "guard-check.service",
             // Exit 1 (warnings) is success; 2 (critical) marks the unit
             // failed so `systemctl --failed` and monitoring see it.
+            // Type=exec, not oneshot: multi-user.target is ordered after
+            // what it wants, and waits for a oneshot to finish — with no
+            // start timeout for oneshots, a stuck check would hold the boot
+            // short of multi-user.target for ever. An exec unit is up once
+            // guard runs; RuntimeMaxSec (which oneshots ignore) ends a
+            // stuck one, and the unit is marked failed.
             format!(
-                "[Unit]\nDescription=guard: check the configuration against the last snapshot\nDocumentation=man:guard(1)\nAfter=local-fs.target\n\n[Service]\nType=oneshot\nExecStart={GUARD_BIN} --no-progress check\nSuccessExitStatus=1\n{HARDENING}\n[Install]\nWantedBy=multi-user.target\n"
+                "[Unit]\nDescription=guard: check the configuration against the last snapshot\nDocumentation=man:guard(1)\nAfter=local-fs.target\n\n[Service]\nType=exec\nExecStart={GUARD_BIN} --no-progress check\nSuccessExitStatus=1\nRuntimeMaxSec=30min\n{HARDENING}\n[Install]\nWantedBy=multi-user.target\n"
             ),
         ),
     ]
@@ -87,4 +96,52 @@ pub fn command(app: &App, action: InstallAction) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Key=value` settings of one unit file, in order.
+    fn settings(content: &str) -> Vec<(&str, &str)> {
+        content
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| !k.starts_with('#'))
+            .collect()
+    }
+
+    fn get<'a>(unit: &'a [(&'a str, &'a str)], key: &str) -> Option<&'a str> {
+        unit.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn no_unit_can_hold_the_boot_or_the_store_for_ever() {
+        for f in unit_files() {
+            let name = f.path.to_string();
+            if !name.ends_with(".service") {
+                continue;
+            }
+            let u = settings(&f.content);
+            let oneshot = get(&u, "Type") == Some("oneshot");
+            // a oneshot needs TimeoutStartSec; any other type RuntimeMaxSec
+            let limit = get(
+                &u,
+                if oneshot {
+                    "TimeoutStartSec"
+                } else {
+                    "RuntimeMaxSec"
+                },
+            );
+            assert!(
+                limit.is_some_and(|v| v != "infinity" && v != "0"),
+                "{name} can run for ever:\n{}",
+                f.content
+            );
+            // what a target wants at boot it waits for, if it is a oneshot
+            if get(&u, "WantedBy").is_some_and(|t| t.ends_with(".target") && t != "timers.target") {
+                assert!(!oneshot, "{name} holds up the boot:\n{}", f.content);
+            }
+        }
+    }
 }

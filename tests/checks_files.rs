@@ -150,6 +150,83 @@ fn ack_turns_a_finding_into_info_and_unack_brings_it_back() {
         .code(3);
 }
 
+/// An acknowledgement covers the finding as it was when the admin looked
+/// at it: a later, different change to the same path is a new finding that
+/// fails monitors again — also where the finding's text cannot show the
+/// difference (a file only root may read: "content changed" either way).
+#[test]
+fn an_ack_covers_the_finding_it_was_given_for_not_a_later_change() {
+    let s = base();
+    s.write("/etc/keys/mail.key", "key one\n");
+    s.chmod("/etc/keys/mail.key", 0o600);
+    s.snapshot();
+    s.write("/etc/motd", "maintenance tonight\n");
+    s.write("/etc/keys/mail.key", "key two\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(with_id(&v, "file/modified").len(), 2, "{v:#}");
+    for spec in [
+        "file/modified:/etc/motd",
+        "file/modified:/etc/keys/mail.key",
+    ] {
+        s.cmd().args(["check", "--ack", spec]).assert().success();
+    }
+    assert_eq!(s.check().0, 0);
+
+    // the same path, changed again: not what was acknowledged
+    s.write("/etc/motd", "rm -rf / tonight\n");
+    s.write("/etc/keys/mail.key", "an intruder's key\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "a later change is a new finding: {v:#}");
+    for p in ["/etc/motd", "/etc/keys/mail.key"] {
+        let f = for_path(&v, p);
+        assert_eq!(f[0]["id"], "file/modified", "{v:#}");
+        assert!(f[0].get("acknowledged").is_none(), "{p}: {v:#}");
+    }
+    // acknowledging it again takes in the change
+    s.cmd()
+        .args(["check", "--ack", "file/modified:/etc/motd"])
+        .assert()
+        .success();
+    let (_, v) = s.check();
+    assert_eq!(for_path(&v, "/etc/motd")[0]["acknowledged"], true, "{v:#}");
+    assert!(for_path(&v, "/etc/keys/mail.key")[0]
+        .get("acknowledged")
+        .is_none());
+
+    // nothing to acknowledge: a clear error, exit 3, nothing recorded
+    let out = s
+        .cmd()
+        .args(["check", "--ack", "file/vanished:/etc/motd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no file/vanished finding for /etc/motd"),
+        "{err}"
+    );
+    let out = s.cmd().args(["check", "--acks"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("file/vanished"));
+}
+
+/// acks.json as guard wrote it before acknowledgements were pinned to the
+/// finding (version 1, no fingerprints) still reads and still counts.
+#[test]
+fn acks_of_version_1_still_count() {
+    let s = base();
+    s.snapshot();
+    s.write("/etc/motd", "maintenance tonight\n");
+    std::fs::write(
+        s.store.path().join("acks.json"),
+        r#"{"version": 1, "acks": [{"finding": "file/modified", "path": "/etc/motd", "added": "2026-01-01T00:00:00Z"}]}"#,
+    )
+    .unwrap();
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(for_path(&v, "/etc/motd")[0]["acknowledged"], true);
+}
+
 /// A merge leftover the admin removed after merging, as
 /// `pkg/pending-merge` asks, is no admin's file gone missing.
 #[test]

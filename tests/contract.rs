@@ -90,6 +90,8 @@ fn a_listing_with_a_corrupt_snapshot_is_one_document_and_exit_3() {
 fn acknowledging_with_json_prints_the_acknowledgements() {
     let sys = sandbox();
     sys.snapshot();
+    // only a finding there is can be acknowledged
+    sys.write("/etc/motd", "maintenance tonight\n");
     let (code, out, err) = guard(
         &sys,
         &["--json", "check", "--ack", "file/modified:/etc/motd"],
@@ -100,6 +102,12 @@ fn acknowledging_with_json_prints_the_acknowledgements() {
     assert_eq!(acks.len(), 1, "{doc}");
     assert_eq!(acks[0]["finding"], "file/modified");
     assert_eq!(acks[0]["path"], "/etc/motd");
+    assert_eq!(doc["version"], 2, "{doc}");
+    assert_eq!(
+        acks[0]["fingerprints"].as_array().unwrap().len(),
+        1,
+        "{doc}"
+    );
 }
 
 #[test]

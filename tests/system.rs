@@ -176,6 +176,40 @@ fn pacman_transaction_runs_the_hooks_in_the_root() {
     assert!(r.join("etc/pacman.d/hooks").is_dir());
 }
 
+/// `HookDir` in pacman.conf replaces the default /etc/pacman.d/hooks
+/// (pacman.conf(5)): hooks there would never run, silently. They go where
+/// pacman looks, checked with a real transaction.
+#[test]
+fn pacman_hooks_go_where_pacman_conf_says() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/pacman")).unwrap();
+    std::fs::write(
+        r.join("etc/pacman.conf"),
+        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\nHookDir = /etc/site-hooks/\n\n[core]\nHookDir = /not/an/option/here\n",
+    )
+    .unwrap();
+    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
+    let pkg = make_package(r);
+    let out = run(guard(r).args(["--yes", "hooks", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(r.join("etc/site-hooks/00-guard-snapshot.hook").is_file());
+    assert!(r.join("etc/site-hooks/zz-guard-check.hook").is_file());
+    assert!(!r.join("etc/pacman.d/hooks").exists());
+    let out = run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
+        .arg(Path::new("/").join(pkg.file_name().unwrap())));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("guard: snapshot "), "{}", text(&out));
+    assert_eq!(snapshots(r).len(), 1);
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!r.join("etc/site-hooks/00-guard-snapshot.hook").exists());
+    assert!(!r.join("etc/site-hooks/zz-guard-check.hook").exists());
+}
+
 #[test]
 fn hooks_never_fail_a_transaction() {
     let t = make_root();
@@ -213,6 +247,116 @@ fn hooks_never_fail_a_transaction() {
     let out = run(guard(r).args(["hook-run", "post"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("warning"), "{}", text(&out));
+}
+
+/// Runs `c`, killing it if it is still running after `limit`: a test of a
+/// hang must not hang itself. Returns the output and whether it was killed.
+fn run_bounded(c: &mut Command, limit: std::time::Duration) -> (Output, bool) {
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    let mut killed = false;
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "{:?}\n--- stdout\n{}--- stderr\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, killed)
+}
+
+/// Neither alpm nor apt has a time limit on a hook: a guard stuck on a hung
+/// helper (here an `rpm` that never answers, as one waiting for the rpm
+/// database's lock would) must give up by itself, say so, exit 0, and end
+/// the helper too.
+#[test]
+fn a_hung_guard_gives_up_and_the_transaction_goes_on() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
+    std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let pids = bin.path().join("pids");
+    std::fs::write(
+        bin.path().join("rpm"),
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 600\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.path().join("rpm"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for phase in ["pre", "post"] {
+        let start = std::time::Instant::now();
+        let (out, killed) = run_bounded(
+            guard(r).env("PATH", &path).args([
+                "hook-run",
+                phase,
+                "--manager",
+                "apt",
+                "--timeout",
+                "2",
+            ]),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(!killed, "hook-run {phase} hung: {}", text(&out));
+        assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            text(&out).contains("did not finish within 2 s"),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("the transaction goes on"),
+            "{}",
+            text(&out)
+        );
+    }
+    // The stuck helpers were ended with it, not left holding a lock.
+    let started = std::fs::read_to_string(&pids).unwrap();
+    assert_eq!(started.lines().count(), 2, "{started}");
+    for pid in started.lines() {
+        // SIGKILL is delivered asynchronously: allow it a moment
+        let alive = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
+            !matches!(state, None | Some('Z'))
+        };
+        let start = std::time::Instant::now();
+        while alive() && start.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!alive(), "rpm {pid} still runs");
+    }
+    // The store is fine and unlocked: the next hook snapshots.
+    std::fs::remove_dir_all(r.join("var/lib/rpm")).unwrap();
+    let out = run(guard(r).args(["hook-run", "pre", "--manager", "apt"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("guard: snapshot "), "{}", text(&out));
+    assert_eq!(snapshots(r).len(), 1);
 }
 
 #[test]
