@@ -1020,3 +1020,190 @@ fn off_a_terminal_only_yes_confirms_an_ordinary_step() {
     assert!(!e.root.join("wiped").exists(), "{err}");
     assert_eq!(status(&e.journal("ordinary"), "wipe"), "failed");
 }
+
+/// Debian's release notes upgrade in two steps: `apt upgrade
+/// --without-new-pkgs`, then `apt full-upgrade`; never the full upgrade
+/// straight after `apt update`.
+#[test]
+fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
+    let e = env();
+    let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pos = |needle: &str| {
+        s.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {s}"))
+    };
+    let update = pos("apt-get update\n");
+    let minimal = pos("apt upgrade --without-new-pkgs\n");
+    let full = pos("apt-get full-upgrade\n");
+    assert!(update < minimal && minimal < full, "{s}");
+    assert!(!s.contains(" -y") && !s.contains("--yes"), "{s}");
+}
+
+/// A stand-in for virsh: `domstate` prints ROOT/state, `shutdown` only asks
+/// (the guest takes a while to go down), as the real one does.
+fn fake_virsh(e: &Env) -> PathBuf {
+    let bin = e.base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("virsh");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\ncase \"$3\" in\ndomstate) cat '{}/state' ;;\nshutdown) echo \"Domain '$4' is being shutdown\" ;;\nesac\n",
+            e.root.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// A reboot between the walks autostarts the original guest: on --resume
+/// the shutdown is sent again, and the walk must wait for "shut off" again
+/// instead of copying the disk of a running guest.
+#[test]
+fn a_resumed_move_waits_again_for_a_guest_a_reboot_restarted() {
+    let e = env();
+    let bin = fake_virsh(&e);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let src = e.base.join("src.img");
+    let answers = format!(
+        "[answers]\nguest = \"mail\"\nsource = \"{}\"\ndisk_target = \"vda\"\n",
+        src.display()
+    );
+    std::fs::write(e.root.join("state"), "shut off\n").unwrap();
+    // The source is missing: the walk stops at `size`, after the guest is down.
+    let out = e.guard_with(&["--yes", "run", "luks-guest-move"], Some(&answers), |c| {
+        c.env("PATH", &path);
+    });
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let j = e.journal("luks-guest-move");
+    assert_eq!(status(&j, "shutdown"), "already-done", "{err}");
+    assert_eq!(status(&j, "size"), "failed", "{err}");
+
+    // Reboot: the guest runs again. The resume sends the shutdown and waits.
+    std::fs::write(e.root.join("state"), "running\n").unwrap();
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let answers = format!("{answers}retry-size = \"retry\"\n");
+    let out = e.guard_with(
+        &["--yes", "run", "luks-guest-move", "--resume"],
+        Some(&answers),
+        |c| {
+            c.env("PATH", &path);
+        },
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let j = e.journal("luks-guest-move");
+    assert_eq!(status(&j, "shutdown"), "done", "{err}");
+    assert_eq!(status(&j, "wait-down"), "failed", "{err}");
+    assert!(err.contains("verification failed"), "{err}");
+    // `size` is still the failure of the first walk, not retried.
+    let sizes = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] == "size")
+        .count();
+    assert_eq!(sizes, 1, "went on with the guest running: {err}");
+    assert!(!err.contains("Retry step size"), "{err}");
+}
+
+/// A whole guest disk has a partition table and no filesystem signature at
+/// its start: as a target it is someone's data, not an empty volume.
+#[test]
+fn a_target_with_a_partition_table_is_refused() {
+    let e = env();
+    let src = e.base.join("src.img");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let dst = e.base.join("other-guest.img");
+    let f = std::fs::File::create(&dst).unwrap();
+    f.set_len(48 << 20).unwrap();
+    // An MBR with one Linux partition from sector 2048.
+    let mut mbr = vec![0u8; 512];
+    mbr[446 + 4] = 0x83;
+    mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&90000u32.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&mbr, 0).unwrap();
+    let (s, d) = (src.display().to_string(), dst.display().to_string());
+    let out = e.guard(
+        &["--yes", "run", "luks-guest-move"],
+        Some(&luks_answers(&e, &s, &d, true)),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("carries a dos partition table"), "{err}");
+    assert_eq!(
+        status(&e.journal("luks-guest-move"), "target-check"),
+        "failed"
+    );
+    assert!(!is_luks(&d), "another guest's disk was formatted");
+    let mut head = [0u8; 512];
+    std::fs::File::open(&dst)
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
+    assert_eq!(head.to_vec(), mbr);
+}
+
+/// `done-if`'s `output` is substituted like its command: `open` is done
+/// only when the mapping of *this* walk's name sits on this target, not
+/// when some mapping of another device exists.
+#[test]
+fn a_done_if_output_names_this_walks_values() {
+    let e = env();
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/named.toml"),
+        r#"
+version = 1
+id = "named"
+title = "output substitution"
+[vars]
+name = "mine"
+[[steps]]
+id = "open"
+title = "opens"
+explain = "x"
+done-if = { run = ["cat", "{root}/mapped"], output = "\ncr_{name}\n" }
+run = ["touch", "{root}/opened"]
+"#,
+    )
+    .unwrap();
+    // Another volume's mapping: not done, so it runs.
+    std::fs::write(e.root.join("mapped"), "loop0\ncr_other\n").unwrap();
+    let out = e.guard(&["--yes", "run", "named"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(status(&e.journal("named"), "open"), "done");
+    assert!(e.root.join("opened").exists());
+    // This walk's mapping on the target: already done.
+    std::fs::remove_file(e.root.join("opened")).unwrap();
+    std::fs::write(e.root.join("mapped"), "loop0\ncr_mine\n").unwrap();
+    let out = e.guard(&["--yes", "run", "named"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(status(&e.journal("named"), "open"), "already-done");
+    assert!(!e.root.join("opened").exists());
+
+    // The shipped playbook asks lsblk for the target's own mappings.
+    let out = e.guard(
+        &["run", "luks-guest-move", "--dry-run"],
+        Some("[answers]\nguest = \"mail\"\nlv_name = \"mailcrypt\"\ntarget = \"/dev/vg0/mailcrypt\"\n"),
+    );
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("# skipped when already done: lsblk -nro NAME /dev/vg0/mailcrypt (output contains \"\\ncr_mailcrypt\\n\")"),
+        "{s}"
+    );
+    assert!(!s.contains("test -b /dev/mapper/cr_mailcrypt"), "{s}");
+}

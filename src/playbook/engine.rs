@@ -837,6 +837,9 @@ fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
             return Ok(false);
         }
         if let Some(want) = &t.output {
+            // Substituted like the command: `cr_{lv_name}` names this walk's
+            // mapping, not any mapping.
+            let want = subst(want, vars, false)?.unwrap_or_default();
             let text = String::from_utf8_lossy(&out.stdout);
             return Ok(text.contains(want.as_str()));
         }
@@ -853,6 +856,10 @@ fn describe_test(t: &Test, vars: &Vars, root: &Path) -> String {
         let argv = rooted(subst_argv(r, vars, true).unwrap_or_default(), root);
         let mut s = display(&argv);
         if let Some(o) = &t.output {
+            let o = subst(o, vars, true)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| o.clone());
             s.push_str(&format!(" (output contains {o:?})"));
         }
         parts.push(s);
@@ -1315,6 +1322,14 @@ fn builtin(
             if let Some(t) = text.lines().find_map(|l| l.strip_prefix("TYPE=")) {
                 return Err(Failure(format!(
                     "target {target} carries a {t} signature: refusing to format something that is in use; if it really is unused, wipe it yourself (wipefs -a {target})"
+                )));
+            }
+            // A guest's whole disk has a partition table and no filesystem
+            // at its start: blkid reports PTTYPE, not TYPE. Another guest's
+            // volume (or the source itself) must not pass as "empty".
+            if let Some(t) = text.lines().find_map(|l| l.strip_prefix("PTTYPE=")) {
+                return Err(Failure(format!(
+                    "target {target} carries a {t} partition table: it is probably another guest's disk; refusing to format it; if it really is unused, wipe it yourself (wipefs -a {target})"
                 )));
             }
             Ok(Some(format!(
