@@ -13,9 +13,8 @@ use foldhash::{HashMap, HashSet};
 use std::ffi::{CStr, OsStr};
 use std::io::Read;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -589,60 +588,141 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
     (RawWalk { entries, errors }, t)
 }
 
-/// Reads what the stat cache could not vouch for: the symlink target and
-/// every xattr. Unreadable xattr namespaces are counted, not fatal.
+/// How far the clock may be past a change before the change can no longer
+/// share a timestamp with a later one: the coarsest timestamps Linux keeps
+/// (FAT's 2 s; ext4 with 128-byte inodes and ext3 keep whole seconds, most
+/// others one clock tick).
+const RACY_WINDOW_NS: i128 = 2_000_000_000;
+
+/// The nanoseconds of a recorded ctime that marks it "read too soon after
+/// the change" (see [`settle`]): no kernel reports it, so the entry never
+/// matches the stat cache and the next scan reads it again.
+const RACY_NSEC: u32 = u32::MAX;
+
+fn nanos(t: Time) -> i128 {
+    i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec)
+}
+
+fn now() -> Time {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+/// Marks an entry read at `started` (before its stat) whose ctime is within
+/// [`RACY_WINDOW_NS`] of it. A change in the same timestamp granule after
+/// the read (a file rewritten in place twice within a second on a
+/// filesystem that keeps whole seconds, or one clock tick elsewhere) would
+/// leave (dev, ino, size, mtime, ctime) exactly as recorded, and the stat
+/// cache would vouch for what was read before it — for good. Only once the
+/// clock is past the ctime's granule does every later change get a newer
+/// ctime; so an entry read sooner is recorded as it is but with a ctime
+/// that never matches, and the next scan reads it again (git's "racily
+/// clean" entries, smudged the same way).
+fn settle(e: &mut Entry, started: Time) {
+    if nanos(e.ctime) >= nanos(started) - RACY_WINDOW_NS {
+        e.ctime.nsec = RACY_NSEC;
+    }
+}
+
+/// Reads what the stat cache could not vouch for of an entry that is not a
+/// regular file (a file's xattrs come from its open fd, see [`hash_file`]):
+/// the symlink target and every xattr. Both are looked up by name from its
+/// directory opened beneath the root without symlinks: a directory swapped
+/// for a symlink since the walk leads nowhere, never to the host's files
+/// the way a path from the root would. Unreadable xattr namespaces are
+/// counted, not fatal.
 fn read_details(root: &SysRoot, e: &mut Entry) -> (Vec<ScanError>, u64) {
-    let host = root.host_path(&e.path);
+    let path = e.path.clone();
+    let fail = |what: &str, err: &dyn std::fmt::Display| ScanError {
+        path: path.clone(),
+        error: format!("{what}{err}"),
+    };
+    // `/` itself (an include of the whole root) is `.` of the root
+    let (dir, name) = match e.path.parent() {
+        Some(parent) => (root.open_dir(&parent), e.path.file_name()),
+        None => (root.open_dir(&SysPath::root()), &b"."[..]),
+    };
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(err) => return (vec![fail("cannot open its directory: ", &err)], 0),
+    };
+    // (a name read from a directory never holds a NUL)
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return (vec![fail("", &"a NUL in the name")], 0);
+    };
     let mut errors = Vec::new();
-    let mut unreadable = 0;
     if e.kind == FileKind::Symlink {
-        match std::fs::read_link(&host) {
-            Ok(t) => e.target = Some(crate::store::SysPathRaw(t.as_os_str().as_bytes().to_vec())),
-            Err(err) => errors.push(ScanError {
-                path: e.path.clone(),
-                error: err.to_string(),
-            }),
+        match rustix::fs::readlinkat(&dir, name.as_c_str(), Vec::new()) {
+            Ok(t) => e.target = Some(crate::store::SysPathRaw(t.into_bytes())),
+            Err(err) => errors.push(fail("", &std::io::Error::from(err))),
         }
     }
-    match xattr::read_all_path(&host) {
+    let mut unreadable = 0;
+    match xattr::read_all_at(dir.as_fd(), &name, &root.host_path(&e.path)) {
         Ok((x, n)) => {
             unreadable = n;
             set_xattrs(e, x);
         }
-        Err(err) => errors.push(ScanError {
-            path: e.path.clone(),
-            error: format!("xattrs: {err}"),
-        }),
+        Err(err) => errors.push(fail("xattrs: ", &err)),
     }
     (errors, unreadable)
 }
 
-/// Reads, hashes and (for a snapshot) stores one file. The fd is opened
-/// without symlinks and its fstat is authoritative over the walk's lstat, so
-/// a file swapped in between is recorded as it really was read.
-fn hash_file(root: &SysRoot, e: &mut Entry, sink: &Sink) -> Result<bool> {
+/// What [`hash_file`] did besides hashing.
+struct Hashed {
+    /// The content was new to the store.
+    new: bool,
+    /// xattrs that could not be read (counted, not fatal).
+    unreadable: u64,
+    xattr_error: Option<std::io::Error>,
+}
+
+/// Reads, hashes and (for a snapshot) stores one file, and reads its
+/// xattrs. The fd is opened without symlinks, and the entry's identity and
+/// metadata are all taken from its fstat, before the xattrs and the content
+/// are read through the same fd: what is recorded is never older than the
+/// identity recorded with it. (Read the other way round, a change landing
+/// in between would be recorded under the new identity with the old data,
+/// and the stat cache would vouch for the old data from then on.) A file
+/// swapped in since the walk is recorded as it really was read.
+fn hash_file(root: &SysRoot, e: &mut Entry, sink: &Sink) -> Result<Hashed> {
+    let started = now();
     let mut f = root
         .open_exact(&e.path)
         .with_context(|| format!("cannot open {}", e.path))?;
-    let md = f.metadata()?;
-    if !md.is_file() {
+    let st = rustix::fs::fstat(&f)?;
+    if kind_of_mode(st.st_mode) != FileKind::File {
         bail!("{} changed kind while being read", e.path);
     }
-    if md.ino() != e.ino || md.ctime() != e.ctime.sec || md.ctime_nsec() as u32 != e.ctime.nsec {
-        e.ino = md.ino();
-        e.size = md.size();
-        e.mode = md.mode() & 0o7777;
-        e.mtime = time(md.mtime(), md.mtime_nsec());
-        e.ctime = time(md.ctime(), md.ctime_nsec());
-    }
+    let fresh = entry_from_stat(SysPath::root(), &st);
+    e.mode = fresh.mode;
+    e.uid = fresh.uid;
+    e.gid = fresh.gid;
+    e.mtime = fresh.mtime;
+    e.size = fresh.size;
+    e.dev = fresh.dev;
+    e.ino = fresh.ino;
+    e.ctime = fresh.ctime;
+    let (unreadable, xattr_error) = match xattr::read_all_fd(&f) {
+        Ok((x, n)) => {
+            set_xattrs(e, x);
+            (n, None)
+        }
+        Err(err) => (0, Some(err)),
+    };
     let (hash, new) = match sink {
-        Sink::Store(store, _) if md.size() > STREAM_ABOVE => {
+        Sink::Store(store, _) if fresh.size > STREAM_ABOVE => {
             let (h, n, new) = store.put_reader(&mut f)?;
             e.size = n;
             (h, new)
         }
         Sink::Store(store, _) => {
-            let mut buf = Vec::with_capacity(md.size() as usize);
+            let mut buf = Vec::with_capacity(fresh.size as usize);
             f.read_to_end(&mut buf)?;
             e.size = buf.len() as u64;
             store.put(&buf)?
@@ -655,7 +735,12 @@ fn hash_file(root: &SysRoot, e: &mut Entry, sink: &Sink) -> Result<bool> {
         }
     };
     e.blake3 = Some(hash);
-    Ok(new)
+    settle(e, started);
+    Ok(Hashed {
+        new,
+        unreadable,
+        xattr_error,
+    })
 }
 
 /// Runs `f` over `items` on every core, handing out indices one by one.
@@ -959,8 +1044,6 @@ pub fn capture(
         Sink::HashOnly => None,
     };
     for e in entries.iter_mut() {
-        e.user = acc.users.get(&e.uid).cloned();
-        e.group = acc.groups.get(&e.gid).cloned();
         match cache_map.get(&e.path).filter(|c| same_identity(c, e)) {
             Some(c) => {
                 e.blake3.clone_from(&c.blake3);
@@ -991,22 +1074,32 @@ pub fn capture(
     let unreadable = AtomicU64::new(0);
     let errors: Mutex<Vec<ScanError>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    parallel(&mut todo, |(e, detail)| {
-        if *detail {
-            let (errs, n) = read_details(root, e);
-            unreadable.fetch_add(n, Ordering::Relaxed);
-            if !errs.is_empty() {
-                errors.lock().unwrap().extend(errs);
-            }
+    let details = |e: &mut Entry| {
+        let (errs, n) = read_details(root, e);
+        unreadable.fetch_add(n, Ordering::Relaxed);
+        if !errs.is_empty() {
+            errors.lock().unwrap().extend(errs);
         }
+    };
+    parallel(&mut todo, |(e, detail)| {
         if e.kind != FileKind::File {
+            let started = now();
+            details(e);
+            settle(e, started);
             return;
         }
         e.blake3 = None;
         match hash_file(root, e, sink) {
-            Ok(new) => {
-                if new {
+            Ok(h) => {
+                if h.new {
                     new_objects.fetch_add(1, Ordering::Relaxed);
+                }
+                unreadable.fetch_add(h.unreadable, Ordering::Relaxed);
+                if let Some(err) = h.xattr_error {
+                    errors.lock().unwrap().push(ScanError {
+                        path: e.path.clone(),
+                        error: format!("xattrs: {err}"),
+                    });
                 }
             }
             // A store that cannot be written is fatal; a file that cannot
@@ -1014,14 +1107,25 @@ pub fn capture(
             Err(err) if err.chain().any(|c| c.is::<crate::store::StoreWriteError>()) => {
                 fatal.lock().unwrap().get_or_insert(err);
             }
-            Err(err) => errors.lock().unwrap().push(ScanError {
-                path: e.path.clone(),
-                error: format!("{err:#}"),
-            }),
+            Err(err) => {
+                errors.lock().unwrap().push(ScanError {
+                    path: e.path.clone(),
+                    error: format!("{err:#}"),
+                });
+                // its xattrs are still recorded, read without opening it
+                if *detail {
+                    details(e);
+                }
+            }
         }
         bar.inc(1);
     });
     drop(todo);
+    // (names after hashing: a file's owner is the one its fstat saw)
+    for e in entries.iter_mut() {
+        e.user = acc.users.get(&e.uid).cloned();
+        e.group = acc.groups.get(&e.gid).cloned();
+    }
     w.entries = entries;
     w.unreadable_xattrs = unreadable.into_inner();
     bar.finish();
@@ -1167,6 +1271,68 @@ mod tests {
             .count();
         assert_eq!(files, 600);
         assert_eq!(raw.entries.len(), 1 + 600 * 3);
+    }
+
+    /// One scan of `r` (a snapshot when `store` is given) with `cache`.
+    fn scan(r: &Path, store: Option<&Store>, cache: Option<&Manifest>) -> Manifest {
+        let root = SysRoot::open(r).unwrap();
+        let scope = Scope::new(&Config::default(), None, &root).unwrap();
+        let ui = crate::ui::Scripted::new(Default::default());
+        let lost = HashSet::default();
+        let sink = match store {
+            Some(s) => Sink::Store(s, &lost),
+            None => Sink::HashOnly,
+        };
+        let (raw, ()) = walk_while(&root, &scope, || ());
+        capture(&root, &scope, raw, cache, &sink, &ui, Ledger::Full)
+            .unwrap()
+            .manifest
+    }
+
+    #[test]
+    fn an_entry_read_within_its_ctime_granule_is_read_again_next_time() {
+        // A file rewritten in place in the same timestamp granule as the
+        // read keeps (dev, ino, size, mtime, ctime): the hash recorded must
+        // not be vouched for by the stat cache. Simulated here by a cached
+        // hash and xattrs from before such a rewrite.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/d")).unwrap();
+        std::fs::write(d.path().join("etc/app.conf"), "port = 2\n").unwrap();
+        let mut cache = scan(d.path(), None, None);
+        let path = SysPath::new("/etc/app.conf");
+        let e = cache.entries.iter_mut().find(|e| e.path == path).unwrap();
+        let good = e.blake3.clone();
+        e.blake3 = Some(blake3::hash(b"port = 1\n").to_hex().to_string());
+        let dir = SysPath::new("/etc/d");
+        let e = cache.entries.iter_mut().find(|e| e.path == dir).unwrap();
+        e.xattrs.insert("user.stale".into(), "00".into());
+        let again = scan(d.path(), None, Some(&cache));
+        assert_eq!(again.entry(&path).unwrap().blake3, good);
+        assert!(again.entry(&dir).unwrap().xattrs.is_empty());
+
+        // read well after its last change: the cache may vouch for it
+        let mut e = again.entry(&path).unwrap().clone();
+        let ctime = Time {
+            sec: 1_700_000_000,
+            nsec: 5,
+        };
+        e.ctime = ctime;
+        settle(
+            &mut e,
+            Time {
+                sec: ctime.sec + 3,
+                nsec: 0,
+            },
+        );
+        assert_eq!(e.ctime, ctime);
+        settle(
+            &mut e,
+            Time {
+                sec: ctime.sec + 1,
+                nsec: ctime.nsec,
+            },
+        );
+        assert_eq!(e.ctime.nsec, RACY_NSEC);
     }
 
     #[test]
