@@ -580,6 +580,14 @@ fn live_from(
     Ok(m)
 }
 
+/// Whether a path recorded before and missing from `new` is really gone:
+/// still in the scope, and not beneath a directory `new` could not list
+/// (unreadable is not vanished: `scan/unreadable` says so instead).
+fn compared<'a>(scope: &'a scan::Scope, new: &Manifest) -> impl Fn(&SysPath) -> bool + 'a {
+    let unlisted = scan::unlisted(new);
+    move |p| scope.contains(p) && !unlisted.iter().any(|d| p != d && p.starts_with(d))
+}
+
 /// A baseline compared with the live root sees what a usr-merge moved
 /// where the live walk records it (see [`scan::merged_dirs`]); before the
 /// live scan, so the capability probe looks at `/usr/bin/ping`, not the
@@ -604,7 +612,8 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
         }
     };
     let scope = app.scope()?;
-    let changes = diff::files(&old, &new, &|p| scope.contains(p));
+    let compared = compared(&scope, &new);
+    let changes = diff::files(&old, &new, &compared);
     let text_of = |m: &Manifest, e: &crate::store::Entry| -> Option<Vec<u8>> {
         if m.id == "live" {
             app.root.read_follow(&e.path).ok().flatten()
@@ -729,7 +738,7 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     timer.phase("walk + load baseline");
     let live = live_from(app, &scope, raw, base.as_ref())?;
     let changes = match &base {
-        Some(b) => diff::files(b, &live, &|p| scope.contains(p)),
+        Some(b) => diff::files(b, &live, &compared(&scope, &live)),
         None => Vec::new(),
     };
     timer.phase("diff");

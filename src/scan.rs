@@ -93,22 +93,83 @@ pub const CONFIG_PATH: &str = "/etc/guard/guard.toml";
 
 impl Config {
     pub fn load(root: &SysRoot) -> Result<Config> {
-        let Some(raw) = root.read_follow(&SysPath::new(CONFIG_PATH))? else {
+        let raw = root
+            .read_follow(&SysPath::new(CONFIG_PATH))
+            .with_context(|| format!("cannot read {CONFIG_PATH}"))?;
+        let Some(raw) = raw else {
             return Ok(Config {
                 version: 1,
                 ..Default::default()
             });
         };
-        let text = String::from_utf8(raw).context("guard.toml is not UTF-8")?;
-        let cfg: Config =
-            toml::from_str(&text).map_err(|e| anyhow!("{CONFIG_PATH}: {}", e.message()))?;
+        let text = String::from_utf8(raw).map_err(|e| {
+            anyhow!(
+                "{CONFIG_PATH} is not UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        Config::parse(&text)
+    }
+
+    /// guard.toml's text, checked. Every error is one line that says where:
+    /// a monitoring system shows a failed check's first line only, and
+    /// toml's own rendering spans several (a snippet and a caret).
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let msg = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            match e.span().and_then(|s| text.get(..s.start)) {
+                Some(before) => {
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    anyhow!("{CONFIG_PATH} line {line}, column {column}: {msg}")
+                }
+                None => anyhow!("{CONFIG_PATH}: {msg}"),
+            }
+        })?;
         if cfg.version != 1 {
             bail!(
                 "{CONFIG_PATH}: version {} is not supported (expected 1)",
                 cfg.version
             );
         }
+        // Paths are taken as they are written, never resolved: `..` would
+        // name a tree twice (or walk it under a name nothing else uses),
+        // and a relative pattern never matches the absolute paths recorded.
+        for (what, p) in cfg
+            .include
+            .iter()
+            .map(|p| ("include", p))
+            .chain(cfg.exclude.iter().map(|p| ("exclude", p)))
+        {
+            if !p.starts_with('/') || p.split('/').any(|c| c == "." || c == "..") {
+                bail!(
+                    "{CONFIG_PATH}: {what} {p:?} must be an absolute path inside the root, without . or .."
+                );
+            }
+        }
+        for p in &cfg.exclude {
+            let x = Exclude::new(exclude_pattern(p))
+                .map_err(|e| anyhow!("{CONFIG_PATH}: exclude {p:?}: {e}"))?;
+            if x.matches("/etc") {
+                bail!("{CONFIG_PATH}: exclude {p:?} would leave all of /etc out of every snapshot");
+            }
+        }
         Ok(cfg)
+    }
+}
+
+/// An exclude as written, but a trailing `/` (`/etc/myapp/`), which would
+/// match nothing: paths are recorded without one.
+fn exclude_pattern(p: &str) -> &str {
+    match p.trim_end_matches('/') {
+        "" => "/",
+        t => t,
     }
 }
 
@@ -155,6 +216,10 @@ impl Exclude {
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub roots: Vec<SysPath>,
+    /// The roots guard.toml asked for: one that cannot be walked is an
+    /// error (a default one that is absent, or reached through a symlink
+    /// like `/lib -> usr/lib`, is simply not there).
+    includes: Vec<SysPath>,
     excludes: Vec<Exclude>,
     /// Excluded exactly (the store when it lies inside the root).
     excluded_paths: Vec<SysPath>,
@@ -163,12 +228,14 @@ pub struct Scope {
 impl Scope {
     pub fn new(cfg: &Config, store_dir: Option<&Path>, root: &SysRoot) -> Result<Scope> {
         let mut roots: Vec<SysPath> = DEFAULT_SCOPE.iter().map(SysPath::new).collect();
+        let mut includes = Vec::new();
         for inc in &cfg.include {
             if !inc.starts_with('/') {
                 bail!("{CONFIG_PATH}: include {inc:?} must be an absolute path inside the root");
             }
-            roots.push(SysPath::new(inc));
+            includes.push(SysPath::new(inc));
         }
+        roots.extend(includes.iter().cloned());
         // A root inside another is walked once, as part of the outer one.
         roots.sort();
         roots.dedup();
@@ -181,7 +248,7 @@ impl Scope {
         if !cfg.no_default_excludes {
             pats.extend(DEFAULT_EXCLUDES);
         }
-        pats.extend(cfg.exclude.iter().map(String::as_str));
+        pats.extend(cfg.exclude.iter().map(|p| exclude_pattern(p)));
         let excludes = pats
             .iter()
             .map(|p| Exclude::new(p).map_err(|e| anyhow!("{CONFIG_PATH}: exclude {p:?}: {e}")))
@@ -194,6 +261,7 @@ impl Scope {
         }
         Ok(Scope {
             roots: outer,
+            includes,
             excludes,
             excluded_paths,
         })
@@ -213,8 +281,14 @@ impl Scope {
             || self.excludes.iter().any(|g| g.matches(text))
     }
 
+    /// Whether a snapshot records `p`: beneath a root, and neither it nor a
+    /// directory above it excluded (the walk never enters an excluded
+    /// directory, so what an older snapshot recorded beneath one is not
+    /// gone, just no longer looked at).
     pub fn contains(&self, p: &SysPath) -> bool {
-        self.roots.iter().any(|r| p.starts_with(r)) && !self.excludes(p)
+        self.roots.iter().any(|r| p.starts_with(r))
+            && !self.excludes(p)
+            && !p.ancestors().iter().any(|a| self.excludes(a))
     }
 }
 
@@ -511,27 +585,74 @@ pub struct RawWalk {
     errors: Vec<ScanError>,
 }
 
+/// How a scan error begins when a directory's entries could not be read:
+/// what an older snapshot recorded beneath it is not known to be gone
+/// (see [`unlisted`]).
+pub const UNLISTED: &str = "cannot list directory";
+
+/// The directories `m` could not list: nothing beneath them was compared.
+pub fn unlisted(m: &Manifest) -> Vec<SysPath> {
+    m.errors
+        .iter()
+        .filter(|e| e.error.starts_with(UNLISTED))
+        .map(|e| e.path.clone())
+        .collect()
+}
+
+/// The first of `p` and the directories above it that is a symlink.
+fn symlink_on_the_way(root: &SysRoot, p: &SysPath) -> Option<SysPath> {
+    p.ancestors().into_iter().chain([p.clone()]).find(|a| {
+        root.lstat(a)
+            .is_ok_and(|st| kind_of_mode(st.st_mode) == FileKind::Symlink)
+    })
+}
+
 /// Walks the scope on every core while `meanwhile` runs on this thread
 /// (loading the manifest the walk will be compared with). Each directory is
 /// opened beneath the root without symlinks and each entry costs one
-/// `lstat` relative to its directory's fd; a scope root reached through a
-/// symlink (e.g. `/lib -> usr/lib`) is recorded elsewhere or not at all.
+/// `lstat` relative to its directory's fd; a default scope root that is
+/// absent or reached through a symlink (e.g. `/lib -> usr/lib`) is recorded
+/// elsewhere or not at all. A root guard.toml includes is an error then
+/// (never silently left out), and one that is a file is recorded alone.
 pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> T) -> (RawWalk, T) {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     let mut tops = Vec::new();
     for sr in &scope.roots {
-        if scope.excludes(sr) || root.open_dir(sr).is_err() {
+        if !scope.contains(sr) {
             continue;
         }
-        match root.lstat(sr) {
-            Ok(st) => entries.push(entry_from_stat(sr.clone(), &st)),
-            Err(e) => errors.push(ScanError {
-                path: sr.clone(),
-                error: e.to_string(),
-            }),
+        let included = scope.includes.contains(sr);
+        let fail = |error: String| ScanError {
+            path: sr.clone(),
+            error,
+        };
+        let (st, opened) = (root.lstat(sr), root.open_dir(sr));
+        if let (Ok(st), Ok(_)) = (&st, &opened) {
+            entries.push(entry_from_stat(sr.clone(), st));
+            tops.push(sr.clone());
+            continue;
         }
-        tops.push(sr.clone());
+        if let Some(link) = symlink_on_the_way(root, sr) {
+            if included {
+                errors.push(fail(format!(
+                    "included, but {link} is a symlink: guard never follows one (include what it points at)"
+                )));
+            }
+            continue;
+        }
+        match (st, opened) {
+            (Ok(_), Ok(_)) => {}
+            (Ok(st), Err(e)) => {
+                entries.push(entry_from_stat(sr.clone(), &st));
+                if kind_of_mode(st.st_mode) == FileKind::Dir {
+                    errors.push(fail(format!("{UNLISTED}: {e}")));
+                }
+            }
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && !included => {}
+            (Err(e), _) if included => errors.push(fail(format!("included, but {e}"))),
+            (Err(e), _) => errors.push(fail(e.to_string())),
+        }
     }
     let (parts, t) = walk_dirs(
         root,
@@ -543,7 +664,7 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
                 Err(e) => {
                     errs.push(ScanError {
                         path: dir.clone(),
-                        error: e.to_string(),
+                        error: format!("{UNLISTED}: {e}"),
                     });
                     return;
                 }
@@ -570,7 +691,7 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
             if let Err(e) = res {
                 errs.push(ScanError {
                     path: dir.clone(),
-                    error: e.to_string(),
+                    error: format!("{UNLISTED}: {e}"),
                 });
             }
         },
@@ -1333,6 +1454,100 @@ mod tests {
             },
         );
         assert_eq!(e.ctime.nsec, RACY_NSEC);
+    }
+
+    #[test]
+    fn guard_toml_errors_are_one_line_that_says_where() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
+        let e = err("version = 1\ninclude = [\"/srv\"\n");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.contains("guard.toml line 3, column 1:"), "{e}");
+        let e = err("version = 1\nincludes = [\"/srv\"]\n");
+        assert!(
+            e.contains("line 2") && e.contains("unknown field `includes`"),
+            "{e}"
+        );
+        assert!(err("include = []\n").contains("missing field `version`"));
+        for bad in ["srv", "/srv/../etc", "/srv/./x"] {
+            let e = err(&format!("version = 1\ninclude = [\"{bad}\"]\n"));
+            assert!(e.contains("must be an absolute path"), "{e}");
+            let e = err(&format!("version = 1\nexclude = [\"{bad}\"]\n"));
+            assert!(e.contains("must be an absolute path"), "{e}");
+        }
+        for all in ["/etc", "/etc/", "/*", "/**", "/e*"] {
+            let e = err(&format!("version = 1\nexclude = [\"{all}\"]\n"));
+            assert!(e.contains("would leave all of /etc out"), "{e}");
+        }
+        let cfg = Config::parse("version = 1\nexclude = [\"/etc/app/\"]\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let scope = Scope::new(&cfg, None, &root).unwrap();
+        assert!(
+            scope.excludes(&SysPath::new("/etc/app")),
+            "a trailing / is ignored"
+        );
+    }
+
+    #[test]
+    fn what_lies_beneath_an_excluded_directory_is_out_of_scope() {
+        // The walk never enters it, so what an older snapshot recorded
+        // there is not gone (no file/vanished, no restore --vanished).
+        let cfg = Config {
+            version: 1,
+            exclude: vec!["/etc/app/cache".into(), "/usr/*".into()],
+            ..Default::default()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let scope = Scope::new(&cfg, None, &root).unwrap();
+        assert!(!scope.contains(&SysPath::new("/etc/app/cache")));
+        assert!(!scope.contains(&SysPath::new("/etc/app/cache/x/y")));
+        assert!(scope.contains(&SysPath::new("/etc/app/cached")));
+        assert!(!scope.contains(&SysPath::new("/usr/lib/pam.d/login")));
+        assert!(scope.contains(&SysPath::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn includes_that_cannot_be_walked_are_errors_and_a_file_is_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["etc", "srv/app", "usr/lib/systemd/system"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        std::fs::write(r.join("srv/app/a.conf"), "a").unwrap();
+        std::fs::write(r.join("srv/single.conf"), "s").unwrap();
+        std::os::unix::fs::symlink("/tmp", r.join("srv/out")).unwrap();
+        std::os::unix::fs::symlink("srv", r.join("lnk")).unwrap();
+        // the usr-merge: /lib/systemd/system is reached through /lib
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        let cfg = Config {
+            version: 1,
+            include: [
+                "/srv/app",
+                "/srv/single.conf",
+                "/srv/out",
+                "/srv/missing",
+                "/lnk/app",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Default::default()
+        };
+        let root = SysRoot::open(r).unwrap();
+        let scope = Scope::new(&cfg, None, &root).unwrap();
+        let (raw, ()) = walk_while(&root, &scope, || ());
+        let paths: Vec<String> = raw.entries.iter().map(|e| e.path.to_string()).collect();
+        assert!(paths.contains(&"/srv/app/a.conf".into()), "{paths:?}");
+        assert!(paths.contains(&"/srv/single.conf".into()), "{paths:?}");
+        let errors: BTreeMap<String, &str> = raw
+            .errors
+            .iter()
+            .map(|e| (e.path.to_string(), e.error.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors["/srv/out"].contains("/srv/out is a symlink"));
+        assert!(errors["/lnk/app"].contains("/lnk is a symlink"));
+        assert!(errors["/srv/missing"].contains("No such file"));
     }
 
     #[test]

@@ -958,3 +958,68 @@ fn a_file_rewritten_in_the_second_it_was_snapshotted_is_read_again() {
     let (hash, _, _) = recorded(&sb.store, "/etc/app.conf");
     assert_eq!(hash, blake3::hash(b"port = 2\n").to_hex().as_str());
 }
+
+#[test]
+fn a_directory_guard_cannot_list_is_unreadable_not_vanished() {
+    // Snapshot as root, check as an unprivileged uid that cannot list
+    // /etc/private: its files are not compared, so not "vanished" either.
+    let sb = Sandbox::new();
+    let top = sb.root.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(sb.root.join("etc/private")).unwrap();
+    fs::write(sb.root.join("etc/private/key"), "k").unwrap();
+    fs::set_permissions(
+        sb.root.join("etc/private"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    sb.snapshot();
+    for e in walkdir::WalkDir::new(&sb.store).into_iter().flatten() {
+        std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let o = exec::output(
+        &Cmd::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                GUARD,
+                "--json",
+                "--root",
+            ])
+            .arg(&sb.root)
+            .arg("--store")
+            .arg(&sb.store)
+            .arg("check"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["scan/unreadable"], "{v}");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_broken_guard_toml_is_one_line_and_exit_3() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root.join("etc/guard")).unwrap();
+    fs::write(
+        sb.root.join("etc/guard/guard.toml"),
+        "version = 1\ninclude = [\"/srv\"\n",
+    )
+    .unwrap();
+    for args in [&["snapshot"][..], &["check"]] {
+        let o = sb.run(args);
+        assert_eq!(code(&o), 3);
+        assert_eq!(
+            stderr(&o),
+            "guard: /etc/guard/guard.toml line 3, column 1: invalid array; expected `]`\n"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
