@@ -1235,7 +1235,9 @@ pub fn capture(
                 });
                 // its xattrs are still recorded, read without opening it
                 if *detail {
+                    let started = now();
                     details(e);
+                    settle(e, started);
                 }
             }
         }
