@@ -47,10 +47,25 @@ impl App {
     pub fn new(s: &Settings, ui_opts: UiOptions) -> Result<App> {
         crate::sysroot::check_root(&s.root)?;
         let root = SysRoot::open(&s.root)?;
-        let store_dir = s
-            .store
-            .clone()
-            .unwrap_or_else(|| root.host_path(&SysPath::new("/var/lib/guard")));
+        let store_dir = match &s.store {
+            Some(d) => d.clone(),
+            None => {
+                // The store is opened by its host path. Inside another
+                // root, a symlink on the way would be followed the host's
+                // way: an absolute one out of the root, to put /etc/shadow
+                // wherever it points on the host.
+                let p = SysPath::new("/var/lib/guard");
+                if root.path() != Path::new("/") {
+                    if let Some(link) = root.symlink_on_the_way(&p) {
+                        bail!(
+                            "the store {} is reached through the symlink {link} in the root, which guard never follows; name the store with --store",
+                            root.host_path(&p).display()
+                        );
+                    }
+                }
+                root.host_path(&p)
+            }
+        };
         Ok(App {
             root,
             store_dir,

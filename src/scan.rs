@@ -599,14 +599,6 @@ pub fn unlisted(m: &Manifest) -> Vec<SysPath> {
         .collect()
 }
 
-/// The first of `p` and the directories above it that is a symlink.
-fn symlink_on_the_way(root: &SysRoot, p: &SysPath) -> Option<SysPath> {
-    p.ancestors().into_iter().chain([p.clone()]).find(|a| {
-        root.lstat(a)
-            .is_ok_and(|st| kind_of_mode(st.st_mode) == FileKind::Symlink)
-    })
-}
-
 /// Walks the scope on every core while `meanwhile` runs on this thread
 /// (loading the manifest the walk will be compared with). Each directory is
 /// opened beneath the root without symlinks and each entry costs one
@@ -633,7 +625,7 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
             tops.push(sr.clone());
             continue;
         }
-        if let Some(link) = symlink_on_the_way(root, sr) {
+        if let Some(link) = root.symlink_on_the_way(sr) {
             if included {
                 errors.push(fail(format!(
                     "included, but {link} is a symlink: guard never follows one (include what it points at)"

@@ -1035,3 +1035,28 @@ fn a_broken_guard_toml_is_one_line_and_exit_3() {
         assert!(o.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_default_store_behind_a_symlink_out_of_the_root_is_refused() {
+    // ROOT/var/lib/guard -> /elsewhere: the store holds /etc/shadow and
+    // must not land on the host's /elsewhere.
+    let sb = Sandbox::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir_all(sb.root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), sb.root.join("var/lib/guard")).unwrap();
+    #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+    let o = std::process::Command::new(GUARD)
+        .arg("--root")
+        .arg(&sb.root)
+        .args(["--no-progress", "snapshot"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("symlink /var/lib/guard in the root"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+}
