@@ -47,10 +47,25 @@ impl App {
     pub fn new(s: &Settings, ui_opts: UiOptions) -> Result<App> {
         crate::sysroot::check_root(&s.root)?;
         let root = SysRoot::open(&s.root)?;
-        let store_dir = s
-            .store
-            .clone()
-            .unwrap_or_else(|| root.host_path(&SysPath::new("/var/lib/guard")));
+        let store_dir = match &s.store {
+            Some(d) => d.clone(),
+            None => {
+                // The store is opened by its host path. Inside another
+                // root, a symlink on the way would be followed the host's
+                // way: an absolute one out of the root, to put /etc/shadow
+                // wherever it points on the host.
+                let p = SysPath::new("/var/lib/guard");
+                if root.path() != Path::new("/") {
+                    if let Some(link) = root.symlink_on_the_way(&p) {
+                        bail!(
+                            "the store {} is reached through the symlink {link} in the root, which guard never follows; name the store with --store",
+                            root.host_path(&p).display()
+                        );
+                    }
+                }
+                root.host_path(&p)
+            }
+        };
         Ok(App {
             root,
             store_dir,
@@ -589,6 +604,14 @@ fn live_from(
     Ok(m)
 }
 
+/// Whether a path recorded before and missing from `new` is really gone:
+/// still in the scope, and not beneath a directory `new` could not list
+/// (unreadable is not vanished: `scan/unreadable` says so instead).
+fn compared<'a>(scope: &'a scan::Scope, new: &Manifest) -> impl Fn(&SysPath) -> bool + 'a {
+    let unlisted = scan::unlisted(new);
+    move |p| scope.contains(p) && !unlisted.iter().any(|d| p != d && p.starts_with(d))
+}
+
 /// A baseline compared with the live root sees what a usr-merge moved
 /// where the live walk records it (see [`scan::merged_dirs`]); before the
 /// live scan, so the capability probe looks at `/usr/bin/ping`, not the
@@ -613,7 +636,8 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
         }
     };
     let scope = app.scope()?;
-    let changes = diff::files(&old, &new, &|p| scope.contains(p));
+    let compared = compared(&scope, &new);
+    let changes = diff::files(&old, &new, &compared);
     let text_of = |m: &Manifest, e: &crate::store::Entry| -> Option<Vec<u8>> {
         if m.id == "live" {
             app.root.read_follow(&e.path).ok().flatten()
@@ -741,7 +765,7 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
     timer.phase("walk + load baseline");
     let live = live_from(app, &scope, raw, base.as_ref())?;
     let changes = match &base {
-        Some(b) => diff::files(b, &live, &|p| scope.contains(p)),
+        Some(b) => diff::files(b, &live, &compared(&scope, &live)),
         None => Vec::new(),
     };
     timer.phase("diff");

@@ -350,6 +350,15 @@ impl SysRoot {
         Some(t.into_bytes())
     }
 
+    /// The first of `p` and the directories above it that is a symlink.
+    pub fn symlink_on_the_way(&self, p: &SysPath) -> Option<SysPath> {
+        p.ancestors().into_iter().chain([p.clone()]).find(|a| {
+            self.lstat(a).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+            })
+        })
+    }
+
     pub fn exists(&self, p: &SysPath) -> bool {
         self.lstat(p).is_ok()
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use rustix::io::Errno;
@@ -203,6 +204,63 @@ pub fn capability_at(
     capability_of(full)
 }
 
+/// `*xattrat(2)` reading every xattr of `name` in `dir` (not followed).
+fn read_all_xattrat(dir: BorrowedFd, name: &CStr) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
+    let listat = |buf: &mut [u8]| {
+        // SAFETY: `buf` is a live slice of the length given; the kernel
+        // writes at most that many bytes (none for a size query).
+        sys_result(unsafe {
+            libc::syscall(
+                SYS_LISTXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        })
+    };
+    let names = list(listat, || listat(&mut []))?;
+    collect(
+        names,
+        |attr, buf| getxattrat(dir, name, attr, buf),
+        |attr| getxattrat(dir, name, attr, &mut []),
+    )
+}
+
+/// All xattrs of `name` in the directory `dir` (not followed), plus how many
+/// could not be read: what a snapshot records of an entry it does not open
+/// (a directory, symlink, fifo, device node or socket). `dir` was opened
+/// beneath the root without symlinks and only `name` is looked up from it,
+/// so a directory swapped for a symlink since the walk cannot lead to the
+/// host's files the way a path from the root would. Before Linux 6.13
+/// (no `*xattrat`) the `l*` calls go through `/proc/self/fd/N/name`, the
+/// magic link jumping straight to `dir`; only with no /proc either (an
+/// alpm hook's chroot on an old kernel) is `host` itself used.
+pub fn read_all_at(
+    dir: BorrowedFd,
+    name: &CStr,
+    host: &Path,
+) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
+    if xattrat_available() {
+        match read_all_xattrat(dir, name) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+            done => return done,
+        }
+    }
+    let proc_fd = Path::new("/proc/self/fd");
+    if !proc_fd.is_dir() {
+        return read_all_path(host);
+    }
+    let mut via = proc_fd
+        .join(dir.as_raw_fd().to_string())
+        .into_os_string()
+        .into_vec();
+    via.push(b'/');
+    via.extend_from_slice(name.to_bytes());
+    read_all_path(Path::new(std::ffi::OsStr::from_bytes(&via)))
+}
+
 /// A directory entry that cannot be opened for I/O: a symlink (opening
 /// follows it) or a fifo or device node (opening blocks, or opens the
 /// device). Its xattrs are read and set on the node itself, never on what a
@@ -270,26 +328,7 @@ impl Node<'_> {
     }
 
     fn read_all_at(&self) -> io::Result<(BTreeMap<String, Vec<u8>>, u64)> {
-        let listat = |buf: &mut [u8]| {
-            // SAFETY: `buf` is a live slice of the length given; the kernel
-            // writes at most that many bytes (none for a size query).
-            sys_result(unsafe {
-                libc::syscall(
-                    SYS_LISTXATTRAT,
-                    self.dir.as_raw_fd(),
-                    self.name.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            })
-        };
-        let names = list(listat, || listat(&mut []))?;
-        collect(
-            names,
-            |attr, buf| getxattrat(self.dir, self.name, attr, buf),
-            |attr| getxattrat(self.dir, self.name, attr, &mut []),
-        )
+        read_all_xattrat(self.dir, self.name)
     }
 
     fn set_at(&self, attr: &str, value: &[u8]) -> Result<(), Errno> {

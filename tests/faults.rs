@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -753,4 +754,309 @@ fn without_a_terminal_and_without_yes_restore_refuses() {
         stderr(&o)
     );
     assert!(!sb.root.join("etc/pam.d/imap").exists());
+}
+
+/// The entries of the newest snapshot in `store`, as stored (format 2:
+/// one array per entry, see snapshots/FORMAT.md).
+fn newest_entries(store: &Path) -> Vec<serde_json::Value> {
+    let mut snaps: Vec<PathBuf> = fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    snaps.sort();
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(snaps.last().unwrap()).unwrap()).unwrap();
+    v["manifest"]["entries"].as_array().unwrap().clone()
+}
+
+/// The newest snapshot's entry for `path`: (blake3, target, xattrs).
+fn recorded(store: &Path, path: &str) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let e = newest_entries(store)
+        .into_iter()
+        .find(|e| e[0] == path)
+        .unwrap_or_else(|| panic!("{path} not recorded"));
+    (e[9].clone(), e[10].clone(), e[12].clone())
+}
+
+/// Runs `act` once, the first time another process opens `file`, before
+/// that open returns (a fanotify permission event holds it): a change
+/// landing at one exact moment of a scan. Needs CAP_SYS_ADMIN.
+fn on_first_open(file: &Path, act: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    use std::ffi::CString;
+    // SAFETY: plain syscalls on an fd this function owns; the event
+    // metadata is read unaligned from a buffer the kernel filled.
+    unsafe {
+        let fan = libc::fanotify_init(
+            libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+            libc::O_RDONLY as u32,
+        );
+        assert!(
+            fan >= 0,
+            "fanotify needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        let c = CString::new(file.as_os_str().as_bytes()).unwrap();
+        let r = libc::fanotify_mark(
+            fan,
+            libc::FAN_MARK_ADD,
+            libc::FAN_OPEN_PERM,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+        );
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        std::thread::spawn(move || {
+            let mut act = Some(act);
+            let mut buf = [0u8; 4096];
+            while act.is_some() {
+                // (a scan that never opens the file fails its test, not hangs)
+                let mut pfd = libc::pollfd {
+                    fd: fan,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                if libc::poll(&mut pfd, 1, 60_000) != 1 {
+                    break;
+                }
+                let n = libc::read(fan, buf.as_mut_ptr().cast(), buf.len());
+                assert!(n > 0, "{}", std::io::Error::last_os_error());
+                let mut off = 0;
+                while off < n as usize {
+                    let m: libc::fanotify_event_metadata =
+                        std::ptr::read_unaligned(buf[off..].as_ptr().cast());
+                    if let Some(a) = act.take() {
+                        a();
+                    }
+                    let allow = libc::fanotify_response {
+                        fd: m.fd,
+                        response: libc::FAN_ALLOW,
+                    };
+                    libc::write(
+                        fan,
+                        (&allow as *const libc::fanotify_response).cast(),
+                        std::mem::size_of_val(&allow),
+                    );
+                    libc::close(m.fd);
+                    off += m.event_len as usize;
+                }
+            }
+            libc::close(fan);
+        })
+    }
+}
+
+#[test]
+fn xattrs_changed_as_a_file_is_opened_are_recorded_with_its_identity() {
+    // The xattrs recorded must not be older than the (dev, ino, size,
+    // mtime, ctime) recorded with them, or the stat cache vouches for the
+    // old ones from then on.
+    let sb = Sandbox::new();
+    let f = sb.root.join("etc/app.conf");
+    fs::write(&f, "x = 1\n").unwrap();
+    rustix::fs::setxattr(&f, "user.mode", b"old", rustix::fs::XattrFlags::empty()).unwrap();
+    let g = f.clone();
+    let armed = on_first_open(&f, move || {
+        rustix::fs::setxattr(&g, "user.mode", b"new", rustix::fs::XattrFlags::empty()).unwrap();
+    });
+    sb.snapshot();
+    armed.join().unwrap();
+    sb.snapshot(); // from the stat cache
+    let (_, _, x) = recorded(&sb.store, "/etc/app.conf");
+    assert_eq!(x["user.mode"], hex(b"new"), "{x}");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_snapshot_leads_nowhere_outside() {
+    // While the snapshot hashes /etc/a/trigger.conf, /etc/b (walked
+    // already, its entries not yet read) becomes a symlink to a host
+    // directory holding the same names. Nothing of the host's may be
+    // recorded: no link target, no xattr.
+    let sb = Sandbox::new();
+    let etc = sb.root.join("etc");
+    fs::create_dir_all(etc.join("a")).unwrap();
+    fs::write(etc.join("a/trigger.conf"), "t").unwrap();
+    fs::create_dir_all(etc.join("b/sub")).unwrap();
+    std::os::unix::fs::symlink("inside", etc.join("b/l")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let o = outside.path().to_path_buf();
+    fs::create_dir_all(o.join("sub")).unwrap();
+    std::os::unix::fs::symlink("/host-target", o.join("l")).unwrap();
+    rustix::fs::setxattr(
+        o.join("sub").as_path(),
+        "user.host",
+        b"secret",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let b = etc.join("b");
+    let armed = on_first_open(&etc.join("a/trigger.conf"), move || {
+        fs::rename(&b, b.with_extension("moved")).unwrap();
+        std::os::unix::fs::symlink(&o, &b).unwrap();
+    });
+    // one worker, so the entries are read in path order: /etc/b's after
+    // the trigger's
+    #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(GUARD)
+        .args(sb.cmd(&["snapshot"]).get_args())
+        .output()
+        .unwrap();
+    armed.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (_, target, _) = recorded(&sb.store, "/etc/b/l");
+    assert_ne!(target, "/host-target");
+    let (_, _, x) = recorded(&sb.store, "/etc/b/sub");
+    assert!(x.get("user.host").is_none(), "{x}");
+}
+
+#[test]
+fn a_file_rewritten_in_the_second_it_was_snapshotted_is_read_again() {
+    // On a filesystem that keeps whole seconds (ext4 with 128-byte
+    // inodes, ext3), a file rewritten in place within the second the
+    // snapshot read it keeps its (dev, ino, size, mtime, ctime). The next
+    // snapshot must record the new content, not trust the stat cache.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("coarse.img");
+    fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    exec::stdout_of(
+        &Cmd::new("mkfs.ext4")
+            .args(["-q", "-F", "-I", "128"])
+            .arg(&img),
+    )
+    .expect("mkfs.ext4 (e2fsprogs) is needed");
+    let mnt = dir.path().join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    exec::stdout_of(&Cmd::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt))
+        .expect("mounting a loop device needs root (CI runs as root)");
+    let _unmount = Unmount(mnt.clone());
+    let sb = Sandbox {
+        _dir: tempfile::tempdir().unwrap(),
+        root: mnt.join("root"),
+        store: mnt.join("store"),
+    };
+    fs::create_dir_all(sb.root.join("etc")).unwrap();
+    let f = sb.root.join("etc/app.conf");
+    let second = |p: &Path| fs::metadata(p).unwrap().ctime();
+    // (again if the second ran out before the rewrite)
+    let mut same_second = false;
+    for _ in 0..5 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::thread::sleep(Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000,
+        ));
+        fs::write(&f, "port = 1\n").unwrap();
+        let written = second(&f);
+        sb.snapshot();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .write_all(b"port = 2\n")
+            .unwrap();
+        if second(&f) == written {
+            same_second = true;
+            break;
+        }
+    }
+    assert!(same_second, "no snapshot fitted in the second of a write");
+    std::thread::sleep(Duration::from_millis(2100));
+    sb.snapshot();
+    let (hash, _, _) = recorded(&sb.store, "/etc/app.conf");
+    assert_eq!(hash, blake3::hash(b"port = 2\n").to_hex().as_str());
+}
+
+#[test]
+fn a_directory_guard_cannot_list_is_unreadable_not_vanished() {
+    // Snapshot as root, check as an unprivileged uid that cannot list
+    // /etc/private: its files are not compared, so not "vanished" either.
+    let sb = Sandbox::new();
+    let top = sb.root.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(sb.root.join("etc/private")).unwrap();
+    fs::write(sb.root.join("etc/private/key"), "k").unwrap();
+    fs::set_permissions(
+        sb.root.join("etc/private"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    sb.snapshot();
+    for e in walkdir::WalkDir::new(&sb.store).into_iter().flatten() {
+        std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let o = exec::output(
+        &Cmd::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                GUARD,
+                "--json",
+                "--root",
+            ])
+            .arg(&sb.root)
+            .arg("--store")
+            .arg(&sb.store)
+            .arg("check"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["scan/unreadable"], "{v}");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_broken_guard_toml_is_one_line_and_exit_3() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root.join("etc/guard")).unwrap();
+    fs::write(
+        sb.root.join("etc/guard/guard.toml"),
+        "version = 1\ninclude = [\"/srv\"\n",
+    )
+    .unwrap();
+    for args in [&["snapshot"][..], &["check"]] {
+        let o = sb.run(args);
+        assert_eq!(code(&o), 3);
+        assert_eq!(
+            stderr(&o),
+            "guard: /etc/guard/guard.toml line 3, column 1: invalid array; expected `]`\n"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_default_store_behind_a_symlink_out_of_the_root_is_refused() {
+    // ROOT/var/lib/guard -> /elsewhere: the store holds /etc/shadow and
+    // must not land on the host's /elsewhere.
+    let sb = Sandbox::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir_all(sb.root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), sb.root.join("var/lib/guard")).unwrap();
+    #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+    let o = std::process::Command::new(GUARD)
+        .arg("--root")
+        .arg(&sb.root)
+        .args(["--no-progress", "snapshot"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("symlink /var/lib/guard in the root"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
 }
