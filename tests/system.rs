@@ -42,6 +42,27 @@ fn text(o: &Output) -> String {
 }
 
 /// A small root: accounts, a secret only root may read, an admin's file.
+/// A `name` script first on PATH, in a directory of its own: (that
+/// directory, which must outlive the run, and the PATH to give guard).
+fn tool_on_path(name: &str, script: &str) -> (tempfile::TempDir, String) {
+    let bin = tempfile::Builder::new()
+        .prefix("guard-tool-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(bin.path().join(name), script).unwrap();
+    std::fs::set_permissions(
+        bin.path().join(name),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (bin, path)
+}
+
 fn make_root() -> tempfile::TempDir {
     let t = tempfile::Builder::new()
         .prefix("guard-system-")
@@ -288,25 +309,14 @@ fn a_hung_guard_gives_up_and_the_transaction_goes_on() {
     let r = t.path();
     std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
     std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
-    let bin = tempfile::tempdir().unwrap();
-    let pids = bin.path().join("pids");
-    std::fs::write(
-        bin.path().join("rpm"),
-        format!(
+    let logs = tempfile::tempdir().unwrap();
+    let pids = logs.path().join("pids");
+    let (_bin, path) = tool_on_path(
+        "rpm",
+        &format!(
             "#!/bin/sh\necho $$ >> '{}'\nexec sleep 600\n",
             pids.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.path().join("rpm"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     for phase in ["pre", "post"] {
         let start = std::time::Instant::now();
@@ -645,28 +655,17 @@ fn snapshot_and_check_drop_every_capability_they_do_not_read_with() {
     // records its own capabilities and those of every thread of guard.
     std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
     std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
-    let bin = tempfile::Builder::new()
+    let logs = tempfile::Builder::new()
         .prefix("guard-caps-")
         .tempdir()
         .unwrap();
-    let log = bin.path().join("caps.log");
-    std::fs::write(
-        bin.path().join("rpm"),
-        format!(
+    let log = logs.path().join("caps.log");
+    let (_bin, path) = tool_on_path(
+        "rpm",
+        &format!(
             "#!/bin/sh\n{{ echo child; grep ^Cap /proc/self/status; for s in /proc/$PPID/task/*/status; do echo guard; grep ^Cap \"$s\"; done; }} >> '{}'\n",
             log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.path().join("rpm"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap()
     );
     for (n, cmd) in ["snapshot", "check"].into_iter().enumerate() {
         let _ = std::fs::remove_file(&log);
@@ -930,19 +929,14 @@ fn push_never_shows_the_repository_password() {
     assert!(out.status.success(), "{}", text(&out));
     // A restic first on PATH that records the arguments it is given (what
     // every user can read in /proc/PID/cmdline) and runs the real one.
-    let bin = w.join("bin");
-    std::fs::create_dir(&bin).unwrap();
     let argv_log = w.join("argv.log");
-    std::fs::write(
-        bin.join("restic"),
-        format!(
+    let (_bin, path) = tool_on_path(
+        "restic",
+        &format!(
             "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec /usr/bin/restic \"$@\"\n",
             argv_log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(bin.join("restic"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    );
     assert!(run(guard(r).arg("snapshot")).status.success());
 
     let mut c = guard(r);

@@ -1260,6 +1260,14 @@ mod tests {
         assert!(now.duration_since(made).abs() < jiff::SignedDuration::from_secs(5));
     }
 
+    /// One snapshot of each (id, kind), each recording one file whose
+    /// content is its id.
+    fn commit_kinds(s: &Store, snaps: &[(&str, SnapshotKind)]) {
+        for &(id, kind) in snaps {
+            s.commit(&manifest(id, kind, &[("/etc/a", id)], s)).unwrap();
+        }
+    }
+
     fn manifest(id: &str, kind: SnapshotKind, data: &[(&str, &str)], store: &Store) -> Manifest {
         let entries = data
             .iter()
@@ -1488,16 +1496,16 @@ mod tests {
     fn baseline_skips_timer_post_and_safety() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        for (id, kind) in [
-            ("20260101-000000-000", SnapshotKind::Manual),
-            ("20260102-000000-000", SnapshotKind::Pre),
-            ("20260103-000000-000", SnapshotKind::Post),
-            ("20260104-000000-000", SnapshotKind::Timer),
-            ("20260105-000000-000", SnapshotKind::Safety),
-        ] {
-            s.commit(&manifest(id, kind, &[("/etc/a", id)], &s))
-                .unwrap();
-        }
+        commit_kinds(
+            &s,
+            &[
+                ("20260101-000000-000", SnapshotKind::Manual),
+                ("20260102-000000-000", SnapshotKind::Pre),
+                ("20260103-000000-000", SnapshotKind::Post),
+                ("20260104-000000-000", SnapshotKind::Timer),
+                ("20260105-000000-000", SnapshotKind::Safety),
+            ],
+        );
         assert_eq!(
             s.baseline().unwrap().as_deref(),
             Some("20260102-000000-000")
@@ -1724,17 +1732,17 @@ mod tests {
     fn prune_never_drops_the_baseline_nor_a_pinned_snapshot() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        for (id, kind) in [
-            ("20260101-000000-000", SnapshotKind::Manual),
-            ("20260102-000000-000", SnapshotKind::Pre),
-            ("20260103-000000-000", SnapshotKind::Pre),
-            ("20260104-000000-000", SnapshotKind::Post),
-            ("20260105-000000-000", SnapshotKind::Timer),
-            ("20260106-000000-000", SnapshotKind::Safety),
-        ] {
-            s.commit(&manifest(id, kind, &[("/etc/a", id)], &s))
-                .unwrap();
-        }
+        commit_kinds(
+            &s,
+            &[
+                ("20260101-000000-000", SnapshotKind::Manual),
+                ("20260102-000000-000", SnapshotKind::Pre),
+                ("20260103-000000-000", SnapshotKind::Pre),
+                ("20260104-000000-000", SnapshotKind::Post),
+                ("20260105-000000-000", SnapshotKind::Timer),
+                ("20260106-000000-000", SnapshotKind::Safety),
+            ],
+        );
         assert_eq!(
             s.baseline().unwrap().as_deref(),
             Some("20260103-000000-000")
