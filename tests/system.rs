@@ -127,18 +127,40 @@ fn make_package(dir: &Path) -> PathBuf {
     pkg
 }
 
-#[test]
-fn pacman_transaction_runs_the_hooks_in_the_root() {
+/// A root with an empty pacman database, a pacman.conf (`[options]` plus
+/// `extra`), guard installed at /usr/bin/guard, and the package
+/// `make_package` built in it.
+fn pacman_root(extra: &str) -> (tempfile::TempDir, PathBuf) {
     let t = make_root();
     let r = t.path();
     std::fs::create_dir_all(r.join("var/lib/pacman")).unwrap();
     std::fs::write(
         r.join("etc/pacman.conf"),
-        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n",
+        format!(
+            "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n{extra}"
+        ),
     )
     .unwrap();
     install_binary(r, Path::new(GUARD), "/usr/bin/guard");
     let pkg = make_package(r);
+    (t, pkg)
+}
+
+/// The real transaction: pacman installs `pkg` on the root, finding hooks
+/// the way it does on the machine itself; the package overwrites an
+/// admin's file.
+fn pacman_install(r: &Path, pkg: &Path) -> std::process::Output {
+    run(Command::new("pacman")
+        .arg("--sysroot")
+        .arg(r)
+        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
+        .arg(Path::new("/").join(pkg.file_name().unwrap())))
+}
+
+#[test]
+fn pacman_transaction_runs_the_hooks_in_the_root() {
+    let (t, pkg) = pacman_root("");
+    let r = t.path();
 
     let out = run(guard(r).args(["--yes", "hooks", "install"]));
     assert!(out.status.success(), "{}", text(&out));
@@ -156,11 +178,7 @@ fn pacman_transaction_runs_the_hooks_in_the_root() {
 
     // The real transaction: pacman on the root, finding the hooks the way
     // it does on the machine itself; the package overwrites an admin's file.
-    let out = run(Command::new("pacman")
-        .arg("--sysroot")
-        .arg(r)
-        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
-        .arg(Path::new("/").join(pkg.file_name().unwrap())));
+    let out = pacman_install(r, &pkg);
     assert!(out.status.success(), "{}", text(&out));
     let all = text(&out);
     assert!(all.contains("guard: snapshot "), "{all}");
@@ -202,26 +220,15 @@ fn pacman_transaction_runs_the_hooks_in_the_root() {
 /// pacman looks, checked with a real transaction.
 #[test]
 fn pacman_hooks_go_where_pacman_conf_says() {
-    let t = make_root();
+    let (t, pkg) =
+        pacman_root("HookDir = /etc/site-hooks/\n\n[core]\nHookDir = /not/an/option/here\n");
     let r = t.path();
-    std::fs::create_dir_all(r.join("var/lib/pacman")).unwrap();
-    std::fs::write(
-        r.join("etc/pacman.conf"),
-        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\nHookDir = /etc/site-hooks/\n\n[core]\nHookDir = /not/an/option/here\n",
-    )
-    .unwrap();
-    install_binary(r, Path::new(GUARD), "/usr/bin/guard");
-    let pkg = make_package(r);
     let out = run(guard(r).args(["--yes", "hooks", "install"]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(r.join("etc/site-hooks/00-guard-snapshot.hook").is_file());
     assert!(r.join("etc/site-hooks/zz-guard-check.hook").is_file());
     assert!(!r.join("etc/pacman.d/hooks").exists());
-    let out = run(Command::new("pacman")
-        .arg("--sysroot")
-        .arg(r)
-        .args(["--noconfirm", "--overwrite", "/etc/hello.conf", "-U"])
-        .arg(Path::new("/").join(pkg.file_name().unwrap())));
+    let out = pacman_install(r, &pkg);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("guard: snapshot "), "{}", text(&out));
     assert_eq!(snapshots(r).len(), 1);
