@@ -292,6 +292,21 @@ fn dry_run_prints_a_reviewable_script_without_facts() {
         "{s}"
     );
     assert!(s.contains("guard --root"), "{s}");
+    // guard's own lines name the walk's store, so one pasted by hand
+    // reaches it rather than the default store under --root
+    let store = e.store.display().to_string();
+    let guard_lines: Vec<&str> = s
+        .lines()
+        .filter(|l| l.starts_with("guard --root"))
+        .collect();
+    assert!(!guard_lines.is_empty(), "{s}");
+    assert!(
+        guard_lines
+            .iter()
+            .all(|l| l.contains(&format!("--store {store} "))
+                || l.contains(&format!("--store '{store}' "))),
+        "{s}"
+    );
     assert!(
         s.contains("vm clone mail --name mail-luks --disk-target 'vda=/dev/mapper/cr_mailcrypt'")
             || s.contains(

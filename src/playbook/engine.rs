@@ -676,8 +676,14 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             match app.ui.step_choice(&step.id)? {
                 StepChoice::Run => break,
                 StepChoice::Details => {
-                    app.ui
-                        .say(&render_step(step, &vars, n, total, app.root.path()));
+                    app.ui.say(&render_step(
+                        step,
+                        &vars,
+                        n,
+                        total,
+                        app.root.path(),
+                        &app.store_dir,
+                    ));
                 }
                 StepChoice::Skip => {
                     journal.steps.push(record(
@@ -1389,7 +1395,14 @@ fn comment(out: &mut String, text: &str) {
 }
 
 /// One step as script lines.
-pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path) -> String {
+pub fn render_step(
+    step: &Step,
+    vars: &Vars,
+    n: usize,
+    total: usize,
+    root: &Path,
+    store: &Path,
+) -> String {
     let mut o = String::new();
     o.push_str(&format!(
         "\n# ---- step {}/{total}: {} ({})\n",
@@ -1488,10 +1501,14 @@ pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path
                 .map(|v| subst(v, vars, true).ok().flatten().unwrap_or_default())
         };
         let g = |rest: Vec<String>| {
+            // the store too: a line pasted by hand must reach the store the
+            // walk uses, not the default one under --root
             let mut v = vec![
                 "guard".to_string(),
                 "--root".into(),
                 root.display().to_string(),
+                "--store".into(),
+                store.display().to_string(),
             ];
             v.extend(rest);
             display(&v)
@@ -1592,7 +1609,7 @@ pub fn render_step(step: &Step, vars: &Vars, n: usize, total: usize, root: &Path
 
 /// The whole walk as a reviewable shell script; never fails for lack of a
 /// fact (unknown ones are `<placeholders>`).
-pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path) -> String {
+pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path, store: &Path) -> String {
     let mut o = String::new();
     o.push_str("#!/bin/sh\n");
     o.push_str(&format!("# guard playbook {}: {}\n", pb.id, pb.title));
@@ -1607,7 +1624,7 @@ pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path) -> String {
     }
     o.push_str("# unknown facts and answers appear as <name>\nset -eu\n");
     for (n, s) in pb.steps.iter().enumerate() {
-        o.push_str(&render_step(s, vars, n, pb.steps.len(), root));
+        o.push_str(&render_step(s, vars, n, pb.steps.len(), root, store));
     }
     o
 }

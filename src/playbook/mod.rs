@@ -129,7 +129,7 @@ pub fn cmd_show(app: &App, name: &str) -> Result<i32> {
     for (n, s) in pb.steps.iter().enumerate() {
         crate::out_raw!(
             "{}",
-            engine::render_step(s, &vars, n, pb.steps.len(), app.root.path())
+            engine::render_step(s, &vars, n, pb.steps.len(), app.root.path(), &app.store_dir)
         );
     }
     Ok(0)
@@ -151,7 +151,7 @@ pub fn cmd_run(
         let mut vars = pb.vars.clone();
         vars.extend(engine::detect_facts(app));
         vars.extend(answers);
-        let script = engine::render_script(&pb, &vars, app.root.path());
+        let script = engine::render_script(&pb, &vars, app.root.path(), &app.store_dir);
         if app.json {
             app.print_json(&json!({ "playbook": pb.id, "dry_run": true, "script": script }))?;
         } else {
