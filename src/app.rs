@@ -256,6 +256,19 @@ pub struct SnapshotOutcome {
 /// refused: hooks and timers must never fill the disk.
 const MIN_FREE: u64 = 32 << 20;
 
+/// Refuses a snapshot when the store's filesystem is nearly full.
+fn check_free(store: &Store) -> Result<()> {
+    if let Some((free, frac)) = store.free_space() {
+        if free < MIN_FREE || frac < 0.02 {
+            bail!(
+                "the store's filesystem is nearly full ({} MiB free): snapshot refused; run guard prune",
+                free >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Takes a snapshot into an already locked store.
 pub fn snapshot(
     app: &App,
@@ -277,14 +290,7 @@ pub fn snapshot_with_vms(
     vms: Vec<crate::store::manifest::VmRecord>,
 ) -> Result<SnapshotOutcome> {
     crate::privs::require_read_caps()?;
-    if let Some((free, frac)) = store.free_space() {
-        if free < MIN_FREE || frac < 0.02 {
-            bail!(
-                "the store's filesystem is nearly full ({} MiB free): snapshot refused; run guard prune",
-                free >> 20
-            );
-        }
-    }
+    check_free(store)?;
     let timer = scan::PhaseTimer::new();
     let cfg = Config::load(&app.root)?;
     let scope = app.scope_of(&cfg)?;
@@ -385,6 +391,13 @@ fn cmd_snapshot(
     let store = app.store_write()?;
     // Clone first, commit after: the manifest names the clones, and a
     // snapshot that cannot be committed takes its clones back with it.
+    // What would refuse the snapshot anyway is checked before a guest's
+    // disks are copied (GBs, only to be deleted again).
+    if !vms.is_empty() {
+        crate::privs::require_read_caps()?;
+        check_free(&store)?;
+        Config::load(&app.root)?;
+    }
     let records = crate::vmlink::clone_vms(app, vms, connect)?;
     let out = match snapshot_with_vms(app, &store, kind, label, records.clone()) {
         Ok(o) => o,
@@ -1021,12 +1034,19 @@ fn show_gc(
                 "snapshots": plan.snapshots,
                 "objects": plan.objects,
                 "bytes": plan.bytes,
+                "kept_clones": plan.kept_clones,
                 "dry_run": true,
             }))?;
         } else {
             crate::out!("would remove {}", sum(&plan));
+            for l in kept_clone_lines(&plan.kept_clones, "would stay") {
+                crate::out!("{l}");
+            }
         }
         return Ok(0);
+    }
+    for l in kept_clone_lines(&plan.kept_clones, "stays") {
+        app.ui.say(&l);
     }
     if !app.ui.confirm(&format!("{what}: remove {}?", sum(&plan)))? {
         bail!("nothing removed");
@@ -1043,8 +1063,34 @@ fn show_gc(
         app.print_json(&rep)?;
     } else {
         crate::out!("removed {}", sum(&rep));
+        for l in kept_clone_lines(&rep.kept_clones, "kept") {
+            crate::out!("{l}");
+        }
     }
     Ok(0)
+}
+
+/// What `forget`/`prune` say about the guest clones of the snapshots they
+/// drop: guard never deletes a guest there, and the dropped manifest was
+/// the clone's only record, so each is named with its files and how to
+/// remove it.
+pub fn kept_clone_lines(kept: &[crate::store::KeptClone], verb: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in kept {
+        out.push(format!(
+            "vm clone {} (of {}, snapshot {}) {verb}: guard does not delete guests{}",
+            k.clone,
+            k.domain,
+            k.snapshot,
+            if k.files.is_empty() {
+                String::new()
+            } else {
+                format!("; its copies take space: {}", k.files.join(" "))
+            }
+        ));
+        out.push(format!("  to remove it: {}", k.remove));
+    }
+    out
 }
 
 fn cmd_forget(app: &App, ids: &[String], dry_run: bool) -> Result<i32> {

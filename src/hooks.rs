@@ -479,6 +479,9 @@ pub fn pre(app: &App, manager: Option<ManagerArg>, label: Option<String>) -> Res
             rep.snapshots.len(),
             rep.bytes
         );
+        for l in crate::app::kept_clone_lines(&rep.kept_clones, "kept") {
+            crate::err_out!("guard: retention: {l}");
+        }
     }
     Ok(())
 }

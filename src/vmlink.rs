@@ -86,6 +86,9 @@ fn clone_one(dom: &str, name: &str, uri: &str) -> Result<VmRecord> {
         clone: field("name")?,
         source_xml: field("source_xml")?,
         disks,
+        // `[from, to]`: the clone's nvram, which a discard must take too
+        // (an undefine that finds no domain leaves it)
+        nvram: v["nvram"][1].as_str().map(str::to_string),
     })
 }
 
@@ -96,8 +99,8 @@ pub fn discard_clones(app: &App, records: &[VmRecord]) {
         let mut cmd = Cmd::new(guard_vm_path())
             .args(["--yes", "discard", &r.clone])
             .args(["--connect", &r.uri]);
-        for d in &r.disks {
-            cmd = cmd.args(["--copy", &d.copy]);
+        for c in r.disks.iter().map(|d| &d.copy).chain(&r.nvram) {
+            cmd = cmd.args(["--copy", c]);
         }
         match exec::stdout_of(&cmd) {
             Ok(_) => app.ui.say(&format!("discarded clone {}", r.clone)),

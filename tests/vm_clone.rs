@@ -671,3 +671,161 @@ fn snapshot_vm_records_the_clone_in_the_manifest() {
         "{v}"
     );
 }
+
+/// The clone files a `snapshot --vm` left in the test dir (disk copies,
+/// nvram): after a failed snapshot there must be none.
+fn stray_clone_files(e: &Env) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-pre-upgrade-"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn snapshot_root(e: &Env) {
+    fs::create_dir_all(e.dir.path().join("root/etc")).unwrap();
+    fs::write(e.dir.path().join("root/etc/hostname"), b"mail\n").unwrap();
+}
+
+#[test]
+fn a_failing_second_guest_takes_the_first_clone_back_whole() {
+    let e = env_with(None);
+    snapshot_root(&e);
+    // mail clones (disk and nvram), web runs: the lot fails
+    let (code, _, err) = guard_raw(
+        &e,
+        &[
+            "snapshot",
+            "--vm",
+            "mail",
+            "--vm",
+            "web",
+            "--connect",
+            &e.uri,
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("discarded clone mail-pre-upgrade-"), "{err}");
+    assert_eq!(stray_clone_files(&e), Vec::<String>::new(), "{err}");
+    let (_, v, _) = guard_raw(&e, &["list"]);
+    assert_eq!(v["snapshots"], serde_json::json!([]), "{v}");
+}
+
+struct Immutable(PathBuf);
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        run_ok(&["chattr", "-i", self.0.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_committed_takes_its_clone_back() {
+    let e = env_with(None);
+    snapshot_root(&e);
+    // a broken guard.toml refuses the snapshot before any disk is copied
+    fs::create_dir_all(e.dir.path().join("root/etc/guard")).unwrap();
+    fs::write(
+        e.dir.path().join("root/etc/guard/guard.toml"),
+        "bogus = [\n",
+    )
+    .unwrap();
+    let (code, _, err) = guard_raw(&e, &["snapshot", "--vm", "mail", "--connect", &e.uri]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("guard.toml"), "{err}");
+    assert!(!err.contains("cloning guest"), "{err}");
+    assert_eq!(stray_clone_files(&e), Vec::<String>::new(), "{err}");
+    fs::remove_file(e.dir.path().join("root/etc/guard/guard.toml")).unwrap();
+    // the clone succeeds, then the manifest cannot be written
+    let (code, _, err) = guard_raw(&e, &["snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    let snaps = e.dir.path().join("store/snapshots");
+    run_ok(&["chattr", "+i", snaps.to_str().unwrap()]);
+    let undo = Immutable(snaps);
+    let (code, _, err) = guard_raw(&e, &["snapshot", "--vm", "mail", "--connect", &e.uri]);
+    drop(undo);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("discarded clone mail-pre-upgrade-"), "{err}");
+    assert_eq!(stray_clone_files(&e), Vec::<String>::new(), "{err}");
+    let (_, v, _) = guard_raw(&e, &["list"]);
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 1, "{v}");
+}
+
+#[test]
+fn forget_and_prune_keep_the_clone_and_say_how_to_remove_it() {
+    let e = env_with(None);
+    snapshot_root(&e);
+    let (code, v, err) = guard_raw(
+        &e,
+        &[
+            "snapshot",
+            "--kind",
+            "pre",
+            "--vm",
+            "mail",
+            "--connect",
+            &e.uri,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let files = stray_clone_files(&e);
+    assert_eq!(files.len(), 2, "disk copy and nvram: {files:?}");
+    let clone = files
+        .iter()
+        .find(|f| f.ends_with(".img"))
+        .unwrap()
+        .trim_end_matches(".img")
+        .to_string();
+    // the manifest records the nvram too
+    let (_, v, _) = guard_raw(&e, &["show", &id]);
+    assert!(
+        v["vms"][0]["nvram"].as_str().unwrap().ends_with("_VARS.fd"),
+        "{v}"
+    );
+    // a newer pre snapshot, so prune --keep 1 drops the one with the clone
+    let (code, _, err) = guard_raw(&e, &["snapshot", "--kind", "pre"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, v, err) = guard_raw(&e, &["prune", "--keep", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["snapshots"][0], id.as_str(), "{v}");
+    assert_eq!(v["kept_clones"][0]["clone"], clone.as_str(), "{v}");
+    // as text: the clone, its files and how to remove it
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(e.dir.path().join("root"))
+        .arg("--store")
+        .arg(e.dir.path().join("store"))
+        .args(["forget", &id, "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "vm clone {clone} (of mail, snapshot {id}) would stay"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "to remove it: virsh -c {} undefine --nvram {clone}",
+            e.uri
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{clone}.img")), "{text}");
+    // really dropped: the report names the clone, which is still there
+    let (code, v, err) = guard_raw(&e, &["--yes", "prune", "--keep", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["snapshots"][0], id.as_str(), "{v}");
+    let k = &v["kept_clones"][0];
+    assert_eq!(k["clone"], clone.as_str(), "{v}");
+    assert_eq!(k["domain"], "mail", "{v}");
+    assert_eq!(k["uri"], e.uri.as_str(), "{v}");
+    assert!(k["remove"].as_str().unwrap().contains("undefine"), "{v}");
+    assert!(err.contains(&format!("vm clone {clone}")), "{err}");
+    assert_eq!(stray_clone_files(&e), files, "the clone stays");
+}

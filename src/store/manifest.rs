@@ -370,6 +370,9 @@ pub struct VmRecord {
     pub source_xml: String,
     #[serde(default)]
     pub disks: Vec<VmDisk>,
+    /// The clone's nvram file, copied by guard (UEFI guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvram: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]

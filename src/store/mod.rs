@@ -145,6 +145,47 @@ pub struct GcReport {
     pub snapshots: Vec<String>,
     pub objects: u64,
     pub bytes: u64,
+    /// Guests cloned with the dropped snapshots (`--vm`). forget/prune
+    /// never delete a guest: the clones stay, and this is the last record
+    /// of them, so it is said (with how to remove them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_clones: Vec<KeptClone>,
+}
+
+/// A guest clone that outlives its dropped snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeptClone {
+    pub snapshot: String,
+    pub domain: String,
+    pub clone: String,
+    pub uri: String,
+    /// The clone's disk copies and nvram (full copies: they take space).
+    pub files: Vec<String>,
+    /// How to remove it by hand.
+    pub remove: String,
+}
+
+impl KeptClone {
+    fn of(snapshot: &str, r: &VmRecord) -> KeptClone {
+        let mut files: Vec<String> = r.disks.iter().map(|d| d.copy.clone()).collect();
+        files.extend(r.nvram.iter().cloned());
+        let mut remove = format!("virsh -c {} undefine --nvram {}", r.uri, r.clone);
+        if !r.disks.is_empty() {
+            remove.push_str("; rm --");
+            for d in &r.disks {
+                remove.push(' ');
+                remove.push_str(&d.copy);
+            }
+        }
+        KeptClone {
+            snapshot: snapshot.to_string(),
+            domain: r.domain.clone(),
+            clone: r.clone.clone(),
+            uri: r.uri.clone(),
+            files,
+            remove,
+        }
+    }
 }
 
 fn io_ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
@@ -979,10 +1020,12 @@ impl Store {
     /// with their bytes. Refused like `forget` itself.
     pub fn forget_plan(&self, ids: &[String]) -> Result<GcReport> {
         let (ids, objects) = self.gc_plan(ids)?;
+        let kept_clones = self.clones_of(&ids);
         Ok(GcReport {
             snapshots: ids,
             objects: objects.len() as u64,
             bytes: objects.iter().map(|(_, n)| n).sum(),
+            kept_clones,
         })
     }
 
@@ -997,6 +1040,8 @@ impl Store {
             bail!("internal: forget on a read-only store handle");
         }
         let (ids, objects) = self.gc_plan(ids)?;
+        // read before the snapshot files go: they are the only record
+        let kept_clones = self.clones_of(&ids);
         for id in &ids {
             #[allow(clippy::disallowed_methods)]
             io_ctx(fs::remove_file(self.snapshot_path(id)), || {
@@ -1019,6 +1064,7 @@ impl Store {
         }
         let mut rep = GcReport {
             snapshots: ids,
+            kept_clones,
             ..GcReport::default()
         };
         for (p, size) in objects {
@@ -1029,6 +1075,36 @@ impl Store {
             }
         }
         Ok(rep)
+    }
+
+    /// The guest clones recorded by the snapshots `ids` (only those whose
+    /// header names one are read in full). A manifest that cannot be read
+    /// still gives the header's `DOMAIN -> CLONE`.
+    fn clones_of(&self, ids: &[String]) -> Vec<KeptClone> {
+        let mut out = Vec::new();
+        for id in ids {
+            let Ok(h) = self.header(id) else { continue };
+            if h.vms.is_empty() {
+                continue;
+            }
+            match self.load(id) {
+                Ok(m) => out.extend(m.vms.iter().map(|r| KeptClone::of(id, r))),
+                Err(_) => out.extend(h.vms.iter().map(|v| {
+                    let (domain, clone) = v.split_once(" -> ").unwrap_or(("", v));
+                    KeptClone {
+                        snapshot: id.clone(),
+                        domain: domain.to_string(),
+                        clone: clone.to_string(),
+                        uri: String::new(),
+                        files: Vec::new(),
+                        remove: format!(
+                            "virsh undefine --nvram {clone} (and delete its disk copies)"
+                        ),
+                    }
+                })),
+            }
+        }
+        out
     }
 
     /// The snapshots of `ids` (sorted, each once: `forget ID ID` removes
