@@ -629,10 +629,13 @@ fn compared<'a>(scope: &'a scan::Scope, new: &Manifest) -> impl Fn(&SysPath) -> 
 /// where the live walk records it (see [`scan::merged_dirs`]); before the
 /// live scan, so the capability probe looks at `/usr/bin/ping`, not the
 /// `/bin/ping` it cannot reach without following `/bin`.
-fn follow_merged_dirs(app: &App, base: &mut Manifest) {
-    for (from, to) in scan::merged_dirs(&app.root, base) {
-        diff::rebase(base, &from, &to);
+/// Returns the moves it followed, (old top, where it went).
+fn follow_merged_dirs(app: &App, base: &mut Manifest) -> Vec<(SysPath, SysPath)> {
+    let merged = scan::merged_dirs(&app.root, base);
+    for (from, to) in &merged {
+        diff::rebase(base, from, to);
     }
+    merged
 }
 
 fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
@@ -852,10 +855,7 @@ pub fn restore_in(
     // be refused anyway (guard never writes through the /lib link), and
     // what really vanished must come back where the system now reads it.
     // A path the user names the old way is looked up where it moved.
-    let merged = scan::merged_dirs(&app.root, &base);
-    for (old, new) in &merged {
-        diff::rebase(&mut base, old, new);
-    }
+    let merged = follow_merged_dirs(app, &mut base);
     let what = match what {
         What::Paths(ps) => What::Paths(
             ps.into_iter()
