@@ -83,6 +83,27 @@ impl Sandbox {
             .unwrap()
     }
 
+    /// `guard --json CMD` on this sandbox as uid/gid 65534 with no
+    /// groups (setpriv): what guard does without root's privileges.
+    fn as_nobody(&self, cmd: &str) -> Output {
+        exec::output(
+            &Cmd::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    GUARD,
+                    "--json",
+                    "--root",
+                ])
+                .arg(&self.root)
+                .arg("--store")
+                .arg(&self.store)
+                .arg(cmd),
+        )
+        .unwrap()
+    }
+
     fn snapshot(&self) -> String {
         let o = self.run(&["snapshot"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -711,22 +732,7 @@ fn unreadable_files_are_reported_and_counted_not_fatal() {
     .unwrap();
     fs::create_dir_all(&sb.store).unwrap();
     std::os::unix::fs::chown(&sb.store, Some(65534), Some(65534)).unwrap();
-    let o = exec::output(
-        &Cmd::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                GUARD,
-                "--json",
-                "--root",
-            ])
-            .arg(&sb.root)
-            .arg("--store")
-            .arg(&sb.store)
-            .arg("snapshot"),
-    )
-    .unwrap();
+    let o = sb.as_nobody("snapshot");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let id: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let id = id["id"].as_str().unwrap();
@@ -989,22 +995,7 @@ fn a_directory_guard_cannot_list_is_unreadable_not_vanished() {
     for e in walkdir::WalkDir::new(&sb.store).into_iter().flatten() {
         std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
     }
-    let o = exec::output(
-        &Cmd::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                GUARD,
-                "--json",
-                "--root",
-            ])
-            .arg(&sb.root)
-            .arg("--store")
-            .arg(&sb.store)
-            .arg("check"),
-    )
-    .unwrap();
+    let o = sb.as_nobody("check");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let ids: Vec<&str> = v["findings"]
         .as_array()
