@@ -1250,51 +1250,71 @@ pub fn capture(
     w.errors.extend(errors.into_inner().unwrap());
     timer.phase("hash+store");
 
-    let spin = ui.spinner("capability ledger");
-    let (caps, cap_errors) = match ledger {
-        Ledger::Full => caps_ledger(root),
-        Ledger::Only(recorded) => (caps_probe(root, recorded), Vec::new()),
+    // Same database as the cached snapshot: its packages and its owners
+    // are still true, taken from it without reading the database again —
+    // if that snapshot read the database cleanly and recorded every path
+    // wanted now (known once the ledger is walked). (A path it lacks, e.g.
+    // one a restore put back since, would otherwise be taken for an
+    // admin's own file.)
+    let mut stamp = pkg::stamp(root);
+    let same_db = |c: &&Manifest| {
+        !stamp.is_empty()
+            && c.packages.stamp == stamp
+            && !c.errors.iter().any(|e| e.error.starts_with(PKG_ERROR))
     };
+    // When the cached database cannot be reused whatever the ledger finds
+    // (no cache, or the databases changed: a cold or a post-upgrade
+    // snapshot), the databases are read while the ledger walks, and the
+    // objects stored above are synced meanwhile: reading the database
+    // waits on files or on `rpm`, `syncfs` on the disk, so the cores the
+    // walk leaves idle do that work and the commit has no sync left.
+    let read_early = cache.filter(same_db).is_none();
+    let spin = ui.spinner(if read_early {
+        "capability ledger, package database"
+    } else {
+        "capability ledger"
+    });
+    let ((caps, cap_errors), early_dbs, synced) = std::thread::scope(|s| {
+        let early = read_early.then(|| s.spawn(|| pkg::read_dbs(root)));
+        let sync = match sink {
+            Sink::Store(store, _) if store.has_unsynced() => Some(s.spawn(|| store.sync_objects())),
+            _ => None,
+        };
+        let found = match ledger {
+            Ledger::Full => caps_ledger(root),
+            Ledger::Only(recorded) => (caps_probe(root, recorded), Vec::new()),
+        };
+        fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }
+        (found, early.map(join), sync.map(join))
+    });
     spin.finish();
+    synced.transpose()?;
     w.errors.extend(cap_errors);
     timer.phase("caps ledger");
 
     let spin = ui.spinner("package database");
-    let mut stamp = pkg::stamp(root);
     let wanted: HashSet<&SysPath> = w
         .entries
         .iter()
         .map(|e| &e.path)
         .chain(caps.iter().map(|c| &c.path))
         .collect();
-    // Same database as the cached snapshot: its packages and its owners
-    // are still true, taken from it without reading the database again —
-    // if that snapshot read the database cleanly and recorded every path
-    // wanted now. (A path it lacks, e.g. one a restore put back since,
-    // would otherwise be taken for an admin's own file.)
-    let reuse = cache.filter(|c| {
+    let reuse = cache.filter(same_db).filter(|c| {
         let cached_caps: HashSet<&SysPath> = c.caps.iter().map(|k| &k.path).collect();
-        !stamp.is_empty()
-            && c.packages.stamp == stamp
-            && !c.errors.iter().any(|e| e.error.starts_with(PKG_ERROR))
-            && wanted
-                .iter()
-                .all(|p| cache_map.contains_key(p) || cached_caps.contains(p))
+        wanted
+            .iter()
+            .all(|p| cache_map.contains_key(p) || cached_caps.contains(p))
     });
-    let pk = match reuse {
-        Some(c) => Ok(pkg::PackageInfo {
+    let pk = match (reuse, early_dbs) {
+        (Some(c), _) => pkg::PackageInfo {
             packages: c.packages.clone(),
             ..Default::default()
-        }),
-        None => pkg::read_for(root, Some(&wanted)),
-    }
-    .unwrap_or_else(|e| {
-        w.errors.push(ScanError {
-            path: SysPath::root(),
-            error: format!("{PKG_ERROR}: {e:#}"),
-        });
-        pkg::PackageInfo::default()
-    });
+        },
+        (None, Some(dbs)) => pkg::assemble(root, dbs, Some(&wanted)),
+        (None, None) => pkg::assemble(root, pkg::read_dbs(root), Some(&wanted)),
+    };
     // A database that is present but unreadable: its paths look unowned.
     w.errors.extend(pk.errors.iter().map(|e| ScanError {
         path: SysPath::root(),

@@ -207,7 +207,7 @@ Version: 5-1
         if let Some(text) = diversions {
             std::fs::write(d.path().join("var/lib/dpkg/diversions"), text).unwrap();
         }
-        super::super::read(&SysRoot::open(d.path()).unwrap()).unwrap()
+        super::super::read(&SysRoot::open(d.path()).unwrap())
     }
 
     #[test]

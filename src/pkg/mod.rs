@@ -86,23 +86,33 @@ type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 /// Reads every package database the root has; a root with none is fine.
 /// A database that is there but unreadable goes to `errors`; it is never
 /// silently treated as "nothing installed" without saying so.
-pub fn read(root: &SysRoot) -> Result<PackageInfo> {
-    read_for(root, None)
+pub fn read(root: &SysRoot) -> PackageInfo {
+    assemble(root, read_dbs(root), None)
 }
 
-/// Like [`read`], keeping owners only for the `wanted` paths: a system has
-/// ~100k packaged files and a snapshot records a few thousand, so building
-/// the full map would cost more than the rest of the snapshot.
-pub fn read_for(root: &SysRoot, wanted: Option<&HashSet<&SysPath>>) -> Result<PackageInfo> {
-    let mut info = PackageInfo::default();
+/// Every manager's database as its reader returned it, not yet filtered:
+/// the slow half of reading them (files to read, or an `rpm` to run), which
+/// needs no list of wanted paths and so can start before that list exists.
+pub struct RawDbs(Vec<(&'static str, Result<Option<Db>>)>);
+
+pub fn read_dbs(root: &SysRoot) -> RawDbs {
     let readers: [(&str, Reader); 3] = [
         ("pacman", pacman::read),
         ("dpkg", dpkg::read),
         ("rpm", rpm::read),
     ];
+    RawDbs(readers.into_iter().map(|(n, r)| (n, r(root))).collect())
+}
+
+/// The fast half: owners of the `wanted` paths (all paths when `None`),
+/// usr-merge aliases included. A system has ~100k packaged files and a
+/// snapshot records a few thousand, so building the full map would cost
+/// more than the rest of the snapshot.
+pub fn assemble(root: &SysRoot, dbs: RawDbs, wanted: Option<&HashSet<&SysPath>>) -> PackageInfo {
+    let mut info = PackageInfo::default();
     let aliases = usr_merge_aliases(root);
-    for (name, reader) in readers {
-        match reader(root) {
+    for (name, db) in dbs.0 {
+        match db {
             Ok(None) => {}
             Ok(Some(db)) => {
                 info.packages.managers.push(name.to_string());
@@ -118,7 +128,7 @@ pub fn read_for(root: &SysRoot, wanted: Option<&HashSet<&SysPath>>) -> Result<Pa
         v.sort();
         v.dedup();
     }
-    Ok(info)
+    info
 }
 
 fn merge(
@@ -264,7 +274,7 @@ mod tests {
     fn a_root_without_package_managers_is_fine() {
         let d = tempfile::tempdir().unwrap();
         let root = SysRoot::open(d.path()).unwrap();
-        let info = read(&root).unwrap();
+        let info = read(&root);
         assert!(info.packages.managers.is_empty());
         assert!(info.owners.is_empty());
         assert!(info.errors.is_empty());

@@ -118,7 +118,7 @@ mod tests {
         std::fs::write(pkg.join("files"), FILES).unwrap();
         std::fs::write(d.path().join("var/lib/pacman/local/ALPM_DB_VERSION"), "9\n").unwrap();
         let root = SysRoot::open(d.path()).unwrap();
-        let info = super::super::read(&root).unwrap();
+        let info = super::super::read(&root);
         assert_eq!(info.packages.managers, ["pacman"]);
         assert_eq!(info.packages.installed["foo"], "2:1.0-3");
         assert_eq!(info.owners_of(&"/etc/foo/main.conf".into()), ["foo"]);

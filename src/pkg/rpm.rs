@@ -175,7 +175,7 @@ P\tbash\t1:5.2-3\nF\tbash\t/usr/bin/with\ttab\n";
         ]))
         .unwrap();
         let root = SysRoot::open(d.path()).unwrap();
-        let info = super::super::read(&root).unwrap();
+        let info = super::super::read(&root);
         assert_eq!(info.packages.managers, ["rpm"], "{:?}", info.errors);
         assert!(info.errors.is_empty(), "{:?}", info.errors);
     }

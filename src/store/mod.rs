@@ -733,12 +733,21 @@ impl Store {
         res
     }
 
-    /// Makes a snapshot exist: one `syncfs` for every object written so
-    /// far, then the snapshot file, atomically. Only after this returns may
-    /// the id be printed.
-    pub fn commit(&self, m: &Manifest) -> Result<()> {
+    /// Whether objects were stored or found since the last sync, so that
+    /// [`Self::sync_objects`] has work to do.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.load(Ordering::SeqCst)
+    }
+
+    /// Makes every object stored or found so far durable: one `syncfs`
+    /// (nothing when there is none). [`Self::commit`] calls it; a snapshot
+    /// calls it earlier, on a thread of its own while the capability ledger
+    /// walks, so the commit finds nothing left to wait for. Not to be run
+    /// while another thread stores objects: one stored during the `syncfs`
+    /// may be missed.
+    pub fn sync_objects(&self) -> Result<()> {
         let Some(lock) = &self._lock else {
-            bail!("internal: commit on a read-only store handle");
+            bail!("internal: sync on a read-only store handle");
         };
         if self.unsynced.swap(false, Ordering::SeqCst) {
             // On the lock's fd, opened before this handle wrote anything:
@@ -761,6 +770,15 @@ impl Store {
                 *marked = false;
             }
         }
+        Ok(())
+    }
+
+    /// Makes a snapshot exist: one `syncfs` for every object written so
+    /// far (unless [`Self::sync_objects`] did it already), then the
+    /// snapshot file, atomically. Only after this returns may the id be
+    /// printed.
+    pub fn commit(&self, m: &Manifest) -> Result<()> {
+        self.sync_objects()?;
         // sized for the manifest up front (~220 bytes an entry) rather
         // than grown by doubling through a third of a megabyte
         let mut body = Vec::with_capacity(64 * 1024 + m.entries.len() * 256);
