@@ -1691,6 +1691,36 @@ mod tests {
         assert!(err.contains("corrupt"), "{err}");
     }
 
+    /// An object path that holds a directory, or whose fan-out name is a
+    /// file, is damage verify can see (exit 2), not an error that leaves
+    /// the object undecided like EACCES (exit 3).
+    #[test]
+    fn an_object_that_is_not_a_file_is_damage_not_unreadable() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let m = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        s.commit(&m).unwrap();
+        let ids = vec![m.id.clone()];
+        let kinds = || {
+            let rep = s.verify(&ids, &crate::ui::NoProgress);
+            assert!(rep.damaged() && rep.unreadable() == 0, "{rep:?}");
+            rep.problems.iter().map(|p| p.kind).collect::<Vec<_>>()
+        };
+        let p = s.object_path(m.entries[0].blake3.as_deref().unwrap());
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+        assert_eq!(kinds(), [ProblemKind::Corrupt]);
+        let fan = p.parent().unwrap();
+        fs::remove_dir_all(fan).unwrap();
+        fs::write(fan, b"").unwrap();
+        assert_eq!(kinds(), [ProblemKind::Missing]);
+    }
+
     #[test]
     fn second_writer_is_refused_while_the_lock_is_held() {
         let d = tempfile::tempdir().unwrap();
