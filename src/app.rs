@@ -993,7 +993,21 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
             rep.problems.len()
         );
     }
-    Ok(if rep.problems.is_empty() { 0 } else { 2 })
+    // Known damage decides (2) even when other objects could not be read:
+    // that much is certain. Otherwise an object or manifest verify could
+    // not read (a user without root's rights, an I/O error) proves
+    // nothing either way: UNKNOWN, not CRITICAL (DESIGN §2).
+    let unreadable = rep.unreadable();
+    if rep.damaged() {
+        Ok(2)
+    } else if unreadable > 0 {
+        failed_after_output(
+            app,
+            format!("{unreadable} object(s) or manifest(s) could not be read (listed as unreadable); verify cannot tell whether they are intact"),
+        )
+    } else {
+        Ok(0)
+    }
 }
 
 /// `forget` and `prune`: plan → show → confirm → apply (DESIGN §2). The

@@ -86,20 +86,20 @@ impl Sandbox {
     /// `guard --json CMD` on this sandbox as uid/gid 65534 with no
     /// groups (setpriv): what guard does without root's privileges.
     fn as_nobody(&self, cmd: &str) -> Output {
+        self.as_nobody_args(&["--json", cmd])
+    }
+
+    /// `guard ARGS…` on this sandbox as uid/gid 65534, as [`Self::as_nobody`].
+    fn as_nobody_args(&self, args: &[&str]) -> Output {
         exec::output(
             &Cmd::new("setpriv")
-                .args([
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    GUARD,
-                    "--json",
-                    "--root",
-                ])
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", GUARD])
+                .arg("--no-progress")
+                .arg("--root")
                 .arg(&self.root)
                 .arg("--store")
                 .arg(&self.store)
-                .arg(cmd),
+                .args(args),
         )
         .unwrap()
     }
@@ -546,6 +546,91 @@ fn a_missing_object_makes_verify_exit_2_naming_the_paths() {
     assert!(
         out.contains(&victim) && out.contains("/etc/pam.d/smtp") && out.contains("missing"),
         "{out}"
+    );
+}
+
+/// DESIGN §2: verify exits 2 for a corrupt or missing object or manifest,
+/// 3 when it could not decide. An object or manifest guard cannot read (as
+/// an unprivileged user, on a store copied without its owners) may be
+/// intact: it is named as unreadable, with why, and the exit is 3. Known
+/// damage next to it still exits 2.
+#[test]
+fn what_verify_cannot_read_is_unknown_not_corrupt() {
+    let sb = Sandbox::new();
+    let top = sb.root.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    let id = sb.snapshot();
+    // the store is uid 65534's, except one object that stays root's 0400
+    for e in walkdir::WalkDir::new(&sb.store).into_iter().flatten() {
+        std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let object_of = |rel: &str| {
+        let h = blake3::hash(&fs::read(sb.root.join(rel)).unwrap())
+            .to_hex()
+            .to_string();
+        let p = sb.store.join("objects").join(&h[..2]).join(&h[2..]);
+        (h, p)
+    };
+    let (imap, imap_obj) = object_of("etc/pam.d/imap");
+    std::os::unix::fs::lchown(&imap_obj, Some(0), Some(0)).unwrap();
+    assert_eq!(fs::metadata(&imap_obj).unwrap().mode() & 0o777, 0o400);
+
+    let o = sb.as_nobody("verify");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    let p = &v["problems"][0];
+    assert_eq!(p["snapshot"], id.as_str(), "{v}");
+    assert_eq!(p["object"], imap.as_str(), "{v}");
+    assert_eq!(p["kind"], "unreadable", "{v}");
+    assert!(
+        p["problem"].as_str().unwrap().contains("Permission denied"),
+        "{v}"
+    );
+    assert_eq!(p["paths"], serde_json::json!(["/etc/pam.d/imap"]), "{v}");
+    assert!(stderr(&o).contains("could not be read"), "{}", stderr(&o));
+    // as text: the object, why, and the paths that need it
+    let o = sb.as_nobody_args(&["verify"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "object {imap} unreadable: Permission denied (os error 13); needed by /etc/pam.d/imap"
+        )),
+        "{out}"
+    );
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    // root reads it: it was intact all along
+    assert_eq!(code(&sb.run(&["verify"])), 0);
+
+    // a manifest it cannot read is unreadable too, not corrupt
+    let snap = sb.store.join("snapshots").join(format!("{id}.json"));
+    std::os::unix::fs::lchown(&snap, Some(0), Some(0)).unwrap();
+    let o = sb.as_nobody("verify");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["problems"][0]["object"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["problems"][0]["kind"], "unreadable", "{v}");
+    std::os::unix::fs::lchown(&snap, Some(65534), Some(65534)).unwrap();
+
+    // known damage wins: a corrupt object next to the unreadable one
+    let (smtp, smtp_obj) = object_of("etc/pam.d/smtp");
+    fs::remove_file(&smtp_obj).unwrap();
+    fs::write(&smtp_obj, b"auth required pam_xss.so\n").unwrap();
+    std::os::unix::fs::lchown(&smtp_obj, Some(65534), Some(65534)).unwrap();
+    let o = sb.as_nobody("verify");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: BTreeMap<&str, &str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["object"].as_str().unwrap(), p["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeMap::from([(imap.as_str(), "unreadable"), (smtp.as_str(), "corrupt")]),
+        "{v}"
     );
 }
 

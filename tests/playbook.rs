@@ -217,11 +217,26 @@ fn conditions_done_steps_hard_stop_and_resume() {
 
 #[test]
 fn a_variable_with_a_newline_is_refused() {
+    // (not `root`: an answers file cannot set that at all)
     let e = env();
-    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/nl.toml"),
+        r#"
+version = 1
+id = "nl"
+title = "a variable with a newline"
+
+[[steps]]
+id = "a"
+title = "touches a file named by a variable"
+explain = "x"
+run = ["touch", "{root}/{name}"]
+"#,
+    )
+    .unwrap();
     let out = e.guard(
-        &["--yes", "run", "walk"],
-        Some("[answers]\nflag = \"yes\"\nroot = \"/tmp\\n/x\"\n"),
+        &["--yes", "run", "nl"],
+        Some("[answers]\nname = \"a\\nb\"\n"),
     );
     assert_eq!(out.status.code(), Some(3));
     assert!(
@@ -229,7 +244,7 @@ fn a_variable_with_a_newline_is_refused() {
         "{}",
         text(&out.stderr)
     );
-    assert!(!e.root.join("a-log").exists());
+    assert!(!e.root.join("a\nb").exists());
 }
 
 #[test]
@@ -953,6 +968,46 @@ fn an_answers_file_cannot_set_what_a_builtin_sets() {
             assert!(out.stdout.is_empty(), "{key} {args:?}");
         }
         assert!(!e.root.join("a-log").exists(), "{key}: a step ran");
+        assert!(
+            !e.store.join("journals").exists(),
+            "{key}: a journal was kept"
+        );
+    }
+}
+
+/// `root` and `store` are guard's own `--root` and `--store`, not detected
+/// facts an answers file may override: a preset `root = "/"` would point
+/// the steps' `{root}` commands at the host while guard's own steps act on
+/// `--root`. Refused like a builtin's variable: before any step runs,
+/// naming the key, exit 3.
+#[test]
+fn an_answers_file_cannot_set_root_or_store() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    // stands in for the host: a step that ran with this root wrote here
+    let elsewhere = e.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for (key, opt) in [("root", "--root"), ("store", "--store")] {
+        let ans = format!(
+            "[answers]\nflag = \"yes\"\n{key} = \"{}\"\n",
+            elsewhere.display()
+        );
+        for args in [&["--yes", "run", "walk"][..], &["run", "walk", "--dry-run"]] {
+            let out = e.guard(args, Some(&ans));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{key} {args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{key} {args:?}: one line: {err}");
+            assert!(
+                err.contains(&format!("sets {key}, which guard takes from its own {opt}")),
+                "{key} {args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{key} {args:?}");
+        }
+        assert!(!e.root.join("a-log").exists(), "{key}: a step ran");
+        assert!(
+            !elsewhere.join("a-log").exists(),
+            "{key}: a step ran outside --root"
+        );
         assert!(
             !e.store.join("journals").exists(),
             "{key}: a journal was kept"

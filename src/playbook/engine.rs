@@ -238,6 +238,7 @@ pub fn check_rootable(argv: &[String], root: &Path) -> Result<()> {
 pub fn detect_facts(app: &App) -> Vars {
     let mut f = Vars::new();
     let root = app.root.path().to_path_buf();
+    // GUARD_VARS: an answers file cannot override these two
     f.insert("root".into(), root.display().to_string());
     f.insert("store".into(), app.store_dir.display().to_string());
     let osr = app
@@ -361,6 +362,15 @@ pub const BUILTIN_VARS: &[(&str, &str)] = &[
     ("needed_mib", "luks-target-check"),
     ("luks_header_backup", "luks-header-backup"),
 ];
+
+/// Facts that are guard's own options, each with its option. An answers
+/// file may override a detected fact (README: defaults < facts < answers)
+/// but not these (`Answers::load` refuses): guard's own steps (snapshot,
+/// check, restore, the journal) act on `--root` and `--store` whatever the
+/// variables say, so a preset `root = "/"` would point the steps' `{root}`
+/// commands at the host while the walk's snapshot and check look at the
+/// guarded root.
+pub const GUARD_VARS: &[(&str, &str)] = &[("root", "--root"), ("store", "--store")];
 
 /// Sets a builtin's variable for the rest of the walk and in the journal.
 /// Every builtin sets its variables here, so a new one not listed in

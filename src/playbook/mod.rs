@@ -42,6 +42,14 @@ impl Answers {
                 );
             }
         }
+        for (var, opt) in engine::GUARD_VARS {
+            if a.answers.contains_key(*var) {
+                bail!(
+                    "answers file {}: sets {var}, which guard takes from its own {opt}; remove it (give guard {opt} instead)",
+                    p.display()
+                );
+            }
+        }
         Ok(a)
     }
 }

@@ -135,8 +135,38 @@ pub struct VerifyProblem {
     pub snapshot: String,
     /// The object hash, or null for a manifest problem.
     pub object: Option<String>,
+    pub kind: ProblemKind,
     pub problem: String,
     pub paths: Vec<String>,
+}
+
+/// What `verify` found wrong with an object or manifest. `Missing` and
+/// `Corrupt` are damage (exit 2); `Unreadable` (permission denied, an I/O
+/// error) means verify could not look, which proves nothing either way
+/// (exit 3, DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    Missing,
+    Corrupt,
+    Unreadable,
+}
+
+impl VerifyReport {
+    /// Whether any problem is known damage, as opposed to something verify
+    /// could not read.
+    pub fn damaged(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.kind != ProblemKind::Unreadable)
+    }
+
+    pub fn unreadable(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Unreadable)
+            .count()
+    }
 }
 
 /// What `forget`/`prune` would remove, and then did.
@@ -966,16 +996,31 @@ impl Store {
     /// Re-hashes every object and manifest the given snapshots need.
     pub fn verify(&self, ids: &[String], progress: &dyn crate::ui::Progress) -> VerifyReport {
         let mut rep = VerifyReport::default();
-        let mut good: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut good: BTreeMap<String, Result<(), (ProblemKind, String)>> = BTreeMap::new();
         let mut manifests = Vec::new();
         for id in ids {
             rep.snapshots.push(id.clone());
-            match self.load(id) {
+            // Read here rather than through `load`, to tell a manifest that
+            // cannot be read from one that reads and is wrong.
+            let loaded = match fs::read(self.snapshot_path(id)) {
+                Ok(raw) => {
+                    parse_doc(id, &raw).map_err(|e| (ProblemKind::Corrupt, format!("{e:#}")))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Err((ProblemKind::Missing, format!("no snapshot {id}")))
+                }
+                Err(e) => Err((
+                    ProblemKind::Unreadable,
+                    format!("snapshot {id} is unreadable: {e}"),
+                )),
+            };
+            match loaded {
                 Ok(m) => manifests.push(m),
-                Err(e) => rep.problems.push(VerifyProblem {
+                Err((kind, problem)) => rep.problems.push(VerifyProblem {
                     snapshot: id.clone(),
                     object: None,
-                    problem: format!("{e:#}"),
+                    kind,
+                    problem,
                     paths: vec![],
                 }),
             }
@@ -992,10 +1037,11 @@ impl Store {
                     })
                     .clone();
                 progress.inc(1);
-                if let Err(problem) = res {
+                if let Err((kind, problem)) = res {
                     rep.problems.push(VerifyProblem {
                         snapshot: m.id.clone(),
                         object: Some(hash.to_string()),
+                        kind,
                         problem,
                         paths: paths.iter().map(|p| p.to_string()).collect(),
                     });
@@ -1017,18 +1063,41 @@ impl Store {
         rep
     }
 
-    fn check_object(&self, hash: &str) -> Result<(), String> {
+    /// Re-hashes one object. Only what verify saw decides damage: an
+    /// object that is not there (or whose fan-out name is not a directory)
+    /// is missing, one that reads with other content, or is not a regular
+    /// file, is corrupt. One it cannot open or read (EACCES as a user
+    /// without root's rights, EIO) is unreadable: its content is unknown.
+    fn check_object(&self, hash: &str) -> Result<(), (ProblemKind, String)> {
+        let unreadable = |e: io::Error| (ProblemKind::Unreadable, format!("unreadable: {e}"));
         let mut f = match File::open(self.object_path(hash)) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("missing".into()),
-            Err(e) => return Err(format!("unreadable: {e}")),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err((ProblemKind::Missing, "missing".into()))
+            }
+            Err(e) => return Err(unreadable(e)),
         };
+        match f.metadata() {
+            Ok(md) if !md.is_file() => {
+                return Err((ProblemKind::Corrupt, "corrupt: not a regular file".into()))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(unreadable(e)),
+        }
         let mut h = blake3::Hasher::new();
         if let Err(e) = io::copy(&mut f, &mut h) {
-            return Err(format!("unreadable: {e}"));
+            return Err(unreadable(e));
         }
         if h.finalize().to_hex().as_str() != hash {
-            return Err("corrupt: content does not match its hash".into());
+            return Err((
+                ProblemKind::Corrupt,
+                "corrupt: content does not match its hash".into(),
+            ));
         }
         Ok(())
     }
@@ -1638,6 +1707,36 @@ mod tests {
         fs::write(&sp, text).unwrap();
         let err = s.load(&m.id).unwrap_err().to_string();
         assert!(err.contains("corrupt"), "{err}");
+    }
+
+    /// An object path that holds a directory, or whose fan-out name is a
+    /// file, is damage verify can see (exit 2), not an error that leaves
+    /// the object undecided like EACCES (exit 3).
+    #[test]
+    fn an_object_that_is_not_a_file_is_damage_not_unreadable() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let m = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Manual,
+            &[("/etc/a", "A")],
+            &s,
+        );
+        s.commit(&m).unwrap();
+        let ids = vec![m.id.clone()];
+        let kinds = || {
+            let rep = s.verify(&ids, &crate::ui::NoProgress);
+            assert!(rep.damaged() && rep.unreadable() == 0, "{rep:?}");
+            rep.problems.iter().map(|p| p.kind).collect::<Vec<_>>()
+        };
+        let p = s.object_path(m.entries[0].blake3.as_deref().unwrap());
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+        assert_eq!(kinds(), [ProblemKind::Corrupt]);
+        let fan = p.parent().unwrap();
+        fs::remove_dir_all(fan).unwrap();
+        fs::write(fan, b"").unwrap();
+        assert_eq!(kinds(), [ProblemKind::Missing]);
     }
 
     #[test]
