@@ -1003,9 +1003,14 @@ impl Store {
             // Read here rather than through `load`, to tell a manifest that
             // cannot be read from one that reads and is wrong.
             let loaded = match fs::read(self.snapshot_path(id)) {
-                Ok(raw) => {
-                    parse_doc(id, &raw).map_err(|e| (ProblemKind::Corrupt, format!("{e:#}")))
-                }
+                Ok(raw) => parse_doc(id, &raw).map_err(|e| {
+                    let kind = if e.is::<NewerFormat>() {
+                        ProblemKind::Unreadable
+                    } else {
+                        ProblemKind::Corrupt
+                    };
+                    (kind, format!("{e:#}"))
+                }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     Err((ProblemKind::Missing, format!("no snapshot {id}")))
                 }
@@ -1070,7 +1075,15 @@ impl Store {
     /// without root's rights, EIO) is unreadable: its content is unknown.
     fn check_object(&self, hash: &str) -> Result<(), (ProblemKind, String)> {
         let unreadable = |e: io::Error| (ProblemKind::Unreadable, format!("unreadable: {e}"));
-        let mut f = match File::open(self.object_path(hash)) {
+        // Never through a symlink, and never blocking on a fifo planted
+        // where an object belongs: both are damage to report, not to wait
+        // on or to follow out of the store.
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.object_path(hash));
+        let mut f = match opened {
             Ok(f) => f,
             Err(e)
                 if matches!(
@@ -1079,6 +1092,9 @@ impl Store {
                 ) =>
             {
                 return Err((ProblemKind::Missing, "missing".into()))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err((ProblemKind::Corrupt, "corrupt: a symlink".into()))
             }
             Err(e) => return Err(unreadable(e)),
         };
@@ -1359,14 +1375,29 @@ impl Store {
     }
 }
 
+/// A snapshot written by a newer guard: this one cannot read it, which says
+/// nothing about whether it is whole (`verify` counts it as unreadable,
+/// exit 3, not as corrupt).
+#[derive(Debug)]
+struct NewerFormat(String);
+
+impl std::fmt::Display for NewerFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NewerFormat {}
+
 fn check_format(id: &str, format: &str, version: u32) -> Result<()> {
     if format != FORMAT_NAME {
         bail!("snapshot {id} is corrupt: not a guard snapshot");
     }
     if version > FORMAT_VERSION {
-        bail!(
+        return Err(NewerFormat(format!(
             "snapshot {id} has format version {version}; this guard reads up to {FORMAT_VERSION} (upgrade guard)"
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -1733,10 +1764,51 @@ mod tests {
         fs::remove_file(&p).unwrap();
         fs::create_dir(&p).unwrap();
         assert_eq!(kinds(), [ProblemKind::Corrupt]);
+        // a fifo is reported at once, not waited on for a writer
+        fs::remove_dir(&p).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(kinds(), [ProblemKind::Corrupt]);
+        // a symlink to an intact copy elsewhere is not followed
+        let elsewhere = d.path().join("elsewhere");
+        fs::write(&elsewhere, "A").unwrap();
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &p).unwrap();
+        assert_eq!(kinds(), [ProblemKind::Corrupt]);
         let fan = p.parent().unwrap();
         fs::remove_dir_all(fan).unwrap();
         fs::write(fan, b"").unwrap();
         assert_eq!(kinds(), [ProblemKind::Missing]);
+    }
+
+    /// A snapshot a newer guard wrote is not damage: this guard cannot
+    /// read it, so verify cannot decide (exit 3), and says to upgrade.
+    #[test]
+    fn a_snapshot_of_a_newer_format_is_unreadable_not_corrupt() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let m = manifest("20260101-000000-000", SnapshotKind::Manual, &[], &s);
+        s.commit(&m).unwrap();
+        let path = s.snapshot_path(&m.id);
+        let doc = fs::read_to_string(&path).unwrap();
+        let newer = doc.replacen(
+            &format!("\"version\":{FORMAT_VERSION}"),
+            &format!("\"version\":{}", FORMAT_VERSION + 1),
+            1,
+        );
+        assert_ne!(doc, newer);
+        fs::write(&path, newer).unwrap();
+        let rep = s.verify(std::slice::from_ref(&m.id), &crate::ui::NoProgress);
+        assert_eq!(rep.problems.len(), 1, "{rep:?}");
+        assert_eq!(rep.problems[0].kind, ProblemKind::Unreadable);
+        assert!(rep.problems[0].problem.contains("upgrade guard"), "{rep:?}");
+        assert!(!rep.damaged());
     }
 
     #[test]
