@@ -1015,6 +1015,75 @@ fn an_answers_file_cannot_set_root_or_store() {
     }
 }
 
+/// A playbook that names `root`, `store` or a builtin's variable as an
+/// `ask`'s `var`, a `probe`'s `fact` or a `[vars]` default would override
+/// `--root`/`--store` or what the builtin found, with whatever was typed or
+/// probed. Refused when the playbook is read, naming the step (or `[vars]`)
+/// and the variable: one line, exit 3, nothing run, no journal.
+#[test]
+fn a_playbook_cannot_set_root_store_or_a_builtins_variable() {
+    let e = env();
+    // The first step would run before the offending one.
+    let first = r#"
+[[steps]]
+id = "first"
+title = "runs first"
+explain = "x"
+run = ["touch", "{root}/first-ran"]
+"#;
+    let probe = |fact: &str| {
+        format!(
+            "[[steps]]\nid = \"look\"\ntitle = \"x\"\nexplain = \"x\"\nrun = [\"true\"]\nprobe = {{ fact = \"{fact}\", patterns = [\"x\"] }}\n"
+        )
+    };
+    let ask = |var: &str| {
+        format!(
+            "[[steps]]\nid = \"question\"\ntitle = \"x\"\nexplain = \"x\"\nask = {{ var = \"{var}\", prompt = \"?\" }}\n"
+        )
+    };
+    let cases = [
+        ("root", "--root"),
+        ("store", "--store"),
+        ("snapshot_id", "builtin snapshot"),
+    ];
+    for (var, who) in cases {
+        for (head, tail, named) in [
+            (
+                String::new(),
+                ask(var),
+                format!("step question: ask sets {var}"),
+            ),
+            (
+                String::new(),
+                probe(var),
+                format!("step look: probe sets {var}"),
+            ),
+            (
+                format!("[vars]\n{var} = \"x\"\n"),
+                String::new(),
+                format!("[vars] sets {var}"),
+            ),
+        ] {
+            let pb = format!("version = 1\nid = \"bad\"\ntitle = \"x\"\n{head}{first}{tail}");
+            std::fs::write(e.root.join("etc/guard/playbooks/bad.toml"), &pb).unwrap();
+            for args in [&["--yes", "run", "bad"][..], &["run", "bad", "--dry-run"]] {
+                let out = e.guard(args, None);
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(3), "{named} {args:?}: {err}");
+                assert_eq!(err.lines().count(), 1, "{named} {args:?}: one line: {err}");
+                assert!(err.contains(&named), "{named} {args:?}: {err}");
+                assert!(err.contains(who), "{named} {args:?}: {err}");
+                assert!(out.stdout.is_empty(), "{named} {args:?}");
+            }
+            assert!(!e.root.join("first-ran").exists(), "{named}: a step ran");
+            assert!(
+                !e.store.join("journals").exists(),
+                "{named}: a journal was kept"
+            );
+        }
+    }
+}
+
 const ORDINARY: &str = r#"
 version = 1
 id = "ordinary"
