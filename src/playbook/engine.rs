@@ -406,6 +406,27 @@ pub fn reserved(var: &str) -> Option<Reserved> {
         })
 }
 
+/// Refuses answers that set a variable only guard sets, before they join
+/// the variables (answers win over facts). `origin` names them in the
+/// message. An answers file (`builtins`) may set neither kind. A journal's
+/// answers hold the builtins' variables the walk's own steps recorded
+/// (`snapshot_id`), but never guard's options: one that has `root` was
+/// written by an older guard or edited, and would override `--root`.
+pub fn refuse_reserved(answers: &Vars, origin: &str, builtins: bool) -> Result<()> {
+    for var in answers.keys() {
+        match reserved(var) {
+            Some(r @ Reserved::Builtin(_)) if builtins => {
+                bail!("{origin}: sets {var}, {r}; remove it")
+            }
+            Some(r @ Reserved::Option(o)) => {
+                bail!("{origin}: sets {var}, {r}; remove it (give guard {o} instead)")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Sets a builtin's variable for the rest of the walk and in the journal.
 /// Every builtin sets its variables here, so a new one not listed in
 /// `BUILTIN_VARS` (and thus settable by an answers file) fails the tests.
@@ -539,17 +560,30 @@ pub fn snapshots_in_use(store: &crate::store::Store) -> Result<std::collections:
 /// Why a step failed: shown, journalled, the walk stops.
 struct Failure(String);
 
-pub struct RunOpts {
+pub struct RunOpts<'a> {
     pub resume: bool,
     /// From the answers file: questions answered and variables preset.
     pub answers: Vars,
+    /// That file, named when its answers are refused.
+    pub answers_file: Option<&'a Path>,
 }
 
 pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
+    // The answers join the variables below (the file's and, on --resume,
+    // the journal's), over the facts: each set is checked here, before
+    // anything runs.
+    let file = match opts.answers_file {
+        Some(p) => format!("answers file {}", p.display()),
+        None => "the answers".into(),
+    };
+    refuse_reserved(&opts.answers, &file, true)?;
     let facts = detect_facts(app);
     let mut journal = if opts.resume {
         match load_journal(app, &pb.id)? {
             Some(j) if j.finished.is_none() => {
+                let path = app.store_dir.join(journal_rel(&pb.id));
+                let origin = format!("the answers in journal {}", path.display());
+                refuse_reserved(&j.answers, &origin, false)?;
                 app.ui.say(&format!(
                     "resuming {} started {} ({} step(s) recorded)",
                     pb.id,
