@@ -1015,6 +1015,130 @@ fn an_answers_file_cannot_set_root_or_store() {
     }
 }
 
+/// A journal whose answers set `root` or `store` (written by an older guard,
+/// or edited) would override `--root`/`--store` on `--resume` like an
+/// answers file would: refused the same way, naming the journal, before any
+/// step runs; the journal is left as it was.
+#[test]
+fn resume_refuses_a_journal_that_sets_root_or_store() {
+    for (key, opt) in [("root", "--root"), ("store", "--store")] {
+        let e = env();
+        std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+        // stands in for the host: a step that ran with this root wrote here
+        let elsewhere = e.base.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let out = e.guard(
+            &["--yes", "run", "walk"],
+            Some("[answers]\nflag = \"yes\"\n"),
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert_eq!(status(&e.journal("walk"), "d"), "failed");
+        // The cause of d's failure is fixed, under both roots.
+        std::fs::write(e.root.join("d-ok"), "").unwrap();
+        std::fs::write(elsewhere.join("d-ok"), "").unwrap();
+        let jpath = e.store.join("journals/walk.json");
+        let mut j = e.journal("walk");
+        j["answers"][key] = elsewhere.display().to_string().into();
+        std::fs::write(&jpath, serde_json::to_vec_pretty(&j).unwrap()).unwrap();
+        let before = std::fs::read(&jpath).unwrap();
+
+        let out = e.guard(
+            &["--yes", "run", "walk", "--resume"],
+            Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{key}: {err}");
+        assert_eq!(err.lines().count(), 1, "{key}: one line: {err}");
+        assert!(
+            err.contains(&format!(
+                "the answers in journal {}: sets {key}, which guard takes from its own {opt}",
+                jpath.display()
+            )),
+            "{key}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{key}");
+        assert!(!e.root.join("e-ran").exists(), "{key}: a step ran");
+        assert!(
+            !elsewhere.join("e-ran").exists(),
+            "{key}: a step ran outside --root"
+        );
+        assert_eq!(
+            std::fs::read(&jpath).unwrap(),
+            before,
+            "{key}: journal changed"
+        );
+    }
+}
+
+/// A playbook that names `root`, `store` or a builtin's variable as an
+/// `ask`'s `var`, a `probe`'s `fact` or a `[vars]` default would override
+/// `--root`/`--store` or what the builtin found, with whatever was typed or
+/// probed. Refused when the playbook is read, naming the step (or `[vars]`)
+/// and the variable: one line, exit 3, nothing run, no journal.
+#[test]
+fn a_playbook_cannot_set_root_store_or_a_builtins_variable() {
+    let e = env();
+    // The first step would run before the offending one.
+    let first = r#"
+[[steps]]
+id = "first"
+title = "runs first"
+explain = "x"
+run = ["touch", "{root}/first-ran"]
+"#;
+    let probe = |fact: &str| {
+        format!(
+            "[[steps]]\nid = \"look\"\ntitle = \"x\"\nexplain = \"x\"\nrun = [\"true\"]\nprobe = {{ fact = \"{fact}\", patterns = [\"x\"] }}\n"
+        )
+    };
+    let ask = |var: &str| {
+        format!(
+            "[[steps]]\nid = \"question\"\ntitle = \"x\"\nexplain = \"x\"\nask = {{ var = \"{var}\", prompt = \"?\" }}\n"
+        )
+    };
+    let cases = [
+        ("root", "--root"),
+        ("store", "--store"),
+        ("snapshot_id", "builtin snapshot"),
+    ];
+    for (var, who) in cases {
+        for (head, tail, named) in [
+            (
+                String::new(),
+                ask(var),
+                format!("step question: ask sets {var}"),
+            ),
+            (
+                String::new(),
+                probe(var),
+                format!("step look: probe sets {var}"),
+            ),
+            (
+                format!("[vars]\n{var} = \"x\"\n"),
+                String::new(),
+                format!("[vars] sets {var}"),
+            ),
+        ] {
+            let pb = format!("version = 1\nid = \"bad\"\ntitle = \"x\"\n{head}{first}{tail}");
+            std::fs::write(e.root.join("etc/guard/playbooks/bad.toml"), &pb).unwrap();
+            for args in [&["--yes", "run", "bad"][..], &["run", "bad", "--dry-run"]] {
+                let out = e.guard(args, None);
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(3), "{named} {args:?}: {err}");
+                assert_eq!(err.lines().count(), 1, "{named} {args:?}: one line: {err}");
+                assert!(err.contains(&named), "{named} {args:?}: {err}");
+                assert!(err.contains(who), "{named} {args:?}: {err}");
+                assert!(out.stdout.is_empty(), "{named} {args:?}");
+            }
+            assert!(!e.root.join("first-ran").exists(), "{named}: a step ran");
+            assert!(
+                !e.store.join("journals").exists(),
+                "{named}: a journal was kept"
+            );
+        }
+    }
+}
+
 const ORDINARY: &str = r#"
 version = 1
 id = "ordinary"

@@ -238,7 +238,7 @@ pub fn check_rootable(argv: &[String], root: &Path) -> Result<()> {
 pub fn detect_facts(app: &App) -> Vars {
     let mut f = Vars::new();
     let root = app.root.path().to_path_buf();
-    // GUARD_VARS: an answers file cannot override these two
+    // GUARD_VARS: neither answers nor a playbook can override these two
     f.insert("root".into(), root.display().to_string());
     f.insert("store".into(), app.store_dir.display().to_string());
     let osr = app
@@ -349,11 +349,12 @@ fn free_mib(p: &Path) -> Option<u64> {
     Some((st.f_bavail * st.f_frsize) >> 20)
 }
 
-/// Variables the builtin steps set, each with the builtin that sets it. An
-/// answers file may not set them (`Answers::load` refuses): later steps
-/// rely on what the walk itself found, and a preset `snapshot_id` would
-/// point the walk's check and restore at another snapshot, a preset
-/// `source_bytes` would let `cmp` pass on a partial copy.
+/// Variables the builtin steps set, each with the builtin that sets it.
+/// Neither an answers file nor a playbook (`ask`, `probe`, `[vars]`) may
+/// set them (`reserved`): later steps rely on what the walk itself found,
+/// and a preset `snapshot_id` would point the walk's check and restore at
+/// another snapshot, a preset `source_bytes` would let `cmp` pass on a
+/// partial copy.
 pub const BUILTIN_VARS: &[(&str, &str)] = &[
     ("snapshot_id", "snapshot"),
     ("check_critical", "check"),
@@ -365,12 +366,66 @@ pub const BUILTIN_VARS: &[(&str, &str)] = &[
 
 /// Facts that are guard's own options, each with its option. An answers
 /// file may override a detected fact (README: defaults < facts < answers)
-/// but not these (`Answers::load` refuses): guard's own steps (snapshot,
-/// check, restore, the journal) act on `--root` and `--store` whatever the
-/// variables say, so a preset `root = "/"` would point the steps' `{root}`
-/// commands at the host while the walk's snapshot and check look at the
-/// guarded root.
+/// but not these, and no playbook may set them (`reserved`): guard's own
+/// steps (snapshot, check, restore, the journal) act on `--root` and
+/// `--store` whatever the variables say, so a preset `root = "/"` would
+/// point the steps' `{root}` commands at the host while the walk's snapshot
+/// and check look at the guarded root.
 pub const GUARD_VARS: &[(&str, &str)] = &[("root", "--root"), ("store", "--store")];
+
+/// Who sets a variable that only guard sets: one of its options, or a
+/// builtin step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// A fact taken from this option (`--root`).
+    Option(&'static str),
+    /// Set by this builtin step (`snapshot`).
+    Builtin(&'static str),
+}
+
+impl std::fmt::Display for Reserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reserved::Option(o) => write!(f, "which guard takes from its own {o}"),
+            Reserved::Builtin(b) => write!(f, "which the walk sets itself (builtin {b})"),
+        }
+    }
+}
+
+/// Whether `var` is one only guard sets (`GUARD_VARS`, `BUILTIN_VARS`).
+pub fn reserved(var: &str) -> Option<Reserved> {
+    GUARD_VARS
+        .iter()
+        .find(|(n, _)| *n == var)
+        .map(|(_, o)| Reserved::Option(o))
+        .or_else(|| {
+            BUILTIN_VARS
+                .iter()
+                .find(|(n, _)| *n == var)
+                .map(|(_, b)| Reserved::Builtin(b))
+        })
+}
+
+/// Refuses answers that set a variable only guard sets, before they join
+/// the variables (answers win over facts). `origin` names them in the
+/// message. An answers file (`builtins`) may set neither kind. A journal's
+/// answers hold the builtins' variables the walk's own steps recorded
+/// (`snapshot_id`), but never guard's options: one that has `root` was
+/// written by an older guard or edited, and would override `--root`.
+pub fn refuse_reserved(answers: &Vars, origin: &str, builtins: bool) -> Result<()> {
+    for var in answers.keys() {
+        match reserved(var) {
+            Some(r @ Reserved::Builtin(_)) if builtins => {
+                bail!("{origin}: sets {var}, {r}; remove it")
+            }
+            Some(r @ Reserved::Option(o)) => {
+                bail!("{origin}: sets {var}, {r}; remove it (give guard {o} instead)")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Sets a builtin's variable for the rest of the walk and in the journal.
 /// Every builtin sets its variables here, so a new one not listed in
@@ -505,17 +560,30 @@ pub fn snapshots_in_use(store: &crate::store::Store) -> Result<std::collections:
 /// Why a step failed: shown, journalled, the walk stops.
 struct Failure(String);
 
-pub struct RunOpts {
+pub struct RunOpts<'a> {
     pub resume: bool,
     /// From the answers file: questions answered and variables preset.
     pub answers: Vars,
+    /// That file, named when its answers are refused.
+    pub answers_file: Option<&'a Path>,
 }
 
 pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
+    // The answers join the variables below (the file's and, on --resume,
+    // the journal's), over the facts: each set is checked here, before
+    // anything runs.
+    let file = match opts.answers_file {
+        Some(p) => format!("answers file {}", p.display()),
+        None => "the answers".into(),
+    };
+    refuse_reserved(&opts.answers, &file, true)?;
     let facts = detect_facts(app);
     let mut journal = if opts.resume {
         match load_journal(app, &pb.id)? {
             Some(j) if j.finished.is_none() => {
+                let path = app.store_dir.join(journal_rel(&pb.id));
+                let origin = format!("the answers in journal {}", path.display());
+                refuse_reserved(&j.answers, &origin, false)?;
                 app.ui.say(&format!(
                     "resuming {} started {} ({} step(s) recorded)",
                     pb.id,

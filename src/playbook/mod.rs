@@ -30,27 +30,11 @@ impl Answers {
     pub fn load(p: &Path) -> Result<Answers> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("cannot read answers file {}", p.display()))?;
-        let a: Answers = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("answers file {}: {}", p.display(), e.message()))?;
-        // Refused here, before any step runs (and for a dry run too, whose
-        // script would show the preset value).
-        for (var, builtin) in engine::BUILTIN_VARS {
-            if a.answers.contains_key(*var) {
-                bail!(
-                    "answers file {}: sets {var}, which the walk sets itself (builtin {builtin}); remove it",
-                    p.display()
-                );
-            }
-        }
-        for (var, opt) in engine::GUARD_VARS {
-            if a.answers.contains_key(*var) {
-                bail!(
-                    "answers file {}: sets {var}, which guard takes from its own {opt}; remove it (give guard {opt} instead)",
-                    p.display()
-                );
-            }
-        }
-        Ok(a)
+        // What it may not set (root, snapshot_id) is refused where answers
+        // join the variables (`engine::refuse_reserved`), which checks the
+        // journal's answers on --resume too.
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("answers file {}: {}", p.display(), e.message()))
     }
 }
 
@@ -148,14 +132,19 @@ pub fn cmd_run(
     name: &str,
     dry_run: bool,
     resume: bool,
-    answers: Option<&Path>,
+    answers_file: Option<&Path>,
 ) -> Result<i32> {
     let pb = find(app, name)?;
-    let answers = match answers {
+    let answers = match answers_file {
         Some(p) => Answers::load(p)?.answers,
         None => BTreeMap::new(),
     };
     if dry_run {
+        // Checked as the walk checks it: the script would show the preset
+        // value.
+        if let Some(p) = answers_file {
+            engine::refuse_reserved(&answers, &format!("answers file {}", p.display()), true)?;
+        }
         let mut vars = pb.vars.clone();
         vars.extend(engine::detect_facts(app));
         vars.extend(answers);
@@ -167,7 +156,15 @@ pub fn cmd_run(
         }
         return Ok(0);
     }
-    engine::walk(app, &pb, &engine::RunOpts { resume, answers })
+    engine::walk(
+        app,
+        &pb,
+        &engine::RunOpts {
+            resume,
+            answers,
+            answers_file,
+        },
+    )
 }
 
 /// `v` with every object key's `-` turned into `_`.

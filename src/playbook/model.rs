@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::engine::reserved;
+
 /// The format version this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -21,7 +23,8 @@ pub struct Playbook {
     /// empty: any system.
     #[serde(default)]
     pub applies_to: Vec<String>,
-    /// Default values of variables; facts and answers override them.
+    /// Default values of variables; facts and answers override them. Not
+    /// for a variable only guard sets (`engine::reserved`).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
     pub steps: Vec<Step>,
@@ -126,7 +129,8 @@ pub struct Probe {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Ask {
-    /// The variable (and answers-file key) the answer goes to.
+    /// The variable (and answers-file key) the answer goes to; not one
+    /// only guard sets (`engine::reserved`).
     pub var: String,
     pub prompt: String,
     #[serde(default)]
@@ -168,6 +172,14 @@ impl Playbook {
                 self.version
             );
         }
+        // A variable only guard sets (`root`, `store`, `snapshot_id`) is
+        // not the playbook's to set: a typed answer, a probe's finding or a
+        // default would override `--root` or what a builtin found.
+        for var in self.vars.keys() {
+            if let Some(r) = reserved(var) {
+                bail!("[vars] sets {var}, {r}; use another name");
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for s in &self.steps {
             if !seen.insert(&s.id) {
@@ -198,6 +210,15 @@ impl Playbook {
             }
             if (s.probe.is_some() || s.feed.is_some() || s.interactive) && s.run.is_none() {
                 bail!("step {}: probe, feed and interactive go with run", s.id);
+            }
+            let sets = [
+                s.ask.as_ref().map(|a| ("ask", &a.var)),
+                s.probe.as_ref().map(|p| ("probe", &p.fact)),
+            ];
+            for (how, var) in sets.into_iter().flatten() {
+                if let Some(r) = reserved(var) {
+                    bail!("step {}: {how} sets {var}, {r}; use another name", s.id);
+                }
             }
             if let Some(b) = &s.builtin {
                 if !BUILTINS.contains(&b.as_str()) {
