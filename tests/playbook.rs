@@ -938,56 +938,32 @@ fn a_store_lock_held_past_the_bound_fails_the_step_clearly() {
     );
 }
 
-/// Variables the builtin steps set (the walk's `snapshot_id`, the check's
-/// verdicts, the LUKS sizes and header backup) cannot come from an answers
-/// file: a preset `snapshot_id` would point the walk's check and restore at
-/// another snapshot, a preset `source_bytes` would let `cmp` pass on a
-/// partial copy. Refused before any step runs, naming the key.
+/// Variables only guard sets cannot come from an answers file. Those the
+/// builtin steps set (the walk's `snapshot_id`, the check's verdicts, the
+/// LUKS sizes and header backup): a preset `snapshot_id` would point the
+/// walk's check and restore at another snapshot, a preset `source_bytes`
+/// would let `cmp` pass on a partial copy. And `root` and `store`, guard's
+/// own `--root` and `--store`: a preset `root = "/"` would point the
+/// steps' `{root}` commands at the host while guard's own steps act on
+/// `--root`. Refused before any step runs, naming the key, exit 3.
 #[test]
-fn an_answers_file_cannot_set_what_a_builtin_sets() {
-    let e = env();
-    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
-    for key in [
-        "snapshot_id",
-        "check_critical",
-        "pam_vanished",
-        "source_bytes",
-        "needed_mib",
-        "luks_header_backup",
-    ] {
-        let ans = format!("[answers]\nflag = \"yes\"\n{key} = \"x\"\n");
-        for args in [&["--yes", "run", "walk"][..], &["run", "walk", "--dry-run"]] {
-            let out = e.guard(args, Some(&ans));
-            let err = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(3), "{key} {args:?}: {err}");
-            assert_eq!(err.lines().count(), 1, "{key} {args:?}: one line: {err}");
-            assert!(
-                err.contains(&format!("sets {key}, which the walk sets itself")),
-                "{key} {args:?}: {err}"
-            );
-            assert!(out.stdout.is_empty(), "{key} {args:?}");
-        }
-        assert!(!e.root.join("a-log").exists(), "{key}: a step ran");
-        assert!(
-            !e.store.join("journals").exists(),
-            "{key}: a journal was kept"
-        );
-    }
-}
-
-/// `root` and `store` are guard's own `--root` and `--store`, not detected
-/// facts an answers file may override: a preset `root = "/"` would point
-/// the steps' `{root}` commands at the host while guard's own steps act on
-/// `--root`. Refused like a builtin's variable: before any step runs,
-/// naming the key, exit 3.
-#[test]
-fn an_answers_file_cannot_set_root_or_store() {
+fn an_answers_file_cannot_set_a_variable_only_guard_sets() {
     let e = env();
     std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
     // stands in for the host: a step that ran with this root wrote here
     let elsewhere = e.base.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    for (key, opt) in [("root", "--root"), ("store", "--store")] {
+    let builtin = "which the walk sets itself";
+    for (key, why) in [
+        ("snapshot_id", builtin),
+        ("check_critical", builtin),
+        ("pam_vanished", builtin),
+        ("source_bytes", builtin),
+        ("needed_mib", builtin),
+        ("luks_header_backup", builtin),
+        ("root", "which guard takes from its own --root"),
+        ("store", "which guard takes from its own --store"),
+    ] {
         let ans = format!(
             "[answers]\nflag = \"yes\"\n{key} = \"{}\"\n",
             elsewhere.display()
@@ -998,7 +974,7 @@ fn an_answers_file_cannot_set_root_or_store() {
             assert_eq!(out.status.code(), Some(3), "{key} {args:?}: {err}");
             assert_eq!(err.lines().count(), 1, "{key} {args:?}: one line: {err}");
             assert!(
-                err.contains(&format!("sets {key}, which guard takes from its own {opt}")),
+                err.contains(&format!("sets {key}, {why}")),
                 "{key} {args:?}: {err}"
             );
             assert!(out.stdout.is_empty(), "{key} {args:?}");
