@@ -1,6 +1,7 @@
 //! guard fitted into the system, with real parts: a pacman transaction
 //! running guard's alpm hooks in a chroot, apt reading guard's apt.conf.d
-//! snippet, the zypp commit plugin driven frame by frame, systemd-analyze on
+//! snippet, real apt transactions in a Debian root made by debootstrap, the
+//! zypp commit plugin driven frame by frame, systemd-analyze on
 //! the units, setpriv for least privilege, restic against an append-only
 //! `rclone serve restic`, completions and the man page.
 
@@ -441,6 +442,411 @@ fn apt_reads_the_hooks_and_they_run() {
     let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(!r.join("etc/apt/apt.conf.d/05guard").exists());
+}
+
+// ------------------------------------------------ apt in a real Debian root
+
+/// Where debootstrap fetches Debian from: the mirror Debian itself names.
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// A minimal Debian bookworm, made by the real debootstrap in a temporary
+/// directory (`DIR/root`): the system guard's apt hooks are meant for.
+/// debootstrap mounts /proc and /sys in the target while it configures
+/// packages; in a mount namespace of its own those mounts go with it, even
+/// if it is killed half-way.
+fn debootstrap() -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("guard-debian-")
+        .tempdir()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args(["debootstrap", "--variant=minbase", "bookworm"])
+        .arg(t.path().join("root"))
+        .arg(DEBIAN_MIRROR)
+        .stdin(Stdio::null())
+        .output()
+        .expect("debootstrap (scripts/test.sh installs it)");
+    // Its progress is hundreds of lines: only the end, and only on failure.
+    let tail = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b);
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    assert!(
+        out.status.success(),
+        "debootstrap bookworm from {DEBIAN_MIRROR} failed ({}); it needs that mirror:\n{}\n{}",
+        out.status,
+        tail(&out.stdout),
+        tail(&out.stderr)
+    );
+    eprintln!("debootstrap took {:?}", start.elapsed());
+    t
+}
+
+/// Runs a command inside the Debian root as an admin's shell there would:
+/// chrooted, with /proc and a devpts of its own mounted (apt logs dpkg's
+/// output through a pty). The mounts are made in a private mount namespace,
+/// which ends with its last process: nothing stays mounted on this machine
+/// whatever becomes of the test. `$2 = ro` also bind-mounts the root's guard
+/// store read-only, as a store on a filesystem gone read-only would be.
+const IN_ROOT: &str = r#"root=$1; store=$2; shift 2
+mount -t proc proc "$root/proc" || exit 125
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" || exit 125
+if [ "$store" = ro ]; then
+  mount --bind "$root/var/lib/guard" "$root/var/lib/guard" || exit 125
+  mount -o remount,bind,ro "$root/var/lib/guard" || exit 125
+fi
+exec chroot "$root" "$@"
+"#;
+
+fn in_root(root: &Path, store: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--"])
+        .args(["sh", "-c", IN_ROOT, "sh"])
+        .arg(root)
+        .arg(store)
+        .args(args);
+    // The environment of a root shell on the Debian system, not of cargo.
+    c.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", "/root")
+        .env("LC_ALL", "C")
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+/// Runs `c` with stdout and stderr in one file, interleaved as on the
+/// admin's terminal: where guard's lines stand among apt's and dpkg's is
+/// part of what is tested.
+fn run_merged(c: &mut Command) -> (std::process::ExitStatus, String) {
+    use std::io::Seek;
+    let mut log = tempfile::tempfile().unwrap();
+    let status = c
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log.try_clone().unwrap())
+        .status()
+        .expect("spawn");
+    log.rewind().unwrap();
+    let mut s = String::new();
+    log.read_to_string(&mut s).unwrap();
+    eprintln!("{c:?}: {status}\n{s}");
+    (status, s)
+}
+
+/// Where `needle` first stands in `log`; panics with the log when it is not.
+fn at(log: &str, needle: &str) -> usize {
+    log.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the output:\n{log}"))
+}
+
+/// Version `v` (1, 2 or 3) of the package `guardtest`, built with the real
+/// dpkg-deb into `out`. 1.0-1 ships /usr/bin/guardtest and two conffiles,
+/// /etc/guardtest/main.conf and old.conf. 2.0-1 changes main.conf and
+/// drops old.conf the way Debian packages do (dpkg-maintscript-helper
+/// rm_conffile, without which dpkg would keep it as obsolete), and its
+/// postinst, over-eager, also deletes the admin's own
+/// /etc/guardtest/local.conf. 3.0-1 is 2.0-1 with a postinst that then
+/// fails: an upgrade that breaks half-way.
+fn guardtest_deb(work: &Path, v: u32, out: &Path) {
+    let d = work.join(format!("guardtest-{v}"));
+    let put = |p: &str, text: &str, mode: u32| {
+        let f = d.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, text).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    put(
+        "DEBIAN/control",
+        &format!(
+            "Package: guardtest\nVersion: {v}.0-1\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+        0o644,
+    );
+    put(
+        "usr/bin/guardtest",
+        &format!("#!/bin/sh\necho {v}\n"),
+        0o755,
+    );
+    put(
+        "etc/guardtest/main.conf",
+        &format!("# guardtest {v}\nport = 25\n"),
+        0o644,
+    );
+    if v == 1 {
+        put("etc/guardtest/old.conf", "legacy = yes\n", 0o644);
+        put(
+            "DEBIAN/conffiles",
+            "/etc/guardtest/main.conf\n/etc/guardtest/old.conf\n",
+            0o644,
+        );
+    } else {
+        put("DEBIAN/conffiles", "/etc/guardtest/main.conf\n", 0o644);
+        let rm_conffile =
+            "dpkg-maintscript-helper rm_conffile /etc/guardtest/old.conf 2.0-1~ -- \"$@\"\n";
+        for script in ["preinst", "postrm"] {
+            put(
+                &format!("DEBIAN/{script}"),
+                &format!("#!/bin/sh\nset -e\n{rm_conffile}"),
+                0o755,
+            );
+        }
+        put(
+            "DEBIAN/postinst",
+            &format!(
+                "#!/bin/sh\nset -e\n{rm_conffile}rm -f /etc/guardtest/local.conf\n{}",
+                if v == 3 {
+                    "echo 'guardtest: cannot start' >&2\nexit 1\n"
+                } else {
+                    ""
+                }
+            ),
+            0o755,
+        );
+    }
+    let o = run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(out));
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The installed version of guardtest in the root, or "" when it is not.
+fn guardtest_version(root: &Path) -> String {
+    let out = run(&mut in_root(
+        root,
+        "rw",
+        &[
+            "dpkg-query",
+            "-W",
+            "-f=${db:Status-Abbrev}${Version}",
+            "guardtest",
+        ],
+    ));
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    s.strip_prefix("ii ").unwrap_or("").to_string()
+}
+
+fn pre_snapshots(root: &Path) -> Vec<serde_json::Value> {
+    snapshots(root)
+        .into_iter()
+        .filter(|s| s["kind"] == "pre")
+        .collect()
+}
+
+/// The hooks as they are meant to run: guard installed in a real Debian
+/// system, `guard hooks install` run there, and real apt transactions
+/// (apt-get installing local .deb files: no network after debootstrap) that
+/// upgrade a package whose maintainer scripts do damage. Also what must
+/// never happen: a locked or read-only store, or guard gone, failing apt.
+#[test]
+fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
+    let t = debootstrap();
+    let r = &t.path().join("root");
+
+    // guard where its package would put it, hooks installed from inside:
+    // the package manager detected as apt.
+    std::fs::copy(GUARD, r.join("usr/bin/guard")).unwrap();
+    let out = run(&mut in_root(
+        r,
+        "rw",
+        &["/usr/bin/guard", "--yes", "hooks", "install"],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("apt hooks: installed 1 file(s)"),
+        "{}",
+        text(&out)
+    );
+    let conf = std::fs::read_to_string(r.join("etc/apt/apt.conf.d/05guard")).unwrap();
+    assert!(conf.contains("DPkg::Pre-Invoke"), "{conf}");
+
+    let work = t.path().join("work");
+    for v in [1, 2, 3] {
+        guardtest_deb(&work, v, &r.join(format!("tmp/guardtest_{v}.deb")));
+    }
+
+    // 1. Install: a snapshot before dpkg unpacks anything, a clean check
+    // after it has configured the package.
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "rw",
+        &["apt-get", "install", "-y", "/tmp/guardtest_1.deb"],
+    ));
+    assert!(st.success(), "{log}");
+    let pre = pre_snapshots(r);
+    assert_eq!(pre.len(), 1, "{pre:?}");
+    assert_eq!(pre[0]["label"], "apt transaction", "{pre:?}");
+    let first = pre[0]["id"].as_str().unwrap().to_string();
+    let snap = at(
+        &log,
+        &format!("guard: snapshot {first} before the transaction"),
+    );
+    assert!(snap < at(&log, "Unpacking guardtest (1.0-1)"), "{log}");
+    assert!(
+        at(&log, "Setting up guardtest (1.0-1)") < at(&log, "guard: OK"),
+        "{log}"
+    );
+    assert_eq!(guardtest_version(r), "1.0-1");
+
+    // 2. The admin's own file beside the package's, then the upgrade.
+    std::fs::write(r.join("etc/guardtest/local.conf"), "relay = mx.example\n").unwrap();
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "rw",
+        &["apt-get", "install", "-y", "/tmp/guardtest_2.deb"],
+    ));
+    assert!(st.success(), "{log}");
+    assert_eq!(guardtest_version(r), "2.0-1");
+    assert!(!r.join("etc/guardtest/local.conf").exists());
+    assert!(!r.join("etc/guardtest/old.conf").exists());
+    let pre = pre_snapshots(r);
+    assert_eq!(pre.len(), 2, "{pre:?}");
+    let second = pre
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .find(|id| *id != first)
+        .unwrap();
+    assert!(
+        pre.iter().all(|s| s["label"] == "apt transaction"),
+        "{pre:?}"
+    );
+    let snap = at(
+        &log,
+        &format!("guard: snapshot {second} before the transaction"),
+    );
+    assert!(snap < at(&log, "Unpacking guardtest (2.0-1)"), "{log}");
+    // The check's summary comes after dpkg did the damage, on apt's output.
+    let summary = &log[at(&log, "Removing obsolete conffile /etc/guardtest/old.conf")..];
+    for line in [
+        "guard: 1 critical: /etc/guardtest/local.conf vanished",
+        "guard:   critical file/vanished: /etc/guardtest/local.conf vanished (owned by no package",
+        "guard:   warning  file/vanished: /etc/guardtest/old.conf vanished (owned by guardtest)",
+        "guard: details: guard check",
+    ] {
+        at(summary, line);
+    }
+
+    // 3. The admin's `guard check` afterwards, inside the system, against
+    // the snapshot the hook took; the store is the root's own.
+    let out = run(&mut in_root(r, "rw", &["guard", "--json", "check"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check["snapshot"], second.as_str(), "{check:#}");
+    let finding = |path: &str| {
+        check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["paths"][0] == path)
+            .unwrap_or_else(|| panic!("no finding for {path}: {check:#}"))
+            .clone()
+    };
+    let local = finding("/etc/guardtest/local.conf");
+    assert_eq!(local["id"], "file/vanished", "{local:#}");
+    assert_eq!(local["severity"], "critical", "{local:#}");
+    assert_eq!(local["fix"], "guard restore /etc/guardtest/local.conf");
+    let old = finding("/etc/guardtest/old.conf");
+    assert_eq!(old["id"], "file/vanished", "{old:#}");
+    assert_eq!(old["severity"], "warning", "{old:#}");
+    assert!(r.join("var/lib/guard/snapshots").is_dir());
+    // The fix it names brings the admin's file back.
+    let out = run(&mut in_root(
+        r,
+        "rw",
+        &["guard", "--yes", "restore", "/etc/guardtest/local.conf"],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/guardtest/local.conf")).unwrap(),
+        "relay = mx.example\n"
+    );
+
+    // 4. Never failing apt. Another guard holds the store's lock: the
+    // snapshot is skipped with a warning, the downgrade goes through.
+    let lock = std::fs::File::create(r.join("var/lib/guard/lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "rw",
+        &[
+            "apt-get",
+            "install",
+            "-y",
+            "--allow-downgrades",
+            "/tmp/guardtest_1.deb",
+        ],
+    ));
+    drop(lock);
+    assert!(st.success(), "{log}");
+    at(&log, "locked by another guard process");
+    at(&log, "; the transaction goes on");
+    assert_eq!(guardtest_version(r), "1.0-1");
+    assert_eq!(pre_snapshots(r).len(), 2);
+    // A read-only store: the same.
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "ro",
+        &["apt-get", "install", "-y", "/tmp/guardtest_2.deb"],
+    ));
+    assert!(st.success(), "{log}");
+    at(&log, "is not writable");
+    at(&log, "; the transaction goes on");
+    assert_eq!(guardtest_version(r), "2.0-1");
+    assert_eq!(pre_snapshots(r).len(), 2);
+
+    // 5. An upgrade that fails half-way (its postinst exits 1) after doing
+    // the damage: apt still runs Post-Invoke, so the check shows what the
+    // broken upgrade left, after dpkg's error; apt's own failure (100)
+    // stands, neither masked nor caused by the hooks.
+    std::fs::write(r.join("etc/guardtest/local.conf"), "relay = mx.example\n").unwrap();
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "rw",
+        &["apt-get", "install", "-y", "/tmp/guardtest_3.deb"],
+    ));
+    assert_eq!(st.code(), Some(100), "{log}");
+    assert_eq!(pre_snapshots(r).len(), 3);
+    let failed = at(
+        &log,
+        "dpkg: error processing package guardtest (--configure)",
+    );
+    let critical = at(
+        &log,
+        "guard:   critical file/vanished: /etc/guardtest/local.conf",
+    );
+    assert!(failed < critical, "{log}");
+    assert!(
+        critical
+            < at(
+                &log,
+                "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+            ),
+        "{log}"
+    );
+
+    // 6. guard removed but its hooks left behind: apt does not notice.
+    std::fs::remove_file(r.join("usr/bin/guard")).unwrap();
+    let (st, log) = run_merged(&mut in_root(
+        r,
+        "rw",
+        &["apt-get", "remove", "-y", "guardtest"],
+    ));
+    assert!(st.success(), "{log}");
+    assert!(!log.contains("guard:"), "{log}");
+    assert!(!log.contains("/usr/bin/guard"), "{log}");
+    assert_eq!(guardtest_version(r), "");
+
+    // Nothing the test mounted is left on this machine.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let base = t.path().to_string_lossy().to_string();
+    assert!(!mounts.contains(&base), "{mounts}");
 }
 
 #[test]
