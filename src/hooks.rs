@@ -494,15 +494,28 @@ pub fn post(app: &App) -> Result<()> {
     let report = crate::app::check(app, None)?;
     {
         use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), "{}", summary(&report));
+        let now = jiff::Timestamp::now();
+        let _ = write!(std::io::stderr().lock(), "{}", summary(&report, now));
     }
     Ok(())
 }
 
-/// A one-screen summary of a report: the verdict, the worst findings, a
-/// pointer to the full check.
-pub fn summary(report: &crate::report::Report) -> String {
+/// A one-screen summary of a report: the verdict, the snapshot it compared
+/// with and how old that is, the worst findings, a pointer to the full
+/// check. The age tells a snapshot taken just before this transaction from
+/// an older one, compared with when the `pre` snapshot could not be taken
+/// (a locked or full store; its warning may have scrolled away).
+pub fn summary(report: &crate::report::Report, now: jiff::Timestamp) -> String {
     let mut out = format!("guard: {}\n", report.verdict());
+    match &report.snapshot {
+        Some(id) => {
+            let age = crate::store::id_time(id)
+                .map(|t| format!(", taken {}", ago(now.duration_since(t).as_secs())))
+                .unwrap_or_default();
+            out.push_str(&format!("guard: compared with snapshot {id}{age}\n"));
+        }
+        None => out.push_str("guard: no snapshot to compare with\n"),
+    }
     let shown: Vec<_> = report
         .findings
         .iter()
@@ -531,6 +544,16 @@ pub fn summary(report: &crate::report::Report) -> String {
         out.push_str("guard: details: guard check\n");
     }
     out
+}
+
+/// `secs` as a rough age: "40 s ago", "3 min ago", "5 h ago", "2 days ago".
+fn ago(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 2 * 3600 => format!("{} min ago", s / 60),
+        s if s < 2 * 86400 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86400),
+    }
 }
 
 /// One frame of libzypp's plugin protocol (STOMP-like): a command line,
@@ -639,6 +662,35 @@ pub fn zypp_plugin(app: &App, r: &mut dyn BufRead, w: &mut dyn Write) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_names_the_snapshot_it_compared_with_and_its_age() {
+        use crate::report::{Finding, Report, Severity};
+        let id = "20261123-080000-000";
+        let t = crate::store::id_time(id).unwrap();
+        let f = Finding::new(
+            "file/vanished",
+            Severity::Critical,
+            &[&crate::sysroot::SysPath::new("/etc/pam.d/imap")],
+            "/etc/pam.d/imap vanished",
+        );
+        let r = Report::new(Some(id.into()), "/".into(), vec![f]);
+        let at = |secs: i64| summary(&r, t + jiff::SignedDuration::from_secs(secs));
+        let s = at(185);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("guard: 1 critical"), "{s}");
+        assert_eq!(
+            lines[1],
+            format!("guard: compared with snapshot {id}, taken 3 min ago")
+        );
+        assert!(at(40).contains("taken 40 s ago"));
+        assert!(at(5 * 3600).contains("taken 5 h ago"));
+        assert!(at(3 * 86400).contains("taken 3 days ago"));
+        let none = Report::new(None, "/".into(), vec![]);
+        assert!(summary(&none, t)
+            .lines()
+            .any(|l| l == "guard: no snapshot to compare with"));
+    }
 
     #[test]
     fn frames_parse_with_and_without_content_length() {

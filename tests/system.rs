@@ -726,12 +726,18 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     let summary = &log[at(&log, "Removing obsolete conffile /etc/guardtest/old.conf")..];
     for line in [
         "guard: 1 critical: /etc/guardtest/local.conf vanished",
+        // the snapshot this transaction's hook took, seconds before
+        &format!("guard: compared with snapshot {second}, taken "),
         "guard:   critical file/vanished: /etc/guardtest/local.conf vanished (owned by no package",
         "guard:   warning  file/vanished: /etc/guardtest/old.conf vanished (owned by guardtest)",
         "guard: details: guard check",
     ] {
         at(summary, line);
     }
+    assert!(
+        at(summary, "guard: 1 critical:") < at(summary, "guard: compared with snapshot"),
+        "{summary}"
+    );
 
     // 3. The admin's `guard check` afterwards, inside the system, against
     // the snapshot the hook took; the store is the root's own.
@@ -789,6 +795,11 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     at(&log, "; the transaction goes on");
     assert_eq!(guardtest_version(r), "1.0-1");
     assert_eq!(pre_snapshots(r).len(), 2);
+    // the summary names the older snapshot it fell back on
+    at(
+        &log,
+        &format!("guard: compared with snapshot {second}, taken "),
+    );
     // A read-only store: the same.
     let (st, log) = run_merged(&mut in_root(
         r,
