@@ -686,6 +686,56 @@ fn dpkg_owners_of_a_path_the_cached_snapshot_lacked_are_read_again() {
     );
 }
 
+/// An upgrade dpkg unpacked but never configured (apt killed, a maintainer
+/// script that failed) is `pkg/unfinished`, naming the package and its
+/// state, with the command that finishes it; once that ran, it is gone.
+#[test]
+fn dpkg_packages_left_unconfigured_are_reported_until_configured() {
+    let w = world();
+    dpkg_root(&w);
+    run(dpkg(&w)
+        .arg("-i")
+        .arg(dpkg_deb(&w, "1.0", MAIN_V1, CTL_V1, true)));
+    snapshot_id(&w, "pre");
+    let unfinished = |check: &Value| -> Vec<Value> {
+        findings(check)
+            .iter()
+            .filter(|f| f["id"] == "pkg/unfinished")
+            .cloned()
+            .collect()
+    };
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(unfinished(&v).is_empty(), "{v:#}");
+    // the real dpkg, stopped between unpacking and configuring
+    run(dpkg(&w)
+        .arg("--unpack")
+        .arg(dpkg_deb(&w, "2.0", MAIN_V1, CTL_V2, true)));
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    let found = unfinished(&v);
+    assert_eq!(found.len(), 1, "{v:#}");
+    assert_eq!(found[0]["severity"], "warning", "{v:#}");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("dpkg left 1 package(s) unfinished: foo (unpacked)"),
+        "{v:#}"
+    );
+    assert!(
+        found[0]["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("dpkg --configure -a"),
+        "{v:#}"
+    );
+    assert!(code >= 1, "a warning at least: {v:#}");
+    // the fix it names, then nothing left to report
+    run(dpkg(&w).arg("--configure").arg("-a"));
+    let (_, v) = guard(&w.root, &w.store, &["check"]);
+    assert!(unfinished(&v).is_empty(), "{v:#}");
+}
+
 /// `dpkg -r` keeps a package's conffiles and its list: they are still its
 /// own (`dpkg -S` says so), though it is no longer installed.
 #[test]

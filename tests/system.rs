@@ -841,6 +841,28 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
             ),
         "{log}"
     );
+    // and that the upgrade did not finish: the package dpkg left
+    // half-configured, with what finishes it
+    at(
+        &log[failed..],
+        "guard:   warning  pkg/unfinished: dpkg left 1 package(s) unfinished: guardtest (half-configured)\n",
+    );
+    let out = run(&mut in_root(r, "rw", &["guard", "--json", "check"]));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unfinished: Vec<&serde_json::Value> = check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "pkg/unfinished")
+        .collect();
+    assert_eq!(unfinished.len(), 1, "{check:#}");
+    assert!(
+        unfinished[0]["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("dpkg --configure -a"),
+        "{check:#}"
+    );
 
     // 6. guard removed but its hooks left behind: apt does not notice.
     std::fs::remove_file(r.join("usr/bin/guard")).unwrap();

@@ -47,6 +47,7 @@ fn specific() -> Vec<Box<dyn Check>> {
     vec![
         Box::new(caps::Caps),
         Box::new(pkg::Packages),
+        Box::new(pkg::Unfinished),
         Box::new(pam::Pam),
         Box::new(ssh::Ssh),
         Box::new(systemd::Systemd),

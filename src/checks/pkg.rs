@@ -1,4 +1,6 @@
-//! `pkg/changed`: packages upgraded, added or removed since the baseline.
+//! `pkg/changed`: packages upgraded, added or removed since the baseline;
+//! `pkg/unfinished`: packages a failed or interrupted transaction left
+//! unconfigured.
 
 use super::{Check, Context};
 use crate::diff;
@@ -47,5 +49,46 @@ impl Check for Packages {
             ),
         )
         .detail(lines.join("\n"))]
+    }
+}
+
+/// `pkg/unfinished`: what `dpkg --audit` would list. Looked for only when
+/// the package databases changed since the baseline (a transaction ran), or
+/// there is none: an unchanged database was in the same state then, and a
+/// check that reads the whole status file every time would cost more than
+/// the rest of an unchanged check.
+pub struct Unfinished;
+
+impl Check for Unfinished {
+    fn name(&self) -> &'static str {
+        "unfinished packages"
+    }
+
+    fn run(&self, cx: &Context) -> Vec<Finding> {
+        let stamp = &cx.live.packages.stamp;
+        if cx
+            .baseline
+            .is_some_and(|b| !stamp.is_empty() && b.packages.stamp == *stamp)
+        {
+            return Vec::new();
+        }
+        let left = crate::pkg::unfinished(cx.root);
+        if left.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<String> = left.iter().map(|(p, s)| format!("{p} ({s})")).collect();
+        vec![Finding::new(
+            "pkg/unfinished",
+            Severity::Warning,
+            &[],
+            // short: the summary after a transaction cuts lines at 120
+            format!(
+                "dpkg left {} package(s) unfinished: {}",
+                left.len(),
+                names.join(", ")
+            ),
+        )
+        .detail(names.join("\n"))
+        .fix("dpkg --configure -a (then apt-get -f install if dependencies are missing)")]
     }
 }

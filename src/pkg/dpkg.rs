@@ -99,6 +99,56 @@ pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
     out
 }
 
+/// The packages dpkg did not finish with, as `dpkg --audit` finds them:
+/// (name, state) for each whose `Status` says it is unpacked but not
+/// configured, half-configured, half-installed, or waiting for triggers, or
+/// whose error flag says it must be reinstalled. A transaction that failed
+/// (a maintainer script exited non-zero) or was interrupted leaves them so.
+pub(crate) fn parse_unfinished(text: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for para in paragraphs(text) {
+        let (mut package, mut status) = (None, None);
+        for line in para.split(|b| *b == b'\n') {
+            if let Some(v) = line.strip_prefix(b"Package:") {
+                package = Some(String::from_utf8_lossy(v).trim().to_string());
+            } else if let Some(v) = line.strip_prefix(b"Status:") {
+                status = Some(String::from_utf8_lossy(v).trim().to_string());
+            }
+        }
+        let (Some(package), Some(status)) = (package, status) else {
+            continue;
+        };
+        let words: Vec<&str> = status.split_whitespace().collect();
+        let [_want, flag, state] = words[..] else {
+            continue;
+        };
+        let unfinished = matches!(
+            state,
+            "unpacked"
+                | "half-configured"
+                | "half-installed"
+                | "triggers-awaited"
+                | "triggers-pending"
+        );
+        if unfinished || flag == "reinstreq" {
+            let what = if flag == "reinstreq" {
+                format!("{state}, must be reinstalled")
+            } else {
+                state.to_string()
+            };
+            out.push((package, what));
+        }
+    }
+    out
+}
+
+pub(crate) fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
+    match root.read_follow(&SysPath::new(STATUS)) {
+        Ok(Some(text)) => parse_unfinished(&text),
+        _ => Vec::new(),
+    }
+}
+
 pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
     let Some(status) = root
         .read_follow(&SysPath::new(STATUS))
@@ -149,6 +199,28 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unfinished_packages_are_those_dpkg_audit_names() {
+        let status = b"Package: done\nStatus: install ok installed\nVersion: 1\n\n\
+Package: unpacked\nStatus: install ok unpacked\nVersion: 2\n\n\
+Package: failed\nStatus: install ok half-configured\nDescription: x\n multi\n\n\
+Package: broken\nStatus: install reinstreq half-installed\n\n\
+Package: gone\nStatus: deinstall ok config-files\n\n\
+Package: trig\nStatus: install ok triggers-pending\n";
+        assert_eq!(
+            super::parse_unfinished(status),
+            [
+                ("unpacked".to_string(), "unpacked".to_string()),
+                ("failed".into(), "half-configured".into()),
+                (
+                    "broken".into(),
+                    "half-installed, must be reinstalled".into()
+                ),
+                ("trig".into(), "triggers-pending".into()),
+            ]
+        );
+    }
+
     use super::*;
 
     const STATUS_TEXT: &str = "\

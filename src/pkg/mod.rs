@@ -80,6 +80,14 @@ pub fn stamp(root: &SysRoot) -> String {
     parts.join(";")
 }
 
+/// Packages a failed or interrupted transaction left unfinished, with their
+/// state (`half-configured`, `unpacked`, …): dpkg's only. pacman and rpm
+/// keep no such state; a pacman killed mid-transaction leaves its lock,
+/// which cannot be told from a pacman still running.
+pub fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
+    dpkg::unfinished(root)
+}
+
 /// One manager's reader: `Ok(None)` when the root does not use it.
 type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 
