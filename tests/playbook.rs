@@ -991,6 +991,71 @@ fn an_answers_file_cannot_set_a_variable_only_guard_sets() {
     }
 }
 
+/// `--dry-run --resume` shows the rest of an unfinished walk as the resume
+/// would take it: the journal's answers filled in, the steps it recorded
+/// as done commented out, the failed one marked as asking for a retry, the
+/// rest as they would run. It runs nothing and leaves the journal as it was;
+/// without an unfinished walk it is refused like `--resume`.
+#[test]
+fn a_dry_run_of_a_resume_shows_what_the_resume_would_do() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    let out = e.guard(&["run", "walk", "--dry-run", "--resume"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no journal of walk to resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = e.guard(
+        &["--yes", "run", "walk"],
+        Some("[answers]\nflag = \"yes\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(status(&e.journal("walk"), "d"), "failed");
+    let jpath = e.store.join("journals/walk.json");
+    let before = std::fs::read(&jpath).unwrap();
+    let log = std::fs::read(e.root.join("a-log")).unwrap();
+
+    // no answers file now: the journal's `flag = yes` is what counts
+    let out = e.guard(&["run", "walk", "--dry-run", "--resume"], None);
+    let script = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(script.contains("#   flag = yes\n"), "{script}");
+    assert!(script.contains("# resuming the walk started "), "{script}");
+    // a: done, its command commented out, not to be run again
+    let a = &script[script.find("(a)\n").unwrap()..script.find("(b)\n").unwrap()];
+    assert!(a.contains("# recorded done ("), "{a}");
+    assert!(a.contains("not run again"), "{a}");
+    assert!(
+        a.lines()
+            .filter(|l| l.contains("a-log"))
+            .all(|l| l.starts_with('#')),
+        "{a}"
+    );
+    // d: failed, the resume asks, its command shown to run
+    let d = &script[script.find("(d)\n").unwrap()..script.find("(e)\n").unwrap()];
+    assert!(d.contains("# FAILED last time ("), "{d}");
+    assert!(d.contains("retry-d = \"retry\""), "{d}");
+    assert!(
+        d.lines().any(|l| !l.starts_with('#') && l.contains("d-ok")),
+        "{d}"
+    );
+    // e: never reached, shown as it would run
+    let e_step = &script[script.find("(e)\n").unwrap()..];
+    assert!(!e_step.contains("# recorded"), "{e_step}");
+    assert!(
+        e_step
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("e-ran")),
+        "{e_step}"
+    );
+    // nothing ran, nothing changed
+    assert!(!e.root.join("e-ran").exists());
+    assert_eq!(std::fs::read(e.root.join("a-log")).unwrap(), log);
+    assert_eq!(std::fs::read(&jpath).unwrap(), before, "journal changed");
+}
+
 /// A journal whose answers set `root` or `store` (written by an older guard,
 /// or edited) would override `--root`/`--store` on `--resume` like an
 /// answers file would: refused the same way, naming the journal, before any

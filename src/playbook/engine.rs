@@ -510,6 +510,24 @@ fn save(app: &App, j: &Journal) -> Result<()> {
     store.write_doc_file(&journal_rel(&j.playbook), &data)
 }
 
+/// The journal of an unfinished walk of `id`, for `--resume` (and its dry
+/// run): refused when there is none, when the walk finished, or when its
+/// answers set `root` or `store`.
+pub fn resumable_journal(app: &App, id: &str) -> Result<Journal> {
+    match load_journal(app, id)? {
+        Some(j) if j.finished.is_none() => {
+            let path = app.store_dir.join(journal_rel(id));
+            let origin = format!("the answers in journal {}", path.display());
+            refuse_reserved(&j.answers, &origin, false)?;
+            Ok(j)
+        }
+        Some(_) => bail!(
+            "the last run of {id} has finished; nothing to resume (run it again without --resume)"
+        ),
+        None => bail!("no journal of {id} to resume; start it with guard run {id}"),
+    }
+}
+
 pub fn load_journal(app: &App, id: &str) -> Result<Option<Journal>> {
     let store = app.store_read()?;
     match store.read_doc_file(&journal_rel(id))? {
@@ -579,22 +597,14 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     refuse_reserved(&opts.answers, &file, true)?;
     let facts = detect_facts(app);
     let mut journal = if opts.resume {
-        match load_journal(app, &pb.id)? {
-            Some(j) if j.finished.is_none() => {
-                let path = app.store_dir.join(journal_rel(&pb.id));
-                let origin = format!("the answers in journal {}", path.display());
-                refuse_reserved(&j.answers, &origin, false)?;
-                app.ui.say(&format!(
-                    "resuming {} started {} ({} step(s) recorded)",
-                    pb.id,
-                    j.started,
-                    j.steps.len()
-                ));
-                j
-            }
-            Some(_) => bail!("the last run of {} has finished; nothing to resume (run it again without --resume)", pb.id),
-            None => bail!("no journal of {} to resume; start it with guard run {}", pb.id, pb.id),
-        }
+        let j = resumable_journal(app, &pb.id)?;
+        app.ui.say(&format!(
+            "resuming {} started {} ({} step(s) recorded)",
+            pb.id,
+            j.started,
+            j.steps.len()
+        ));
+        j
     } else {
         if let Some(old) = load_journal(app, &pb.id)? {
             if old.finished.is_none() && !old.steps.is_empty() {
@@ -860,7 +870,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
 /// On resume, an answers file may not change what a question already
 /// answered (or a probe already found): the steps done since relied on it.
 /// A changed `target` would otherwise skip target-check before luksFormat.
-fn refuse_changed_answers(pb: &Playbook, journal: &Journal, answers: &Vars) -> Result<()> {
+pub fn refuse_changed_answers(pb: &Playbook, journal: &Journal, answers: &Vars) -> Result<()> {
     for step in &pb.steps {
         let done = journal
             .steps
@@ -1687,7 +1697,16 @@ pub fn render_step(
 
 /// The whole walk as a reviewable shell script; never fails for lack of a
 /// fact (unknown ones are `<placeholders>`).
-pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path, store: &Path) -> String {
+/// The dry run's script. `recorded`: the steps an unfinished walk's
+/// journal holds, when the dry run is of its `--resume`; each says what the
+/// resume will do with it.
+pub fn render_script(
+    pb: &Playbook,
+    vars: &Vars,
+    root: &Path,
+    store: &Path,
+    recorded: Option<&Journal>,
+) -> String {
     let mut o = String::new();
     o.push_str("#!/bin/sh\n");
     o.push_str(&format!("# guard playbook {}: {}\n", pb.id, pb.title));
@@ -1700,9 +1719,52 @@ pub fn render_script(pb: &Playbook, vars: &Vars, root: &Path, store: &Path) -> S
     for (k, v) in vars {
         o.push_str(&format!("#   {k} = {v}\n"));
     }
-    o.push_str("# unknown facts and answers appear as <name>\nset -eu\n");
+    o.push_str("# unknown facts and answers appear as <name>\n");
+    if let Some(j) = recorded {
+        o.push_str(&format!(
+            "# resuming the walk started {} ({} step(s) recorded)\n",
+            j.started,
+            j.steps.len()
+        ));
+    }
+    o.push_str("set -eu\n");
     for (n, s) in pb.steps.iter().enumerate() {
-        o.push_str(&render_step(s, vars, n, pb.steps.len(), root, store));
+        let step = render_step(s, vars, n, pb.steps.len(), root, store);
+        let Some(r) = recorded.and_then(|j| j.steps.iter().find(|r| r.id == s.id)) else {
+            o.push_str(&step);
+            continue;
+        };
+        // The step's header line, then what the resume does with it.
+        let (head, rest) = step
+            .trim_start_matches('\n')
+            .split_once('\n')
+            .unwrap_or((&step, ""));
+        o.push_str(&format!("\n{head}\n"));
+        let note = r
+            .note
+            .as_deref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
+        match r.status.as_str() {
+            "failed" => {
+                o.push_str(&format!(
+                    "# FAILED last time ({}){note}; the resume asks whether to retry it (answers file: retry-{} = \"retry\")\n",
+                    r.ended, s.id
+                ));
+                o.push_str(rest);
+            }
+            status => {
+                o.push_str(&format!("# recorded {status} ({}){note}: ", r.ended));
+                if status != "skipped" && s.done_if.is_some() {
+                    o.push_str("not run again unless its check no longer holds\n");
+                } else {
+                    o.push_str("not run again\n");
+                }
+                for line in rest.lines() {
+                    o.push_str(&format!("#   {line}\n"));
+                }
+            }
+        }
     }
     o
 }

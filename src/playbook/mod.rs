@@ -147,8 +147,25 @@ pub fn cmd_run(
         }
         let mut vars = pb.vars.clone();
         vars.extend(engine::detect_facts(app));
+        // The dry run of a resume shows the rest of the walk as the resume
+        // would see it: the journal's answers (under this answers file's),
+        // and what becomes of each step it recorded.
+        let journal = if resume {
+            let j = engine::resumable_journal(app, &pb.id)?;
+            engine::refuse_changed_answers(&pb, &j, &answers)?;
+            vars.extend(j.answers.clone());
+            Some(j)
+        } else {
+            None
+        };
         vars.extend(answers);
-        let script = engine::render_script(&pb, &vars, app.root.path(), &app.store_dir);
+        let script = engine::render_script(
+            &pb,
+            &vars,
+            app.root.path(),
+            &app.store_dir,
+            journal.as_ref(),
+        );
         if app.json {
             app.print_json(&json!({ "playbook": pb.id, "dry_run": true, "script": script }))?;
         } else {
