@@ -159,6 +159,7 @@ pub enum Command {
         /// Playbook name (see `guard playbook list`)
         name: String,
         /// Print the whole walk as a commented shell script; run nothing
+        /// (with --resume: what the resume would do)
         #[arg(long)]
         dry_run: bool,
         /// Answers to questions and `confirm` entries for destructive steps
