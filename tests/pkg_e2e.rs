@@ -736,6 +736,51 @@ fn dpkg_packages_left_unconfigured_are_reported_until_configured() {
     assert!(unfinished(&v).is_empty(), "{v:#}");
 }
 
+/// A dpkg killed mid-upgrade (apt interrupted, the session lost, a power
+/// cut) notes each state in `var/lib/dpkg/updates/` and never gets to fold
+/// it into `status`: killed in the new version's preinst, before any
+/// `info/*.list` changed, it leaves `status` and `info` as they were. It is
+/// still `pkg/unfinished` (`dpkg --audit` and apt read `updates/` too).
+#[test]
+fn dpkg_killed_mid_upgrade_is_reported_unfinished() {
+    let w = world();
+    dpkg_root(&w);
+    run(dpkg(&w)
+        .arg("-i")
+        .arg(dpkg_deb(&w, "1.0", MAIN_V1, CTL_V1, true)));
+    snapshot_id(&w, "pre");
+    // version 2, whose preinst kills the dpkg that runs it
+    let v2 = dpkg_deb(&w, "2.0", MAIN_V2, CTL_V2, false);
+    let d = w.work.join("deb-2.0");
+    write(
+        &d.join("DEBIAN/preinst"),
+        "#!/bin/sh\nkill -9 \"$PPID\"\nexit 0\n",
+    );
+    chmod(&d.join("DEBIAN/preinst"), 0o755);
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&v2));
+    let killed =
+        guard::exec::output(&dpkg(&w).arg("--force-script-chrootless").arg("-i").arg(&v2)).unwrap();
+    assert!(!killed.status.success(), "dpkg was to be killed");
+    let updates = std::fs::read_dir(w.root.join("var/lib/dpkg/updates"))
+        .unwrap()
+        .count();
+    assert!(updates > 0, "dpkg left its notes in updates/");
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    let found: Vec<&Value> = findings(&v)
+        .iter()
+        .filter(|f| f["id"] == "pkg/unfinished")
+        .collect();
+    assert_eq!(found.len(), 1, "{v:#}");
+    let msg = found[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("foo (half-installed, must be reinstalled)"),
+        "{v:#}"
+    );
+    assert!(code >= 1, "{v:#}");
+}
+
 /// `dpkg -r` keeps a package's conffiles and its list: they are still its
 /// own (`dpkg -S` says so), though it is no longer installed.
 #[test]

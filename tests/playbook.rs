@@ -1056,6 +1056,61 @@ fn a_dry_run_of_a_resume_shows_what_the_resume_would_do() {
     assert_eq!(std::fs::read(&jpath).unwrap(), before, "journal changed");
 }
 
+/// What a resume's dry run prints of a recorded step is comment only, even
+/// when its journal note spans lines: here a restore step's note names the
+/// file it restored, whose name holds a newline and a command. Piped into
+/// `sh`, the script must not run that line.
+#[test]
+fn a_dry_run_of_a_resume_comments_every_line_of_a_recorded_note() {
+    let e = env();
+    let pb = r#"
+version = 1
+id = "nl"
+title = "t"
+
+[[steps]]
+id = "snap"
+title = "snapshot"
+explain = "x"
+builtin = "snapshot"
+
+[[steps]]
+id = "rm"
+title = "an upgrade deletes a file"
+explain = "x"
+run = ["sh", "-c", "rm -f \"$1\"/etc/evil*", "sh", "{root}"]
+
+[[steps]]
+id = "restore"
+title = "restore"
+explain = "x"
+builtin = "restore"
+with = { from = "{snapshot_id}" }
+
+[[steps]]
+id = "fail"
+title = "fails"
+explain = "x"
+run = ["false"]
+"#;
+    std::fs::write(e.root.join("etc/guard/playbooks/nl.toml"), pb).unwrap();
+    std::fs::write(e.root.join("etc/evil\ntouch PWNED"), "x\n").unwrap();
+    let out = e.guard(&["--yes", "run", "nl"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(status(&e.journal("nl"), "restore"), "done");
+    assert!(e.root.join("etc/evil\ntouch PWNED").exists());
+    let out = e.guard(&["run", "nl", "--dry-run", "--resume"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    let restore = &script[script.find("(restore)\n").unwrap()..script.find("(fail)\n").unwrap()];
+    assert!(restore.contains("restored /etc/evil"), "{script}");
+    let run: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(run, ["set -eu", "false"], "{script}");
+}
+
 /// A journal whose answers set `root` or `store` (written by an older guard,
 /// or edited) would override `--root`/`--store` on `--resume` like an
 /// answers file would: refused the same way, naming the journal, before any

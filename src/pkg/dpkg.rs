@@ -8,6 +8,10 @@
 //! half-configured, unpacked, triggers pending); `config-files` and
 //! `not-installed` packages are only history.
 //!
+//! What dpkg left unfinished ([`unfinished`]) also takes the state records
+//! in `var/lib/dpkg/updates/`, which a dpkg killed mid-transaction leaves
+//! unmerged into `status`.
+//!
 //! Diversions (`var/lib/dpkg/diversions`, triplets of lines: path, where it
 //! is diverted to, the diverting package or `:` for a local one) are applied
 //! the way dpkg applies them: a `.list` keeps the name in the package, but
@@ -22,6 +26,7 @@ use crate::sysroot::{SysPath, SysRoot};
 const STATUS: &str = "/var/lib/dpkg/status";
 const INFO: &str = "/var/lib/dpkg/info";
 const DIVERSIONS: &str = "/var/lib/dpkg/diversions";
+const UPDATES: &str = "/var/lib/dpkg/updates";
 
 /// path → (diverted-to path, diverting package; `:` for a local diversion)
 pub(crate) fn parse_diversions(
@@ -104,48 +109,88 @@ pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
 /// configured, half-configured, half-installed, or waiting for triggers, or
 /// whose error flag says it must be reinstalled. A transaction that failed
 /// (a maintainer script exited non-zero) or was interrupted leaves them so.
+/// `text` may hold several paragraphs of one package (the status file, then
+/// the `updates/` records): the last one is its state, as for dpkg.
 pub(crate) fn parse_unfinished(text: &[u8]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    // (package, architecture) → its latest state, in order of first sight
+    let mut latest: Vec<((String, String), Option<String>)> = Vec::new();
     for para in paragraphs(text) {
-        let (mut package, mut status) = (None, None);
+        let (mut package, mut arch, mut status) = (None, String::new(), None);
         for line in para.split(|b| *b == b'\n') {
-            if let Some(v) = line.strip_prefix(b"Package:") {
-                package = Some(String::from_utf8_lossy(v).trim().to_string());
-            } else if let Some(v) = line.strip_prefix(b"Status:") {
-                status = Some(String::from_utf8_lossy(v).trim().to_string());
+            let field = |name: &[u8]| {
+                line.strip_prefix(name)
+                    .map(|v| String::from_utf8_lossy(v).trim().to_string())
+            };
+            if let Some(v) = field(b"Package:") {
+                package = Some(v);
+            } else if let Some(v) = field(b"Architecture:") {
+                arch = v;
+            } else if let Some(v) = field(b"Status:") {
+                status = Some(v);
             }
         }
         let (Some(package), Some(status)) = (package, status) else {
             continue;
         };
         let words: Vec<&str> = status.split_whitespace().collect();
-        let [_want, flag, state] = words[..] else {
-            continue;
+        let state = match words[..] {
+            [_want, flag, state] => {
+                let unfinished = matches!(
+                    state,
+                    "unpacked"
+                        | "half-configured"
+                        | "half-installed"
+                        | "triggers-awaited"
+                        | "triggers-pending"
+                );
+                if flag == "reinstreq" {
+                    Some(format!("{state}, must be reinstalled"))
+                } else if unfinished {
+                    Some(state.to_string())
+                } else {
+                    None
+                }
+            }
+            _ => None,
         };
-        let unfinished = matches!(
-            state,
-            "unpacked"
-                | "half-configured"
-                | "half-installed"
-                | "triggers-awaited"
-                | "triggers-pending"
-        );
-        if unfinished || flag == "reinstreq" {
-            let what = if flag == "reinstreq" {
-                format!("{state}, must be reinstalled")
-            } else {
-                state.to_string()
-            };
-            out.push((package, what));
+        let key = (package, arch);
+        match latest.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, s)) => *s = state,
+            None => latest.push((key, state)),
         }
     }
-    out
+    latest
+        .into_iter()
+        .filter_map(|((package, _), state)| state.map(|s| (package, s)))
+        .collect()
+}
+
+/// The status file followed by the records dpkg journals in `updates/`
+/// (one per state change, named `0000`, `0001`, …) and folds into the
+/// status file only when it checkpoints or exits. A dpkg that was killed
+/// (apt interrupted, the session lost, a power cut) leaves its last states
+/// there only: `dpkg --audit` and apt ("dpkg was interrupted") read them,
+/// and so must anything that asks what dpkg left unfinished.
+fn status_with_updates(root: &SysRoot) -> Option<Vec<u8>> {
+    let mut text = root.read_follow(&SysPath::new(STATUS)).ok()??;
+    let updates = SysPath::new(UPDATES);
+    // (equal-length digit names: sorted as bytes is dpkg's order)
+    for name in root.list_dir(&updates) {
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+            continue; // `tmp.i`, the record being written
+        }
+        if let Ok(Some(rec)) = root.read_follow(&updates.join(&name)) {
+            text.extend_from_slice(b"\n\n");
+            text.extend_from_slice(&rec);
+        }
+    }
+    Some(text)
 }
 
 pub(crate) fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
-    match root.read_follow(&SysPath::new(STATUS)) {
-        Ok(Some(text)) => parse_unfinished(&text),
-        _ => Vec::new(),
+    match status_with_updates(root) {
+        Some(text) => parse_unfinished(&text),
+        None => Vec::new(),
     }
 }
 
@@ -217,6 +262,53 @@ Package: trig\nStatus: install ok triggers-pending\n";
                     "half-installed, must be reinstalled".into()
                 ),
                 ("trig".into(), "triggers-pending".into()),
+            ]
+        );
+    }
+
+    /// The `updates/` records come after `status`, and a package's last
+    /// paragraph is its state: one finished since is not listed, one a
+    /// killed dpkg left half-done is.
+    #[test]
+    fn a_package_state_in_updates_overrides_the_status_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dpkg = d.path().join("var/lib/dpkg");
+        std::fs::create_dir_all(dpkg.join("updates")).unwrap();
+        std::fs::write(
+            dpkg.join("status"),
+            "Package: foo\nStatus: install ok installed\nArchitecture: all\n\n\
+Package: bar\nStatus: install ok unpacked\nArchitecture: all\n\n\
+Package: lib\nStatus: install ok installed\nArchitecture: amd64\n\n\
+Package: lib\nStatus: install ok installed\nArchitecture: i386\n",
+        )
+        .unwrap();
+        let rec = |n: &str, text: &str| std::fs::write(dpkg.join("updates").join(n), text).unwrap();
+        rec(
+            "0000",
+            "Package: foo\nStatus: install reinstreq half-installed\nArchitecture: all\n",
+        );
+        rec(
+            "0001",
+            "Package: bar\nStatus: install ok installed\nArchitecture: all\n",
+        );
+        rec(
+            "0002",
+            "Package: lib\nStatus: install ok half-configured\nArchitecture: i386\n",
+        );
+        // the record being written: padding, never a state
+        rec(
+            "tmp.i",
+            "Package: bar\nStatus: install ok half-configured\n",
+        );
+        let root = SysRoot::open(d.path()).unwrap();
+        assert_eq!(
+            super::unfinished(&root),
+            [
+                (
+                    "foo".to_string(),
+                    "half-installed, must be reinstalled".to_string()
+                ),
+                ("lib".into(), "half-configured".into()),
             ]
         );
     }

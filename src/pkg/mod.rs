@@ -50,10 +50,14 @@ pub(crate) struct Db {
 }
 
 /// Files whose identity changes whenever packages are installed, removed or
-/// upgraded (every manager rewrites them).
+/// upgraded (every manager rewrites them). dpkg's `updates` directory
+/// changes with every state dpkg notes, which it writes there first: a dpkg
+/// killed before it rewrote `status` (e.g. in a preinst, before any
+/// `info/*.list` changed) leaves its `status` and `info` as they were.
 const DB_FILES: &[&str] = &[
     "/var/lib/dpkg/status",
     "/var/lib/dpkg/info",
+    "/var/lib/dpkg/updates",
     "/var/lib/pacman/local",
     "/var/lib/rpm",
     "/var/lib/rpm/rpmdb.sqlite",

@@ -1740,10 +1740,12 @@ pub fn render_script(
             .split_once('\n')
             .unwrap_or((&step, ""));
         o.push_str(&format!("\n{head}\n"));
+        // A note can span lines (a restored path may hold a newline): each
+        // line stays a comment, or the script would run it.
         let note = r
             .note
             .as_deref()
-            .map(|n| format!(": {n}"))
+            .map(|n| format!(": {}", n.replace('\n', "\n#   ")))
             .unwrap_or_default();
         match r.status.as_str() {
             "failed" => {
