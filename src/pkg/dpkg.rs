@@ -113,7 +113,9 @@ pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
 /// the `updates/` records): the last one is its state, as for dpkg.
 pub(crate) fn parse_unfinished(text: &[u8]) -> Vec<(String, String)> {
     // (package, architecture) → its latest state, in order of first sight
+    // (`seen` indexes `latest`: a status file holds thousands of packages)
     let mut latest: Vec<((String, String), Option<String>)> = Vec::new();
+    let mut seen: foldhash::HashMap<(String, String), usize> = Default::default();
     for para in paragraphs(text) {
         let (mut package, mut arch, mut status) = (None, String::new(), None);
         for line in para.split(|b| *b == b'\n') {
@@ -154,9 +156,12 @@ pub(crate) fn parse_unfinished(text: &[u8]) -> Vec<(String, String)> {
             _ => None,
         };
         let key = (package, arch);
-        match latest.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, s)) => *s = state,
-            None => latest.push((key, state)),
+        match seen.get(&key) {
+            Some(&i) => latest[i].1 = state,
+            None => {
+                seen.insert(key.clone(), latest.len());
+                latest.push((key, state));
+            }
         }
     }
     latest
