@@ -881,11 +881,42 @@ impl Store {
             .collect())
     }
 
+    /// Opens a snapshot file, never through a symlink and never blocking
+    /// on a fifo planted in its place: either is damage to report
+    /// (`InvalidData`), not a file to follow out of the store or to wait on.
+    fn open_doc(&self, id: &str) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.snapshot_path(id))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
+                _ => e,
+            })?;
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
+        }
+        Ok(f)
+    }
+
+    fn read_doc_raw(&self, id: &str) -> io::Result<Vec<u8>> {
+        let mut f = self.open_doc(id)?;
+        let mut raw = Vec::new();
+        f.read_to_end(&mut raw)?;
+        Ok(raw)
+    }
+
     fn read_doc(&self, id: &str) -> Result<Vec<u8>> {
-        let p = self.snapshot_path(id);
-        match fs::read(&p) {
+        match self.read_doc_raw(id) {
             Ok(b) => Ok(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("no snapshot {id}"),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                bail!("snapshot {id} is corrupt: {e}")
+            }
             Err(e) => io_ctx(Err(e), || format!("cannot read snapshot {id}")),
         }
     }
@@ -897,9 +928,12 @@ impl Store {
     /// store with many hook snapshots is listed (and its baseline found) by
     /// reading a few hundred bytes of each.
     pub fn header(&self, id: &str) -> Result<Header> {
-        let mut f = match File::open(self.snapshot_path(id)) {
+        let mut f = match self.open_doc(id) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("no snapshot {id}"),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                bail!("snapshot {id} is corrupt: {e}")
+            }
             Err(e) => return io_ctx(Err(e), || format!("cannot read snapshot {id}")),
         };
         // A snapshot file always ends with the manifest's and the
@@ -1002,7 +1036,7 @@ impl Store {
             rep.snapshots.push(id.clone());
             // Read here rather than through `load`, to tell a manifest that
             // cannot be read from one that reads and is wrong.
-            let loaded = match fs::read(self.snapshot_path(id)) {
+            let loaded = match self.read_doc_raw(id) {
                 Ok(raw) => parse_doc(id, &raw).map_err(|e| {
                     let kind = if e.is::<NewerFormat>() {
                         ProblemKind::Unreadable
@@ -1014,6 +1048,10 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     Err((ProblemKind::Missing, format!("no snapshot {id}")))
                 }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => Err((
+                    ProblemKind::Corrupt,
+                    format!("snapshot {id} is corrupt: {e}"),
+                )),
                 Err(e) => Err((
                     ProblemKind::Unreadable,
                     format!("snapshot {id} is unreadable: {e}"),
@@ -1785,6 +1823,42 @@ mod tests {
         fs::remove_dir_all(fan).unwrap();
         fs::write(fan, b"").unwrap();
         assert_eq!(kinds(), [ProblemKind::Missing]);
+    }
+
+    /// A fifo or a symlink where a snapshot file belongs is damage that
+    /// verify, list and load report at once: never waited on, never
+    /// followed (to an intact copy elsewhere, or out of the store).
+    #[test]
+    fn a_fifo_or_symlink_in_a_snapshots_place_is_corrupt_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let m = manifest("20260101-000000-000", SnapshotKind::Manual, &[], &s);
+        s.commit(&m).unwrap();
+        let path = s.snapshot_path(&m.id);
+        let copy = d.path().join("copy.json");
+        fs::copy(&path, &copy).unwrap();
+        fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let check = |what: &str| {
+            let rep = s.verify(std::slice::from_ref(&m.id), &crate::ui::NoProgress);
+            assert_eq!(rep.problems.len(), 1, "{what}: {rep:?}");
+            assert_eq!(rep.problems[0].kind, ProblemKind::Corrupt, "{what}");
+            let err = format!("{:#}", s.load(&m.id).unwrap_err());
+            assert!(err.contains("is corrupt"), "{what}: {err}");
+            let err = format!("{:#}", s.header(&m.id).unwrap_err());
+            assert!(err.contains("is corrupt"), "{what}: {err}");
+        };
+        check("fifo");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&copy, &path).unwrap();
+        check("symlink");
     }
 
     /// A snapshot a newer guard wrote is not damage: this guard cannot
