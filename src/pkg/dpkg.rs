@@ -61,9 +61,13 @@ pub(crate) struct Stanza {
 }
 
 /// The packages of a status file whose files are on disk: installed ones
-/// and the leftovers of removed ones.
+/// and the leftovers of removed ones. `text` may hold several paragraphs of
+/// one package (the status file, then the `updates/` records): the last one
+/// is its state, as for dpkg.
 pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
-    let mut out = Vec::new();
+    // (`seen` indexes `out` by package and architecture)
+    let mut out: Vec<Option<Stanza>> = Vec::new();
+    let mut seen: foldhash::HashMap<(String, Option<String>), usize> = Default::default();
     for para in paragraphs(text) {
         let (mut package, mut arch, mut version, mut status) = (None, None, None, None);
         for line in para.split(|b| *b == b'\n') {
@@ -84,24 +88,33 @@ pub(crate) fn parse_status(text: &[u8]) -> Vec<Stanza> {
                 _ => {}
             }
         }
+        let Some(package) = package else {
+            continue;
+        };
         let leftover = match status.as_deref().and_then(|s| s.split_whitespace().nth(2)) {
             Some(
                 "installed" | "half-configured" | "unpacked" | "triggers-awaited"
                 | "triggers-pending",
-            ) => false,
-            Some("config-files" | "half-installed") => true,
-            _ => continue,
+            ) => Some(false),
+            Some("config-files" | "half-installed") => Some(true),
+            _ => None,
         };
-        if let Some(package) = package {
-            out.push(Stanza {
-                package,
-                arch,
-                version: version.unwrap_or_default(),
-                leftover,
-            });
+        let key = (package.clone(), arch.clone());
+        let stanza = leftover.map(|leftover| Stanza {
+            package,
+            arch,
+            version: version.unwrap_or_default(),
+            leftover,
+        });
+        match seen.get(&key) {
+            Some(&i) => out[i] = stanza,
+            None => {
+                seen.insert(key, out.len());
+                out.push(stanza);
+            }
         }
     }
-    out
+    out.into_iter().flatten().collect()
 }
 
 /// The packages dpkg did not finish with, as `dpkg --audit` finds them:
@@ -176,34 +189,41 @@ pub(crate) fn parse_unfinished(text: &[u8]) -> Vec<(String, String)> {
 /// (apt interrupted, the session lost, a power cut) leaves its last states
 /// there only: `dpkg --audit` and apt ("dpkg was interrupted") read them,
 /// and so must anything that asks what dpkg left unfinished.
-fn status_with_updates(root: &SysRoot) -> Option<Vec<u8>> {
-    let mut text = root.read_follow(&SysPath::new(STATUS)).ok()??;
+fn status_with_updates(root: &SysRoot) -> Result<Option<Vec<u8>>> {
+    let Some(mut text) = root
+        .read_follow(&SysPath::new(STATUS))
+        .with_context(|| format!("cannot read {STATUS}"))?
+    else {
+        return Ok(None);
+    };
     let updates = SysPath::new(UPDATES);
     // (equal-length digit names: sorted as bytes is dpkg's order)
     for name in root.list_dir(&updates) {
         if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
             continue; // `tmp.i`, the record being written
         }
-        if let Ok(Some(rec)) = root.read_follow(&updates.join(&name)) {
+        let p = updates.join(&name);
+        if let Some(rec) = root
+            .read_follow(&p)
+            .with_context(|| format!("cannot read {}", p.lossy()))?
+        {
             text.extend_from_slice(b"\n\n");
             text.extend_from_slice(&rec);
         }
     }
-    Some(text)
+    Ok(Some(text))
 }
 
 pub(crate) fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
     match status_with_updates(root) {
-        Some(text) => parse_unfinished(&text),
-        None => Vec::new(),
+        Ok(Some(text)) => parse_unfinished(&text),
+        _ => Vec::new(),
     }
 }
 
 pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
-    let Some(status) = root
-        .read_follow(&SysPath::new(STATUS))
-        .with_context(|| format!("cannot read {STATUS}"))?
-    else {
+    // (with a killed dpkg's `updates/` records: the versions it unpacked)
+    let Some(status) = status_with_updates(root)? else {
         return Ok(None);
     };
     let info = SysPath::new(INFO);
@@ -268,6 +288,39 @@ Package: trig\nStatus: install ok triggers-pending\n";
                 ),
                 ("trig".into(), "triggers-pending".into()),
             ]
+        );
+    }
+
+    /// The versions a killed dpkg unpacked are in its `updates/` records:
+    /// the last paragraph of a package wins, also for the installed list,
+    /// and a package a record says is gone is gone.
+    #[test]
+    fn installed_versions_take_the_updates_records() {
+        let d = tempfile::tempdir().unwrap();
+        let dpkg = d.path().join("var/lib/dpkg");
+        std::fs::create_dir_all(dpkg.join("updates")).unwrap();
+        std::fs::create_dir_all(dpkg.join("info")).unwrap();
+        std::fs::write(
+            dpkg.join("status"),
+            "Package: foo\nStatus: install ok installed\nArchitecture: all\nVersion: 1.0-1\n\n\
+Package: bar\nStatus: install ok installed\nArchitecture: all\nVersion: 3\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dpkg.join("updates/0000"),
+            "Package: foo\nStatus: install ok unpacked\nArchitecture: all\nVersion: 2.0-1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dpkg.join("updates/0001"),
+            "Package: bar\nStatus: purge ok not-installed\nArchitecture: all\n",
+        )
+        .unwrap();
+        let root = SysRoot::open(d.path()).unwrap();
+        let db = super::read(&root).unwrap().unwrap();
+        assert_eq!(
+            db.installed.into_iter().collect::<Vec<_>>(),
+            [("foo".to_string(), "2.0-1".to_string())]
         );
     }
 
