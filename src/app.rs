@@ -651,6 +651,10 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             live(app, Some(&old))?
         }
     };
+    // (what lies above an include decides what may be shown of it)
+    let mut new = new;
+    old.mark_closed_above(&app.root);
+    new.mark_closed_above(&app.root);
     let scope = app.scope()?;
     let compared = compared(&scope, &new);
     let changes = diff::files(&old, &new, &compared);
@@ -779,7 +783,12 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
         follow_merged_dirs(app, b);
     }
     timer.phase("walk + load baseline");
-    let live = live_from(app, &scope, raw, base.as_ref())?;
+    let mut live = live_from(app, &scope, raw, base.as_ref())?;
+    // (what lies above an include decides what may be shown of it)
+    live.mark_closed_above(&app.root);
+    if let Some(b) = base.as_mut() {
+        b.mark_closed_above(&app.root);
+    }
     let changes = match &base {
         Some(b) => diff::files(b, &live, &compared(&scope, &live)),
         None => Vec::new(),

@@ -409,6 +409,7 @@ mod tests {
             errors: vec![],
             unreadable_xattrs: 0,
             vms: vec![],
+            closed_above: vec![],
         }
     }
 

@@ -221,6 +221,27 @@ fn a_vendor_file_read_instead_is_judged_by_its_own_mode() {
 }
 
 #[test]
+fn an_include_beneath_a_directory_closed_to_others_is_not_shown() {
+    let s = Sys::new();
+    // the snapshot records /srv/mail/etc, never /srv/mail above it: its
+    // 0700 still keeps a 0644 file beneath private
+    s.write(
+        "/etc/guard/guard.toml",
+        "version = 1\ninclude = [\"/srv/mail/etc\"]\n",
+    );
+    s.write("/srv/mail/etc/db.conf", "password = INCSECRET1\n");
+    s.chmod("/srv/mail", 0o700);
+    s.snapshot();
+    s.write("/srv/mail/etc/db.conf", "password = INCSECRET2\n");
+    let all = every_output(&s, &[]);
+    assert_hidden(&all, &["INCSECRET"]);
+    assert!(all.contains("not world-readable"), "{all}");
+    // opened to others, the same include is diffed
+    s.chmod("/srv/mail", 0o755);
+    assert!(printed(&s, &["diff"]).contains("+password = INCSECRET2"));
+}
+
+#[test]
 fn nothing_guard_writes_is_open_to_others_under_umask_000() {
     let s = Sys::new();
     s.write("/etc/shadow", "root:$6$SHADOW:19000::::::\n");
