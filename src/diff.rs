@@ -345,6 +345,12 @@ pub fn units_disabled<'a>(old: &'a Manifest, new: &Manifest) -> Vec<&'a EnabledU
         .collect()
 }
 
+/// How long one file's diff may search for the shortest edit script. Myers'
+/// algorithm is O(N·D): two versions of a generated 4 MB file that differ
+/// on most lines kept `guard diff` busy for over ten minutes. Past the
+/// deadline the diff is still correct, only coarser (larger hunks).
+const DIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Content that is safe and sensible to show as a unified diff: both sides
 /// UTF-8 text without NULs. Callers must check world-readability first.
 pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option<String> {
@@ -354,7 +360,9 @@ pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option
         return None;
     }
     Some(
-        similar::TextDiff::from_lines(a, b)
+        similar::TextDiff::configure()
+            .timeout(DIFF_TIMEOUT)
+            .diff_lines(a, b)
             .unified_diff()
             .context_radius(3)
             .header(old_name, new_name)
@@ -514,5 +522,26 @@ mod tests {
         let d = unified(b"a\nb\n", b"a\nc\n", "/etc/x (snapshot)", "/etc/x").unwrap();
         assert!(d.contains("-b\n+c\n"), "{d}");
         assert!(unified(b"\0\x01", b"x", "a", "b").is_none());
+    }
+
+    #[test]
+    fn a_large_file_changed_on_most_lines_is_diffed_in_bounded_time() {
+        let text = |seed: u64| -> String {
+            // every line differs between the two seeds, but few enough to
+            // keep a common subsequence for Myers to hunt for
+            (0..60_000u64)
+                .map(|i| format!("line {i} {}\n", (i * 7 + seed * (i % 3)) % 10))
+                .collect()
+        };
+        let (a, b) = (text(1), text(2));
+        let t = std::time::Instant::now();
+        let d = unified(a.as_bytes(), b.as_bytes(), "a", "b").unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
+        // coarser past the deadline, but still the whole change
+        assert!(d.contains("+line 59999 "), "{}", &d[..200]);
     }
 }
