@@ -749,7 +749,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
         );
         for (p, w, d) in &rows {
             crate::out!("{w:<9} {p}");
-            for l in d.lines().filter(|l| !l.is_empty()) {
+            for l in diff::display_lines(d).filter(|l| !l.is_empty()) {
                 crate::out!("          {l}");
             }
         }

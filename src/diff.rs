@@ -370,6 +370,31 @@ pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option
     )
 }
 
+/// The lines of a detail (a unified diff) as a terminal should show them:
+/// split at `\n` only, a carriage return kept visible as `\r` (a file
+/// turned from LF to CRLF otherwise shows `-l1` `+l1`, the same line
+/// removed and added) and other control characters as `\xNN`, so a file's
+/// content cannot move the cursor or recolour the terminal.
+pub fn display_lines(detail: &str) -> impl Iterator<Item = String> + '_ {
+    detail
+        .strip_suffix('\n')
+        .unwrap_or(detail)
+        .split('\n')
+        .filter(move |_| !detail.is_empty())
+        .map(|l| {
+            let mut out = String::with_capacity(l.len());
+            for c in l.chars() {
+                match c {
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push(c),
+                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +547,17 @@ mod tests {
         let d = unified(b"a\nb\n", b"a\nc\n", "/etc/x (snapshot)", "/etc/x").unwrap();
         assert!(d.contains("-b\n+c\n"), "{d}");
         assert!(unified(b"\0\x01", b"x", "a", "b").is_none());
+    }
+
+    #[test]
+    fn line_ends_and_control_characters_stay_visible() {
+        let d = unified(b"l1\nl2\n", b"l1\r\nl2\x1b[2J\n", "a", "b").unwrap();
+        let shown: Vec<String> = display_lines(&d).collect();
+        assert!(shown.contains(&"-l1".to_string()), "{shown:?}");
+        assert!(shown.contains(&"+l1\\r".to_string()), "{shown:?}");
+        assert!(shown.contains(&"+l2\\x1b[2J".to_string()), "{shown:?}");
+        assert_eq!(display_lines("").count(), 0);
+        assert_eq!(display_lines("a\n\nb").collect::<Vec<_>>(), ["a", "", "b"]);
     }
 
     #[test]
