@@ -660,7 +660,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
     let changes = diff::files(&old, &new, &compared);
     let text_of = |m: &Manifest, e: &crate::store::Entry| -> Option<Vec<u8>> {
         if m.id == "live" {
-            app.root.read_follow(&e.path).ok().flatten()
+            checks::live_content(&app.root, e)
         } else {
             e.blake3.as_ref().and_then(|h| store.read_object(h).ok())
         }
