@@ -60,6 +60,42 @@ fn xattr_public(name: &str) -> bool {
     name.starts_with("security.") || name.starts_with("system.posix_acl_")
 }
 
+/// A POSIX ACL xattr (`system.posix_acl_access`/`_default`: version 2,
+/// then (tag u16, perm u16, id u32) little-endian) the way `getfacl` writes
+/// it, entries joined by commas: `user::rw-,user:1000:r--,group::r--,
+/// mask::r--,other::r--`. `None` when it is not such a value.
+pub fn acl_text(raw: &[u8]) -> Option<String> {
+    let (head, body) = raw.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(*head) != 2 || body.is_empty() || body.len() % 8 != 0 {
+        return None;
+    }
+    let entries: Option<Vec<String>> = body
+        .chunks_exact(8)
+        .map(|c| {
+            let tag = u16::from_le_bytes([c[0], c[1]]);
+            let perm = u16::from_le_bytes([c[2], c[3]]);
+            let id = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+            let who = match tag {
+                0x01 => "user::".to_string(),
+                0x02 => format!("user:{id}:"),
+                0x04 => "group::".to_string(),
+                0x08 => format!("group:{id}:"),
+                0x10 => "mask::".to_string(),
+                0x20 => "other::".to_string(),
+                _ => return None,
+            };
+            let bit = |b: u16, c: char| if perm & b != 0 { c } else { '-' };
+            Some(format!(
+                "{who}{}{}{}",
+                bit(4, 'r'),
+                bit(2, 'w'),
+                bit(1, 'x')
+            ))
+        })
+        .collect();
+    Some(entries?.join(","))
+}
+
 fn xattr_text(
     name: &str,
     hexval: Option<&String>,
@@ -70,6 +106,10 @@ fn xattr_text(
         None => "(none)".into(),
         Some(_) if name == crate::xattr::CAPABILITY => {
             caps.clone().unwrap_or_else(|| "(set)".into())
+        }
+        Some(v) if name.starts_with("system.posix_acl_") => {
+            let raw = hex::decode(v).unwrap_or_default();
+            acl_text(&raw).unwrap_or_else(|| format!("{} bytes", raw.len()))
         }
         Some(v) if !values_shown && !xattr_public(name) => format!("{} bytes", v.len() / 2),
         Some(v) => {
@@ -547,6 +587,41 @@ mod tests {
         let d = unified(b"a\nb\n", b"a\nc\n", "/etc/x (snapshot)", "/etc/x").unwrap();
         assert!(d.contains("-b\n+c\n"), "{d}");
         assert!(unified(b"\0\x01", b"x", "a", "b").is_none());
+    }
+
+    #[test]
+    fn acls_are_spelled_out() {
+        let mut old = e("/etc/f", "1", 0o644);
+        let mut new = old.clone();
+        // setfacl -m u:nobody:r on a 0644 file, as the kernel stores it
+        let acl = |extra: bool| {
+            let mut v = 2u32.to_le_bytes().to_vec();
+            let mut add = |tag: u16, perm: u16, id: u32| {
+                v.extend(tag.to_le_bytes());
+                v.extend(perm.to_le_bytes());
+                v.extend(id.to_le_bytes());
+            };
+            add(0x01, 6, u32::MAX);
+            if extra {
+                add(0x02, 4, 65534);
+            }
+            add(0x04, 4, u32::MAX);
+            add(0x10, 4, u32::MAX);
+            add(0x20, 4, u32::MAX);
+            hex::encode(v)
+        };
+        old.xattrs
+            .insert("system.posix_acl_access".into(), acl(false));
+        new.xattrs
+            .insert("system.posix_acl_access".into(), acl(true));
+        let ch = meta_changes(&old, &new, true);
+        assert_eq!(
+            ch[0].to_string(),
+            "acl: user::rw-,group::r--,mask::r--,other::r-- -> \
+             user::rw-,user:65534:r--,group::r--,mask::r--,other::r--"
+        );
+        // an ACL that is not one is still not shown raw
+        assert_eq!(acl_text(b"junk"), None);
     }
 
     #[test]
