@@ -651,12 +651,16 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
             live(app, Some(&old))?
         }
     };
+    // (what lies above an include decides what may be shown of it)
+    let mut new = new;
+    old.mark_closed_above(&app.root);
+    new.mark_closed_above(&app.root);
     let scope = app.scope()?;
     let compared = compared(&scope, &new);
     let changes = diff::files(&old, &new, &compared);
     let text_of = |m: &Manifest, e: &crate::store::Entry| -> Option<Vec<u8>> {
         if m.id == "live" {
-            app.root.read_follow(&e.path).ok().flatten()
+            checks::live_content(&app.root, e)
         } else {
             e.blake3.as_ref().and_then(|h| store.read_object(h).ok())
         }
@@ -745,7 +749,7 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
         );
         for (p, w, d) in &rows {
             crate::out!("{w:<9} {p}");
-            for l in d.lines().filter(|l| !l.is_empty()) {
+            for l in diff::display_lines(d).filter(|l| !l.is_empty()) {
                 crate::out!("          {l}");
             }
         }
@@ -779,7 +783,12 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
         follow_merged_dirs(app, b);
     }
     timer.phase("walk + load baseline");
-    let live = live_from(app, &scope, raw, base.as_ref())?;
+    let mut live = live_from(app, &scope, raw, base.as_ref())?;
+    // (what lies above an include decides what may be shown of it)
+    live.mark_closed_above(&app.root);
+    if let Some(b) = base.as_mut() {
+        b.mark_closed_above(&app.root);
+    }
     let changes = match &base {
         Some(b) => diff::files(b, &live, &compared(&scope, &live)),
         None => Vec::new(),

@@ -60,6 +60,42 @@ fn xattr_public(name: &str) -> bool {
     name.starts_with("security.") || name.starts_with("system.posix_acl_")
 }
 
+/// A POSIX ACL xattr (`system.posix_acl_access`/`_default`: version 2,
+/// then (tag u16, perm u16, id u32) little-endian) the way `getfacl` writes
+/// it, entries joined by commas: `user::rw-,user:1000:r--,group::r--,
+/// mask::r--,other::r--`. `None` when it is not such a value.
+pub fn acl_text(raw: &[u8]) -> Option<String> {
+    let (head, body) = raw.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(*head) != 2 || body.is_empty() || body.len() % 8 != 0 {
+        return None;
+    }
+    let entries: Option<Vec<String>> = body
+        .chunks_exact(8)
+        .map(|c| {
+            let tag = u16::from_le_bytes([c[0], c[1]]);
+            let perm = u16::from_le_bytes([c[2], c[3]]);
+            let id = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+            let who = match tag {
+                0x01 => "user::".to_string(),
+                0x02 => format!("user:{id}:"),
+                0x04 => "group::".to_string(),
+                0x08 => format!("group:{id}:"),
+                0x10 => "mask::".to_string(),
+                0x20 => "other::".to_string(),
+                _ => return None,
+            };
+            let bit = |b: u16, c: char| if perm & b != 0 { c } else { '-' };
+            Some(format!(
+                "{who}{}{}{}",
+                bit(4, 'r'),
+                bit(2, 'w'),
+                bit(1, 'x')
+            ))
+        })
+        .collect();
+    Some(entries?.join(","))
+}
+
 fn xattr_text(
     name: &str,
     hexval: Option<&String>,
@@ -70,6 +106,10 @@ fn xattr_text(
         None => "(none)".into(),
         Some(_) if name == crate::xattr::CAPABILITY => {
             caps.clone().unwrap_or_else(|| "(set)".into())
+        }
+        Some(v) if name.starts_with("system.posix_acl_") => {
+            let raw = hex::decode(v).unwrap_or_default();
+            acl_text(&raw).unwrap_or_else(|| format!("{} bytes", raw.len()))
         }
         Some(v) if !values_shown && !xattr_public(name) => format!("{} bytes", v.len() / 2),
         Some(v) => {
@@ -345,6 +385,12 @@ pub fn units_disabled<'a>(old: &'a Manifest, new: &Manifest) -> Vec<&'a EnabledU
         .collect()
 }
 
+/// How long one file's diff may search for the shortest edit script. Myers'
+/// algorithm is O(N·D): two versions of a generated 4 MB file that differ
+/// on most lines kept `guard diff` busy for over ten minutes. Past the
+/// deadline the diff is still correct, only coarser (larger hunks).
+const DIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Content that is safe and sensible to show as a unified diff: both sides
 /// UTF-8 text without NULs. Callers must check world-readability first.
 pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option<String> {
@@ -354,12 +400,39 @@ pub fn unified(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> Option
         return None;
     }
     Some(
-        similar::TextDiff::from_lines(a, b)
+        similar::TextDiff::configure()
+            .timeout(DIFF_TIMEOUT)
+            .diff_lines(a, b)
             .unified_diff()
             .context_radius(3)
             .header(old_name, new_name)
             .to_string(),
     )
+}
+
+/// The lines of a detail (a unified diff) as a terminal should show them:
+/// split at `\n` only, a carriage return kept visible as `\r` (a file
+/// turned from LF to CRLF otherwise shows `-l1` `+l1`, the same line
+/// removed and added) and other control characters as `\xNN`, so a file's
+/// content cannot move the cursor or recolour the terminal.
+pub fn display_lines(detail: &str) -> impl Iterator<Item = String> + '_ {
+    detail
+        .strip_suffix('\n')
+        .unwrap_or(detail)
+        .split('\n')
+        .filter(move |_| !detail.is_empty())
+        .map(|l| {
+            let mut out = String::with_capacity(l.len());
+            for c in l.chars() {
+                match c {
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push(c),
+                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out
+        })
 }
 
 #[cfg(test)]
@@ -409,6 +482,7 @@ mod tests {
             errors: vec![],
             unreadable_xattrs: 0,
             vms: vec![],
+            closed_above: vec![],
         }
     }
 
@@ -513,5 +587,72 @@ mod tests {
         let d = unified(b"a\nb\n", b"a\nc\n", "/etc/x (snapshot)", "/etc/x").unwrap();
         assert!(d.contains("-b\n+c\n"), "{d}");
         assert!(unified(b"\0\x01", b"x", "a", "b").is_none());
+    }
+
+    #[test]
+    fn acls_are_spelled_out() {
+        let mut old = e("/etc/f", "1", 0o644);
+        let mut new = old.clone();
+        // setfacl -m u:nobody:r on a 0644 file, as the kernel stores it
+        let acl = |extra: bool| {
+            let mut v = 2u32.to_le_bytes().to_vec();
+            let mut add = |tag: u16, perm: u16, id: u32| {
+                v.extend(tag.to_le_bytes());
+                v.extend(perm.to_le_bytes());
+                v.extend(id.to_le_bytes());
+            };
+            add(0x01, 6, u32::MAX);
+            if extra {
+                add(0x02, 4, 65534);
+            }
+            add(0x04, 4, u32::MAX);
+            add(0x10, 4, u32::MAX);
+            add(0x20, 4, u32::MAX);
+            hex::encode(v)
+        };
+        old.xattrs
+            .insert("system.posix_acl_access".into(), acl(false));
+        new.xattrs
+            .insert("system.posix_acl_access".into(), acl(true));
+        let ch = meta_changes(&old, &new, true);
+        assert_eq!(
+            ch[0].to_string(),
+            "acl: user::rw-,group::r--,mask::r--,other::r-- -> \
+             user::rw-,user:65534:r--,group::r--,mask::r--,other::r--"
+        );
+        // an ACL that is not one is still not shown raw
+        assert_eq!(acl_text(b"junk"), None);
+    }
+
+    #[test]
+    fn line_ends_and_control_characters_stay_visible() {
+        let d = unified(b"l1\nl2\n", b"l1\r\nl2\x1b[2J\n", "a", "b").unwrap();
+        let shown: Vec<String> = display_lines(&d).collect();
+        assert!(shown.contains(&"-l1".to_string()), "{shown:?}");
+        assert!(shown.contains(&"+l1\\r".to_string()), "{shown:?}");
+        assert!(shown.contains(&"+l2\\x1b[2J".to_string()), "{shown:?}");
+        assert_eq!(display_lines("").count(), 0);
+        assert_eq!(display_lines("a\n\nb").collect::<Vec<_>>(), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn a_large_file_changed_on_most_lines_is_diffed_in_bounded_time() {
+        let text = |seed: u64| -> String {
+            // every line differs between the two seeds, but few enough to
+            // keep a common subsequence for Myers to hunt for
+            (0..60_000u64)
+                .map(|i| format!("line {i} {}\n", (i * 7 + seed * (i % 3)) % 10))
+                .collect()
+        };
+        let (a, b) = (text(1), text(2));
+        let t = std::time::Instant::now();
+        let d = unified(a.as_bytes(), b.as_bytes(), "a", "b").unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
+        // coarser past the deadline, but still the whole change
+        assert!(d.contains("+line 59999 "), "{}", &d[..200]);
     }
 }

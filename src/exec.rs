@@ -101,16 +101,46 @@ impl Cmd {
 }
 
 /// Quotes one argument for a POSIX shell (only for display and dry-run
-/// scripts; guard itself never runs a shell).
+/// scripts; guard itself never runs a shell). Bytes that are not UTF-8
+/// text, and control characters, are written `$'\xNN'` (bash, zsh, ksh,
+/// POSIX.1-2024 sh): a lossy `'…\u{fffd}…'` would name another file, and
+/// a raw control character would garble the terminal the fix is read on.
 pub fn shell_quote(a: &[u8]) -> String {
     let safe = !a.is_empty()
         && a.iter()
             .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(b));
-    let s = String::from_utf8_lossy(a);
     if safe {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        return String::from_utf8_lossy(a).into_owned();
+    }
+    match std::str::from_utf8(a) {
+        Ok(s) if !s.chars().any(char::is_control) => {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+        _ => {
+            let mut out = String::from("$'");
+            for chunk in a.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    match c {
+                        '\\' | '\'' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        c if c.is_control() => {
+                            let mut buf = [0; 4];
+                            for b in c.encode_utf8(&mut buf).bytes() {
+                                out.push_str(&format!("\\x{b:02x}"));
+                            }
+                        }
+                        c => out.push(c),
+                    }
+                }
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            out.push('\'');
+            out
+        }
     }
 }
 
@@ -296,6 +326,23 @@ pub fn available(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_names_the_same_bytes_in_bash() {
+        for arg in [
+            &b"/etc/plain.conf"[..],
+            b"/etc/it's here",
+            b"/etc/name-\xe9",
+            b"/etc/a\nb\\c'd\x1b",
+            "/etc/caf\u{e9}".as_bytes(),
+        ] {
+            let q = shell_quote(arg);
+            assert!(!q.contains('\u{fffd}') && !q.contains('\n'), "{q}");
+            let script = format!("printf %s {q}");
+            let out = stdout_of(&Cmd::new("bash").arg("-c").arg(&script)).unwrap();
+            assert_eq!(out.as_slice(), arg, "{q}");
+        }
+    }
 
     #[test]
     fn arguments_are_never_shell_parsed() {

@@ -263,7 +263,7 @@ impl Report {
                 if let Some(d) = &f.detail {
                     // diffs are not reflowed: long lines are cut into
                     // 74-column pieces so the output stays 80 wide
-                    for l in d.lines() {
+                    for l in crate::diff::display_lines(d) {
                         let chars: Vec<char> = l.chars().collect();
                         let mut first = true;
                         for piece in chars.chunks(74) {

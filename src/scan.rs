@@ -1348,6 +1348,7 @@ pub fn capture(
         errors: w.errors,
         unreadable_xattrs: w.unreadable_xattrs,
         vms: Vec::new(),
+        closed_above: vec![],
     };
     match reuse {
         Some(c) => {

@@ -341,3 +341,26 @@ fn nsswitch_that_moved_to_usr_etc_is_compared_with_what_glibc_reads_now() {
     );
     assert_eq!(nss[0]["evidence"][0]["path"], "/usr/etc/nsswitch.conf");
 }
+
+#[test]
+fn a_change_of_line_ends_is_visible_in_text_diffs() {
+    let s = Sys::new();
+    s.write("/etc/app.conf", "listen 80\nuser www\n");
+    s.snapshot();
+    // the same lines, now CRLF (an editor on Windows, a copy over SMB)
+    s.write("/etc/app.conf", "listen 80\r\nuser www\r\n");
+    let out = |args: &[&str]| {
+        let o = s.cmd().args(args).output().unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let (diff, check) = (out(&["diff"]), out(&["check"]));
+    for text in [&diff, &check] {
+        assert!(text.contains("-listen 80\n"), "{text}");
+        assert!(text.contains("+listen 80\\r\n"), "{text}");
+        assert!(!text.contains('\r'), "{text:?}");
+    }
+    // JSON keeps the content exact
+    let v: serde_json::Value = serde_json::from_str(&out(&["diff", "--json"])).unwrap();
+    let d = v["changes"][0]["detail"].as_str().unwrap();
+    assert!(d.contains("+listen 80\r\n"), "{d:?}");
+}

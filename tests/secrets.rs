@@ -221,6 +221,47 @@ fn a_vendor_file_read_instead_is_judged_by_its_own_mode() {
 }
 
 #[test]
+fn an_include_beneath_a_directory_closed_to_others_is_not_shown() {
+    let s = Sys::new();
+    // the snapshot records /srv/mail/etc, never /srv/mail above it: its
+    // 0700 still keeps a 0644 file beneath private
+    s.write(
+        "/etc/guard/guard.toml",
+        "version = 1\ninclude = [\"/srv/mail/etc\"]\n",
+    );
+    s.write("/srv/mail/etc/db.conf", "password = INCSECRET1\n");
+    s.chmod("/srv/mail", 0o700);
+    s.snapshot();
+    s.write("/srv/mail/etc/db.conf", "password = INCSECRET2\n");
+    let all = every_output(&s, &[]);
+    assert_hidden(&all, &["INCSECRET"]);
+    assert!(all.contains("not world-readable"), "{all}");
+    // opened to others, the same include is diffed
+    s.chmod("/srv/mail", 0o755);
+    assert!(printed(&s, &["diff"]).contains("+password = INCSECRET2"));
+}
+
+#[test]
+fn a_pending_merge_does_not_show_the_private_file_a_symlink_leads_to() {
+    let s = Sys::new();
+    // the active file is a symlink (0777 itself) to a private file
+    s.write("/etc/app/real.conf", "password = LINKSECRET\n");
+    s.chmod("/etc/app/real.conf", 0o600);
+    s.symlink("real.conf", "/etc/app/app.conf");
+    s.write("/etc/app/open.conf", "greeting = hello\n");
+    s.symlink("open.conf", "/etc/app/link.conf");
+    s.snapshot();
+    s.write("/etc/app/app.conf.pacnew", "password = changeme\n");
+    s.write("/etc/app/link.conf.pacnew", "greeting = PUBLICNEW\n");
+    let all = printed(&s, &["check"]) + &printed(&s, &["check", "--json"]);
+    assert_hidden(&all, &["LINKSECRET"]);
+    assert!(all.contains("pkg/pending-merge"), "{all}");
+    assert!(all.contains("not world-readable"), "{all}");
+    // a symlink to a readable file is still diffed
+    assert!(all.contains("+greeting = PUBLICNEW"), "{all}");
+}
+
+#[test]
 fn nothing_guard_writes_is_open_to_others_under_umask_000() {
     let s = Sys::new();
     s.write("/etc/shadow", "root:$6$SHADOW:19000::::::\n");

@@ -218,7 +218,7 @@ pub fn content_diff(cx: &Context, old: &Entry, new: &Entry) -> String {
     let Some(h) = &old.blake3 else {
         return "content changed".into();
     };
-    let (Ok(a), Ok(Some(b))) = (cx.store.read_object(h), cx.root.read_follow(&new.path)) else {
+    let (Ok(a), Some(b)) = (cx.store.read_object(h), super::live_content(cx.root, new)) else {
         return "content changed".into();
     };
     let label = |p: &SysPath, s: &str| format!("{p} ({s})");

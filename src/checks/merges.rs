@@ -56,9 +56,13 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         "{hint}, or: diff -u {active} {}, merge, then remove {}",
         e.path, e.path
     ));
-    let active_entry = cx.live.entry(&active);
-    let readable =
-        cx.live.world_readable(e) && active_entry.is_none_or(|a| cx.live.world_readable(a));
+    // Both files are read as the system resolves them: the active file is
+    // often a symlink (mode 0777 itself) to a private file, so its own
+    // entry cannot vouch for what it leads to; judge where it really is,
+    // live and in the snapshot (as for any quoted content).
+    let readable = cx.live.world_readable(e)
+        && super::may_quote(cx, &e.path)
+        && (!cx.root.exists(&active) || super::may_quote(cx, &active));
     f.detail = Some(if !readable {
         "content not shown: the file is not world-readable".into()
     } else {

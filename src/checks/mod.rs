@@ -179,6 +179,24 @@ pub fn live_readable(root: &SysRoot, p: &SysPath) -> bool {
         .all(|d| root.lstat(d).is_ok_and(|st| st.st_mode & 0o001 != 0))
 }
 
+/// The content of the live regular file `e` records, read without
+/// following a symlink, and only when it is still what the scan hashed.
+/// Whether others may read it was decided from that scan: a file replaced
+/// since (by a symlink to `/etc/shadow`, say, in a directory its owner may
+/// write) must not be read through that decision. `None` when it changed,
+/// is no longer a regular file, or cannot be read.
+pub fn live_content(root: &SysRoot, e: &Entry) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = root.open_exact(&e.path).ok()?;
+    let st = rustix::fs::fstat(&f).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return None;
+    }
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    (Some(blake3::hash(&buf).to_hex().as_str()) == e.blake3.as_deref()).then_some(buf)
+}
+
 /// Whether others could read the file `p` names in snapshot `m` (its
 /// recorded symlinks followed); false when the snapshot has no such file.
 pub fn recorded_readable(m: &Manifest, p: &SysPath) -> bool {
@@ -316,5 +334,31 @@ mod tests {
             r.list(&SysPath::new("/etc")),
             ["pam.d", "pam.d.bak", "pam.dz"]
         );
+    }
+
+    #[test]
+    fn live_content_is_what_was_hashed_never_what_replaced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        std::fs::write(etc.join("shadow"), "root:SHADOWHASH:1::::::\n").unwrap();
+        std::fs::write(etc.join("app.conf"), "public\n").unwrap();
+        let root = SysRoot::open(dir.path()).unwrap();
+        let e: Entry = serde_json::from_value(serde_json::json!({
+            "path": "/etc/app.conf", "kind": "file", "mode": 420, "uid": 0, "gid": 0,
+            "mtime": {"sec": 0, "nsec": 0}, "size": 7, "dev": 0, "ino": 0,
+            "ctime": {"sec": 0, "nsec": 0},
+            "blake3": blake3::hash(b"public\n").to_hex().to_string()
+        }))
+        .unwrap();
+        assert_eq!(live_content(&root, &e).unwrap(), b"public\n");
+        // replaced by a symlink to a private file after the scan judged it
+        std::fs::remove_file(etc.join("app.conf")).unwrap();
+        std::os::unix::fs::symlink("shadow", etc.join("app.conf")).unwrap();
+        assert_eq!(live_content(&root, &e), None);
+        // or rewritten with other content: not what was judged either
+        std::fs::remove_file(etc.join("app.conf")).unwrap();
+        std::fs::write(etc.join("app.conf"), "other\n").unwrap();
+        assert_eq!(live_content(&root, &e), None);
     }
 }

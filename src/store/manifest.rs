@@ -4,7 +4,7 @@
 //! that older stores cannot read needs a new `FORMAT_VERSION` and a reader for
 //! the old one (the golden stores under `snapshots/` are the test).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -424,6 +424,13 @@ pub struct Manifest {
     pub unreadable_xattrs: u64,
     #[serde(default)]
     pub vms: Vec<VmRecord>,
+    /// Directories above the recorded tree (not recorded themselves: the
+    /// parents of an `include` such as a 0700 `/srv/mail` above
+    /// `/srv/mail/etc`) that others cannot pass, as the live root has them
+    /// now: what lies beneath is not world-readable either. Not stored;
+    /// filled in by [`Manifest::mark_closed_above`] before content is shown.
+    #[serde(skip)]
+    pub closed_above: Vec<SysPath>,
 }
 
 impl Manifest {
@@ -441,14 +448,48 @@ impl Manifest {
     /// 0700 `/etc/wireguard` or a 0710 `/etc/ssl/private` is as secret as a
     /// 0600 one, so the file's own mode alone cannot decide what guard may
     /// show (DESIGN §2, "secrets never leave the store"). Directories the
-    /// manifest does not record (`/`, outside the scope) do not count: the
-    /// scope's own top directories are recorded.
+    /// manifest does not record (above an `include`) count as
+    /// [`Manifest::closed_above`] has them; `/` itself does not count.
     pub fn world_readable(&self, e: &Entry) -> bool {
         e.mode & 0o004 != 0
+            && !self.closed_above.iter().any(|d| e.path.starts_with(d))
             && e.path.ancestors().iter().all(|d| {
                 self.entry(d)
                     .is_none_or(|d| d.kind != FileKind::Dir || d.mode & 0o001 != 0)
             })
+    }
+
+    /// Fills [`Manifest::closed_above`]: every directory above the
+    /// recorded entries that the manifest does not record itself (`/`
+    /// aside) and that is, in `root` now, not a directory others may pass
+    /// (o+x), or cannot be told. A snapshot does not record them, so its
+    /// entries are judged by the live root's directories too: the best
+    /// there is, and an include moved under a private directory since then
+    /// is private on both sides.
+    pub fn mark_closed_above(&mut self, root: &crate::sysroot::SysRoot) {
+        let mut seen = BTreeSet::new();
+        let mut closed = Vec::new();
+        for e in &self.entries {
+            // only the tops of the recorded trees have unrecorded parents
+            match e.path.parent() {
+                Some(p) if !p.is_root() && self.entry(&p).is_none() => {}
+                _ => continue,
+            }
+            for d in e.path.ancestors() {
+                if self.entry(&d).is_some() || !seen.insert(d.clone()) {
+                    continue;
+                }
+                let passable = root.lstat(&d).is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                        && st.st_mode & 0o001 != 0
+                });
+                if !passable {
+                    closed.push(d);
+                }
+            }
+        }
+        self.closed_above = closed;
     }
 
     pub fn sort(&mut self) {

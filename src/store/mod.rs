@@ -1545,6 +1545,7 @@ mod tests {
             errors: vec![],
             unreadable_xattrs: 0,
             vms: vec![],
+            closed_above: vec![],
         }
     }
 
