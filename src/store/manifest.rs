@@ -469,13 +469,26 @@ impl Manifest {
     pub fn mark_closed_above(&mut self, root: &crate::sysroot::SysRoot) {
         let mut seen = BTreeSet::new();
         let mut closed = Vec::new();
-        for e in &self.entries {
-            // only the tops of the recorded trees have unrecorded parents
-            match e.path.parent() {
-                Some(p) if !p.is_root() && self.entry(&p).is_none() => {}
-                _ => continue,
-            }
-            for d in e.path.ancestors() {
+        // Only the tops of the recorded trees have unrecorded parents: the
+        // scope's roots (the walked directories and the includes). Looking
+        // only at those costs a few lookups, not two per entry on every
+        // check. (A manifest without a scope: every entry whose parent is
+        // unrecorded.)
+        let tops: Vec<&SysPath> = if self.scope.is_empty() {
+            self.entries
+                .iter()
+                .filter(|e| {
+                    e.path
+                        .parent()
+                        .is_some_and(|p| !p.is_root() && self.entry(&p).is_none())
+                })
+                .map(|e| &e.path)
+                .collect()
+        } else {
+            self.scope.iter().collect()
+        };
+        for top in tops {
+            for d in top.ancestors() {
                 if self.entry(&d).is_some() || !seen.insert(d.clone()) {
                     continue;
                 }
