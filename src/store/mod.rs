@@ -881,26 +881,9 @@ impl Store {
             .collect())
     }
 
-    /// Opens a snapshot file, never through a symlink and never blocking
-    /// on a fifo planted in its place: either is damage to report
-    /// (`InvalidData`), not a file to follow out of the store or to wait on.
+    /// Opens a snapshot file (see [`open_stored`]).
     fn open_doc(&self, id: &str) -> io::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(self.snapshot_path(id))
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
-                _ => e,
-            })?;
-        if !f.metadata()?.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a regular file",
-            ));
-        }
-        Ok(f)
+        open_stored(&self.snapshot_path(id))
     }
 
     fn read_doc_raw(&self, id: &str) -> io::Result<Vec<u8>> {
@@ -1113,15 +1096,7 @@ impl Store {
     /// without root's rights, EIO) is unreadable: its content is unknown.
     fn check_object(&self, hash: &str) -> Result<(), (ProblemKind, String)> {
         let unreadable = |e: io::Error| (ProblemKind::Unreadable, format!("unreadable: {e}"));
-        // Never through a symlink, and never blocking on a fifo planted
-        // where an object belongs: both are damage to report, not to wait
-        // on or to follow out of the store.
-        use std::os::unix::fs::OpenOptionsExt;
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(self.object_path(hash));
-        let mut f = match opened {
+        let mut f = match open_stored(&self.object_path(hash)) {
             Ok(f) => f,
             Err(e)
                 if matches!(
@@ -1131,18 +1106,11 @@ impl Store {
             {
                 return Err((ProblemKind::Missing, "missing".into()))
             }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err((ProblemKind::Corrupt, "corrupt: a symlink".into()))
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err((ProblemKind::Corrupt, format!("corrupt: {e}")))
             }
             Err(e) => return Err(unreadable(e)),
         };
-        match f.metadata() {
-            Ok(md) if !md.is_file() => {
-                return Err((ProblemKind::Corrupt, "corrupt: not a regular file".into()))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(unreadable(e)),
-        }
         let mut h = blake3::Hasher::new();
         if let Err(e) = io::copy(&mut f, &mut h) {
             return Err(unreadable(e));
@@ -1411,6 +1379,29 @@ impl Store {
             .ok_or_else(|| anyhow!("bad document name {rel}"))?;
         atomic_write(&dir, name, data, 0o600)
     }
+}
+
+/// Opens a file of the store (an object, a snapshot file) for reading,
+/// never through a symlink and never blocking on a fifo planted in its
+/// place: either is damage to report (`InvalidData`: "a symlink", "not a
+/// regular file"), not a file to follow out of the store or to wait on.
+fn open_stored(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
 }
 
 /// A snapshot written by a newer guard: this one cannot read it, which says
