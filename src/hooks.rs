@@ -341,12 +341,31 @@ pub fn hook_files(manager: ManagerArg, pacman_hooks: &SysPath) -> Vec<Planned> {
 
 /// `guard hooks install|uninstall [--manager M]`.
 pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) -> Result<i32> {
-    let m = match manager {
-        Some(m) => m,
-        None => detect(app)?,
+    let pacman_hooks = pacman_hook_dir(app.root.read_text("/etc/pacman.conf").as_deref());
+    let m = match (manager, action) {
+        (Some(m), _) => m,
+        // Uninstall takes back what any install put there: hooks installed
+        // with `--manager zypper`, or for the manager detected before
+        // another one's files appeared in the root, would otherwise stay
+        // behind while uninstall says "nothing to do" for the detected one.
+        (None, InstallAction::Uninstall) => {
+            let all = [ManagerArg::Pacman, ManagerArg::Zypper, ManagerArg::Apt];
+            let files: Vec<Planned> = all
+                .iter()
+                .flat_map(|m| hook_files(*m, &pacman_hooks))
+                .filter(|f| app.root.exists(&f.path))
+                .collect();
+            if !files.is_empty() {
+                return install_files(app, "hooks", &files, action);
+            }
+            match detect(app) {
+                Ok(m) => m,
+                Err(_) => return install_files(app, "hooks", &[], action),
+            }
+        }
+        (None, InstallAction::Install) => detect(app)?,
     };
     let name = format!("{m:?} hooks").to_lowercase();
-    let pacman_hooks = pacman_hook_dir(app.root.read_text("/etc/pacman.conf").as_deref());
     install_files(app, &name, &hook_files(m, &pacman_hooks), action)
 }
 

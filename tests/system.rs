@@ -882,6 +882,42 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     assert!(!mounts.contains(&base), "{mounts}");
 }
 
+/// `guard hooks uninstall` (no `--manager`, as the README shows it) takes
+/// back the hooks of every manager guard installed them for, not only the
+/// one it detects now: hooks installed with `--manager` for another one
+/// would otherwise stay while it says "nothing to do".
+#[test]
+fn hooks_uninstall_removes_every_managers_hooks() {
+    let t = make_root();
+    let r = t.path();
+    // dpkg's database: the detected manager is apt
+    std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+    for m in ["zypper", "pacman"] {
+        let out = run(guard(r).args(["--yes", "hooks", "install", "--manager", m]));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let plugin = r.join("usr/lib/zypp/plugins/commit/guard");
+    let pre = r.join("etc/pacman.d/hooks/00-guard-snapshot.hook");
+    let post = r.join("etc/pacman.d/hooks/zz-guard-check.hook");
+    assert!(plugin.is_file() && pre.is_file() && post.is_file());
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !plugin.exists() && !pre.exists() && !post.exists(),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("uninstalled 3 file(s)"),
+        "{}",
+        text(&out)
+    );
+    // and again: nothing left to do
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+}
+
 #[test]
 fn foreign_files_are_never_overwritten_or_removed() {
     let t = make_root();
