@@ -250,6 +250,12 @@ pub struct SnapshotOutcome {
     pub entries: usize,
     pub bytes: u64,
     pub new_objects: u64,
+    /// What the scan could not read (not in the JSON contract of DESIGN
+    /// §2: `guard snapshot` says it on stderr, `guard check` reports it).
+    #[serde(skip)]
+    pub unreadable: Vec<crate::store::manifest::ScanError>,
+    #[serde(skip)]
+    pub unreadable_xattrs: u64,
 }
 
 /// Below this much free space (or 2% of the filesystem) a snapshot is
@@ -343,6 +349,8 @@ pub fn snapshot_with_vms(
         entries: m.entries.len(),
         bytes: m.bytes(),
         new_objects: cap.new_objects,
+        unreadable: m.errors.clone(),
+        unreadable_xattrs: m.unreadable_xattrs,
     })
 }
 
@@ -415,7 +423,42 @@ fn cmd_snapshot(
         ));
         crate::out!("{}", out.id);
     }
+    warn_unreadable(app, &out);
     Ok(0)
+}
+
+/// How many unreadable paths `guard snapshot` names before it counts.
+const UNREADABLE_SHOWN: usize = 10;
+
+/// Says on stderr what the snapshot could not record. Not fatal (a file
+/// guard cannot read must not cost the whole snapshot), but never silent:
+/// a mistyped `include` in guard.toml, a directory guard cannot list or a
+/// package database it cannot read would otherwise show only as a count
+/// in `guard show`, long after the upgrade it was taken for.
+fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
+    if !out.unreadable.is_empty() {
+        let mut msg = format!(
+            "warning: snapshot {}: {} path(s) could not be read and are not recorded:",
+            out.id,
+            out.unreadable.len()
+        );
+        for e in out.unreadable.iter().take(UNREADABLE_SHOWN) {
+            msg.push_str(&format!("\n  {}: {}", e.path, e.error));
+        }
+        if out.unreadable.len() > UNREADABLE_SHOWN {
+            msg.push_str(&format!(
+                "\n  … and {} more (guard check lists them as scan/unreadable)",
+                out.unreadable.len() - UNREADABLE_SHOWN
+            ));
+        }
+        app.ui.say(&msg);
+    }
+    if out.unreadable_xattrs > 0 {
+        app.ui.say(&format!(
+            "warning: snapshot {}: {} xattr(s) could not be read or recorded (guard show counts them)",
+            out.id, out.unreadable_xattrs
+        ));
+    }
 }
 
 fn cmd_list(app: &App) -> Result<i32> {
