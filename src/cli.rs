@@ -28,22 +28,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Listed under their own heading in every command's `--help`, apart from
+/// the command's own options: interleaved with them, `--root` and
+/// `--store` hid what `guard check --help` is about.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// The system to guard; every path is read and written inside it
-    #[arg(long, global = true, env = "GUARD_ROOT", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// The snapshot store [default: ROOT/var/lib/guard]
-    #[arg(long, global = true, env = "GUARD_STORE", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// One JSON document on stdout; messages go to stderr
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Answer yes to ordinary confirmations (never to destructive steps)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub yes: bool,
     /// No progress bars (also off when stderr is not a terminal)
-    #[arg(long = "no-progress", global = true)]
+    #[arg(long = "no-progress", global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
 }
 
@@ -94,7 +99,9 @@ pub enum Command {
     },
     /// What changed: FROM defaults to the baseline, TO to the live system
     Diff {
+        /// Snapshot id (a unique prefix is enough) [default: the baseline]
         from: Option<String>,
+        /// Snapshot id [default: the live system]
         to: Option<String>,
     },
     /// Check the live system against the baseline; exit 0/1/2 like a monitoring plugin
@@ -132,10 +139,14 @@ pub enum Command {
         dry_run: bool,
     },
     /// Re-hash every object and manifest a snapshot needs (all if no ID)
-    Verify { id: Option<String> },
+    Verify {
+        /// Snapshot id [default: every snapshot]
+        id: Option<String>,
+    },
     /// Drop snapshots; objects no snapshot needs go too
     Forget {
-        #[arg(required = true)]
+        /// Snapshot ids (a unique prefix is enough)
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
         /// Show what would go and change nothing
         #[arg(long)]
@@ -143,7 +154,8 @@ pub enum Command {
     },
     /// Apply the retention policy: keep the newest N of each automatic kind, every manual one and the baseline
     Prune {
-        #[arg(long, default_value_t = 20)]
+        /// How many of each automatic kind (pre, post, timer, safety) to keep
+        #[arg(long, value_name = "N", default_value_t = 20)]
         keep: usize,
         /// Show what would go and change nothing
         #[arg(long)]
@@ -177,6 +189,8 @@ pub enum Command {
     },
     /// Snapshot before and check after every package transaction
     Hooks {
+        /// Write the hook files into the root, or remove them (uninstall
+        /// without --manager removes every manager's)
         #[arg(value_enum)]
         action: InstallAction,
         /// Package manager [default: the root's own]
@@ -185,6 +199,7 @@ pub enum Command {
     },
     /// The hardened guard-snapshot.timer and guard-check.service
     Units {
+        /// Write the unit files into ROOT/etc/systemd/system, or remove them
         #[arg(value_enum)]
         action: InstallAction,
     },
@@ -198,6 +213,7 @@ pub enum Command {
     },
     /// Shell completions for bash, zsh, fish, …
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -236,7 +252,10 @@ pub enum PlaybookCommand {
     /// Every playbook, built in and from ROOT/etc/guard/playbooks
     List,
     /// A playbook's steps with their commands
-    Show { name: String },
+    Show {
+        /// Playbook name (see `guard playbook list`)
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand, Clone)]
@@ -249,6 +268,7 @@ pub enum VmCommand {
     },
     /// Clone a shut-off guest: new name, UUID and MACs, disks copied and verified
     Clone {
+        /// The guest to clone (shut off)
         domain: String,
         /// New name [default: DOMAIN-clone]
         #[arg(long)]
