@@ -149,7 +149,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Man => {
-            clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout())?;
+            crate::cli::man_page(&mut std::io::stdout())?;
             return Ok(0);
         }
         Command::Run {

@@ -310,3 +310,89 @@ pub fn command() -> clap::Command {
     use clap::CommandFactory;
     Cli::command()
 }
+
+/// The man page, one page for the whole command (what `guard man` prints
+/// and the README installs as `guard.1`). clap_mangen's page lists the
+/// commands as `guard-check(1)` and so on, pages nobody installs, and
+/// describes none of their options; here every visible command follows,
+/// with its synopsis, description and options.
+pub fn man_page(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_command(&mut out, "guard", sub)?;
+    }
+    man.render_version_section(&mut out)?;
+    w.write_all(&keep_first_preamble(&out))
+}
+
+/// One command's part of the page: `.SS guard NAME`, then its synopsis,
+/// description and own options (the global ones are described once, at
+/// the top), then its subcommands the same way.
+fn man_command(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> std::io::Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    // Built on its own, the command has none of the parent's global
+    // options; its own, `--help` and its subcommands stay.
+    let man = clap_mangen::Man::new(sub.clone().bin_name(&name));
+    let mut part = Vec::new();
+    man.render_synopsis_section(&mut part)?;
+    man.render_description_section(&mut part)?;
+    if sub.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut part)?;
+    }
+    out.extend_from_slice(format!(".SS \"{name}\"\n").as_bytes());
+    for line in String::from_utf8_lossy(&part).lines() {
+        // The section headings of a page of its own: here the command's
+        // `.SS` heads them all, and a paragraph break parts its synopsis
+        // from its description.
+        match line {
+            ".SH SYNOPSIS" | ".SH OPTIONS" => continue,
+            ".SH DESCRIPTION" => {
+                out.extend_from_slice(b".PP\n");
+                continue;
+            }
+            _ => {}
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    for s in sub
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        man_command(out, &name, s)?;
+    }
+    Ok(())
+}
+
+/// Each part clap_mangen renders starts with roff's apostrophe preamble
+/// (`.ie \n(.g .ds Aq …`); the page needs it once, at the top.
+fn keep_first_preamble(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut seen = false;
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with(".ie \\n(.g .ds Aq") && lines.peek() == Some(&".el .ds Aq '") {
+            lines.next();
+            if seen {
+                continue;
+            }
+            seen = true;
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(".el .ds Aq '\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.into_bytes()
+}

@@ -1617,4 +1617,29 @@ fn completions_and_man_page() {
     assert!(s.starts_with(".ie") || s.contains(".TH guard"), "{s}");
     assert!(s.contains(".TH guard 1"), "{s}");
     assert!(s.contains("snapshot") && s.contains("\\-\\-root"), "{s}");
+    // One page that describes every command and its options, not pointers
+    // to guard-check(1) and the like, which nothing installs.
+    assert!(
+        !s.contains("guard\\-check(1)") && !s.contains("guard-check(1)"),
+        "{s}"
+    );
+    for (heading, option) in [
+        ("guard check", "\\-\\-against"),
+        ("guard restore", "\\-\\-vanished"),
+        ("guard run", "\\-\\-answers"),
+        ("guard playbook show", "NAME"),
+        ("guard hooks", "\\-\\-manager"),
+        ("guard prune", "\\-\\-keep"),
+    ] {
+        let at = s
+            .find(&format!(".SS \"{heading}\""))
+            .unwrap_or_else(|| panic!("no section for {heading}: {s}"));
+        assert!(s[at..].contains(option), "{heading} {option}: {s}");
+    }
+    assert!(
+        !s.contains("hook\\-run"),
+        "the hooks' internal command: {s}"
+    );
+    // roff's preamble once, at the top
+    assert_eq!(s.matches(".ds Aq").count(), 2, "{s}");
 }
