@@ -239,6 +239,17 @@ pub fn install_files(
             "warning: {what} run {GUARD_BIN}, which is not in this root yet: install guard there"
         ));
     }
+    // The files name no store: what they run uses the default one inside
+    // the root. A `--store` given here would otherwise look as if it were
+    // where the hooks' and units' snapshots go.
+    let default_store = app.root.host_path(&SysPath::new("/var/lib/guard"));
+    let store = std::path::absolute(&app.store_dir).unwrap_or_else(|_| app.store_dir.clone());
+    if action == InstallAction::Install && store != default_store {
+        app.ui.say(&format!(
+            "warning: {what} run {GUARD_BIN} with its default store /var/lib/guard (inside the root), not {}: --store does not change where they snapshot",
+            app.store_dir.display()
+        ));
+    }
     let rows: Vec<_> = planned
         .iter()
         .map(|(f, a)| json!({"path": f.path.to_string(), "action": a.verb()}))

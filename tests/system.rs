@@ -918,6 +918,41 @@ fn hooks_uninstall_removes_every_managers_hooks() {
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
 
+/// The hooks and units name no store: what they run snapshots into the
+/// default one inside the root. A `--store` given to `install` says so
+/// instead of looking as if the snapshots would go there.
+#[test]
+fn install_with_another_store_says_the_hooks_use_the_default_one() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for what in [&["hooks", "install"][..], &["units", "install"]] {
+        let out = run(guard(r)
+            .arg("--store")
+            .arg(elsewhere.path())
+            .arg("--yes")
+            .args(what));
+        assert!(out.status.success(), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("default store /var/lib/guard")
+                && err.contains(&elsewhere.path().display().to_string()),
+            "{what:?}: {err}"
+        );
+    }
+    // the default store, named or not, is not worth a word
+    for store in [None, Some(r.join("var/lib/guard"))] {
+        let mut c = guard(r);
+        if let Some(s) = &store {
+            c.arg("--store").arg(s);
+        }
+        let out = run(c.args(["--yes", "hooks", "install"]));
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(!text(&out).contains("default store"), "{}", text(&out));
+    }
+}
+
 #[test]
 fn foreign_files_are_never_overwritten_or_removed() {
     let t = make_root();
