@@ -48,7 +48,12 @@ impl App {
         crate::sysroot::check_root(&s.root)?;
         let root = SysRoot::open(&s.root)?;
         let store_dir = match &s.store {
-            Some(d) => d.clone(),
+            // Absolute, as the root is: a playbook's dry run prints guard's
+            // own steps as `guard --root R --store S …` for pasting by hand,
+            // and a relative S would reach the walk's store only from the
+            // directory guard was started in.
+            Some(d) => std::path::absolute(d)
+                .with_context(|| format!("cannot resolve the store {}", d.display()))?,
             None => {
                 // The store is opened by its host path. Inside another
                 // root, a symlink on the way would be followed the host's
