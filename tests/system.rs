@@ -1110,6 +1110,36 @@ fn units_are_valid_and_hardened() {
     }
 }
 
+/// Uninstalling units `systemctl enable` linked leaves the links
+/// dangling: `guard units uninstall` says so, naming the disable to run
+/// first, and says nothing once they are disabled (links made and removed
+/// by the real `systemctl --root`).
+#[test]
+fn units_uninstall_warns_while_they_are_enabled() {
+    let t = make_root();
+    let r = t.path();
+    let out = run(guard(r).args(["--yes", "units", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let systemctl = |verb: &str| {
+        let out = run(Command::new("systemctl")
+            .arg(format!("--root={}", r.display()))
+            .args([verb, "guard-snapshot.timer", "guard-check.service"]));
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    systemctl("enable");
+    let warning = "systemctl disable --now guard-snapshot.timer guard-check.service first";
+    // without --yes: warned before anything is asked, nothing removed
+    let out = run(guard(r).args(["units", "uninstall"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(warning), "{}", text(&out));
+    assert!(r.join("etc/systemd/system/guard-snapshot.timer").exists());
+    systemctl("disable");
+    let out = run(guard(r).args(["--yes", "units", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("still enabled"), "{}", text(&out));
+    assert!(!r.join("etc/systemd/system/guard-snapshot.timer").exists());
+}
+
 fn setpriv(root: &Path, caps: &str, args: &[&str]) -> Output {
     let mut c = Command::new("setpriv");
     c.arg(format!("--bounding-set=-all{caps}"))
