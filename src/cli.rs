@@ -16,8 +16,8 @@ afterwards, explaining the damage most-critical-first; restores what vanished;
 and walks an administrator through upgrades and migrations step by step.
 
 Exit codes: 0 OK, 1 WARNING, 2 CRITICAL (a critical finding; for verify, a
-corrupt or missing object), 3 UNKNOWN (bad input, unreadable store or object,
-I/O error, refusal).";
+corrupt or missing object or manifest), 3 UNKNOWN (bad input, unreadable store
+or object, I/O error, refusal).";
 
 #[derive(Debug, Parser)]
 #[command(name = "guard", version, about = ABOUT, long_about = LONG_ABOUT)]

@@ -1066,6 +1066,8 @@ fn a_dry_run_of_a_resume_shows_what_the_resume_would_do() {
     let d = &script[script.find("(d)\n").unwrap()..script.find("(e)\n").unwrap()];
     assert!(d.contains("# FAILED last time ("), "{d}");
     assert!(d.contains("retry-d = \"retry\""), "{d}");
+    // where in the file: at its top level the key is refused as unknown
+    assert!(d.contains("retry-d = \"retry\" under [answers]"), "{d}");
     assert!(
         d.lines().any(|l| !l.starts_with('#') && l.contains("d-ok")),
         "{d}"
