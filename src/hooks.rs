@@ -360,18 +360,32 @@ pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) ->
         // another one's files appeared in the root, would otherwise stay
         // behind while uninstall says "nothing to do" for the detected one.
         (None, InstallAction::Uninstall) => {
-            let all = [ManagerArg::Pacman, ManagerArg::Zypper, ManagerArg::Apt];
-            let files: Vec<Planned> = all
-                .iter()
-                .flat_map(|m| hook_files(*m, &pacman_hooks))
-                .filter(|f| app.root.exists(&f.path))
-                .collect();
+            let detected = detect(app).ok();
+            let mut files = Vec::new();
+            for m in [ManagerArg::Pacman, ManagerArg::Zypper, ManagerArg::Apt] {
+                for f in hook_files(m, &pacman_hooks) {
+                    if !app.root.exists(&f.path) {
+                        continue;
+                    }
+                    // A file guard did not write at another manager's
+                    // path is none of this uninstall's business; at the
+                    // detected manager's it is refused, as with --manager.
+                    let ours =
+                        matches!(read_exact_file(app, &f.path), Ok(Some(c)) if has_marker(&c));
+                    if ours || Some(m) == detected {
+                        files.push(f);
+                    } else {
+                        app.ui
+                            .say(&format!("  skip      {}: not written by guard", f.path));
+                    }
+                }
+            }
             if !files.is_empty() {
                 return install_files(app, "hooks", &files, action);
             }
-            match detect(app) {
-                Ok(m) => m,
-                Err(_) => return install_files(app, "hooks", &[], action),
+            match detected {
+                Some(m) => m,
+                None => return install_files(app, "hooks", &[], action),
             }
         }
         (None, InstallAction::Install) => detect(app)?,

@@ -916,6 +916,34 @@ fn hooks_uninstall_removes_every_managers_hooks() {
     let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    // An admin's own file at another manager's path is left alone (and
+    // does not stop the uninstall); at the detected manager's it is
+    // refused, as with --manager.
+    let out = run(guard(r).args(["--yes", "hooks", "install", "--manager", "pacman"]));
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+    std::fs::write(&plugin, "#!/bin/sh\n# the admin's own\n").unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!pre.exists() && !post.exists(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&plugin).unwrap(),
+        "#!/bin/sh\n# the admin's own\n"
+    );
+    let mine = r.join("etc/apt/apt.conf.d/05guard");
+    std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+    std::fs::write(&mine, "// the admin's own\n").unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("not written by guard"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap(),
+        "// the admin's own\n"
+    );
 }
 
 /// The hooks and units name no store: what they run snapshots into the
