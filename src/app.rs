@@ -48,7 +48,12 @@ impl App {
         crate::sysroot::check_root(&s.root)?;
         let root = SysRoot::open(&s.root)?;
         let store_dir = match &s.store {
-            Some(d) => d.clone(),
+            // Absolute, as the root is: a playbook's dry run prints guard's
+            // own steps as `guard --root R --store S …` for pasting by hand,
+            // and a relative S would reach the walk's store only from the
+            // directory guard was started in.
+            Some(d) => std::path::absolute(d)
+                .with_context(|| format!("cannot resolve the store {}", d.display()))?,
             None => {
                 // The store is opened by its host path. Inside another
                 // root, a symlink on the way would be followed the host's
@@ -149,7 +154,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Man => {
-            clap_mangen::Man::new(crate::cli::command()).render(&mut std::io::stdout())?;
+            crate::cli::man_page(&mut std::io::stdout())?;
             return Ok(0);
         }
         Command::Run {
@@ -250,6 +255,12 @@ pub struct SnapshotOutcome {
     pub entries: usize,
     pub bytes: u64,
     pub new_objects: u64,
+    /// What the scan could not read (not in the JSON contract of DESIGN
+    /// §2: `guard snapshot` says it on stderr, `guard check` reports it).
+    #[serde(skip)]
+    pub unreadable: Vec<crate::store::manifest::ScanError>,
+    #[serde(skip)]
+    pub unreadable_xattrs: u64,
 }
 
 /// Below this much free space (or 2% of the filesystem) a snapshot is
@@ -343,6 +354,8 @@ pub fn snapshot_with_vms(
         entries: m.entries.len(),
         bytes: m.bytes(),
         new_objects: cap.new_objects,
+        unreadable: m.errors.clone(),
+        unreadable_xattrs: m.unreadable_xattrs,
     })
 }
 
@@ -415,7 +428,42 @@ fn cmd_snapshot(
         ));
         crate::out!("{}", out.id);
     }
+    warn_unreadable(app, &out);
     Ok(0)
+}
+
+/// How many unreadable paths `guard snapshot` names before it counts.
+const UNREADABLE_SHOWN: usize = 10;
+
+/// Says on stderr what the snapshot could not record. Not fatal (a file
+/// guard cannot read must not cost the whole snapshot), but never silent:
+/// a mistyped `include` in guard.toml, a directory guard cannot list or a
+/// package database it cannot read would otherwise show only as a count
+/// in `guard show`, long after the upgrade it was taken for.
+fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
+    if !out.unreadable.is_empty() {
+        let mut msg = format!(
+            "warning: snapshot {}: {} path(s) could not be read and are not recorded:",
+            out.id,
+            out.unreadable.len()
+        );
+        for e in out.unreadable.iter().take(UNREADABLE_SHOWN) {
+            msg.push_str(&format!("\n  {}: {}", e.path, e.error));
+        }
+        if out.unreadable.len() > UNREADABLE_SHOWN {
+            msg.push_str(&format!(
+                "\n  … and {} more (guard check lists them as scan/unreadable)",
+                out.unreadable.len() - UNREADABLE_SHOWN
+            ));
+        }
+        app.ui.say(&msg);
+    }
+    if out.unreadable_xattrs > 0 {
+        app.ui.say(&format!(
+            "warning: snapshot {}: {} xattr(s) could not be read or recorded (guard show counts them)",
+            out.id, out.unreadable_xattrs
+        ));
+    }
 }
 
 fn cmd_list(app: &App) -> Result<i32> {

@@ -16,8 +16,8 @@ afterwards, explaining the damage most-critical-first; restores what vanished;
 and walks an administrator through upgrades and migrations step by step.
 
 Exit codes: 0 OK, 1 WARNING, 2 CRITICAL (a critical finding; for verify, a
-corrupt or missing object), 3 UNKNOWN (bad input, unreadable store or object,
-I/O error, refusal).";
+corrupt or missing object or manifest), 3 UNKNOWN (bad input, unreadable store
+or object, I/O error, refusal).";
 
 #[derive(Debug, Parser)]
 #[command(name = "guard", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -28,22 +28,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Listed under their own heading in every command's `--help`, apart from
+/// the command's own options: interleaved with them, `--root` and
+/// `--store` hid what `guard check --help` is about.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// The system to guard; every path is read and written inside it
-    #[arg(long, global = true, env = "GUARD_ROOT", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// The snapshot store [default: ROOT/var/lib/guard]
-    #[arg(long, global = true, env = "GUARD_STORE", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// One JSON document on stdout; messages go to stderr
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Answer yes to ordinary confirmations (never to destructive steps)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub yes: bool,
     /// No progress bars (also off when stderr is not a terminal)
-    #[arg(long = "no-progress", global = true)]
+    #[arg(long = "no-progress", global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
 }
 
@@ -94,7 +99,9 @@ pub enum Command {
     },
     /// What changed: FROM defaults to the baseline, TO to the live system
     Diff {
+        /// Snapshot id (a unique prefix is enough) [default: the baseline]
         from: Option<String>,
+        /// Snapshot id [default: the live system]
         to: Option<String>,
     },
     /// Check the live system against the baseline; exit 0/1/2 like a monitoring plugin
@@ -132,10 +139,14 @@ pub enum Command {
         dry_run: bool,
     },
     /// Re-hash every object and manifest a snapshot needs (all if no ID)
-    Verify { id: Option<String> },
+    Verify {
+        /// Snapshot id [default: every snapshot]
+        id: Option<String>,
+    },
     /// Drop snapshots; objects no snapshot needs go too
     Forget {
-        #[arg(required = true)]
+        /// Snapshot ids (a unique prefix is enough)
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
         /// Show what would go and change nothing
         #[arg(long)]
@@ -143,7 +154,8 @@ pub enum Command {
     },
     /// Apply the retention policy: keep the newest N of each automatic kind, every manual one and the baseline
     Prune {
-        #[arg(long, default_value_t = 20)]
+        /// How many of each automatic kind (pre, post, timer, safety) to keep
+        #[arg(long, value_name = "N", default_value_t = 20)]
         keep: usize,
         /// Show what would go and change nothing
         #[arg(long)]
@@ -177,6 +189,8 @@ pub enum Command {
     },
     /// Snapshot before and check after every package transaction
     Hooks {
+        /// Write the hook files into the root, or remove them (uninstall
+        /// without --manager removes every manager's)
         #[arg(value_enum)]
         action: InstallAction,
         /// Package manager [default: the root's own]
@@ -185,6 +199,7 @@ pub enum Command {
     },
     /// The hardened guard-snapshot.timer and guard-check.service
     Units {
+        /// Write the unit files into ROOT/etc/systemd/system, or remove them
         #[arg(value_enum)]
         action: InstallAction,
     },
@@ -198,6 +213,7 @@ pub enum Command {
     },
     /// Shell completions for bash, zsh, fish, …
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -236,7 +252,10 @@ pub enum PlaybookCommand {
     /// Every playbook, built in and from ROOT/etc/guard/playbooks
     List,
     /// A playbook's steps with their commands
-    Show { name: String },
+    Show {
+        /// Playbook name (see `guard playbook list`)
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand, Clone)]
@@ -249,6 +268,7 @@ pub enum VmCommand {
     },
     /// Clone a shut-off guest: new name, UUID and MACs, disks copied and verified
     Clone {
+        /// The guest to clone (shut off)
         domain: String,
         /// New name [default: DOMAIN-clone]
         #[arg(long)]
@@ -289,4 +309,90 @@ pub fn public_command() -> clap::Command {
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     Cli::command()
+}
+
+/// The man page, one page for the whole command (what `guard man` prints
+/// and the README installs as `guard.1`). clap_mangen's page lists the
+/// commands as `guard-check(1)` and so on, pages nobody installs, and
+/// describes none of their options; here every visible command follows,
+/// with its synopsis, description and options.
+pub fn man_page(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_command(&mut out, "guard", sub)?;
+    }
+    man.render_version_section(&mut out)?;
+    w.write_all(&keep_first_preamble(&out))
+}
+
+/// One command's part of the page: `.SS guard NAME`, then its synopsis,
+/// description and own options (the global ones are described once, at
+/// the top), then its subcommands the same way.
+fn man_command(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> std::io::Result<()> {
+    let name = format!("{parent} {}", sub.get_name());
+    // Built on its own, the command has none of the parent's global
+    // options; its own, `--help` and its subcommands stay.
+    let man = clap_mangen::Man::new(sub.clone().bin_name(&name));
+    let mut part = Vec::new();
+    man.render_synopsis_section(&mut part)?;
+    man.render_description_section(&mut part)?;
+    if sub.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut part)?;
+    }
+    out.extend_from_slice(format!(".SS \"{name}\"\n").as_bytes());
+    for line in String::from_utf8_lossy(&part).lines() {
+        // The section headings of a page of its own: here the command's
+        // `.SS` heads them all, and a paragraph break parts its synopsis
+        // from its description.
+        match line {
+            ".SH SYNOPSIS" | ".SH OPTIONS" => continue,
+            ".SH DESCRIPTION" => {
+                out.extend_from_slice(b".PP\n");
+                continue;
+            }
+            _ => {}
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    for s in sub
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        man_command(out, &name, s)?;
+    }
+    Ok(())
+}
+
+/// Each part clap_mangen renders starts with roff's apostrophe preamble
+/// (`.ie \n(.g .ds Aq …`); the page needs it once, at the top.
+fn keep_first_preamble(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut seen = false;
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with(".ie \\n(.g .ds Aq") && lines.peek() == Some(&".el .ds Aq '") {
+            lines.next();
+            if seen {
+                continue;
+            }
+            seen = true;
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(".el .ds Aq '\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.into_bytes()
 }

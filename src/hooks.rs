@@ -239,6 +239,17 @@ pub fn install_files(
             "warning: {what} run {GUARD_BIN}, which is not in this root yet: install guard there"
         ));
     }
+    // The files name no store: what they run uses the default one inside
+    // the root. A `--store` given here would otherwise look as if it were
+    // where the hooks' and units' snapshots go.
+    let default_store = app.root.host_path(&SysPath::new("/var/lib/guard"));
+    let store = std::path::absolute(&app.store_dir).unwrap_or_else(|_| app.store_dir.clone());
+    if action == InstallAction::Install && store != default_store {
+        app.ui.say(&format!(
+            "warning: {what} run {GUARD_BIN} with its default store /var/lib/guard (inside the root), not {}: --store does not change where they snapshot",
+            app.store_dir.display()
+        ));
+    }
     let rows: Vec<_> = planned
         .iter()
         .map(|(f, a)| json!({"path": f.path.to_string(), "action": a.verb()}))
@@ -341,12 +352,45 @@ pub fn hook_files(manager: ManagerArg, pacman_hooks: &SysPath) -> Vec<Planned> {
 
 /// `guard hooks install|uninstall [--manager M]`.
 pub fn command(app: &App, action: InstallAction, manager: Option<ManagerArg>) -> Result<i32> {
-    let m = match manager {
-        Some(m) => m,
-        None => detect(app)?,
+    let pacman_hooks = pacman_hook_dir(app.root.read_text("/etc/pacman.conf").as_deref());
+    let m = match (manager, action) {
+        (Some(m), _) => m,
+        // Uninstall takes back what any install put there: hooks installed
+        // with `--manager zypper`, or for the manager detected before
+        // another one's files appeared in the root, would otherwise stay
+        // behind while uninstall says "nothing to do" for the detected one.
+        (None, InstallAction::Uninstall) => {
+            let detected = detect(app).ok();
+            let mut files = Vec::new();
+            for m in [ManagerArg::Pacman, ManagerArg::Zypper, ManagerArg::Apt] {
+                for f in hook_files(m, &pacman_hooks) {
+                    if !app.root.exists(&f.path) {
+                        continue;
+                    }
+                    // A file guard did not write at another manager's
+                    // path is none of this uninstall's business; at the
+                    // detected manager's it is refused, as with --manager.
+                    let ours =
+                        matches!(read_exact_file(app, &f.path), Ok(Some(c)) if has_marker(&c));
+                    if ours || Some(m) == detected {
+                        files.push(f);
+                    } else {
+                        app.ui
+                            .say(&format!("  skip      {}: not written by guard", f.path));
+                    }
+                }
+            }
+            if !files.is_empty() {
+                return install_files(app, "hooks", &files, action);
+            }
+            match detected {
+                Some(m) => m,
+                None => return install_files(app, "hooks", &[], action),
+            }
+        }
+        (None, InstallAction::Install) => detect(app)?,
     };
     let name = format!("{m:?} hooks").to_lowercase();
-    let pacman_hooks = pacman_hook_dir(app.root.read_text("/etc/pacman.conf").as_deref());
     install_files(app, &name, &hook_files(m, &pacman_hooks), action)
 }
 

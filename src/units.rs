@@ -89,6 +89,9 @@ pub fn unit_files() -> Vec<Planned> {
 
 /// `guard units install|uninstall`.
 pub fn command(app: &App, action: InstallAction) -> Result<i32> {
+    if action == InstallAction::Uninstall {
+        warn_still_enabled(app);
+    }
     let code = install_files(app, "systemd units", &unit_files(), action)?;
     if action == InstallAction::Install && !app.json {
         app.ui.say(
@@ -96,6 +99,31 @@ pub fn command(app: &App, action: InstallAction) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// Where `systemctl enable` links guard's units (their `WantedBy=`).
+const ENABLED_LINKS: [&str; 2] = [
+    "/etc/systemd/system/timers.target.wants/guard-snapshot.timer",
+    "/etc/systemd/system/multi-user.target.wants/guard-check.service",
+];
+
+/// Uninstalling an enabled unit leaves its `*.wants/` link behind,
+/// dangling (systemd then logs the missing unit at every boot), and a
+/// timer already loaded keeps firing until the next daemon-reload: said
+/// before the plan is confirmed, with what to run first.
+fn warn_still_enabled(app: &App) {
+    let enabled: Vec<&str> = ENABLED_LINKS
+        .iter()
+        .filter(|l| app.root.exists(&SysPath::new(**l)))
+        .map(|l| l.rsplit('/').next().unwrap_or(l))
+        .collect();
+    if !enabled.is_empty() {
+        app.ui.say(&format!(
+            "warning: {} still enabled: run systemctl disable --now {} first, or the links in /etc/systemd/system/*.wants stay behind, dangling",
+            enabled.join(" and "),
+            enabled.join(" ")
+        ));
+    }
 }
 
 #[cfg(test)]

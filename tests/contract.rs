@@ -209,3 +209,65 @@ fn a_reader_that_goes_away_does_not_change_the_exit_code() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A command's `--help` lists its own options first and the global ones
+/// under a heading of their own: interleaved, `--root` and `--store` stood
+/// between `--against` and `--ack` in `guard check --help`.
+#[test]
+fn help_keeps_a_commands_own_options_apart_from_the_global_ones() {
+    let sys = sandbox();
+    for (cmd, own) in [
+        (
+            &["check", "--help"][..],
+            &["--against", "--ack", "--unack", "--acks"][..],
+        ),
+        (
+            &["restore", "--help"],
+            &["--from", "--vanished", "--caps", "--dry-run"],
+        ),
+        (&["run", "--help"], &["--dry-run", "--answers", "--resume"]),
+        (&["prune", "--help"], &["--keep", "--dry-run"]),
+    ] {
+        let (code, out, err) = guard(&sys, cmd);
+        assert_eq!(code, 0, "{cmd:?}: {err}");
+        let global = out
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd:?}: no global heading:\n{out}"));
+        // where the option's own line starts (help text may name others)
+        let line = |o: &str| {
+            out.find(&format!("\n      {o} "))
+                .unwrap_or_else(|| panic!("{cmd:?}: no line for {o}:\n{out}"))
+        };
+        for o in own {
+            assert!(
+                line(o) < global,
+                "{cmd:?}: {o} among the global options:\n{out}"
+            );
+        }
+        for g in ["--root", "--store", "--json", "--yes", "--no-progress"] {
+            assert!(
+                line(g) > global,
+                "{cmd:?}: {g} before the global heading:\n{out}"
+            );
+        }
+    }
+    // every argument says what it is
+    for cmd in [
+        &["diff", "--help"][..],
+        &["verify", "--help"],
+        &["forget", "--help"],
+        &["prune", "--help"],
+        &["hooks", "--help"],
+        &["units", "--help"],
+        &["playbook", "show", "--help"],
+    ] {
+        let (code, out, _) = guard(&sys, cmd);
+        assert_eq!(code, 0, "{cmd:?}");
+        for line in out.lines() {
+            let t = line.trim();
+            let bare = (t.starts_with('<') || t.starts_with('[') || t.starts_with("--"))
+                && !t.contains("  ");
+            assert!(!bare, "{cmd:?}: {t:?} has no help:\n{out}");
+        }
+    }
+}

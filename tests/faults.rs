@@ -1092,6 +1092,39 @@ fn a_directory_guard_cannot_list_is_unreadable_not_vanished() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
+/// A path the snapshot could not record is said by `guard snapshot`
+/// itself, on stderr, naming it: a mistyped `include` showed only as
+/// `unreadable: 1 paths` in a later `guard show`.
+#[test]
+fn a_snapshot_names_what_it_could_not_read() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root.join("etc/guard")).unwrap();
+    fs::write(
+        sb.root.join("etc/guard/guard.toml"),
+        "version = 1\ninclude = [\"/srv/mail/ect\"]\n",
+    )
+    .unwrap();
+    let o = sb.run(&["snapshot"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 path(s) could not be read") && err.contains("/srv/mail/ect: included, but"),
+        "{err}"
+    );
+    // stdout stays the id alone, and with --json one document
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(!id.contains(' ') && !id.is_empty(), "{id}");
+    let o = sb.run(&["--json", "snapshot"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["id"].is_string(), "{doc}");
+    assert!(stderr(&o).contains("/srv/mail/ect"), "{}", stderr(&o));
+    // nothing unreadable, nothing said
+    fs::remove_file(sb.root.join("etc/guard/guard.toml")).unwrap();
+    let o = sb.run(&["snapshot"]);
+    assert!(!stderr(&o).contains("could not be read"), "{}", stderr(&o));
+}
+
 #[test]
 fn a_broken_guard_toml_is_one_line_and_exit_3() {
     let sb = Sandbox::new();

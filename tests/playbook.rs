@@ -215,6 +215,35 @@ fn conditions_done_steps_hard_stop_and_resume() {
     );
 }
 
+/// A relative `--store` is printed absolute in the dry run's script, as
+/// the root is: a line pasted from another directory must still reach
+/// the walk's store.
+#[test]
+fn a_dry_run_names_a_relative_store_absolutely() {
+    let e = env();
+    let out = Command::new(env!("CARGO_BIN_EXE_guard"))
+        .current_dir(&e.base)
+        .args(["--root", "root", "--store", "store"])
+        .args(["run", "arch-upgrade", "--dry-run"])
+        .env_remove("GUARD_ROOT")
+        .env_remove("GUARD_STORE")
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let store = e.base.join("store");
+    let store = store.display();
+    let guard_lines: Vec<&str> = s.lines().filter(|l| l.starts_with("guard ")).collect();
+    assert!(!guard_lines.is_empty(), "{s}");
+    for l in guard_lines {
+        assert!(
+            l.contains(&format!("--store {store} ")) || l.contains(&format!("--store '{store}' ")),
+            "{l}"
+        );
+    }
+    assert!(s.contains(&format!("#   store = {store}\n")), "{s}");
+}
+
 #[test]
 fn a_variable_with_a_newline_is_refused() {
     // (not `root`: an answers file cannot set that at all)
@@ -1037,6 +1066,8 @@ fn a_dry_run_of_a_resume_shows_what_the_resume_would_do() {
     let d = &script[script.find("(d)\n").unwrap()..script.find("(e)\n").unwrap()];
     assert!(d.contains("# FAILED last time ("), "{d}");
     assert!(d.contains("retry-d = \"retry\""), "{d}");
+    // where in the file: at its top level the key is refused as unknown
+    assert!(d.contains("retry-d = \"retry\" under [answers]"), "{d}");
     assert!(
         d.lines().any(|l| !l.starts_with('#') && l.contains("d-ok")),
         "{d}"

@@ -882,6 +882,105 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     assert!(!mounts.contains(&base), "{mounts}");
 }
 
+/// `guard hooks uninstall` (no `--manager`, as the README shows it) takes
+/// back the hooks of every manager guard installed them for, not only the
+/// one it detects now: hooks installed with `--manager` for another one
+/// would otherwise stay while it says "nothing to do".
+#[test]
+fn hooks_uninstall_removes_every_managers_hooks() {
+    let t = make_root();
+    let r = t.path();
+    // dpkg's database: the detected manager is apt
+    std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+    for m in ["zypper", "pacman"] {
+        let out = run(guard(r).args(["--yes", "hooks", "install", "--manager", m]));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let plugin = r.join("usr/lib/zypp/plugins/commit/guard");
+    let pre = r.join("etc/pacman.d/hooks/00-guard-snapshot.hook");
+    let post = r.join("etc/pacman.d/hooks/zz-guard-check.hook");
+    assert!(plugin.is_file() && pre.is_file() && post.is_file());
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !plugin.exists() && !pre.exists() && !post.exists(),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("uninstalled 3 file(s)"),
+        "{}",
+        text(&out)
+    );
+    // and again: nothing left to do
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    // An admin's own file at another manager's path is left alone (and
+    // does not stop the uninstall); at the detected manager's it is
+    // refused, as with --manager.
+    let out = run(guard(r).args(["--yes", "hooks", "install", "--manager", "pacman"]));
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+    std::fs::write(&plugin, "#!/bin/sh\n# the admin's own\n").unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!pre.exists() && !post.exists(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&plugin).unwrap(),
+        "#!/bin/sh\n# the admin's own\n"
+    );
+    let mine = r.join("etc/apt/apt.conf.d/05guard");
+    std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+    std::fs::write(&mine, "// the admin's own\n").unwrap();
+    let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("not written by guard"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap(),
+        "// the admin's own\n"
+    );
+}
+
+/// The hooks and units name no store: what they run snapshots into the
+/// default one inside the root. A `--store` given to `install` says so
+/// instead of looking as if the snapshots would go there.
+#[test]
+fn install_with_another_store_says_the_hooks_use_the_default_one() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for what in [&["hooks", "install"][..], &["units", "install"]] {
+        let out = run(guard(r)
+            .arg("--store")
+            .arg(elsewhere.path())
+            .arg("--yes")
+            .args(what));
+        assert!(out.status.success(), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("default store /var/lib/guard")
+                && err.contains(&elsewhere.path().display().to_string()),
+            "{what:?}: {err}"
+        );
+    }
+    // the default store, named or not, is not worth a word
+    for store in [None, Some(r.join("var/lib/guard"))] {
+        let mut c = guard(r);
+        if let Some(s) = &store {
+            c.arg("--store").arg(s);
+        }
+        let out = run(c.args(["--yes", "hooks", "install"]));
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(!text(&out).contains("default store"), "{}", text(&out));
+    }
+}
+
 #[test]
 fn foreign_files_are_never_overwritten_or_removed() {
     let t = make_root();
@@ -1037,6 +1136,36 @@ fn units_are_valid_and_hardened() {
     for u in units {
         assert!(!dir.join(u).exists(), "{u}");
     }
+}
+
+/// Uninstalling units `systemctl enable` linked leaves the links
+/// dangling: `guard units uninstall` says so, naming the disable to run
+/// first, and says nothing once they are disabled (links made and removed
+/// by the real `systemctl --root`).
+#[test]
+fn units_uninstall_warns_while_they_are_enabled() {
+    let t = make_root();
+    let r = t.path();
+    let out = run(guard(r).args(["--yes", "units", "install"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let systemctl = |verb: &str| {
+        let out = run(Command::new("systemctl")
+            .arg(format!("--root={}", r.display()))
+            .args([verb, "guard-snapshot.timer", "guard-check.service"]));
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    systemctl("enable");
+    let warning = "systemctl disable --now guard-snapshot.timer guard-check.service first";
+    // without --yes: warned before anything is asked, nothing removed
+    let out = run(guard(r).args(["units", "uninstall"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(warning), "{}", text(&out));
+    assert!(r.join("etc/systemd/system/guard-snapshot.timer").exists());
+    systemctl("disable");
+    let out = run(guard(r).args(["--yes", "units", "uninstall"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("still enabled"), "{}", text(&out));
+    assert!(!r.join("etc/systemd/system/guard-snapshot.timer").exists());
 }
 
 fn setpriv(root: &Path, caps: &str, args: &[&str]) -> Output {
@@ -1581,4 +1710,29 @@ fn completions_and_man_page() {
     assert!(s.starts_with(".ie") || s.contains(".TH guard"), "{s}");
     assert!(s.contains(".TH guard 1"), "{s}");
     assert!(s.contains("snapshot") && s.contains("\\-\\-root"), "{s}");
+    // One page that describes every command and its options, not pointers
+    // to guard-check(1) and the like, which nothing installs.
+    assert!(
+        !s.contains("guard\\-check(1)") && !s.contains("guard-check(1)"),
+        "{s}"
+    );
+    for (heading, option) in [
+        ("guard check", "\\-\\-against"),
+        ("guard restore", "\\-\\-vanished"),
+        ("guard run", "\\-\\-answers"),
+        ("guard playbook show", "NAME"),
+        ("guard hooks", "\\-\\-manager"),
+        ("guard prune", "\\-\\-keep"),
+    ] {
+        let at = s
+            .find(&format!(".SS \"{heading}\""))
+            .unwrap_or_else(|| panic!("no section for {heading}: {s}"));
+        assert!(s[at..].contains(option), "{heading} {option}: {s}");
+    }
+    assert!(
+        !s.contains("hook\\-run"),
+        "the hooks' internal command: {s}"
+    );
+    // roff's preamble once, at the top
+    assert_eq!(s.matches(".ds Aq").count(), 2, "{s}");
 }

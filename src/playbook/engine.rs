@@ -684,7 +684,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                             _ => String::new(),
                         };
                         bail!(
-                            "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\")",
+                            "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\" under [answers])",
                             step.id, pb.id, step.id
                         );
                     }
@@ -1750,7 +1750,7 @@ pub fn render_script(
         match r.status.as_str() {
             "failed" => {
                 o.push_str(&format!(
-                    "# FAILED last time ({}){note}; the resume asks whether to retry it (answers file: retry-{} = \"retry\")\n",
+                    "# FAILED last time ({}){note}; the resume asks whether to retry it (answers file: retry-{} = \"retry\" under [answers])\n",
                     r.ended, s.id
                 ));
                 o.push_str(rest);
