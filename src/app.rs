@@ -501,7 +501,10 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
             "root": m.root, "os": m.os_name(), "entries": m.entries.len(), "bytes": m.bytes(),
             "package_managers": m.packages.managers, "packages": m.packages.installed.len(),
             "owners": owners, "unowned": unowned,
-            "units": m.units, "caps": m.caps.iter().map(|c| json!({"path": c.path, "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
+            // (paths as in every other output: `\xNN` for bytes that are
+            // not UTF-8, not the manifest's `{"hex": …}` form)
+            "units": m.units.iter().map(|u| json!({"unit": u.unit, "wanted_by": u.wanted_by, "link": u.link.to_string()})).collect::<Vec<_>>(),
+            "caps": m.caps.iter().map(|c| json!({"path": c.path.to_string(), "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
             "ledger_from": m.ledger_from,
             "errors": m.errors.len(), "unreadable_xattrs": m.unreadable_xattrs,
             "vms": m.vms,
@@ -926,7 +929,7 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             "from": plan.from,
             "dry_run": dry_run,
             "plan": plan.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
-            "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+            "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p.to_string(), "reason": w})).collect::<Vec<_>>(),
             "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
             "incomplete": applied.as_ref().map(|a| &a.incomplete[..]).unwrap_or_default()
                 .iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),

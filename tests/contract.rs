@@ -209,3 +209,95 @@ fn a_reader_that_goes_away_does_not_change_the_exit_code() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Every string key of a document and its values, recursively: (key, value).
+fn strings(v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push((k.clone(), v.clone()));
+                strings(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// DESIGN §2: a name that is not UTF-8 is written `\xNN` in output, in
+/// every document: the store's own `{"hex": …}` form of such a name is for
+/// manifests, never for `show` or `restore`.
+#[test]
+fn non_utf8_names_are_escaped_in_show_and_restore_documents() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let sys = sandbox();
+    let raw = |p: &[u8]| sys.root().join(OsStr::from_bytes(&p[1..]));
+    // a capped binary (setcap on a plain name, then renamed: the xattr
+    // goes with the inode), an enabled unit and a file of its own
+    sys.write("/usr/bin/capped", "#!/bin/sh\n");
+    sys.chmod("/usr/bin/capped", 0o755);
+    common::run(&[
+        "setcap",
+        "cap_net_bind_service=ep",
+        sys.path("/usr/bin/capped").to_str().unwrap(),
+    ]);
+    std::fs::rename(sys.path("/usr/bin/capped"), raw(b"/usr/bin/cap\xfeped")).unwrap();
+    std::fs::create_dir_all(sys.path("/etc/systemd/system/multi-user.target.wants")).unwrap();
+    std::fs::write(
+        raw(b"/etc/systemd/system/m\xffil.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        OsStr::from_bytes(b"/etc/systemd/system/m\xffil.service"),
+        raw(b"/etc/systemd/system/multi-user.target.wants/m\xffil.service"),
+    )
+    .unwrap();
+    std::fs::write(raw(b"/etc/own\xfdfile"), "mine\n").unwrap();
+
+    let (code, out, err) = guard(&sys, &["--json", "snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    let id = one_document(&out)["id"].as_str().unwrap().to_string();
+
+    let (code, out, err) = guard(&sys, &["--json", "show", &id]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    let caps: Vec<_> = doc["caps"].as_array().unwrap().iter().collect();
+    assert_eq!(caps.len(), 1, "{doc}");
+    assert_eq!(caps[0]["path"], "/usr/bin/cap\\xfeped", "{doc}");
+    let units = doc["units"].as_array().unwrap();
+    assert!(
+        units
+            .iter()
+            .any(|u| u["link"] == "/etc/systemd/system/multi-user.target.wants/m\\xffil.service"),
+        "{doc}"
+    );
+    let mut all = Vec::new();
+    strings(&doc, &mut all);
+    assert!(all.iter().all(|(k, _)| k != "hex"), "{doc}");
+
+    // restore names what it skips the same way
+    #[allow(clippy::disallowed_methods)] // the binary, given a raw name
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(sys.root())
+        .arg("--store")
+        .arg(sys.store.path())
+        .args(["--json", "restore", "--dry-run"])
+        .arg(OsStr::from_bytes(b"/etc/own\xfdfile"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = one_document(&stdout);
+    assert_eq!(doc["skipped"][0]["path"], "/etc/own\\xfdfile", "{doc}");
+    let mut all = Vec::new();
+    strings(&doc, &mut all);
+    assert!(all.iter().all(|(k, _)| k != "hex"), "{doc}");
+}
