@@ -301,3 +301,28 @@ fn non_utf8_names_are_escaped_in_show_and_restore_documents() {
     strings(&doc, &mut all);
     assert!(all.iter().all(|(k, _)| k != "hex"), "{doc}");
 }
+
+/// A command with subcommands of its own, given none (`guard vm`), is a
+/// usage error like any other: clap answers it with the command's help,
+/// which has no error message, so the error document must not carry the
+/// help's first line (the command's description) as if it were one. Nor
+/// does it offer the internal `hook-run`.
+#[test]
+fn a_missing_subcommand_is_named_in_the_error_document() {
+    let sys = sandbox();
+    for (args, names) in [
+        (&["--json", "vm"][..], &["guard vm", "list", "clone"][..]),
+        (&["playbook", "--json"], &["guard playbook", "list", "show"]),
+        (&["--json"], &["'guard'", "snapshot", "check", "restore"]),
+    ] {
+        let (code, out, err) = guard(&sys, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        let doc = one_document(&out);
+        let msg = doc["error"].as_str().unwrap_or_default();
+        assert!(msg.contains("requires a subcommand"), "{args:?}: {msg}");
+        for n in names {
+            assert!(msg.contains(n), "{args:?}: {n} not in {msg}");
+        }
+        assert!(!msg.contains("hook-run"), "{args:?}: {msg}");
+    }
+}
