@@ -326,3 +326,45 @@ fn a_missing_subcommand_is_named_in_the_error_document() {
         assert!(!msg.contains("hook-run"), "{args:?}: {msg}");
     }
 }
+
+/// DESIGN §2: on an error, `{"error": MESSAGE}` is on stdout. A command
+/// that has a document of its own to give (what a listing could read, what
+/// a restore did before it stopped) gives that one, with the error in it:
+/// a script that looks for `.error` sees the failure the exit code says.
+#[test]
+fn a_document_printed_before_an_error_carries_the_error() {
+    let sys = sandbox();
+    sys.snapshot();
+    // (a document of a command that did not fail has no error in it)
+    let (code, out, err) = guard(&sys, &["--json", "restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(one_document(&out).get("error").is_none(), "{out}");
+    // a restore that meets a corrupt object stops there
+    let objects = sys.store.path().join("objects");
+    let h = blake3::hash(b"hello\n").to_hex().to_string();
+    let obj = objects.join(&h[..2]).join(&h[2..]);
+    std::fs::remove_file(&obj).unwrap();
+    std::fs::write(&obj, b"not hello\n").unwrap();
+    sys.write("/etc/motd", "changed\n");
+    let (code, out, err) = guard(&sys, &["--json", "restore", "/etc/motd", "--yes"]);
+    assert_eq!(code, 3, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["failed"]["path"], "/etc/motd", "{doc}");
+    let msg = doc["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("restore stopped at /etc/motd"), "{doc}");
+    assert!(err.contains(msg), "{err}");
+    // a listing with a corrupt snapshot
+    let snaps = sys.store.path().join("snapshots");
+    let victim = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    std::fs::write(&victim, b"{ not json").unwrap();
+    let (code, out, err) = guard(&sys, &["--json", "list"]);
+    assert_eq!(code, 3, "{err}");
+    let doc = one_document(&out);
+    let msg = doc["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("corrupt"), "{doc}");
+    assert!(err.contains(msg), "{err}");
+}
