@@ -368,3 +368,47 @@ fn a_document_printed_before_an_error_carries_the_error() {
     assert!(msg.contains("corrupt"), "{doc}");
     assert!(err.contains(msg), "{err}");
 }
+
+/// DESIGN §2: every finding has the same keys, whether or not it has a
+/// fix or a longer text: `evidence` a list, `fix` and `detail` a string or
+/// null; the summary counts them.
+#[test]
+fn every_finding_has_the_whole_shape() {
+    let sys = sandbox();
+    sys.write("/etc/pam.d/imap", "auth required pam_unix.so\n");
+    let (code, v) = sys.check();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["snapshot"], Value::Null, "{v}");
+    assert!(!common::with_id(&v, "baseline/none").is_empty(), "{v}");
+    sys.snapshot();
+    sys.rm("/etc/pam.d/imap");
+    sys.write("/etc/motd", "changed\n");
+    sys.write("/etc/new.conf", "x\n");
+    let (code, v) = sys.check();
+    assert_eq!(code, 2, "{v}");
+    assert!(v["snapshot"].is_string(), "{v}");
+    assert!(v["root"].is_string(), "{v}");
+    let findings = v["findings"].as_array().unwrap();
+    assert!(findings.len() >= 3, "{v}");
+    for f in findings {
+        let keys: std::collections::BTreeSet<&str> =
+            f.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        for k in [
+            "id", "severity", "paths", "message", "evidence", "fix", "detail",
+        ] {
+            assert!(keys.contains(k), "{k} missing: {f}");
+        }
+        assert!(f["evidence"].is_array(), "{f}");
+        assert!(f["fix"].is_string() || f["fix"].is_null(), "{f}");
+        assert!(f["detail"].is_string() || f["detail"].is_null(), "{f}");
+        assert!(f["paths"].is_array(), "{f}");
+    }
+    // one without a longer text: its detail is there, as null
+    let added = common::with_id(&v, "file/added");
+    assert_eq!(added.len(), 1, "{v}");
+    assert_eq!(added[0]["detail"], Value::Null, "{v}");
+    let count = |s: &str| findings.iter().filter(|f| f["severity"] == s).count();
+    assert_eq!(v["summary"]["critical"], count("critical"), "{v}");
+    assert_eq!(v["summary"]["warning"], count("warning"), "{v}");
+    assert_eq!(v["summary"]["info"], count("info"), "{v}");
+}
