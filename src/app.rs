@@ -470,6 +470,8 @@ fn cmd_list(app: &App) -> Result<i32> {
     let store = app.store_read()?;
     let list = store.list()?;
     let bad = list.iter().filter(|(_, h)| h.is_err()).count();
+    let error =
+        (bad > 0).then(|| format!("{bad} snapshot(s) are corrupt or unreadable; run guard verify"));
     if app.json {
         let rows: Vec<_> = list
             .iter()
@@ -478,7 +480,7 @@ fn cmd_list(app: &App) -> Result<i32> {
                 Err(e) => json!({"id": id, "error": e}),
             })
             .collect();
-        app.print_json(&json!({ "snapshots": rows }))?;
+        app.print_json(&with_error(json!({ "snapshots": rows }), &error))?;
     } else {
         if list.is_empty() {
             app.ui
@@ -501,18 +503,26 @@ fn cmd_list(app: &App) -> Result<i32> {
             }
         }
     }
-    if bad > 0 {
-        return failed_after_output(
-            app,
-            format!("{bad} snapshot(s) are corrupt or unreadable; run guard verify"),
-        );
+    match error {
+        Some(msg) => failed_after_output(app, msg),
+        None => Ok(0),
     }
-    Ok(0)
 }
 
-/// A command that printed its document and then failed: with --json the
-/// error goes to stderr only (stdout holds one JSON document), exit 3; as
-/// text, the usual error line.
+/// A command's JSON document, with `"error": MESSAGE` added when the
+/// command failed after all (DESIGN §2: on an error, the error is in the
+/// document on stdout); what it did get done stays in the document.
+fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json::Value {
+    if let (Some(msg), Some(map)) = (error, doc.as_object_mut()) {
+        map.insert("error".into(), json!(msg));
+    }
+    doc
+}
+
+/// A command that printed its document (with the error in it, see
+/// [`with_error`]) and then failed: with --json the message goes to
+/// stderr too (stdout holds one JSON document), exit 3; as text, the usual
+/// error line.
 fn failed_after_output(app: &App, msg: String) -> Result<i32> {
     if app.json {
         crate::err_out!("guard: {msg}");
@@ -549,7 +559,10 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
             "root": m.root, "os": m.os_name(), "entries": m.entries.len(), "bytes": m.bytes(),
             "package_managers": m.packages.managers, "packages": m.packages.installed.len(),
             "owners": owners, "unowned": unowned,
-            "units": m.units, "caps": m.caps.iter().map(|c| json!({"path": c.path, "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
+            // (paths as in every other output: `\xNN` for bytes that are
+            // not UTF-8, not the manifest's `{"hex": …}` form)
+            "units": m.units.iter().map(|u| json!({"unit": u.unit, "wanted_by": u.wanted_by, "link": u.link.to_string()})).collect::<Vec<_>>(),
+            "caps": m.caps.iter().map(|c| json!({"path": c.path.to_string(), "caps": c.caps, "owners": c.owners})).collect::<Vec<_>>(),
             "ledger_from": m.ledger_from,
             "errors": m.errors.len(), "unreadable_xattrs": m.unreadable_xattrs,
             "vms": m.vms,
@@ -969,17 +982,33 @@ pub fn restore_in(
 fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Result<i32> {
     let (plan, applied) = restore_cmd(app, from, what, dry_run)?;
     let failed = applied.as_ref().and_then(|a| a.failed.clone());
+    let incomplete = applied.as_ref().map_or(0, |a| a.incomplete.len());
+    let error = if let Some((p, e)) = &failed {
+        let left = applied.as_ref().map_or(0, |a| a.not_done.len());
+        Some(format!(
+            "restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"
+        ))
+    } else if incomplete > 0 {
+        // A path put back without an xattr it had is not as in the
+        // snapshot: say so in the exit status too, after every other path
+        // was done.
+        Some(format!(
+            "{incomplete} item(s) restored without everything the snapshot records for them (see above)"
+        ))
+    } else {
+        None
+    };
     if app.json {
-        app.print_json(&json!({
+        app.print_json(&with_error(json!({
             "from": plan.from,
             "dry_run": dry_run,
             "plan": plan.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
-            "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+            "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p.to_string(), "reason": w})).collect::<Vec<_>>(),
             "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
             "incomplete": applied.as_ref().map(|a| &a.incomplete[..]).unwrap_or_default()
                 .iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failed": failed.as_ref().map(|(p, e)| json!({"path": p, "error": e})),
-        }))?;
+        }), &error))?;
     } else if let Some(a) = &applied {
         let mtime_only: std::collections::HashSet<String> = plan
             .items
@@ -997,23 +1026,10 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
     } else if plan.items.is_empty() {
         crate::out!("nothing to restore");
     }
-    let incomplete = applied.as_ref().map_or(0, |a| a.incomplete.len());
-    if let Some((p, e)) = failed {
-        let left = applied.map(|a| a.not_done.len()).unwrap_or(0);
-        return failed_after_output(
-            app,
-            format!("restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"),
-        );
+    match error {
+        Some(msg) => failed_after_output(app, msg),
+        None => Ok(0),
     }
-    // A path put back without an xattr it had is not as in the snapshot:
-    // say so in the exit status too, after every other path was done.
-    if incomplete > 0 {
-        return failed_after_output(
-            app,
-            format!("{incomplete} item(s) restored without everything the snapshot records for them (see above)"),
-        );
-    }
-    Ok(0)
 }
 
 fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
@@ -1029,8 +1045,16 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
     };
     let bar = app.ui.progress(0, "verifying");
     let rep = store.verify(&ids, bar.as_ref());
+    // Known damage decides (2) even when other objects could not be read:
+    // that much is certain. Otherwise an object or manifest verify could
+    // not read (a user without root's rights, an I/O error) proves
+    // nothing either way: UNKNOWN, not CRITICAL (DESIGN §2).
+    let unreadable = rep.unreadable();
+    let error = (!rep.damaged() && unreadable > 0).then(|| {
+        format!("{unreadable} object(s) or manifest(s) could not be read (listed as unreadable); verify cannot tell whether they are intact")
+    });
     if app.json {
-        app.print_json(&rep)?;
+        app.print_json(&with_error(serde_json::to_value(&rep)?, &error))?;
     } else {
         for p in &rep.problems {
             match &p.object {
@@ -1050,20 +1074,10 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
             rep.problems.len()
         );
     }
-    // Known damage decides (2) even when other objects could not be read:
-    // that much is certain. Otherwise an object or manifest verify could
-    // not read (a user without root's rights, an I/O error) proves
-    // nothing either way: UNKNOWN, not CRITICAL (DESIGN §2).
-    let unreadable = rep.unreadable();
-    if rep.damaged() {
-        Ok(2)
-    } else if unreadable > 0 {
-        failed_after_output(
-            app,
-            format!("{unreadable} object(s) or manifest(s) could not be read (listed as unreadable); verify cannot tell whether they are intact"),
-        )
-    } else {
-        Ok(0)
+    match error {
+        Some(msg) => failed_after_output(app, msg),
+        None if rep.damaged() => Ok(2),
+        None => Ok(0),
     }
 }
 

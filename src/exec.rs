@@ -313,6 +313,26 @@ pub fn passthrough(program: &Path, args: &[OsString]) -> Result<i32> {
     Ok(status.code().unwrap_or(3))
 }
 
+/// Runs a command that talks to the user's terminal (a passphrase
+/// prompt): our stdin and stderr, and its stdout onto our stderr too.
+/// guard's stdout holds only what guard prints (with `--json`, exactly one
+/// document): a line `cryptsetup` prints there must not land in front of
+/// it. Returns the exit code.
+pub fn attached(program: &Path, args: &[OsString]) -> Result<i32> {
+    use std::os::fd::AsFd;
+    let cmd = Cmd::new(program).args(args);
+    let err = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| anyhow!("{}: {e}", cmd.display()))?;
+    let status = cmd
+        .build()
+        .stdout(Stdio::from(err))
+        .status()
+        .map_err(|e| spawn_error(&cmd, e))?;
+    Ok(status.code().unwrap_or(3))
+}
+
 /// Whether `program` can be found on PATH (or is an existing path).
 pub fn available(program: &str) -> bool {
     if program.contains('/') {

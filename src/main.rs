@@ -27,12 +27,7 @@ fn main() {
             let _ = e.print();
             let json = std::env::args_os().skip(1).any(|a| a == "--json");
             if json {
-                // clap's message without its usage block, on one line
-                let text = e.to_string();
-                let text = text.split("\n\n").next().unwrap_or_default();
-                let text = text.strip_prefix("error: ").unwrap_or(text);
-                let msg = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                guard::out!("{}", serde_json::json!({ "error": msg }));
+                guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
             }
             3
         }
@@ -56,4 +51,49 @@ fn fail(json: bool, msg: &str) -> i32 {
     }
     guard::err_out!("guard: {msg}");
     3
+}
+
+/// A usage error as one line for the error document: clap's message
+/// without its usage block. A command that has subcommands of its own and
+/// is given none (`guard vm`) is answered with its help, which has no
+/// message at all: say which subcommand is missing instead of the help's
+/// first line (the command's description).
+fn usage_message(e: &clap::Error) -> String {
+    let text = e.to_string();
+    // (clap's own message for a missing subcommand lists the hidden
+    // `hook-run` too: the public command's list instead)
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
+        // the help's usage line names the command: `Usage: guard vm [OPTIONS] <COMMAND>`
+        let words: Vec<&str> = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Usage: "))
+            .unwrap_or("guard")
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['[', '<']))
+            .collect();
+        let mut cmd = guard::cli::public_command();
+        for w in words.iter().skip(1) {
+            match cmd.find_subcommand(w) {
+                Some(c) => cmd = c.clone(),
+                None => break,
+            }
+        }
+        let subs: Vec<&str> = cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name())
+            .collect();
+        return format!(
+            "'{}' requires a subcommand but one was not provided [subcommands: {}]",
+            words.join(" "),
+            subs.join(", ")
+        );
+    }
+    let text = text.split("\n\n").next().unwrap_or_default();
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -59,7 +59,8 @@ pub struct Finding {
     pub message: String,
     pub evidence: Vec<Evidence>,
     pub fix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always in the JSON, null when there is none (as `fix`): every
+    /// finding has the same keys (DESIGN §2).
     pub detail: Option<String>,
     /// Acknowledged with `guard check --ack`: shown, counted as info.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

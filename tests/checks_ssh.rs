@@ -382,3 +382,53 @@ fn match_block_turning_passwords_and_root_on_is_critical() {
         .iter()
         .all(|f| f["message"].as_str().unwrap().contains("Match User *:")));
 }
+
+/// A drop-in whose name is not UTF-8 is matched by sshd's `Include` glob
+/// like any other (sshd -T says so): guard must read it too, not look for
+/// a name with U+FFFD in it and find nothing. Its path is written `\xNN`.
+#[test]
+fn a_dropin_whose_name_is_not_utf8_is_read_like_sshd_does() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let s = cloud_box();
+    s.snapshot();
+    let dir = s.path("/etc/ssh/sshd_config.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(OsStr::from_bytes(b"50-cl\xffud-init.conf")),
+        "PasswordAuthentication yes\n",
+    )
+    .unwrap();
+    // the oracle: sshd, given the same directory, takes the drop-in's value
+    let keys = tempfile::tempdir().unwrap();
+    let hk = keys.path().join("hostkey");
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        hk.to_str().unwrap(),
+    ]);
+    let cfg = keys.path().join("sshd_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Include {}/*.conf\nPasswordAuthentication no\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(sshd_t(&cfg, &hk, None)["passwordauthentication"], "yes");
+
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/password-auth-effective");
+    assert_eq!(f.len(), 1, "{v:#}");
+    let name = "/etc/ssh/sshd_config.d/50-cl\\xffud-init.conf";
+    assert_eq!(f[0]["paths"][0], name, "{v:#}");
+    // explained by the specific finding, not file/added as well
+    assert_eq!(for_path(&v, name).len(), 1, "{v:#}");
+}

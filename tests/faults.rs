@@ -589,6 +589,11 @@ fn what_verify_cannot_read_is_unknown_not_corrupt() {
     );
     assert_eq!(p["paths"], serde_json::json!(["/etc/pam.d/imap"]), "{v}");
     assert!(stderr(&o).contains("could not be read"), "{}", stderr(&o));
+    // the document says why it is exit 3 too (DESIGN §2: the error is on stdout)
+    assert!(
+        v["error"].as_str().unwrap().contains("could not be read"),
+        "{v}"
+    );
     // as text: the object, why, and the paths that need it
     let o = sb.as_nobody_args(&["verify"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
@@ -621,6 +626,8 @@ fn what_verify_cannot_read_is_unknown_not_corrupt() {
     let o = sb.as_nobody("verify");
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // a verdict, not an error
+    assert!(v.get("error").is_none(), "{v}");
     let kinds: BTreeMap<&str, &str> = v["problems"]
         .as_array()
         .unwrap()

@@ -329,3 +329,48 @@ fn prune_confirmed_after_the_store_changed_keeps_what_the_policy_now_keeps() {
     assert!(s.contains("EXIT=0"), "{s}");
     assert!(s.contains("1 of them kept"), "{s}");
 }
+
+const TALKS: &str = r#"version = 1
+id = "talks"
+title = "A command that talks to the terminal"
+
+[[steps]]
+id = "passphrase"
+title = "A command that reads the terminal"
+explain = "As cryptsetup luksFormat reads the passphrase, and prints."
+interactive = true
+run = ["sh", "-c", "if test -t 0; then echo said-on-the-terminal; fi"]
+"#;
+
+/// `guard --json run` at a terminal, its stdout sent to a file: a command
+/// that gets the terminal (cryptsetup's passphrase) still has its stdin,
+/// and what it prints shows on the screen, not in front of the one JSON
+/// document on guard's stdout.
+#[test]
+fn an_interactive_step_prints_on_the_terminal_not_into_the_json() {
+    let (dir, root, store) = sandbox();
+    fs::create_dir_all(root.join("etc/guard/playbooks")).unwrap();
+    fs::write(root.join("etc/guard/playbooks/talks.toml"), TALKS).unwrap();
+    let out = dir.path().join("out.json");
+    let mut argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "exec \"$0\" \"$@\" > {}",
+            exec::shell_quote(out.as_os_str().as_encoded_bytes())
+        ),
+    ];
+    argv.extend(guard_argv(
+        &root,
+        &store,
+        &["--json", "--yes", "run", "talks"],
+    ));
+    let t = Tmux::start(dir.path(), &argv);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(s.contains("said-on-the-terminal"), "{s}");
+    let text = fs::read_to_string(&out).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"));
+    assert_eq!(doc["finished"], true, "{doc}");
+}

@@ -63,8 +63,21 @@ pub trait Files {
     /// Text of a regular file (symlinks followed inside the root); `None`
     /// when absent or unreadable.
     fn text(&self, p: &SysPath) -> Option<String>;
-    /// Names in a directory, sorted.
-    fn list(&self, dir: &SysPath) -> Vec<String>;
+    /// Names in a directory as they are (bytes), sorted. A name that is
+    /// not UTF-8 is still a file the program reads: sshd's `Include` glob
+    /// matches it, so a path to open is joined from these.
+    fn names(&self, dir: &SysPath) -> Vec<Vec<u8>>;
+    /// Names in a directory as text (lossy), sorted: for names compared
+    /// with known ones, never for a path to open.
+    fn list(&self, dir: &SysPath) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .names(dir)
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// The live root.
@@ -74,12 +87,8 @@ impl Files for Live<'_> {
     fn text(&self, p: &SysPath) -> Option<String> {
         self.0.read_text(p.clone())
     }
-    fn list(&self, dir: &SysPath) -> Vec<String> {
-        self.0
-            .list_dir(dir)
-            .into_iter()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .collect()
+    fn names(&self, dir: &SysPath) -> Vec<Vec<u8>> {
+        self.0.list_dir(dir)
     }
 }
 
@@ -119,7 +128,7 @@ impl Files for Recorded<'_> {
         let raw = self.store.read_object(e.blake3.as_ref()?).ok()?;
         Some(String::from_utf8_lossy(&raw).into_owned())
     }
-    fn list(&self, dir: &SysPath) -> Vec<String> {
+    fn names(&self, dir: &SysPath) -> Vec<Vec<u8>> {
         // entries are sorted by path: a directory's descendants follow it
         // contiguously, so find the run instead of scanning everything
         // ("/etc/pam.d.bak" sorts between "/etc/pam.d" and its children,
@@ -130,11 +139,11 @@ impl Files for Recorded<'_> {
             prefix.push(b'/');
         }
         let start = es.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
-        let mut v: Vec<String> = es[start..]
+        let mut v: Vec<Vec<u8>> = es[start..]
             .iter()
             .take_while(|e| e.path.as_bytes().starts_with(&prefix))
             .filter(|e| e.path.parent().as_ref() == Some(dir))
-            .map(|e| String::from_utf8_lossy(e.path.file_name()).into_owned())
+            .map(|e| e.path.file_name().to_vec())
             .collect();
         v.sort();
         v

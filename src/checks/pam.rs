@@ -175,9 +175,9 @@ fn dovecot(files: &dyn Files, service: &str) -> Option<User> {
     let confd = SysPath::new("/etc/dovecot/conf.d");
     paths.extend(
         files
-            .list(&confd)
+            .names(&confd)
             .into_iter()
-            .filter(|n| n.ends_with(".conf") || n.ends_with(".ext"))
+            .filter(|n| n.ends_with(b".conf") || n.ends_with(b".ext"))
             .map(|n| confd.join(n)),
     );
     for p in paths {

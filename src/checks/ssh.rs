@@ -187,8 +187,10 @@ fn expand(files: &dyn Files, pattern: &str) -> Vec<SysPath> {
             let Ok(pat) = glob::Pattern::new(comp) else {
                 continue;
             };
-            for n in files.list(dir) {
-                if pat.matches_with(&n, opts) {
+            // matched as text, joined as the bytes they are: a drop-in
+            // whose name is not UTF-8 is read by sshd all the same
+            for n in files.names(dir) {
+                if pat.matches_with(&String::from_utf8_lossy(&n), opts) {
                     next.push(dir.join(n));
                 }
             }

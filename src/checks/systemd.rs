@@ -93,12 +93,13 @@ pub fn unit_files(files: &dyn Files, unit: &str) -> Vec<SysPath> {
     }
     // drop-ins: by file name across dirs, the higher-priority dir wins,
     // applied in lexical order of the name
-    let mut dropins: BTreeMap<String, SysPath> = BTreeMap::new();
+    let mut dropins: BTreeMap<Vec<u8>, SysPath> = BTreeMap::new();
     for d in UNIT_DIRS.iter().rev() {
         let dir = SysPath::new(d).join(format!("{unit}.d"));
-        for n in files.list(&dir) {
-            if n.ends_with(".conf") {
-                dropins.insert(n.clone(), dir.join(&n));
+        for n in files.names(&dir) {
+            if n.ends_with(b".conf") {
+                let p = dir.join(&n);
+                dropins.insert(n, p);
             }
         }
     }

@@ -979,9 +979,11 @@ fn run_cmd(
     let cmd = Cmd::new(&argv[0]).args(&argv[1..]);
     if interactive && app.ui.is_interactive() {
         // Passphrases: the terminal goes to the command; nothing recorded.
+        // (its stdout onto stderr, as every step's output: guard's stdout
+        // is for guard's own output, with --json one document)
         let os: Vec<std::ffi::OsString> = argv[1..].iter().map(Into::into).collect();
         let code =
-            exec::passthrough(Path::new(&argv[0]), &os).map_err(|e| Failure(format!("{e:#}")))?;
+            exec::attached(Path::new(&argv[0]), &os).map_err(|e| Failure(format!("{e:#}")))?;
         cmds.push(CmdRecord {
             argv,
             exit: Some(code),
