@@ -364,3 +364,64 @@ fn a_change_of_line_ends_is_visible_in_text_diffs() {
     let d = v["changes"][0]["detail"].as_str().unwrap();
     assert!(d.contains("+listen 80\r\n"), "{d:?}");
 }
+
+/// A Debian release upgrade drops CA certificates (ca-certificates removes
+/// `/usr/share/ca-certificates/mozilla/X.crt`) and update-ca-certificates
+/// removes the links to them in `/etc/ssl/certs` (`X.pem` and the hash link
+/// `abcd1234.0 -> X.pem`), which no package owns. They are no admin's lost
+/// files (they were critical, 26 of them after bookworm -> trixie, above
+/// the one PAM file that mattered), and restored they would dangle. An
+/// admin's link whose target is still there, or lies under /usr/local, is
+/// still the admin's loss.
+#[test]
+fn links_that_went_with_the_package_file_they_led_to_are_not_an_admins_loss() {
+    let s = Sys::new();
+    s.write("/usr/share/ca-certificates/mozilla/Old_CA.crt", "old\n");
+    s.symlink(
+        "/usr/share/ca-certificates/mozilla/Old_CA.crt",
+        "/etc/ssl/certs/Old_CA.pem",
+    );
+    s.symlink("Old_CA.pem", "/etc/ssl/certs/abcd1234.0");
+    // the admin's own: a link to a vendor file that stays, and one to a
+    // certificate of their own under /usr/local
+    s.write("/usr/share/zoneinfo/Europe/Berlin", "TZif\n");
+    s.symlink("../usr/share/zoneinfo/Europe/Berlin", "/etc/localtime");
+    s.write("/usr/local/share/ca-certificates/corp.crt", "corp\n");
+    s.symlink(
+        "/usr/local/share/ca-certificates/corp.crt",
+        "/etc/ssl/certs/corp.pem",
+    );
+    s.snapshot();
+    for p in [
+        "/usr/share/ca-certificates/mozilla/Old_CA.crt",
+        "/etc/ssl/certs/Old_CA.pem",
+        "/etc/ssl/certs/abcd1234.0",
+        "/etc/localtime",
+        "/usr/local/share/ca-certificates/corp.crt",
+        "/etc/ssl/certs/corp.pem",
+    ] {
+        s.rm(p);
+    }
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    for p in ["/etc/ssl/certs/Old_CA.pem", "/etc/ssl/certs/abcd1234.0"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "{v:#}");
+        assert_eq!(f[0]["id"], "file/vanished", "{v:#}");
+        assert_eq!(f[0]["severity"], "info", "{v:#}");
+        assert!(f[0]["fix"].is_null(), "restored it would dangle: {v:#}");
+        assert!(
+            f[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("/usr/share/ca-certificates/mozilla/Old_CA.crt"),
+            "{v:#}"
+        );
+    }
+    for p in ["/etc/localtime", "/etc/ssl/certs/corp.pem"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "{v:#}");
+        assert_eq!(f[0]["severity"], "critical", "{v:#}");
+        assert_eq!(f[0]["fix"], format!("guard restore {p}"), "{v:#}");
+    }
+}
