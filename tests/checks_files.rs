@@ -425,3 +425,42 @@ fn links_that_went_with_the_package_file_they_led_to_are_not_an_admins_loss() {
         assert_eq!(f[0]["fix"], format!("guard restore {p}"), "{v:#}");
     }
 }
+
+/// Debian 13's procps no longer ships `/etc/sysctl.conf`: dpkg-maintscript-
+/// helper removes the obsolete conffile, or, when the admin modified it,
+/// moves it to `/etc/sysctl.conf.dpkg-bak`, where nothing reads it (here,
+/// IP forwarding is off after the next boot). That was a package file
+/// vanished (warning) and an "admin's own file" added (info); it is one
+/// finding for both paths that says the settings no longer apply and lists
+/// them.
+#[test]
+fn a_modified_conffile_dpkg_set_aside_as_dpkg_bak_no_longer_applies() {
+    let s = Sys::new();
+    s.write(
+        "/etc/sysctl.conf",
+        "# /etc/sysctl.conf - Configuration file for setting system variables\n\
+         #net.ipv4.ip_forward=1\nnet.ipv4.ip_forward=1\n",
+    );
+    s.snapshot();
+    let text = std::fs::read_to_string(s.path("/etc/sysctl.conf")).unwrap();
+    s.rm("/etc/sysctl.conf");
+    s.write("/etc/sysctl.conf.dpkg-bak", &text);
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    for p in ["/etc/sysctl.conf", "/etc/sysctl.conf.dpkg-bak"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "one finding for {p}: {v:#}");
+        assert_eq!(f[0]["id"], "pkg/pending-merge", "{v:#}");
+    }
+    let f = for_path(&v, "/etc/sysctl.conf")[0];
+    assert_eq!(f["severity"], "warning", "{v:#}");
+    assert!(
+        f["message"].as_str().unwrap().contains("no longer apply"),
+        "{v:#}"
+    );
+    assert_eq!(
+        f["detail"],
+        "settings in /etc/sysctl.conf.dpkg-bak that no longer apply:\nnet.ipv4.ip_forward=1",
+        "{v:#}"
+    );
+}
