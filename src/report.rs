@@ -132,11 +132,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// Sorts most damaging first and counts.
+    /// Sorts most damaging first and counts. Within a severity the
+    /// semantic checks, which say what the damage does ("IMAP logins will
+    /// fail"), come before the generic `file/*` findings: after a release
+    /// upgrade there are dozens of those, and sorted by id alone they stood
+    /// above a vanished PAM service.
     pub fn new(snapshot: Option<String>, root: String, mut findings: Vec<Finding>) -> Report {
+        let generic = |f: &Finding| f.id.starts_with("file/");
         findings.sort_by(|a, b| {
             b.effective()
                 .cmp(&a.effective())
+                .then_with(|| generic(a).cmp(&generic(b)))
                 .then_with(|| a.id.cmp(&b.id))
                 .then_with(|| a.paths.cmp(&b.paths))
         });
@@ -388,6 +394,29 @@ mod tests {
                 warning: 1,
                 info: 1
             }
+        );
+
+        // a semantic finding before the generic ones of its severity
+        let pam = SysPath::new("/etc/pam.d/imap");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new("file/vanished", Severity::Critical, &[&p], "gone"),
+                Finding::new("pam/service-vanished", Severity::Critical, &[&pam], "x"),
+                Finding::new("file/modified", Severity::Warning, &[&p], "changed"),
+                Finding::new("pkg/pending-merge", Severity::Warning, &[&p], "merge"),
+            ],
+        );
+        let ids: Vec<&str> = r.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "pam/service-vanished",
+                "file/vanished",
+                "pkg/pending-merge",
+                "file/modified"
+            ]
         );
 
         let mut acked = Finding::new("file/modified", Severity::Warning, &[&p], "changed");

@@ -363,6 +363,18 @@ impl SysRoot {
         self.lstat(p).is_ok()
     }
 
+    /// Whether `p` leads to something the way the system would resolve it
+    /// (symlinks followed inside the root): false for a dangling link.
+    pub fn resolves(&self, p: &SysPath) -> bool {
+        resolve(
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            &self.fd,
+            p.relative(),
+            OFlags::PATH,
+        )
+        .is_ok()
+    }
+
     /// Names in a directory of the root (followed the system's way), sorted.
     pub fn list_dir(&self, p: &SysPath) -> Vec<Vec<u8>> {
         let Ok(fd) = resolve(

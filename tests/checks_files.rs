@@ -364,3 +364,103 @@ fn a_change_of_line_ends_is_visible_in_text_diffs() {
     let d = v["changes"][0]["detail"].as_str().unwrap();
     assert!(d.contains("+listen 80\r\n"), "{d:?}");
 }
+
+/// A Debian release upgrade drops CA certificates (ca-certificates removes
+/// `/usr/share/ca-certificates/mozilla/X.crt`) and update-ca-certificates
+/// removes the links to them in `/etc/ssl/certs` (`X.pem` and the hash link
+/// `abcd1234.0 -> X.pem`), which no package owns. They are no admin's lost
+/// files (they were critical, 26 of them after bookworm -> trixie, above
+/// the one PAM file that mattered), and restored they would dangle. An
+/// admin's link whose target is still there, or lies under /usr/local, is
+/// still the admin's loss.
+#[test]
+fn links_that_went_with_the_package_file_they_led_to_are_not_an_admins_loss() {
+    let s = Sys::new();
+    s.write("/usr/share/ca-certificates/mozilla/Old_CA.crt", "old\n");
+    s.symlink(
+        "/usr/share/ca-certificates/mozilla/Old_CA.crt",
+        "/etc/ssl/certs/Old_CA.pem",
+    );
+    s.symlink("Old_CA.pem", "/etc/ssl/certs/abcd1234.0");
+    // the admin's own: a link to a vendor file that stays, and one to a
+    // certificate of their own under /usr/local
+    s.write("/usr/share/zoneinfo/Europe/Berlin", "TZif\n");
+    s.symlink("../usr/share/zoneinfo/Europe/Berlin", "/etc/localtime");
+    s.write("/usr/local/share/ca-certificates/corp.crt", "corp\n");
+    s.symlink(
+        "/usr/local/share/ca-certificates/corp.crt",
+        "/etc/ssl/certs/corp.pem",
+    );
+    s.snapshot();
+    for p in [
+        "/usr/share/ca-certificates/mozilla/Old_CA.crt",
+        "/etc/ssl/certs/Old_CA.pem",
+        "/etc/ssl/certs/abcd1234.0",
+        "/etc/localtime",
+        "/usr/local/share/ca-certificates/corp.crt",
+        "/etc/ssl/certs/corp.pem",
+    ] {
+        s.rm(p);
+    }
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    for p in ["/etc/ssl/certs/Old_CA.pem", "/etc/ssl/certs/abcd1234.0"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "{v:#}");
+        assert_eq!(f[0]["id"], "file/vanished", "{v:#}");
+        assert_eq!(f[0]["severity"], "info", "{v:#}");
+        assert!(f[0]["fix"].is_null(), "restored it would dangle: {v:#}");
+        assert!(
+            f[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("/usr/share/ca-certificates/mozilla/Old_CA.crt"),
+            "{v:#}"
+        );
+    }
+    for p in ["/etc/localtime", "/etc/ssl/certs/corp.pem"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "{v:#}");
+        assert_eq!(f[0]["severity"], "critical", "{v:#}");
+        assert_eq!(f[0]["fix"], format!("guard restore {p}"), "{v:#}");
+    }
+}
+
+/// Debian 13's procps no longer ships `/etc/sysctl.conf`: dpkg-maintscript-
+/// helper removes the obsolete conffile, or, when the admin modified it,
+/// moves it to `/etc/sysctl.conf.dpkg-bak`, where nothing reads it (here,
+/// IP forwarding is off after the next boot). That was a package file
+/// vanished (warning) and an "admin's own file" added (info); it is one
+/// finding for both paths that says the settings no longer apply and lists
+/// them.
+#[test]
+fn a_modified_conffile_dpkg_set_aside_as_dpkg_bak_no_longer_applies() {
+    let s = Sys::new();
+    s.write(
+        "/etc/sysctl.conf",
+        "# /etc/sysctl.conf - Configuration file for setting system variables\n\
+         #net.ipv4.ip_forward=1\nnet.ipv4.ip_forward=1\n",
+    );
+    s.snapshot();
+    let text = std::fs::read_to_string(s.path("/etc/sysctl.conf")).unwrap();
+    s.rm("/etc/sysctl.conf");
+    s.write("/etc/sysctl.conf.dpkg-bak", &text);
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    for p in ["/etc/sysctl.conf", "/etc/sysctl.conf.dpkg-bak"] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "one finding for {p}: {v:#}");
+        assert_eq!(f[0]["id"], "pkg/pending-merge", "{v:#}");
+    }
+    let f = for_path(&v, "/etc/sysctl.conf")[0];
+    assert_eq!(f["severity"], "warning", "{v:#}");
+    assert!(
+        f["message"].as_str().unwrap().contains("no longer apply"),
+        "{v:#}"
+    );
+    assert_eq!(
+        f["detail"],
+        "settings in /etc/sysctl.conf.dpkg-bak that no longer apply:\nnet.ipv4.ip_forward=1",
+        "{v:#}"
+    );
+}

@@ -793,6 +793,56 @@ fn dpkg_conffiles_of_a_removed_package_are_still_owned() {
     assert_eq!(v["packages"], 0, "{v}");
 }
 
+/// Debian packages create some configuration files from a template in
+/// their postinst, with ucf, instead of shipping them as conffiles (the
+/// `sshd_config` of openssh-server, dovecot's `conf.d`): no `.list` names
+/// them, but ucf's registry does. They are the package's, so a release
+/// upgrade that drops one (dovecot 2.4 dropped `10-director.conf`) is a
+/// package's file vanished, not the loss of an admin's own file; the admin's
+/// file beside it still is.
+#[test]
+fn dpkg_files_registered_with_ucf_are_the_packages() {
+    let w = world();
+    dpkg_root_with_foo(&w);
+    // what foo's postinst does: ucf writes the file and ucfr records it
+    write(&w.root.join("etc/foo/generated.conf"), "from a template\n");
+    write(&w.root.join("etc/foo/local.conf"), "the admin's own\n");
+    let ucf = w.root.join("var/lib/ucf");
+    std::fs::create_dir_all(&ucf).unwrap();
+    run(Cmd::new("ucfr")
+        .arg("--state-dir")
+        .arg(&ucf)
+        .args(["foo", "/etc/foo/generated.conf"]));
+    // a stale entry of a package not on disk owns nothing
+    run(Cmd::new("ucfr")
+        .arg("--state-dir")
+        .arg(&ucf)
+        .args(["gone", "/etc/foo/local.conf"]));
+    let id = snapshot_id(&w, "manual");
+    assert_eq!(
+        owners_in(&w, &id, "/etc/foo/generated.conf"),
+        serde_json::json!(["foo"])
+    );
+    assert!(owners_in(&w, &id, "/etc/foo/local.conf").is_null());
+
+    for f in ["generated.conf", "local.conf"] {
+        std::fs::remove_file(w.root.join("etc/foo").join(f)).unwrap();
+    }
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 2, "{v:#}");
+    let generated = one(&v, &["file/vanished"], "/etc/foo/generated.conf");
+    assert_eq!(generated["severity"], "warning", "{v:#}");
+    assert!(
+        generated["message"]
+            .as_str()
+            .unwrap()
+            .contains("(owned by foo"),
+        "{v:#}"
+    );
+    let local = one(&v, &["file/vanished"], "/etc/foo/local.conf");
+    assert_eq!(local["severity"], "critical", "{v:#}");
+}
+
 /// openSUSE keeps an ndb database (`Packages.db`), which Debian's rpm
 /// cannot read: it used to list nothing, exit 0 and create rpmdb.sqlite
 /// inside the root, and every path passed for an admin's own. Now the

@@ -6,7 +6,7 @@ use super::{Check, Context};
 use crate::diff::{self, Change};
 use crate::report::{Finding, Severity};
 use crate::store::{Entry, FileKind, Manifest};
-use crate::sysroot::SysPath;
+use crate::sysroot::{SysPath, SysRoot};
 
 pub struct FileChanges;
 
@@ -36,6 +36,52 @@ fn package_changed(e: &Entry, base: &Manifest, live: &Manifest) -> Option<String
             )
         })
     })
+}
+
+/// Trees only packages install into: a file there that is gone was
+/// removed by its package (`/usr/local` is the admin's).
+fn in_vendor_tree(p: &SysPath) -> bool {
+    let local = SysPath::new("/usr/local");
+    [
+        "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin",
+    ]
+    .iter()
+    .any(|t| p.starts_with(&SysPath::new(t)))
+        && !p.starts_with(&local)
+}
+
+/// A vanished symlink of no package that led to a package's file which is
+/// gone as well: the file it points at, followed through the links the
+/// snapshot recorded that vanished with it (`/etc/ssl/certs/5273a94c.0 ->
+/// E-Tugra_….pem -> /usr/share/ca-certificates/mozilla/E-Tugra_….crt`), is
+/// one the snapshot records as a package's, or lies where only packages
+/// install (`/usr`, not `/usr/local`). Such links are made by maintainer
+/// scripts and triggers (update-ca-certificates, postinsts), which remove
+/// them with their target when an upgrade drops it: that is no admin's
+/// loss, and restored the link would dangle. Returns the file it led to.
+pub fn link_to_removed_file(e: &Entry, base: &Manifest, root: &SysRoot) -> Option<SysPath> {
+    if e.kind != FileKind::Symlink || !e.owners.is_empty() {
+        return None;
+    }
+    let mut link = e;
+    // (a chain of links in /etc is short; this bounds a loop of them)
+    for _ in 0..8 {
+        let t = &link.target.as_ref()?.0;
+        let to = super::normalize(&if t.starts_with(b"/") {
+            SysPath::new(t)
+        } else {
+            link.path.parent()?.join(t)
+        });
+        if root.resolves(&to) {
+            return None; // restored, the link would work
+        }
+        match base.entry(&to) {
+            Some(next) if next.kind == FileKind::Symlink && !root.exists(&to) => link = next,
+            Some(file) => return (!file.owners.is_empty()).then_some(to),
+            None => return in_vendor_tree(&to).then_some(to),
+        }
+    }
+    None
 }
 
 /// Collapses changes beneath a directory that itself vanished (or
@@ -86,6 +132,21 @@ impl Check for FileChanges {
                 .chain(under.iter().copied())
                 .any(|e| admins(&e));
             let leftover = super::merges::classify(&top.path).is_some();
+            if under.is_empty() {
+                if let Some(to) = link_to_removed_file(top, base, cx.root) {
+                    out.push(Finding::new(
+                        "file/vanished",
+                        Severity::Info,
+                        &[&top.path],
+                        format!(
+                            "{} vanished (a link of no package to {to}, which a package \
+                             removed: the link went with it, and restored it would dangle)",
+                            top.path
+                        ),
+                    ));
+                    continue;
+                }
+            }
             let sev = if unowned || (under.is_empty() && top.owners.is_empty() && !leftover) {
                 Severity::Critical
             } else if under.is_empty() && leftover {

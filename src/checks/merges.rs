@@ -33,6 +33,25 @@ const SUFFIXES: &[(&str, bool, &str)] = &[
         "your old version: merge by hand, then remove it",
     ),
     (".ucf-dist", true, "merge by hand (ucf), then remove it"),
+    (
+        ".ucf-new",
+        true,
+        "the package's new version (ucf): merge by hand, then remove it",
+    ),
+    (
+        ".ucf-old",
+        false,
+        "your old version (ucf): merge by hand, then remove it",
+    ),
+    // dpkg-maintscript-helper rm_conffile / mv_conffile: a conffile the
+    // admin modified, which the new version drops or moves, is set aside
+    // under this name instead of removed
+    (
+        ".dpkg-bak",
+        false,
+        "your modified version, set aside by dpkg: carry its settings over to \
+         where the new version reads them, then remove it",
+    ),
 ];
 
 /// The suffix entry and the active path for a merge file.
@@ -47,15 +66,41 @@ pub fn classify(p: &SysPath) -> Option<(&'static (&'static str, bool, &'static s
 fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
     let (s, active) = classify(&e.path)?;
     let (_, is_new, hint) = *s;
-    let msg = if is_new {
+    // The old version set aside while the file itself is gone (dpkg's
+    // `.dpkg-bak` of a conffile the new version dropped: Debian 13's procps
+    // no longer ships /etc/sysctl.conf, and the admin's edited one is
+    // moved away): the admin's settings no longer apply at all. That is
+    // the damage, and this finding is the one for both paths.
+    let gone = !is_new
+        && !cx.root.exists(&active)
+        && cx
+            .baseline
+            .is_none_or(|b| b.entry(&active).is_some_and(|a| a.kind != FileKind::Dir));
+    let msg = if gone {
+        format!(
+            "{active} is gone and its old version was set aside as {}: \
+             the settings in it no longer apply",
+            e.path
+        )
+    } else if is_new {
         format!("{} waits to be merged into {active}", e.path)
     } else {
         format!("{} keeps the old version of {active}", e.path)
     };
-    let mut f = Finding::new("pkg/pending-merge", Severity::Warning, &[&e.path], msg).fix(format!(
-        "{hint}, or: diff -u {active} {}, merge, then remove {}",
-        e.path, e.path
-    ));
+    let paths: Vec<&SysPath> = if gone && cx.baseline.is_some() {
+        vec![&e.path, &active]
+    } else {
+        vec![&e.path]
+    };
+    let fix = if gone {
+        format!("{hint} ({})", crate::exec::shell_quote(e.path.as_bytes()))
+    } else {
+        format!(
+            "{hint}, or: diff -u {active} {}, merge, then remove {}",
+            e.path, e.path
+        )
+    };
+    let mut f = Finding::new("pkg/pending-merge", Severity::Warning, &paths, msg).fix(fix);
     // Both files are read as the system resolves them: the active file is
     // often a symlink (mode 0777 itself) to a private file, so its own
     // entry cannot vouch for what it leads to; judge where it really is,
@@ -65,6 +110,29 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         && (!cx.root.exists(&active) || super::may_quote(cx, &active));
     f.detail = Some(if !readable {
         "content not shown: the file is not world-readable".into()
+    } else if gone {
+        // what no longer applies: its settings, not its comments
+        let text = cx
+            .root
+            .read_follow(&e.path)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let set: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+            .collect();
+        if set.is_empty() {
+            format!("{} sets nothing (only comments)", e.path)
+        } else {
+            format!(
+                "settings in {} that no longer apply:\n{}",
+                e.path,
+                set.join("\n")
+            )
+        }
     } else {
         let cur = cx.root.read_follow(&active).ok().flatten();
         let other = cx.root.read_follow(&e.path).ok().flatten();
@@ -136,6 +204,11 @@ mod tests {
         assert!(!s.1);
         assert_eq!(a, SysPath::new("/etc/pam.d/imap"));
         assert!(classify(&SysPath::new("/etc/default/grub.ucf-dist")).is_some());
+        let (s, a) = classify(&SysPath::new("/etc/sysctl.conf.dpkg-bak")).unwrap();
+        assert!(!s.1);
+        assert_eq!(a, SysPath::new("/etc/sysctl.conf"));
+        assert!(classify(&SysPath::new("/etc/x.ucf-old")).is_some_and(|(s, _)| !s.1));
+        assert!(classify(&SysPath::new("/etc/x.ucf-new")).is_some_and(|(s, _)| s.1));
         assert!(classify(&SysPath::new("/etc/.pacnew")).is_none());
         assert!(classify(&SysPath::new("/etc/motd")).is_none());
     }

@@ -17,6 +17,13 @@
 //! the way dpkg applies them: a `.list` keeps the name in the package, but
 //! every package other than the diverting one really installed that path at
 //! the diverted-to name, so that is the path it owns.
+//!
+//! ucf (`var/lib/ucf/registry`, one `PACKAGE \t PATH` a line, written by
+//! `ucfr`) is dpkg's companion for configuration files a package creates
+//! from a template in its postinst instead of shipping them as conffiles:
+//! Debian's `sshd_config` and dovecot's `conf.d`, among others. No `.list`
+//! names them, yet they are the package's, not the admin's: a file the
+//! registry assigns to a package on disk is that package's.
 
 use anyhow::{Context as _, Result};
 
@@ -27,6 +34,22 @@ const STATUS: &str = "/var/lib/dpkg/status";
 const INFO: &str = "/var/lib/dpkg/info";
 const DIVERSIONS: &str = "/var/lib/dpkg/diversions";
 const UPDATES: &str = "/var/lib/dpkg/updates";
+pub(crate) const UCF_REGISTRY: &str = "/var/lib/ucf/registry";
+
+/// (path, package) pairs of ucf's registry. ucfr writes `PACKAGE \t PATH`
+/// (spaces around the tab); a package may carry `:ARCH`, which dpkg's
+/// names here do not.
+pub(crate) fn parse_ucf_registry(text: &[u8]) -> Vec<(SysPath, String)> {
+    text.split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let tab = line.iter().position(|b| *b == b'\t')?;
+            let pkg = String::from_utf8_lossy(&line[..tab]).trim().to_string();
+            let path = line[tab + 1..].trim_ascii();
+            let pkg = pkg.split(':').next().unwrap_or_default().to_string();
+            (!pkg.is_empty() && path.first() == Some(&b'/')).then(|| (SysPath::new(path), pkg))
+        })
+        .collect()
+}
 
 /// path → (diverted-to path, diverting package; `:` for a local diversion)
 pub(crate) fn parse_diversions(
@@ -233,7 +256,22 @@ pub(crate) fn read(root: &SysRoot) -> Result<Option<Db>> {
         .map(|t| parse_diversions(&t))
         .unwrap_or_default();
     let mut db = Db::default();
-    for st in parse_status(&status) {
+    let stanzas = parse_status(&status);
+    // ucf's files of the packages on disk (a purged package's entries are
+    // removed by `ucfr --purge`; any left behind name no package here)
+    let ucf = root
+        .read_follow(&SysPath::new(UCF_REGISTRY))
+        .with_context(|| format!("cannot read {UCF_REGISTRY}"))?
+        .map(|t| parse_ucf_registry(&t))
+        .unwrap_or_default();
+    {
+        let known: foldhash::HashSet<&str> = stanzas.iter().map(|s| s.package.as_str()).collect();
+        db.files.extend(
+            ucf.into_iter()
+                .filter(|(_, pkg)| known.contains(pkg.as_str())),
+        );
+    }
+    for st in stanzas {
         let mut names = Vec::new();
         if let Some(a) = &st.arch {
             names.push(format!("{}:{a}.list", st.package));
@@ -455,6 +493,31 @@ Version: 5-1
         assert!(!info.packages.installed.contains_key("gone"));
         assert_eq!(info.owners_of(&"/etc/gone.conf".into()), ["gone"]);
         assert!(info.owners_of(&"/".into()).is_empty());
+    }
+
+    /// ucfr's `PACKAGE \t PATH` lines; an `:ARCH` qualifier is dropped
+    /// (status names the package without it), junk lines are not paths.
+    #[test]
+    fn ucf_registry_lines_name_package_and_path() {
+        let text = b"dovecot-core \t /etc/dovecot/conf.d/10-director.conf\n\
+openssh-server \t /etc/ssh/sshd_config\n\
+libfoo:amd64 \t /etc/foo.conf\n\
+garbage\n\
+nopath \t relative/file\n";
+        assert_eq!(
+            parse_ucf_registry(text),
+            [
+                (
+                    SysPath::new("/etc/dovecot/conf.d/10-director.conf"),
+                    "dovecot-core".to_string()
+                ),
+                (
+                    SysPath::new("/etc/ssh/sshd_config"),
+                    "openssh-server".into()
+                ),
+                (SysPath::new("/etc/foo.conf"), "libfoo".into()),
+            ]
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub(crate) struct Db {
 }
 
 /// Files whose identity changes whenever packages are installed, removed or
-/// upgraded (every manager rewrites them). dpkg's `updates` directory
+/// upgraded (every manager rewrites them; ucf's registry is rewritten by
+/// the maintainer scripts that create or drop such files). dpkg's `updates` directory
 /// changes with every state dpkg notes, which it writes there first: a dpkg
 /// killed before it rewrote `status` (e.g. in a preinst, before any
 /// `info/*.list` changed) leaves its `status` and `info` as they were.
@@ -58,6 +59,7 @@ const DB_FILES: &[&str] = &[
     "/var/lib/dpkg/status",
     "/var/lib/dpkg/info",
     "/var/lib/dpkg/updates",
+    "/var/lib/ucf/registry",
     "/var/lib/pacman/local",
     "/var/lib/rpm",
     "/var/lib/rpm/rpmdb.sqlite",
