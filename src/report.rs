@@ -184,31 +184,7 @@ impl Report {
                 .collect();
             let what = headlines(&crit);
             let lead = format!("{} critical: ", s.critical);
-            // fit 80 columns: as many headlines as fit, then how many more
-            let mut line = lead.clone();
-            for (i, h) in what.iter().enumerate() {
-                let sep = if i == 0 { "" } else { "; " };
-                let rest = what.len() - i - 1;
-                let tail = if rest > 0 {
-                    format!("; +{rest} more")
-                } else {
-                    String::new()
-                };
-                if line.chars().count() + sep.len() + h.chars().count() + tail.len() > 80 {
-                    if i == 0 {
-                        let room = 80usize.saturating_sub(lead.len() + 3 + tail.len());
-                        line.push_str(&h.chars().take(room).collect::<String>());
-                        line.push_str("...");
-                        line.push_str(&tail);
-                    } else {
-                        line.push_str(&format!("; +{} more", what.len() - i));
-                    }
-                    break;
-                }
-                line.push_str(sep);
-                line.push_str(h);
-            }
-            line
+            fit_headlines(&lead, &what, 80)
         } else if s.warning > 0 {
             format!("OK with {} warning(s), {} info", s.warning, s.info)
         } else {
@@ -289,6 +265,48 @@ impl Report {
     }
 }
 
+/// `lead` and as many whole headlines as fit in `width` columns, then how
+/// many more. A headline too long for what is left is passed over for the
+/// shorter ones after it, not cut: the verdict after a release upgrade led
+/// with one long capability headline cut short and "+2 more", and the
+/// vanished PAM service that stops every mail login was among the two.
+/// Only when not one fits is the first cut.
+fn fit_headlines(lead: &str, what: &[String], width: usize) -> String {
+    let cols = |s: &str| s.chars().count();
+    let more = |n: usize| {
+        if n > 0 {
+            format!("; +{n} more")
+        } else {
+            String::new()
+        }
+    };
+    let mut shown: Vec<&str> = Vec::new();
+    let mut skipped = 0;
+    for (i, h) in what.iter().enumerate() {
+        // what would stay unshown if this one goes in: the tail only
+        // shrinks as the loop goes on, so a line that fits here fits at
+        // the end too
+        let unshown = skipped + (what.len() - i - 1);
+        let used: usize = shown.iter().map(|s| cols(s) + 2).sum();
+        if cols(lead) + used + cols(h) + cols(&more(unshown)) <= width {
+            shown.push(h);
+        } else {
+            skipped += 1;
+        }
+    }
+    if shown.is_empty() {
+        if let Some(first) = what.first() {
+            let tail = more(what.len() - 1);
+            let room = width.saturating_sub(cols(lead) + 3 + cols(&tail));
+            return format!(
+                "{lead}{}...{tail}",
+                first.chars().take(room).collect::<String>()
+            );
+        }
+    }
+    format!("{lead}{}{}", shown.join("; "), more(skipped))
+}
+
 /// Short descriptions of the critical findings for the verdict line;
 /// vanished PAM services are told as one ("mail logins (imap, smtp) will
 /// fail").
@@ -335,8 +353,15 @@ fn headlines(crit: &[&Finding]) -> Vec<String> {
 }
 
 /// A short description of a critical finding: its message up to the
-/// first colon or parenthesis.
+/// first colon or parenthesis; a lost capability by the binary's name
+/// alone, without the capabilities (`rsyslogd lost capabilities`).
 fn headline(f: &Finding) -> String {
+    if f.id == "caps/lost" {
+        if let Some((path, _)) = f.message.split_once(" lost its capabilities") {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            return format!("{name} lost capabilities");
+        }
+    }
     let first = f
         .message
         .split([':', '('])
@@ -476,6 +501,60 @@ mod tests {
             .collect();
         let v = Report::new(None, "/".into(), many).verdict();
         assert!(v.chars().count() <= 80 && v.ends_with("more"), "{v}");
+    }
+
+    /// What a Debian 12 -> 13 upgrade left: a lost capability, the mail
+    /// PAM service and a long vanished path. The verdict used to cut the
+    /// capability's long headline and hide the other two as "+2 more".
+    #[test]
+    fn the_verdict_passes_over_a_long_headline_for_the_ones_that_fit() {
+        let imap = SysPath::new("/etc/pam.d/imap");
+        let bin = SysPath::new("/usr/sbin/rsyslogd");
+        let long = SysPath::new("/etc/postfix/makedefs.out");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new(
+                    "caps/lost",
+                    Severity::Critical,
+                    &[&bin],
+                    "/usr/sbin/rsyslogd lost its capabilities cap_net_bind_service=ep: the same file lost its capabilities",
+                ),
+                Finding::new(
+                    "pam/service-vanished",
+                    Severity::Critical,
+                    &[&imap],
+                    "IMAP logins will fail: /etc/pam.d/imap (used by dovecot) vanished",
+                ),
+                Finding::new(
+                    "file/vanished",
+                    Severity::Critical,
+                    &[&long],
+                    format!("/etc/postfix/{} vanished (owned by no package)", "x".repeat(60)),
+                ),
+            ],
+        );
+        let v = r.verdict();
+        assert_eq!(
+            v,
+            "3 critical: rsyslogd lost capabilities; mail logins (imap) will fail; +1 more"
+        );
+        assert!(v.chars().count() <= 80, "{v}");
+        // a single headline too long for the line is still cut, not dropped
+        let one = Report::new(
+            None,
+            "/".into(),
+            vec![Finding::new(
+                "file/vanished",
+                Severity::Critical,
+                &[&long],
+                format!("/etc/{} vanished", "y".repeat(100)),
+            )],
+        )
+        .verdict();
+        assert!(one.starts_with("1 critical: /etc/yyy") && one.ends_with("..."), "{one}");
+        assert!(one.chars().count() <= 80, "{one}");
     }
 
     #[test]
