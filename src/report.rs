@@ -553,7 +553,10 @@ mod tests {
             )],
         )
         .verdict();
-        assert!(one.starts_with("1 critical: /etc/yyy") && one.ends_with("..."), "{one}");
+        assert!(
+            one.starts_with("1 critical: /etc/yyy") && one.ends_with("..."),
+            "{one}"
+        );
         assert!(one.chars().count() <= 80, "{one}");
     }
 
