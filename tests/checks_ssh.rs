@@ -72,16 +72,7 @@ fn sshd_t(
 fn effective_config_matches_sshd_t_on_the_corpus() {
     let keys = tempfile::tempdir().unwrap();
     let hk = keys.path().join("hostkey");
-    run(&[
-        "ssh-keygen",
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-f",
-        hk.to_str().unwrap(),
-    ]);
+    host_key(&hk);
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sshd_corpus");
     let mut cases: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
@@ -227,22 +218,27 @@ fn vendor_config_on_opensuse_compared_with_the_snapshot() {
     );
 }
 
+/// A fresh ed25519 host key at `hk`: `sshd -T` wants one to start.
+fn host_key(hk: &Path) {
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        hk.to_str().unwrap(),
+    ]);
+}
+
 /// The real `sshd -T` (with `-C conn` when given) on the sshd_config of
 /// a test root: absolute `/etc/ssh` paths are pointed into the root, so
 /// sshd reads the root's drop-ins and never this machine's.
 fn sshd_t_of(s: &Sys, conn: Option<&str>) -> std::collections::BTreeMap<String, String> {
     let hk = s.path("/hostkey");
     if !hk.exists() {
-        run(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            hk.to_str().unwrap(),
-        ]);
+        host_key(&hk);
     }
     let text = std::fs::read_to_string(s.path("/etc/ssh/sshd_config")).unwrap();
     let etc_ssh = format!("{}/etc/ssh/", s.root().display());
@@ -402,16 +398,7 @@ fn a_dropin_whose_name_is_not_utf8_is_read_like_sshd_does() {
     // the oracle: sshd, given the same directory, takes the drop-in's value
     let keys = tempfile::tempdir().unwrap();
     let hk = keys.path().join("hostkey");
-    run(&[
-        "ssh-keygen",
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-f",
-        hk.to_str().unwrap(),
-    ]);
+    host_key(&hk);
     let cfg = keys.path().join("sshd_config");
     std::fs::write(
         &cfg,

@@ -70,13 +70,7 @@ fn a_listing_with_a_corrupt_snapshot_is_one_document_and_exit_3() {
     let sys = sandbox();
     sys.snapshot();
     sys.snapshot();
-    let snaps = sys.store.path().join("snapshots");
-    let victim = std::fs::read_dir(&snaps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    std::fs::write(&victim, b"{ not json").unwrap();
+    corrupt_a_manifest(&sys);
     let (code, out, err) = guard(&sys, &["--json", "list"]);
     assert_eq!(code, 3, "{err}");
     let doc = one_document(&out);
@@ -416,13 +410,7 @@ fn a_document_printed_before_an_error_carries_the_error() {
     assert!(msg.contains("restore stopped at /etc/motd"), "{doc}");
     assert!(err.contains(msg), "{err}");
     // a listing with a corrupt snapshot
-    let snaps = sys.store.path().join("snapshots");
-    let victim = std::fs::read_dir(&snaps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    std::fs::write(&victim, b"{ not json").unwrap();
+    corrupt_a_manifest(&sys);
     let (code, out, err) = guard(&sys, &["--json", "list"]);
     assert_eq!(code, 3, "{err}");
     let doc = one_document(&out);
@@ -473,4 +461,15 @@ fn every_finding_has_the_whole_shape() {
     assert_eq!(v["summary"]["critical"], count("critical"), "{v}");
     assert_eq!(v["summary"]["warning"], count("warning"), "{v}");
     assert_eq!(v["summary"]["info"], count("info"), "{v}");
+}
+
+/// Overwrites one snapshot's manifest with something that is not JSON.
+fn corrupt_a_manifest(sys: &Sys) {
+    let snaps = sys.store.path().join("snapshots");
+    let victim = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    std::fs::write(&victim, b"{ not json").unwrap();
 }
