@@ -25,6 +25,11 @@ use crate::sysroot::SysPath;
 /// chroot of the root, so this is a path inside it, not the host's.
 pub const GUARD_BIN: &str = "/usr/bin/guard";
 
+/// The first word of guard's apt `Pre-Install-Pkgs` command: a shell
+/// assignment that does nothing, under which apt looks up the hook's
+/// protocol version (`DPkg::Tools::Options::WORD::Version`).
+const APT_HOOK_TOKEN: &str = "guard_hook=pre";
+
 /// Names a file as guard's own; install and uninstall look for it.
 pub const MARKER: &str =
     "guard-managed: written by guard; `guard hooks|units uninstall` removes it";
@@ -342,8 +347,17 @@ pub fn hook_files(manager: ManagerArg, pacman_hooks: &SysPath) -> Vec<Planned> {
             path: SysPath::new("/etc/apt/apt.conf.d/05guard"),
             // apt runs these through sh -c and aborts on failure: `|| true`
             // keeps a crash of guard from ever stopping dpkg.
+            //
+            // The snapshot hangs on Pre-Install-Pkgs, not Pre-Invoke: only
+            // that hook is told the transaction's packages (on stdin), which
+            // name the snapshot in `guard list`. apt picks the protocol
+            // version by the command's first word, so the command starts
+            // with a shell assignment of guard's own (`APT_HOOK_TOKEN`)
+            // rather than `if`, which another hook could start with too.
+            // Without guard the hook still drains stdin: apt would
+            // otherwise write into a closed pipe.
             content: format!(
-                "// {MARKER}\n// Snapshot before and check after every dpkg run.\nDPkg::Pre-Invoke {{ \"if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run pre --manager apt || true; fi\"; }};\nDPkg::Post-Invoke {{ \"if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run post --manager apt || true; fi\"; }};\n"
+                "// {MARKER}\n// Snapshot before and check after every dpkg run.\nDPkg::Pre-Install-Pkgs {{ \"{APT_HOOK_TOKEN} ; if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run pre --manager apt || true; else cat >/dev/null; fi\"; }};\nDPkg::Tools::Options::{APT_HOOK_TOKEN}::Version \"2\";\nDPkg::Post-Invoke {{ \"if [ -x {GUARD_BIN} ]; then {GUARD_BIN} --no-progress hook-run post --manager apt || true; fi\"; }};\n"
             ),
             mode: 0o644,
         }],
@@ -458,7 +472,7 @@ pub fn run(
     };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match phase {
         HookPhase::Pre => {
-            let label = label.or_else(|| pacman_targets(manager));
+            let label = label.or_else(|| transaction_label(manager));
             pre(app, manager, label)
         }
         HookPhase::Post => post(app),
@@ -478,30 +492,117 @@ pub fn run(
     0
 }
 
-/// alpm hands the transaction's package names on stdin (`NeedsTargets`).
-fn pacman_targets(manager: Option<ManagerArg>) -> Option<String> {
-    if manager != Some(ManagerArg::Pacman) {
+/// The label of a hook's `pre` snapshot, from what the package manager
+/// hands the hook on stdin: alpm the transaction's package names
+/// (`NeedsTargets`), apt its package actions (`Pre-Install-Pkgs`, protocol
+/// version 2). Nothing on a terminal (an admin running the hook by hand).
+/// apt's stdin is read to its end whatever it holds, so apt never writes
+/// into a pipe nobody reads.
+fn transaction_label(manager: Option<ManagerArg>) -> Option<String> {
+    use std::io::{IsTerminal, Read};
+    if !matches!(manager, Some(ManagerArg::Pacman | ManagerArg::Apt))
+        || std::io::stdin().is_terminal()
+    {
         return None;
     }
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        return None;
-    }
-    let names: Vec<String> = std::io::stdin()
-        .lock()
-        .lines()
-        .map_while(|l| l.ok())
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if names.is_empty() {
-        return None;
-    }
-    let mut label = format!("pacman: {}", names.join(" "));
+    let mut input = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut input).ok()?;
+    let input = String::from_utf8_lossy(&input);
+    let label = match manager {
+        Some(ManagerArg::Apt) => apt_label(&input)?,
+        _ => {
+            let names: Vec<&str> = input
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if names.is_empty() {
+                return None;
+            }
+            format!("pacman: {}", names.join(" "))
+        }
+    };
+    Some(shorten(label))
+}
+
+/// A label short enough for `guard list`'s line.
+fn shorten(label: String) -> String {
     if label.chars().count() > 200 {
-        label = label.chars().take(197).collect::<String>() + "...";
+        label.chars().take(197).collect::<String>() + "..."
+    } else {
+        label
     }
-    Some(label)
+}
+
+/// `apt: upgrade openssh-server postfix; install dovecot-core; remove exim4`
+/// from apt's `Pre-Install-Pkgs` protocol: `VERSION 2`, apt's configuration
+/// up to a blank line, then one line per action, `NAME OLD DIR NEW ACTION`
+/// (`-` for no version, DIR `<` up, `>` down, `=` same, ACTION a .deb path,
+/// `**CONFIGURE**` or `**REMOVE**`). A package appears once per action
+/// (unpack, then configure); it is named once, by what happens to it.
+/// Version 1 (a bare list of .deb paths, an older 05guard or another
+/// apt's choice) still gives the names, as `NAME_VERSION_ARCH.deb`.
+pub fn apt_label(input: &str) -> Option<String> {
+    const GROUPS: [&str; 6] = [
+        "upgrade",
+        "install",
+        "remove",
+        "downgrade",
+        "reinstall",
+        "configure",
+    ];
+    let mut groups: Vec<Vec<&str>> = vec![Vec::new(); GROUPS.len()];
+    let mut seen = std::collections::HashSet::new();
+    let mut lines = input.lines();
+    let actions: Vec<(&str, usize)> = if input.starts_with("VERSION ") {
+        // skip apt's configuration dump
+        lines.by_ref().find(|l| l.is_empty());
+        lines
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // version 3 adds arch and multi-arch after each version
+                let (name, old, dir, action) = match f.len() {
+                    5 => (f[0], f[1], f[2], f[4]),
+                    9 => (f[0], f[1], f[4], f[8]),
+                    _ => return None,
+                };
+                let g = match (action, old, dir) {
+                    ("**REMOVE**", ..) => "remove",
+                    ("**CONFIGURE**", ..) => "configure",
+                    (_, "-", _) => "install",
+                    (_, _, "<") => "upgrade",
+                    (_, _, ">") => "downgrade",
+                    _ => "reinstall",
+                };
+                Some((name, GROUPS.iter().position(|x| *x == g)?))
+            })
+            .collect()
+    } else {
+        lines
+            .filter_map(|l| {
+                let file = l.trim().rsplit('/').next()?;
+                let name = file.strip_suffix(".deb")?.split('_').next()?;
+                Some((name, GROUPS.iter().position(|x| *x == "install")?))
+            })
+            .collect()
+    };
+    // an unpack names the package before its configure line does
+    for (name, g) in actions {
+        let name = name.split(':').next().unwrap_or(name);
+        if !name.is_empty() && seen.insert(name) {
+            groups[g].push(name);
+        }
+    }
+    let parts: Vec<String> = GROUPS
+        .iter()
+        .zip(&groups)
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(g, names)| format!("{g} {}", names.join(" ")))
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!("apt: {}", parts.join("; ")))
 }
 
 /// Snapshot of kind `pre`, then the retention policy.
@@ -706,6 +807,48 @@ pub fn zypp_plugin(app: &App, r: &mut dyn BufRead, w: &mut dyn Write) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // What apt 2.6 wrote to a version-2 hook for `apt-get install` of a
+    // new package, an upgrade and a removal (configuration dump cut short).
+    const APT_V2: &str = "VERSION 2\nAPT::Architecture=amd64\nDir=/\nquiet=0\n\n\
+        exim4-base 4.96-15 > - **REMOVE**\n\
+        openssh-server 1:9.2p1-2 < 1:9.2p1-2+deb12u3 /var/cache/apt/archives/openssh-server_1%3a9.2p1-2+deb12u3_amd64.deb\n\
+        postfix - < 3.7.11-0+deb12u1 /var/cache/apt/archives/postfix_3.7.11-0+deb12u1_amd64.deb\n\
+        openssh-server 1:9.2p1-2 < 1:9.2p1-2+deb12u3 **CONFIGURE**\n\
+        postfix - < 3.7.11-0+deb12u1 **CONFIGURE**\n";
+
+    #[test]
+    fn apt_snapshots_are_labelled_by_what_happens_to_which_package() {
+        assert_eq!(
+            apt_label(APT_V2).as_deref(),
+            Some("apt: upgrade openssh-server; install postfix; remove exim4-base")
+        );
+        // version 3: arch and multi-arch after each version
+        let v3 = "VERSION 3\nDir=/\n\nzlib1g 1:1.2.13 amd64 same > 1:1.2.11 amd64 same /x/zlib1g_1.2.11_amd64.deb\n";
+        assert_eq!(apt_label(v3).as_deref(), Some("apt: downgrade zlib1g"));
+        // version 1: only the .deb files
+        let v1 =
+            "/var/cache/apt/archives/postfix_3.7.11-0+deb12u1_amd64.deb\n/tmp/guardtest_2.deb\n";
+        assert_eq!(
+            apt_label(v1).as_deref(),
+            Some("apt: install postfix guardtest")
+        );
+        // `dpkg --configure -a` through apt: only configure lines
+        let cfg = "VERSION 2\n\nfoo 1.0 = 1.0 **CONFIGURE**\n";
+        assert_eq!(apt_label(cfg).as_deref(), Some("apt: configure foo"));
+        // nothing usable: the caller falls back to `apt transaction`
+        assert_eq!(apt_label("VERSION 2\nDir=/\n\n"), None);
+        assert_eq!(apt_label(""), None);
+    }
+
+    #[test]
+    fn a_long_label_is_cut_for_the_list() {
+        let long = format!("apt: upgrade {}", "libfoo ".repeat(60));
+        let cut = shorten(long);
+        assert_eq!(cut.chars().count(), 200);
+        assert!(cut.ends_with("..."));
+        assert_eq!(shorten("apt: install x".into()), "apt: install x");
+    }
 
     #[test]
     fn the_summary_names_the_snapshot_it_compared_with_and_its_age() {

@@ -419,25 +419,64 @@ fn apt_reads_the_hooks_and_they_run() {
             .unwrap_or_else(|| panic!("{key} not in apt's configuration:\n{dump}"));
         line[prefix.len()..line.len() - 2].to_string()
     };
-    let pre = cmd_of("DPkg::Pre-Invoke");
+    let pre = cmd_of("DPkg::Pre-Install-Pkgs");
     let post = cmd_of("DPkg::Post-Invoke");
     assert!(pre.contains("hook-run pre"), "{pre}");
     assert!(post.contains("hook-run post"), "{post}");
-    // Run them the way apt does (sh -c) in a chroot of the root.
+    // apt picks the protocol of a Pre-Install-Pkgs hook by the command's
+    // first word: version 2, which names the packages and their actions.
+    let word = pre.split(' ').next().unwrap();
+    let version = run(Command::new("apt-config")
+        .env("APT_CONFIG", &conf)
+        .args(["shell", "V"])
+        .arg(format!("DPkg::Tools::Options::{word}::Version")));
+    assert_eq!(text(&version).trim(), "V='2'", "{pre}\n{dump}");
+    // Run them the way apt does (sh -c, the package actions on stdin) in a
+    // chroot of the root.
     install_binary(r, Path::new(GUARD), "/usr/bin/guard");
     install_binary(r, Path::new("/bin/sh"), "/bin/sh");
-    let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &pre]));
+    let feed = |cmd: &str, input: &[u8]| {
+        let mut child = Command::new("chroot")
+            .arg(r)
+            .args(["/bin/sh", "-c", cmd])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // apt writes all of it before it waits: a hook that stopped
+        // reading would fail this write or hang the test
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let actions = "VERSION 2\nDir=/\n\npostfix - < 3.7.11-0+deb12u1 /var/cache/apt/archives/postfix_3.7.11-0+deb12u1_amd64.deb\npostfix - < 3.7.11-0+deb12u1 **CONFIGURE**\n";
+    let out = feed(&pre, actions.as_bytes());
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(snapshots(r).len(), 1);
+    let snaps = snapshots(r);
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["label"], "apt: install postfix", "{snaps:?}");
     std::fs::remove_file(r.join("etc/pam.d/imap")).unwrap();
     let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &post]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("/etc/pam.d/imap"), "{}", text(&out));
     assert!(text(&out).contains("critical"), "{}", text(&out));
-    // A failing guard never fails dpkg: remove it and the hook is a no-op.
+    // A failing guard never fails dpkg: remove it and the hook is a no-op
+    // that still takes all apt writes (more than a pipe holds), so apt
+    // never writes into a closed pipe.
     std::fs::remove_file(r.join("usr/bin/guard")).unwrap();
-    let out = run(Command::new("chroot").arg(r).args(["/bin/sh", "-c", &pre]));
-    assert!(out.status.success());
+    install_binary(r, Path::new("/usr/bin/cat"), "/usr/bin/cat");
+    // as on any system apt runs on
+    std::fs::create_dir_all(r.join("dev")).unwrap();
+    let out = run(Command::new("mknod")
+        .arg(r.join("dev/null"))
+        .args(["c", "1", "3"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let many = format!(
+        "{actions}{}",
+        "libfoo 1.0 < 2.0 /x/libfoo_2.0_amd64.deb\n".repeat(4000)
+    );
+    let out = feed(&pre, many.as_bytes());
+    assert!(out.status.success(), "{}", text(&out));
 
     let out = run(guard(r).args(["--yes", "hooks", "uninstall"]));
     assert!(out.status.success(), "{}", text(&out));
@@ -665,7 +704,7 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
         text(&out)
     );
     let conf = std::fs::read_to_string(r.join("etc/apt/apt.conf.d/05guard")).unwrap();
-    assert!(conf.contains("DPkg::Pre-Invoke"), "{conf}");
+    assert!(conf.contains("DPkg::Pre-Install-Pkgs"), "{conf}");
 
     let work = t.path().join("work");
     for v in [1, 2, 3] {
@@ -682,7 +721,8 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     assert!(st.success(), "{log}");
     let pre = pre_snapshots(r);
     assert_eq!(pre.len(), 1, "{pre:?}");
-    assert_eq!(pre[0]["label"], "apt transaction", "{pre:?}");
+    // apt told the hook what it was about to do
+    assert_eq!(pre[0]["label"], "apt: install guardtest", "{pre:?}");
     let first = pre[0]["id"].as_str().unwrap().to_string();
     let snap = at(
         &log,
@@ -713,10 +753,8 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .find(|id| *id != first)
         .unwrap();
-    assert!(
-        pre.iter().all(|s| s["label"] == "apt transaction"),
-        "{pre:?}"
-    );
+    let label_of = |id: &str| pre.iter().find(|s| s["id"] == id).unwrap()["label"].clone();
+    assert_eq!(label_of(&second), "apt: upgrade guardtest", "{pre:?}");
     let snap = at(
         &log,
         &format!("guard: snapshot {second} before the transaction"),
