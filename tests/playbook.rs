@@ -563,6 +563,55 @@ fn a_playbook_for_another_system_is_not_walked_unasked() {
     );
 }
 
+/// `--yes` confirms ordinary steps, not walking another system's playbook:
+/// unattended, that takes `other-os = "walk"` in the answers file.
+#[test]
+fn yes_alone_does_not_walk_a_playbook_for_another_system() {
+    let e = env(); // os-release says ID=testos
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/elsewhere.toml"),
+        r#"
+version = 1
+id = "elsewhere"
+title = "for another system"
+applies-to = ["otheros"]
+
+[[steps]]
+id = "touch"
+title = "leaves a mark"
+explain = "x"
+run = ["touch", "{root}/ran"]
+"#,
+    )
+    .unwrap();
+    let out = e.guard(&["--yes", "run", "elsewhere"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(
+        err.contains("elsewhere is written for otheros; this system is \"testos\"")
+            && err.contains("other-os = \"walk\""),
+        "{err}"
+    );
+    assert!(!e.root.join("ran").exists(), "nothing may have run: {err}");
+    assert!(!e.store.join("journals").exists(), "{err}");
+    // an answer that is neither stop nor walk is said as it is
+    let out = e.guard(
+        &["--yes", "run", "elsewhere"],
+        Some("[answers]\nother-os = \"yes\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("not one of: stop, walk"));
+    assert!(!e.root.join("ran").exists());
+    // said explicitly, it walks
+    let out = e.guard(
+        &["--yes", "run", "elsewhere"],
+        Some("[answers]\nother-os = \"walk\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(e.root.join("ran").exists());
+}
+
 #[test]
 fn apt_is_refused_on_another_root() {
     let e = env();
