@@ -523,7 +523,7 @@ fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json:
 /// [`with_error`]) and then failed: with --json the message goes to
 /// stderr too (stdout holds one JSON document), exit 3; as text, the usual
 /// error line.
-fn failed_after_output(app: &App, msg: String) -> Result<i32> {
+pub(crate) fn failed_after_output(app: &App, msg: String) -> Result<i32> {
     if app.json {
         crate::err_out!("guard: {msg}");
         return Ok(3);

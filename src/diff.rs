@@ -372,7 +372,9 @@ pub fn packages(old: &Manifest, new: &Manifest) -> Vec<PkgChange> {
 }
 
 /// Units enabled in `old` and not in `new` (matched by unit and wanting
-/// target, wherever the link lives).
+/// target, wherever the link lives). Snapshots taken before guard read
+/// only symlinks there list a regular file in a `.wants/` dir as enabled;
+/// systemd ignores such a file, so it was never enabled and is not now.
 pub fn units_disabled<'a>(old: &'a Manifest, new: &Manifest) -> Vec<&'a EnabledUnit> {
     let now: BTreeSet<(&str, &str)> = new
         .units
@@ -382,6 +384,10 @@ pub fn units_disabled<'a>(old: &'a Manifest, new: &Manifest) -> Vec<&'a EnabledU
     old.units
         .iter()
         .filter(|u| !now.contains(&(u.unit.as_str(), u.wanted_by.as_str())))
+        .filter(|u| {
+            old.entry(&u.link)
+                .is_none_or(|e| e.kind == FileKind::Symlink)
+        })
         .collect()
 }
 
@@ -484,6 +490,24 @@ mod tests {
             vms: vec![],
             closed_above: vec![],
         }
+    }
+
+    #[test]
+    fn a_plain_file_an_old_snapshot_listed_as_enabled_is_not_disabled_later() {
+        let link = SysPath::new("/etc/systemd/system/multi-user.target.wants/a.service");
+        let mut old = m(vec![e(
+            "/etc/systemd/system/multi-user.target.wants/a.service",
+            "h",
+            0o644,
+        )]);
+        old.units = vec![EnabledUnit {
+            unit: "a.service".into(),
+            wanted_by: "multi-user.target".into(),
+            link: link.clone(),
+        }];
+        assert!(units_disabled(&old, &m(vec![])).is_empty());
+        old.entries[0].kind = FileKind::Symlink;
+        assert_eq!(units_disabled(&old, &m(vec![])).len(), 1);
     }
 
     #[test]

@@ -1001,7 +1001,10 @@ pub fn merged_dirs(root: &SysRoot, base: &Manifest) -> Vec<(SysPath, SysPath)> {
 }
 
 /// Units enabled through `*.wants/` and `*.requires/` links, read from the
-/// unit dirs so it works on a root that is not running.
+/// unit dirs so it works on a root that is not running. Only symlinks
+/// count: systemd ignores anything else there ("dependency dropin … is not
+/// a symlink, ignoring"), so a unit file copied into `multi-user.target.wants/`
+/// enables nothing.
 pub fn enabled_units(root: &SysRoot) -> Vec<EnabledUnit> {
     let mut out = Vec::new();
     for dir in [
@@ -1023,10 +1026,17 @@ pub fn enabled_units(root: &SysRoot) -> Vec<EnabledUnit> {
             };
             let sub = d.join(&name);
             for unit in root.list_dir(&sub) {
+                let link = sub.join(&unit);
+                let is_link = root.lstat(&link).is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                });
+                if !is_link {
+                    continue;
+                }
                 out.push(EnabledUnit {
                     unit: String::from_utf8_lossy(&unit).into_owned(),
                     wanted_by: owner.to_string(),
-                    link: sub.join(&unit),
+                    link,
                 });
             }
         }

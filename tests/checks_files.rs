@@ -318,6 +318,79 @@ fn a_lost_swap_a_lost_group_member_and_a_nologin_shell_are_explained() {
     );
 }
 
+/// A root whose files belong to the user running the test, named in its
+/// own accounts files, with many files: what a real /etc looks like to a
+/// check when /etc/group or /etc/passwd goes.
+fn named_owners() -> Sys {
+    use std::os::unix::fs::MetadataExt;
+    let s = base();
+    let md = std::fs::metadata(s.root()).unwrap();
+    let (uid, gid) = (md.uid(), md.gid());
+    s.write(
+        "/etc/passwd",
+        &format!("root:x:0:0::/root:/bin/bash\ncyrus:x:96:12::/var/lib/imap:/bin/sh\nme:x:{uid}:{gid}::/:/bin/sh\n"),
+    )
+    .write("/etc/group", &format!("root:x:0:\nmail:x:12:\nme:x:{gid}:\n"));
+    for i in 0..40 {
+        s.write(&format!("/etc/app/conf{i}"), "x\n");
+    }
+    s
+}
+
+#[test]
+fn a_vanished_etc_group_is_one_critical_finding_not_a_meta_change_per_file() {
+    let s = named_owners();
+    s.snapshot();
+    s.rm("/etc/group");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    assert!(with_id(&v, "file/meta-changed").is_empty(), "{v:#}");
+    let acc = with_id(&v, "accounts/changed");
+    assert_eq!(acc.len(), 1, "{v:#}");
+    assert_eq!(acc[0]["severity"], "critical");
+    assert_eq!(acc[0]["paths"][0], "/etc/group");
+    let msg = acc[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/etc/group vanished")
+            && msg.contains("group names of")
+            && msg.contains("no longer resolve"),
+        "{msg}"
+    );
+    assert!(acc[0]["detail"].as_str().unwrap().contains("and "), "{v:#}");
+    assert_eq!(v["findings"].as_array().unwrap().len(), 1, "{v:#}");
+    assert!(s.verdict().contains("/etc/group vanished"));
+}
+
+#[test]
+fn an_emptied_etc_passwd_is_critical_and_summarised_once() {
+    let s = named_owners();
+    s.snapshot();
+    s.write("/etc/passwd", "");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    assert!(with_id(&v, "file/meta-changed").is_empty(), "{v:#}");
+    let acc = with_id(&v, "accounts/changed");
+    assert_eq!(acc.len(), 1, "{v:#}");
+    assert_eq!(acc[0]["severity"], "critical");
+    let msg = acc[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/etc/passwd was emptied: all users are gone")
+            && msg.contains("owner names of"),
+        "{msg}"
+    );
+    // a real owner change of one file is still its own finding
+    s.write("/etc/passwd", "root:x:0:0::/root:/bin/bash\n");
+    chown_to_a_stranger(&s.path("/etc/motd"));
+    let (_, v) = s.check();
+    let meta = with_id(&v, "file/meta-changed");
+    assert_eq!(meta.len(), 1, "{v:#}");
+    assert_eq!(meta[0]["paths"][0], "/etc/motd");
+}
+
+fn chown_to_a_stranger(p: &std::path::Path) {
+    std::os::unix::fs::lchown(p, Some(4242), None).unwrap();
+}
+
 #[test]
 fn nsswitch_that_moved_to_usr_etc_is_compared_with_what_glibc_reads_now() {
     let s = base();

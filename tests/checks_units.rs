@@ -90,6 +90,60 @@ fn disabled_unit_and_vanished_hardening_dropin() {
     );
 }
 
+/// The units `guard show` lists as enabled in the only snapshot.
+fn enabled(s: &Sys) -> Vec<String> {
+    let out = s.cmd().args(["--json", "list"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let out = s.cmd().args(["--json", "show", &id]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_plain_file_in_a_wants_dir_enables_nothing() {
+    // systemd follows only symlinks in *.wants/ ("dependency dropin … is
+    // not a symlink, ignoring"): a unit file copied there enables nothing
+    let s = web_box();
+    s.write(
+        "/etc/systemd/system/mail.service",
+        "[Service]\nExecStart=/usr/bin/web\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    std::fs::copy(
+        s.path("/etc/systemd/system/mail.service"),
+        s.path("/etc/systemd/system/multi-user.target.wants/mail.service"),
+    )
+    .unwrap();
+    s.snapshot();
+    assert_eq!(enabled(&s), ["web.service"]);
+    // removing the copy disables nothing
+    s.rm("/etc/systemd/system/multi-user.target.wants/mail.service");
+    let (_, v) = s.check();
+    assert!(with_id(&v, "systemd/unit-disabled").is_empty(), "{v:#}");
+    // an upgrade that replaces the link by a copy of the unit disables it
+    s.rm("/etc/systemd/system/multi-user.target.wants/web.service");
+    std::fs::copy(
+        s.path("/etc/systemd/system/web.service"),
+        s.path("/etc/systemd/system/multi-user.target.wants/web.service"),
+    )
+    .unwrap();
+    let (_, v) = s.check();
+    let d = with_id(&v, "systemd/unit-disabled");
+    assert_eq!(d.len(), 1, "{v:#}");
+    assert!(
+        d[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("web.service is no longer enabled"),
+        "{v:#}"
+    );
+}
+
 #[test]
 fn hardening_moved_into_the_unit_is_not_lost() {
     let s = web_box();

@@ -737,6 +737,34 @@ fn dpkg_packages_left_unconfigured_are_reported_until_configured() {
     assert_eq!(unfinished(&v), 0, "{v:#}");
 }
 
+/// A package already stuck when the baseline was taken is still stuck:
+/// apt refuses to run until `dpkg --configure -a`, whatever the snapshot
+/// saw. `check` says so on every run, not only after a transaction.
+#[test]
+fn dpkg_packages_unfinished_before_the_snapshot_are_still_reported() {
+    let w = world();
+    dpkg_root_with_foo(&w);
+    run(dpkg(&w)
+        .arg("--unpack")
+        .arg(dpkg_deb(&w, "2.0", MAIN_V1, CTL_V2, true)));
+    snapshot_id(&w, "pre");
+    // nothing ran since: the package databases are as the snapshot saw them
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    let found = with_id(&v, "pkg/unfinished");
+    assert_eq!(found.len(), 1, "{v:#}");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("dpkg left 1 package(s) unfinished: foo (unpacked)"),
+        "{v:#}"
+    );
+    assert!(code >= 1, "a warning at least: {v:#}");
+    run(dpkg(&w).arg("--configure").arg("-a"));
+    let (_, v) = guard(&w.root, &w.store, &["check"]);
+    assert!(with_id(&v, "pkg/unfinished").is_empty(), "{v:#}");
+}
+
 /// A dpkg killed mid-upgrade (apt interrupted, the session lost, a power
 /// cut) notes each state in `var/lib/dpkg/updates/` and never gets to fold
 /// it into `status`: killed in the new version's preinst, before any

@@ -563,6 +563,125 @@ fn a_playbook_for_another_system_is_not_walked_unasked() {
     );
 }
 
+/// A playbook file that does not parse is set aside with its error, not a
+/// wall in front of every other one: `playbook list` shows the rest and
+/// names it (exit 3, as `list` does for a corrupt snapshot), and `run`
+/// walks another playbook. A walk of a name the broken file may carry is
+/// refused, never quietly given the built-in playbook it would override.
+#[test]
+fn a_broken_playbook_file_blocks_only_itself() {
+    let e = env();
+    let dir = e.root.join("etc/guard/playbooks");
+    std::fs::write(dir.join("walk.toml"), WALK).unwrap();
+    // the shape is wrong: an unknown key in a step
+    std::fs::write(
+        dir.join("typo.toml"),
+        "version = 1\nid = \"typo\"\ntitle = \"t\"\n[[steps]]\nid = \"a\"\nbogus = 1\n",
+    )
+    .unwrap();
+    // not even TOML, meant to override the built-in arch-upgrade
+    std::fs::write(
+        dir.join("my-arch.toml"),
+        "version = 1\nid = \"arch-upgrade\"\ntitle = \"unclosed\n",
+    )
+    .unwrap();
+    let out = e.guard(&["playbook", "list"], None);
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        stdout.contains("walk ") && stdout.contains("luks-guest-move"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("BROKEN: playbook /etc/guard/playbooks/typo.toml: unknown field `bogus`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/etc/guard/playbooks/my-arch.toml"),
+        "{stdout}"
+    );
+    assert!(err.contains("2 playbook file(s) do not parse"), "{err}");
+    let out = e.guard(&["--json", "playbook", "list"], None);
+    assert_eq!(out.status.code(), Some(3));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r["id"] == "walk" && r["error"].is_null()));
+    let bad: Vec<&serde_json::Value> = rows.iter().filter(|r| r["error"].is_string()).collect();
+    assert_eq!(bad.len(), 2, "{rows:?}");
+    assert!(bad
+        .iter()
+        .any(|r| r["id"] == "arch-upgrade" && r["source"] == "/etc/guard/playbooks/my-arch.toml"));
+    // another playbook walks, with a warning naming the broken files
+    let out = e.guard(
+        &["--yes", "run", "walk"],
+        Some("[answers]\nflag = \"yes\"\n"),
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("typo.toml"), "{err}");
+    assert!(e.root.join("a-log").exists(), "{err}");
+    // the broken ones fail closed, by id or by file name
+    for name in ["typo", "arch-upgrade", "my-arch"] {
+        let out = e.guard(&["--yes", "run", name, "--dry-run"], None);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{name}: {err}");
+        assert!(
+            err.contains("fix or remove /etc/guard/playbooks/"),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// `--yes` confirms ordinary steps, not walking another system's playbook:
+/// unattended, that takes `other-os = "walk"` in the answers file.
+#[test]
+fn yes_alone_does_not_walk_a_playbook_for_another_system() {
+    let e = env(); // os-release says ID=testos
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/elsewhere.toml"),
+        r#"
+version = 1
+id = "elsewhere"
+title = "for another system"
+applies-to = ["otheros"]
+
+[[steps]]
+id = "touch"
+title = "leaves a mark"
+explain = "x"
+run = ["touch", "{root}/ran"]
+"#,
+    )
+    .unwrap();
+    let out = e.guard(&["--yes", "run", "elsewhere"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(
+        err.contains("elsewhere is written for otheros; this system is \"testos\"")
+            && err.contains("other-os = \"walk\""),
+        "{err}"
+    );
+    assert!(!e.root.join("ran").exists(), "nothing may have run: {err}");
+    assert!(!e.store.join("journals").exists(), "{err}");
+    // an answer that is neither stop nor walk is said as it is
+    let out = e.guard(
+        &["--yes", "run", "elsewhere"],
+        Some("[answers]\nother-os = \"yes\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("not one of: stop, walk"));
+    assert!(!e.root.join("ran").exists());
+    // said explicitly, it walks
+    let out = e.guard(
+        &["--yes", "run", "elsewhere"],
+        Some("[answers]\nother-os = \"walk\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(e.root.join("ran").exists());
+}
+
 #[test]
 fn apt_is_refused_on_another_root() {
     let e = env();

@@ -118,8 +118,18 @@ pub fn compare(old: &Table, new: &Table) -> Vec<String> {
     out
 }
 
+/// Which accounts file a spec is, for the owners of files it names.
+#[derive(Clone, Copy, PartialEq)]
+enum Names {
+    None,
+    Users,
+    Groups,
+}
+
 struct Spec {
     path: &'static str,
+    /// For `/etc/passwd` and `/etc/group`: whose names it gives files.
+    names: Names,
     /// Where the system reads the table when `path` is absent (openSUSE's
     /// glibc falls back to `/usr/etc/nsswitch.conf`).
     vendor: Option<&'static str>,
@@ -131,6 +141,7 @@ struct Spec {
 const SPECS: &[Spec] = &[
     Spec {
         path: "/etc/nsswitch.conf",
+        names: Names::None,
         vendor: Some("/usr/etc/nsswitch.conf"),
         id: "nss/changed",
         what: "name service sources",
@@ -138,6 +149,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         path: "/etc/crypttab",
+        names: Names::None,
         vendor: None,
         id: "storage/crypttab-changed",
         what: "encrypted volumes",
@@ -145,6 +157,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         path: "/etc/fstab",
+        names: Names::None,
         vendor: None,
         id: "storage/fstab-changed",
         what: "mounts",
@@ -152,6 +165,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         path: "/etc/passwd",
+        names: Names::Users,
         vendor: None,
         id: "accounts/changed",
         what: "users",
@@ -159,12 +173,53 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         path: "/etc/group",
+        names: Names::Groups,
         vendor: None,
         id: "accounts/changed",
         what: "groups",
         parse: |t| accounts(t, false),
     },
 ];
+
+/// Files whose owner (or group) kept its id but lost or changed its name
+/// since the snapshot: the accounts file renamed it, not the file. One
+/// line per name, with how many files and the first few of them.
+fn renamed_owners(cx: &Context, names: Names) -> (usize, bool, Vec<String>) {
+    let mut by: BTreeMap<(String, String), Vec<&SysPath>> = BTreeMap::new();
+    for c in cx.changes {
+        let Change::Modified { old, new, .. } = c else {
+            continue;
+        };
+        let (id, o, n) = match names {
+            Names::Users if old.uid == new.uid => (old.uid, &old.user, &new.user),
+            Names::Groups if old.gid == new.gid => (old.gid, &old.group, &new.group),
+            _ => continue,
+        };
+        if o == n {
+            continue;
+        }
+        let name = |x: &Option<String>| {
+            x.as_deref()
+                .map_or(format!("{id}"), |x| format!("{x} ({id})"))
+        };
+        by.entry((name(o), name(n))).or_default().push(&new.path);
+    }
+    let total = by.values().map(Vec::len).sum();
+    // (the new side has no name: it is the bare id)
+    let unresolved = by.keys().all(|(_, n)| !n.ends_with(')'));
+    let lines = by
+        .iter()
+        .map(|((o, n), ps)| {
+            const SHOWN: usize = 5;
+            let mut l: Vec<String> = ps.iter().take(SHOWN).map(|p| p.to_string()).collect();
+            if ps.len() > SHOWN {
+                l.push(format!("and {} more", ps.len() - SHOWN));
+            }
+            format!("{o} -> {n}: {} file(s): {}", ps.len(), l.join(", "))
+        })
+        .collect();
+    (total, unresolved, lines)
+}
 
 fn touched<'a>(cx: &'a Context, p: &SysPath) -> Option<(&'a Entry, Option<&'a Entry>)> {
     cx.changes.iter().find_map(|c| match c {
@@ -239,13 +294,42 @@ impl Check for SysFiles {
                 )
             } else if new_e.is_none() {
                 format!("{} vanished: all {} are gone", s.path, s.what)
+            } else if new.is_empty() {
+                format!("{} was emptied: all {} are gone", s.path, s.what)
             } else {
                 format!("{} changed: {}", s.what, diffs.join("; "))
             };
-            let mut f = Finding::new(s.id, Severity::Warning, &[&p], msg).fix(format!(
+            // Without any users (or groups) nobody logs in, sudo and su
+            // fail, daemons cannot start as their user: as bad as the
+            // vanished admin's file the generic finding would have been.
+            let sev = if s.names != Names::None && new.is_empty() && !old.is_empty() {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let (renamed, unresolved, lines) = renamed_owners(cx, s.names);
+            let msg = if renamed > 0 {
+                let whose = if s.names == Names::Users {
+                    "owner"
+                } else {
+                    "group"
+                };
+                let how = if unresolved {
+                    "no longer resolve"
+                } else {
+                    "changed with it"
+                };
+                format!("{msg} (the {whose} names of {renamed} file(s) {how}; their ids did not change)")
+            } else {
+                msg
+            };
+            let mut f = Finding::new(s.id, sev, &[&p], msg).fix(format!(
                 "guard diff; guard restore {} if the change was not intended",
                 s.path
             ));
+            if !lines.is_empty() {
+                f = f.detail(lines.join("\n"));
+            }
             if !secret {
                 for (k, (line, v)) in &new {
                     if old.get(k).map(|o| &o.1) != Some(v) {

@@ -237,9 +237,29 @@ fn status_with_updates(root: &SysRoot) -> Result<Option<Vec<u8>>> {
     Ok(Some(text))
 }
 
+/// Whether any `Status:` line of `text` names a state that is not done
+/// (or asks for a reinstall): the cheap first look, since `check` reads the
+/// status file every time and nearly always finds every package finished.
+fn any_unfinished_status(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n').any(|line| {
+        let Some(v) = line.strip_prefix(b"Status:") else {
+            return false;
+        };
+        let mut words = v
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let (_want, flag, state) = (words.next(), words.next(), words.next());
+        flag == Some(b"reinstreq".as_slice())
+            || !matches!(
+                state,
+                Some(b"installed" | b"config-files" | b"not-installed") | None
+            )
+    })
+}
+
 pub(crate) fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
     match status_with_updates(root) {
-        Ok(Some(text)) => parse_unfinished(&text),
+        Ok(Some(text)) if any_unfinished_status(&text) => parse_unfinished(&text),
         _ => Vec::new(),
     }
 }
@@ -327,6 +347,18 @@ Package: trig\nStatus: install ok triggers-pending\n";
                 ("trig".into(), "triggers-pending".into()),
             ]
         );
+        // the quick first look agrees: it finds these, and nothing in a
+        // status file where every package is done (or gone)
+        assert!(super::any_unfinished_status(status));
+        assert!(!super::any_unfinished_status(
+            b"Package: done\nStatus: install ok installed\n\n\
+Package: held\nStatus: hold ok installed\n\n\
+Package: gone\nStatus: deinstall ok config-files\n\n\
+Package: purged\nStatus: purge ok not-installed\n"
+        ));
+        assert!(super::any_unfinished_status(
+            b"Package: broken\nStatus: install reinstreq installed\n"
+        ));
     }
 
     /// The versions a killed dpkg unpacked are in its `updates/` records:

@@ -578,6 +578,10 @@ pub fn snapshots_in_use(store: &crate::store::Store) -> Result<std::collections:
 /// Why a step failed: shown, journalled, the walk stops.
 struct Failure(String);
 
+/// The answers-file question that walks a playbook written for another
+/// system (`other-os = "walk"`).
+pub const OTHER_OS: &str = "other-os";
+
 pub struct RunOpts<'a> {
     pub resume: bool,
     /// From the answers file: questions answered and variables preset.
@@ -596,6 +600,45 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     };
     refuse_reserved(&opts.answers, &file, true)?;
     let facts = detect_facts(app);
+    if !pb.applies_to.is_empty() {
+        let os = facts.get("os_id").cloned().unwrap_or_default();
+        let like = facts.get("os_id_like").cloned().unwrap_or_default();
+        let fits = pb
+            .applies_to
+            .iter()
+            .any(|a| *a == os || like.split_whitespace().any(|l| l == a));
+        // Not an ordinary confirmation: `--yes` alone must not walk an
+        // unattended run of another system's playbook, whose steps then fail
+        // one by one at their probes (or worse, run). A person on a
+        // terminal is asked; a script says so by name in its answers file,
+        // as it does for retrying a failed step.
+        // (a walk resumed after a reboot was told so when it started)
+        let told = opts.resume
+            && resumable_journal(app, &pb.id)
+                .is_ok_and(|j| j.answers.get(OTHER_OS).is_some_and(|a| a == "walk"));
+        if !fits && !told {
+            let what = format!(
+                "{} is written for {}; this system is {:?}",
+                pb.id,
+                pb.applies_to.join(", "),
+                if os.is_empty() { "unknown" } else { &os }
+            );
+            let walk = app.ui.select(
+                OTHER_OS,
+                &format!("{what}. Walk it anyway?"),
+                &["stop".into(), "walk".into()],
+                0,
+            );
+            match walk {
+                Ok(1) => {}
+                // (an answer that is neither: said as it is)
+                Err(e) if opts.answers.contains_key(OTHER_OS) => return Err(e),
+                _ => bail!(
+                    "{what}: nothing done (to walk it anyway, answer {OTHER_OS} = \"walk\" under [answers] in an answers file; --yes alone does not)"
+                ),
+            }
+        }
+    }
     let mut journal = if opts.resume {
         let j = resumable_journal(app, &pb.id)?;
         app.ui.say(&format!(
@@ -631,24 +674,6 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             ..Default::default()
         }
     };
-    if !pb.applies_to.is_empty() {
-        let os = facts.get("os_id").cloned().unwrap_or_default();
-        let like = facts.get("os_id_like").cloned().unwrap_or_default();
-        let fits = pb
-            .applies_to
-            .iter()
-            .any(|a| *a == os || like.split_whitespace().any(|l| l == a));
-        if !fits
-            && !app.ui.confirm(&format!(
-                "{} is written for {}; this system is {:?}. Walk it anyway?",
-                pb.id,
-                pb.applies_to.join(", "),
-                if os.is_empty() { "unknown" } else { &os }
-            ))?
-        {
-            bail!("{} does not apply to this system; nothing done", pb.id);
-        }
-    }
     journal.facts = facts.clone();
     refuse_changed_answers(pb, &journal, &opts.answers)?;
     // The answers file of this invocation wins over what an earlier one said

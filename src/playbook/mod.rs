@@ -58,51 +58,136 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// A playbook file in ROOT/etc/guard/playbooks that does not parse: its
+/// path, the names it may go by, and why.
+pub struct Broken {
+    pub path: String,
+    /// The `id` it seems to set (found even when the TOML as a whole does
+    /// not parse), and its file name without `.toml`: a walk of either
+    /// name is refused, never quietly given a built-in of that name.
+    pub names: Vec<String>,
+    pub error: String,
+}
+
+/// The playbooks guard can read, with where each came from, and the files
+/// it cannot.
+pub struct Found {
+    pub playbooks: Vec<(Playbook, String)>,
+    pub broken: Vec<Broken>,
+}
+
+/// The `id` a playbook file that does not parse seems to set: from the
+/// TOML when only the playbook's shape is wrong, else from a top-level
+/// `id = "…"` line.
+fn claimed_id(text: &str) -> Option<String> {
+    if let Ok(t) = toml::from_str::<toml::Table>(text) {
+        return t.get("id")?.as_str().map(str::to_string);
+    }
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with('['))
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "id").then(|| v.trim().trim_matches(['"', '\'']).to_string())
+        })
+        .filter(|id| !id.is_empty())
+}
+
 /// Every playbook with where it came from; files in
-/// ROOT/etc/guard/playbooks override built-in ones of the same id.
-pub fn all(app: &App) -> Result<Vec<(Playbook, String)>> {
+/// ROOT/etc/guard/playbooks override built-in ones of the same id. A file
+/// there that does not parse is set aside with its error (DESIGN §3: a
+/// per-file error is reported, it does not abort the run): it must not
+/// keep the admin from listing or walking the others.
+pub fn all(app: &App) -> Result<Found> {
     let mut out: BTreeMap<String, (Playbook, String)> = BTreeMap::new();
     for (name, text) in BUILTIN {
         let pb = Playbook::parse(text, name)?;
         out.insert(pb.id.clone(), (pb, "built in".into()));
     }
+    let mut broken = Vec::new();
     let dir = SysPath::new("/etc/guard/playbooks");
     for name in app.root.list_dir(&dir) {
-        if !name.ends_with(b".toml") {
+        let Some(stem) = name.strip_suffix(b".toml") else {
             continue;
-        }
+        };
         let p = dir.join(&name);
         let Some(text) = app.root.read_text(p.clone()) else {
             continue;
         };
-        let pb = Playbook::parse(&text, &p.lossy())?;
-        out.insert(pb.id.clone(), (pb, p.lossy()));
+        match Playbook::parse(&text, &p.lossy()) {
+            Ok(pb) => {
+                out.insert(pb.id.clone(), (pb, p.lossy()));
+            }
+            Err(e) => {
+                let mut names: Vec<String> = claimed_id(&text).into_iter().collect();
+                let stem = String::from_utf8_lossy(stem).into_owned();
+                if !names.contains(&stem) {
+                    names.push(stem);
+                }
+                broken.push(Broken {
+                    path: p.lossy(),
+                    names,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
     }
-    Ok(out.into_values().collect())
+    Ok(Found {
+        playbooks: out.into_values().collect(),
+        broken,
+    })
 }
 
 pub fn find(app: &App, name: &str) -> Result<Playbook> {
-    let all = all(app)?;
-    let ids: Vec<String> = all.iter().map(|(p, _)| p.id.clone()).collect();
-    match all.into_iter().find(|(p, _)| p.id == name) {
+    let Found { playbooks, broken } = all(app)?;
+    // Fail closed: a broken file that may be this playbook (an override of
+    // a built-in one, say) is never replaced by another of the name.
+    if let Some(b) = broken.iter().find(|b| b.names.iter().any(|n| n == name)) {
+        bail!("{}; fix or remove {} to use {name}", b.error, b.path);
+    }
+    for b in &broken {
+        app.ui.say(&format!("warning: {} (set aside)", b.error));
+    }
+    let ids: Vec<String> = playbooks.iter().map(|(p, _)| p.id.clone()).collect();
+    match playbooks.into_iter().find(|(p, _)| p.id == name) {
         Some((p, _)) => Ok(p),
         None => bail!("no playbook {name} (known: {})", ids.join(", ")),
     }
 }
 
 pub fn cmd_list(app: &App) -> Result<i32> {
-    let all = all(app)?;
+    let Found { playbooks, broken } = all(app)?;
     if app.json {
-        app.print_json(&json!(all
+        let rows = playbooks
             .iter()
             .map(|(p, from)| json!({"id": p.id, "title": p.title, "applies_to": p.applies_to, "steps": p.steps.len(), "source": from}))
-            .collect::<Vec<_>>()))?;
+            .chain(broken.iter().map(|b| json!({"id": b.names.first(), "source": b.path, "error": b.error})))
+            .collect::<Vec<_>>();
+        app.print_json(&json!(rows))?;
     } else {
-        for (p, from) in &all {
+        for (p, from) in &playbooks {
             crate::out!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
         }
+        for b in &broken {
+            crate::out!(
+                "{:<18} BROKEN: {}",
+                b.names.first().map_or("?", String::as_str),
+                b.error
+            );
+        }
     }
-    Ok(0)
+    if broken.is_empty() {
+        return Ok(0);
+    }
+    let paths: Vec<&str> = broken.iter().map(|b| b.path.as_str()).collect();
+    crate::app::failed_after_output(
+        app,
+        format!(
+            "{} playbook file(s) do not parse and were set aside: {}",
+            broken.len(),
+            paths.join(", ")
+        ),
+    )
 }
 
 pub fn cmd_show(app: &App, name: &str) -> Result<i32> {
