@@ -62,10 +62,62 @@ pub enum Action {
 pub struct Item {
     pub path: SysPath,
     pub action: Action,
+    /// The packages that dropped this vanished path on purpose since the
+    /// snapshot (empty: nothing says it is not a loss).
+    pub dropped: Vec<Dropped>,
+}
+
+impl Item {
+    fn new(path: SysPath, action: Action) -> Item {
+        Item {
+            path,
+            action,
+            dropped: Vec::new(),
+        }
+    }
+}
+
+/// A package that owned a vanished path in the snapshot and has since been
+/// upgraded to a version that no longer ships it, or removed: the path went
+/// on purpose, with the package, and is no admin's loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    pub package: String,
+    /// its version in the snapshot
+    pub from: String,
+    /// its version now; `None`: no longer installed
+    pub to: Option<String>,
+    /// Set for a link of no package: the package's file it pointed at,
+    /// which the package dropped (the link went with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_to: Option<SysPath>,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.link_to {
+            write!(f, "link to {t}, ")?;
+        }
+        match &self.to {
+            Some(to) => write!(f, "dropped by {} {} -> {to}", self.package, self.from),
+            None => write!(f, "{} removed", self.package),
+        }
+    }
 }
 
 impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.action_line(f)?;
+        if !self.dropped.is_empty() {
+            let why: Vec<String> = self.dropped.iter().map(|d| d.to_string()).collect();
+            write!(f, " ({})", why.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Item {
+    fn action_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.action {
             Action::Dir {
                 entry,
@@ -297,13 +349,13 @@ fn add_parents(base: &Manifest, root: &SysRoot, p: &SysPath, plan: &mut Plan) {
             continue;
         }
         if let Some(e) = base.entry(&a) {
-            plan.items.push(Item {
-                path: a.clone(),
-                action: Action::Dir {
+            plan.items.push(Item::new(
+                a.clone(),
+                Action::Dir {
                     entry: e.clone(),
                     exists: false,
                 },
-            });
+            ));
         }
     }
 }
@@ -320,10 +372,7 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
         }
         add_parents(base, root, &e.path, &mut plan);
         match action_for(e, false) {
-            Some(a) => plan.items.push(Item {
-                path: e.path.clone(),
-                action: a,
-            }),
+            Some(a) => plan.items.push(Item::new(e.path.clone(), a)),
             None => plan.skipped.push((
                 e.path.clone(),
                 format!("a {} cannot be restored", e.kind.as_str()),
@@ -332,7 +381,57 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
     }
     plan.items.sort_by(|a, b| a.path.cmp(&b.path));
     plan.items.dedup_by(|a, b| a.path == b.path);
+    mark_dropped(&mut plan, base, root);
     plan
+}
+
+/// Marks the items whose every owner in the snapshot has dropped them on
+/// purpose since: after a release upgrade most of what vanished is old
+/// units, init scripts and conffiles the new versions no longer ship,
+/// which the admin must be able to tell from their own lost files. The
+/// live package databases are read for these paths only; one that cannot
+/// be read proves nothing, and nothing is marked.
+fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
+    if plan.items.is_empty() || base.packages.managers.is_empty() {
+        return;
+    }
+    let paths: Vec<SysPath> = plan.items.iter().map(|i| i.path.clone()).collect();
+    let wanted: foldhash::HashSet<&SysPath> = paths.iter().collect();
+    let live = crate::pkg::assemble(root, crate::pkg::read_dbs(root), Some(&wanted));
+    if !live.errors.is_empty() {
+        return;
+    }
+    for item in &mut plan.items {
+        if let Some(e) = base.entry(&item.path) {
+            item.dropped = dropped_by(e, base, &live);
+        }
+    }
+}
+
+/// The owners of `e` in the snapshot, when every one of them has since
+/// dropped it: upgraded to a version whose file list no longer names it,
+/// or removed. Empty when any owner still ships it (then someone else
+/// deleted it), kept its version (nothing upgraded it away), or when no
+/// package owned it (an admin's own file).
+pub fn dropped_by(e: &Entry, base: &Manifest, live: &crate::pkg::PackageInfo) -> Vec<Dropped> {
+    let now = live.owners_of(&e.path);
+    let mut out = Vec::new();
+    for p in &e.owners {
+        let Some(from) = base.packages.installed.get(p) else {
+            return Vec::new();
+        };
+        let to = live.packages.installed.get(p);
+        if now.contains(p) || to == Some(from) {
+            return Vec::new();
+        }
+        out.push(Dropped {
+            package: p.clone(),
+            from: from.clone(),
+            to: to.cloned(),
+            link_to: None,
+        });
+    }
+    out
 }
 
 /// The given paths (and, for a directory, what lies beneath it) where they
@@ -371,10 +470,10 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
                 // and `pacman -Qkk` flag it). Setting it is cheap and
                 // rewrites nothing.
                 Some(true) => {
-                    plan.items.push(Item {
-                        path: e.path.clone(),
-                        action: Action::Mtime { entry: e.clone() },
-                    });
+                    plan.items.push(Item::new(
+                        e.path.clone(),
+                        Action::Mtime { entry: e.clone() },
+                    ));
                     continue;
                 }
                 _ if exists && e.kind != FileKind::Dir => {
@@ -397,10 +496,7 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
                 _ => {}
             }
             match action_for(e, exists) {
-                Some(a) => plan.items.push(Item {
-                    path: e.path.clone(),
-                    action: a,
-                }),
+                Some(a) => plan.items.push(Item::new(e.path.clone(), a)),
                 None => plan.skipped.push((
                     e.path.clone(),
                     format!("a {} cannot be restored", e.kind.as_str()),
@@ -451,13 +547,13 @@ pub fn plan_caps(base: &Manifest, root: &SysRoot) -> Plan {
         }
         let replaced =
             st.st_ino != c.ino || st.st_size as u64 != c.size || st.st_mtime != c.mtime.sec;
-        plan.items.push(Item {
-            path: c.path.clone(),
-            action: Action::Caps {
+        plan.items.push(Item::new(
+            c.path.clone(),
+            Action::Caps {
                 cap: c.clone(),
                 replaced,
             },
-        });
+        ));
     }
     plan
 }
@@ -1125,17 +1221,14 @@ mod tests {
         let plan = Plan {
             from: "test".into(),
             items: vec![
-                Item {
-                    path: link.path.clone(),
-                    action: Action::Symlink {
+                Item::new(
+                    link.path.clone(),
+                    Action::Symlink {
                         entry: link,
                         exists: false,
                     },
-                },
-                Item {
-                    path: fifo.path.clone(),
-                    action: Action::Special { entry: fifo },
-                },
+                ),
+                Item::new(fifo.path.clone(), Action::Special { entry: fifo }),
             ],
             skipped: Vec::new(),
         };

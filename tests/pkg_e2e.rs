@@ -902,3 +902,180 @@ fn an_rpm_database_the_host_cannot_read_is_an_error_not_an_empty_one() {
         .collect();
     assert_eq!(left, ["Packages.db"], "rpm wrote into the root");
 }
+
+// ------------------------------------- what a release upgrade drops on purpose
+
+/// A package NAME VERSION of the given files (`conffiles` among them),
+/// built with the real dpkg-deb; `postinst` is its maintainer script, run
+/// by dpkg with `--force-script-chrootless` (so it writes under
+/// `$DPKG_ROOT`).
+fn deb(
+    w: &World,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+    conffiles: &[&str],
+    postinst: Option<&str>,
+) -> PathBuf {
+    let d = w.work.join(format!("deb-{name}-{version}"));
+    write(
+        &d.join("DEBIAN/control"),
+        &format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+    );
+    for (p, text) in files {
+        write(&d.join(p.trim_start_matches('/')), text);
+    }
+    if !conffiles.is_empty() {
+        write(&d.join("DEBIAN/conffiles"), &(conffiles.join("\n") + "\n"));
+    }
+    if let Some(script) = postinst {
+        write(&d.join("DEBIAN/postinst"), script);
+        chmod(&d.join("DEBIAN/postinst"), 0o755);
+    }
+    let pkg = w.work.join(format!("{name}_{version}_all.deb"));
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&pkg));
+    pkg
+}
+
+/// `dpkg -i` of the packages, their maintainer scripts run outside a chroot
+/// (the root has no shell of its own).
+fn dpkg_install(w: &World, pkgs: &[PathBuf]) {
+    run(dpkg(w)
+        .arg("--force-script-chrootless")
+        .arg("-i")
+        .args(pkgs.iter().map(|p| p.as_os_str())));
+}
+
+/// `guard ARGS…` as the admin runs it (no `--json`): exit code, stdout,
+/// stderr.
+fn guard_text(w: &World, args: &[&str]) -> (i32, String, String) {
+    let out = guard::exec::output(
+        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
+            .arg("--root")
+            .arg(&w.root)
+            .arg("--store")
+            .arg(&w.store)
+            .arg("--no-progress")
+            .args(args),
+    )
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const OLD_UNIT: &str = "/usr/lib/systemd/system/foo-old.service";
+const FOO_UNIT: &str = "/usr/lib/systemd/system/foo.service";
+const BAR_UNIT: &str = "/usr/lib/systemd/system/bar.service";
+
+/// After a release upgrade `restore --vanished` plans to bring back what
+/// the new versions no longer ship beside the admin's own lost files. The
+/// plan tells them apart: a path whose owner was upgraded to a version
+/// that no longer ships it, or removed, is marked so (in text and as the
+/// item's `dropped` in JSON); a package file deleted while its package
+/// still ships it, and the admin's own file, are not. `--yes` still
+/// restores every item, as `--vanished` promises, after a line saying
+/// how many of them the packages dropped.
+#[test]
+fn dpkg_restore_plan_marks_what_the_packages_dropped() {
+    let w = world();
+    dpkg_root(&w);
+    let unit = "[Service]\nExecStart=/usr/bin/true\n";
+    dpkg_install(
+        &w,
+        &[
+            deb(
+                &w,
+                "foo",
+                "1.0-1",
+                &[(OLD_UNIT, unit), (FOO_UNIT, unit)],
+                &[],
+                None,
+            ),
+            deb(&w, "bar", "1.0-1", &[(BAR_UNIT, unit)], &[], None),
+        ],
+    );
+    write(&w.root.join("etc/pam.d/imap"), IMAP);
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+
+    // foo 2.0 no longer ships foo-old.service (dpkg removes it), bar is
+    // removed; the admin's PAM file and foo.service, which foo 2.0 still
+    // ships, are lost by other hands
+    dpkg_install(
+        &w,
+        &[deb(&w, "foo", "2.0-1", &[(FOO_UNIT, unit)], &[], None)],
+    );
+    run(dpkg(&w)
+        .arg("--force-script-chrootless")
+        .arg("-r")
+        .arg("bar"));
+    std::fs::remove_file(w.root.join("etc/pam.d/imap")).unwrap();
+    std::fs::remove_file(w.root.join(FOO_UNIT.trim_start_matches('/'))).unwrap();
+    assert!(!w.root.join(OLD_UNIT.trim_start_matches('/')).exists());
+    assert!(!w.root.join(BAR_UNIT.trim_start_matches('/')).exists());
+
+    let (code, plan) = guard(&w.root, &w.store, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{plan:#}");
+    let item = |p: &str| {
+        plan["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in the plan: {plan:#}"))
+            .clone()
+    };
+    assert_eq!(
+        item(OLD_UNIT)["dropped"],
+        serde_json::json!([{"package": "foo", "from": "1.0-1", "to": "2.0-1"}]),
+        "{plan:#}"
+    );
+    assert_eq!(
+        item(BAR_UNIT)["dropped"],
+        serde_json::json!([{"package": "bar", "from": "1.0-1", "to": null}]),
+        "{plan:#}"
+    );
+    for p in ["/etc/pam.d/imap", FOO_UNIT] {
+        assert_eq!(item(p)["dropped"], serde_json::json!([]), "{p}: {plan:#}");
+    }
+
+    // the text plan says it on each line, and how many
+    let (code, _, err) = guard_text(&w, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let line = |p: &str| {
+        err.lines()
+            .find(|l| l.contains(&format!(" {p} ")))
+            .unwrap_or_else(|| panic!("{p} in {err}"))
+            .to_string()
+    };
+    assert!(
+        line(OLD_UNIT).ends_with("(dropped by foo 1.0-1 -> 2.0-1)"),
+        "{err}"
+    );
+    assert!(line(BAR_UNIT).ends_with("(bar removed)"), "{err}");
+    assert!(!line("/etc/pam.d/imap").contains("dropped"), "{err}");
+    assert!(!line(FOO_UNIT).contains("dropped"), "{err}");
+    assert!(
+        err.contains("2 of these 4 items are paths their packages dropped on purpose"),
+        "{err}"
+    );
+
+    // --yes without a terminal: every vanished path, as before, told first
+    let (code, out, err) = guard_text(&w, &["--yes", "restore", "--vanished"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("2 of these 4 items are paths their packages dropped on purpose"),
+        "{err}"
+    );
+    for p in ["/etc/pam.d/imap", OLD_UNIT, FOO_UNIT, BAR_UNIT] {
+        assert!(w.root.join(p.trim_start_matches('/')).exists(), "{p}");
+    }
+}
