@@ -958,7 +958,7 @@ pub fn restore_in(
     for (p, why) in &plan.skipped {
         app.ui.say(&format!("  skip        {p}: {why}"));
     }
-    let dropped = plan.items.iter().filter(|i| !i.dropped.is_empty()).count();
+    let dropped = plan.items.iter().filter(|i| i.dropped.is_some()).count();
     if dropped > 0 {
         app.ui.say(&format!(
             "{dropped} of these {} items are paths their packages dropped on purpose \
@@ -972,7 +972,7 @@ pub fn restore_in(
     // On a terminal what the packages dropped starts unchecked and the
     // admin's own losses checked; `--yes` and scripts still take every
     // item (`--vanished` is every vanished path), told so by the line above.
-    let checked: Vec<bool> = plan.items.iter().map(|i| i.dropped.is_empty()).collect();
+    let checked: Vec<bool> = plan.items.iter().map(|i| i.dropped.is_none()).collect();
     let prompt = if dropped > 0 {
         format!("Restore these? (the {dropped} their packages dropped start unchecked)")
     } else {

@@ -20,6 +20,8 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
 
+use crate::checks::files;
+use crate::pkg::{PackageInfo, VersionChange};
 use crate::scan::{Accounts, Scope};
 use crate::store::{CapEntry, Entry, FileKind, Manifest, Store};
 use crate::sysroot::{SysPath, SysRoot};
@@ -62,9 +64,9 @@ pub enum Action {
 pub struct Item {
     pub path: SysPath,
     pub action: Action,
-    /// The packages that dropped this vanished path on purpose since the
-    /// snapshot (empty: nothing says it is not a loss).
-    pub dropped: Vec<Dropped>,
+    /// Set when the packages dropped this vanished path on purpose since
+    /// the snapshot; `None`: nothing says it is not a loss.
+    pub dropped: Option<Dropped>,
 }
 
 impl Item {
@@ -72,35 +74,33 @@ impl Item {
         Item {
             path,
             action,
-            dropped: Vec::new(),
+            dropped: None,
         }
     }
 }
 
-/// A package that owned a vanished path in the snapshot and has since been
-/// upgraded to a version that no longer ships it, or removed: the path went
-/// on purpose, with the package, and is no admin's loss.
+/// Why a vanished path is no admin's loss: the packages went on without
+/// it since the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dropped {
-    pub package: String,
-    /// its version in the snapshot
-    pub from: String,
-    /// its version now; `None`: no longer installed
-    pub to: Option<String>,
-    /// Set for a link of no package: the package's file it pointed at,
-    /// which the package dropped (the link went with it).
+    /// For a package's path, its owners in the snapshot, each upgraded to
+    /// a version that no longer ships it or removed. For a link of no
+    /// package, the changed owners of the file it leads to (empty when
+    /// that file is gone: no record names its package).
+    pub by: Vec<VersionChange>,
+    /// For a link of no package: the package's file it led to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_to: Option<SysPath>,
 }
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(t) = &self.link_to {
-            write!(f, "link to {t}, ")?;
-        }
-        match &self.to {
-            Some(to) => write!(f, "dropped by {} {} -> {to}", self.package, self.from),
-            None => write!(f, "{} removed", self.package),
+        let by: Vec<String> = self.by.iter().map(|c| c.to_string()).collect();
+        match (&self.link_to, by.is_empty()) {
+            (None, _) if self.by.iter().all(|c| c.to.is_none()) => write!(f, "{}", by.join(", ")),
+            (None, _) => write!(f, "dropped by {}", by.join(", ")),
+            (Some(t), true) => write!(f, "a link to {t}, which its package removed"),
+            (Some(t), false) => write!(f, "a link to {t}, dropped with {}", by.join(", ")),
         }
     }
 }
@@ -108,11 +108,10 @@ impl fmt::Display for Dropped {
 impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.action_line(f)?;
-        if !self.dropped.is_empty() {
-            let why: Vec<String> = self.dropped.iter().map(|d| d.to_string()).collect();
-            write!(f, " ({})", why.join("; "))?;
+        match &self.dropped {
+            Some(d) => write!(f, " ({d})"),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -385,26 +384,45 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
     plan
 }
 
-/// Marks the items whose every owner in the snapshot has dropped them on
-/// purpose since: after a release upgrade most of what vanished is old
-/// units, init scripts and conffiles the new versions no longer ship,
-/// which the admin must be able to tell from their own lost files. The
-/// live package databases are read for these paths only; one that cannot
-/// be read proves nothing, and nothing is marked.
+/// Marks the items the packages dropped on purpose: after a release
+/// upgrade most of what vanished is old units, init scripts, conffiles
+/// and the links maintainer scripts made, which the admin must be able to
+/// tell from their own lost files. The live package databases are read
+/// for these paths (and the files such links lead to) only; one that
+/// cannot be read proves nothing, and only links to files that are gone
+/// are marked then.
 fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
-    if plan.items.is_empty() || base.packages.managers.is_empty() {
+    if plan.items.is_empty() {
         return;
     }
     let paths: Vec<SysPath> = plan.items.iter().map(|i| i.path.clone()).collect();
-    let wanted: foldhash::HashSet<&SysPath> = paths.iter().collect();
-    let live = crate::pkg::assemble(root, crate::pkg::read_dbs(root), Some(&wanted));
-    if !live.errors.is_empty() {
-        return;
-    }
+    let live = (!base.packages.managers.is_empty())
+        .then(|| {
+            files::live_owners_of_targets(paths.iter().filter_map(|p| base.entry(p)), root, &paths)
+        })
+        .flatten();
     for item in &mut plan.items {
-        if let Some(e) = base.entry(&item.path) {
-            item.dropped = dropped_by(e, base, &live);
-        }
+        let Some(e) = base.entry(&item.path) else {
+            continue;
+        };
+        item.dropped = if let Some(to) = files::link_to_removed_file(e, base, root) {
+            Some(Dropped {
+                by: Vec::new(),
+                link_to: Some(to),
+            })
+        } else if let Some(live) = &live {
+            let by = dropped_by(e, base, live);
+            if !by.is_empty() {
+                Some(Dropped { by, link_to: None })
+            } else {
+                files::link_into_changed_package(e, base, root, live).map(|(to, by)| Dropped {
+                    by,
+                    link_to: Some(to),
+                })
+            }
+        } else {
+            None
+        };
     }
 }
 
@@ -413,23 +431,14 @@ fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
 /// or removed. Empty when any owner still ships it (then someone else
 /// deleted it), kept its version (nothing upgraded it away), or when no
 /// package owned it (an admin's own file).
-pub fn dropped_by(e: &Entry, base: &Manifest, live: &crate::pkg::PackageInfo) -> Vec<Dropped> {
+pub fn dropped_by(e: &Entry, base: &Manifest, live: &PackageInfo) -> Vec<VersionChange> {
     let now = live.owners_of(&e.path);
     let mut out = Vec::new();
     for p in &e.owners {
-        let Some(from) = base.packages.installed.get(p) else {
-            return Vec::new();
-        };
-        let to = live.packages.installed.get(p);
-        if now.contains(p) || to == Some(from) {
-            return Vec::new();
+        match crate::pkg::version_change(p, &base.packages, &live.packages) {
+            Some(c) if !now.contains(p) => out.push(c),
+            _ => return Vec::new(),
         }
-        out.push(Dropped {
-            package: p.clone(),
-            from: from.clone(),
-            to: to.cloned(),
-            link_to: None,
-        });
     }
     out
 }

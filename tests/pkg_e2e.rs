@@ -1035,16 +1035,16 @@ fn dpkg_restore_plan_marks_what_the_packages_dropped() {
     };
     assert_eq!(
         item(OLD_UNIT)["dropped"],
-        serde_json::json!([{"package": "foo", "from": "1.0-1", "to": "2.0-1"}]),
+        serde_json::json!({"by": [{"package": "foo", "from": "1.0-1", "to": "2.0-1"}]}),
         "{plan:#}"
     );
     assert_eq!(
         item(BAR_UNIT)["dropped"],
-        serde_json::json!([{"package": "bar", "from": "1.0-1", "to": null}]),
+        serde_json::json!({"by": [{"package": "bar", "from": "1.0-1", "to": null}]}),
         "{plan:#}"
     );
     for p in ["/etc/pam.d/imap", FOO_UNIT] {
-        assert_eq!(item(p)["dropped"], serde_json::json!([]), "{p}: {plan:#}");
+        assert_eq!(item(p)["dropped"], Value::Null, "{p}: {plan:#}");
     }
 
     // the text plan says it on each line, and how many
@@ -1078,4 +1078,85 @@ fn dpkg_restore_plan_marks_what_the_packages_dropped() {
     for p in ["/etc/pam.d/imap", OLD_UNIT, FOO_UNIT, BAR_UNIT] {
         assert!(w.root.join(p.trim_start_matches('/')).exists(), "{p}");
     }
+}
+
+/// Version 1 of `mta`'s postinst links `/etc/mta/makedefs.out` to the
+/// package's `/usr/share/mta/makedefs.out` (as bookworm's postfix did);
+/// version 2's removes the link, while the file stays. That is no admin's
+/// loss: `check` makes it a warning that says why, and the restore plan
+/// marks it. A link the admin made to a file of a package that did not
+/// change, lost in the same upgrade, stays critical and unmarked.
+#[test]
+fn dpkg_a_link_a_postinst_made_and_the_next_version_removed_is_no_admins_loss() {
+    let w = world();
+    dpkg_root(&w);
+    let data = ("/usr/share/mta/makedefs.out", "CC=gcc\n");
+    let link = "/etc/mta/makedefs.out";
+    let make = "#!/bin/sh\nset -e\nmkdir -p \"$DPKG_ROOT/etc/mta\"\n\
+                [ -e \"$DPKG_ROOT/etc/mta/makedefs.out\" ] || \
+                ln -s /usr/share/mta/makedefs.out \"$DPKG_ROOT/etc/mta/makedefs.out\"\n";
+    let unmake = "#!/bin/sh\nset -e\n[ ! -L \"$DPKG_ROOT/etc/mta/makedefs.out\" ] || \
+                  rm -f \"$DPKG_ROOT/etc/mta/makedefs.out\"\n";
+    dpkg_install(
+        &w,
+        &[
+            deb(&w, "mta", "1.0-1", &[data], &[], Some(make)),
+            deb(
+                &w,
+                "other",
+                "1.0-1",
+                &[("/usr/share/other/data", "x\n")],
+                &[],
+                None,
+            ),
+        ],
+    );
+    assert!(w.root.join("etc/mta/makedefs.out").is_symlink());
+    // the admin's own link, to a file of a package that will not change
+    std::os::unix::fs::symlink("/usr/share/other/data", w.root.join("etc/mta/mine.out")).unwrap();
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (_, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert!(
+        show["owners"][link].is_null(),
+        "no package owns the link: {show:#}"
+    );
+
+    dpkg_install(&w, &[deb(&w, "mta", "2.0-1", &[data], &[], Some(unmake))]);
+    assert!(!w.root.join("etc/mta/makedefs.out").is_symlink());
+    assert!(w.root.join("usr/share/mta/makedefs.out").is_file());
+    std::fs::remove_file(w.root.join("etc/mta/mine.out")).unwrap();
+
+    let (code, check) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 2, "the admin's link is still critical: {check:#}");
+    let f = one(&check, &["file/vanished"], link);
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("a link of no package to /usr/share/mta/makedefs.out, a file of mta")
+            && msg.contains("mta 1.0-1 -> 2.0-1")
+            && msg.contains("maintainer scripts make and remove such links"),
+        "{f:#}"
+    );
+    assert_eq!(f["fix"], format!("guard restore {link}"));
+    let mine = one(&check, &["file/vanished"], "/etc/mta/mine.out");
+    assert_eq!(mine["severity"], "critical", "{mine:#}");
+
+    let (code, plan) = guard(&w.root, &w.store, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{plan:#}");
+    let items = plan["items"].as_array().expect("items");
+    let item = |p: &str| items.iter().find(|i| i["path"] == p).unwrap().clone();
+    assert_eq!(
+        item(link)["dropped"],
+        serde_json::json!({
+            "by": [{"package": "mta", "from": "1.0-1", "to": "2.0-1"}],
+            "link_to": "/usr/share/mta/makedefs.out",
+        }),
+        "{plan:#}"
+    );
+    assert_eq!(
+        item("/etc/mta/mine.out")["dropped"],
+        Value::Null,
+        "{plan:#}"
+    );
 }

@@ -84,6 +84,69 @@ pub fn link_to_removed_file(e: &Entry, base: &Manifest, root: &SysRoot) -> Optio
     None
 }
 
+/// Where a recorded link points, as a path inside the root.
+fn target_of(link: &Entry) -> Option<SysPath> {
+    let t = &link.target.as_ref()?.0;
+    Some(super::normalize(&if t.starts_with(b"/") {
+        SysPath::new(t)
+    } else {
+        link.path.parent()?.join(t)
+    }))
+}
+
+/// For a vanished link of no package whose target is still there, where
+/// only packages install: that target, whose owner decides
+/// [`link_into_changed_package`] (read from the live database, since the
+/// snapshot records nothing under `/usr/share`).
+pub fn live_target(e: &Entry, root: &SysRoot) -> Option<SysPath> {
+    if e.kind != FileKind::Symlink || !e.owners.is_empty() {
+        return None;
+    }
+    let to = target_of(e)?;
+    (in_vendor_tree(&to) && root.resolves(&to)).then_some(to)
+}
+
+/// A vanished link of no package to a package's file that is still there,
+/// whose package was upgraded (or removed) since the snapshot: such links
+/// are made by maintainer scripts (postfix's postinst in bookworm linked
+/// `/etc/postfix/makedefs.out` to `/usr/share/postfix/makedefs.out`; the
+/// trixie one removes it), and the upgrade that changed the package took
+/// it. An admin could have made it too, so it stays a warning, not info;
+/// a link into a package that did not change, or into `/etc` or
+/// `/usr/local`, stays the admin's. Returns the file and the changes of
+/// its owners.
+pub fn link_into_changed_package(
+    e: &Entry,
+    base: &Manifest,
+    root: &SysRoot,
+    live: &crate::pkg::PackageInfo,
+) -> Option<(SysPath, Vec<crate::pkg::VersionChange>)> {
+    let to = live_target(e, root)?;
+    let changes: Vec<_> = live
+        .owners_of(&to)
+        .iter()
+        .filter_map(|p| crate::pkg::version_change(p, &base.packages, &live.packages))
+        .collect();
+    (!changes.is_empty()).then_some((to, changes))
+}
+
+/// The live database's owners of the files the vanished links of no
+/// package in `vanished` lead to; `None` when there are none or the
+/// database cannot be read (which proves nothing).
+pub fn live_owners_of_targets<'a>(
+    vanished: impl Iterator<Item = &'a Entry>,
+    root: &SysRoot,
+    extra: &[SysPath],
+) -> Option<crate::pkg::PackageInfo> {
+    let targets: Vec<SysPath> = vanished.filter_map(|e| live_target(e, root)).collect();
+    if targets.is_empty() && extra.is_empty() {
+        return None;
+    }
+    let wanted: foldhash::HashSet<&SysPath> = targets.iter().chain(extra).collect();
+    let live = crate::pkg::assemble(root, crate::pkg::read_dbs(root), Some(&wanted));
+    live.errors.is_empty().then_some(live)
+}
+
 /// Collapses changes beneath a directory that itself vanished (or
 /// appeared) into that directory's finding.
 fn collapse(items: Vec<&Entry>) -> Vec<(&Entry, Vec<&Entry>)> {
@@ -118,6 +181,7 @@ impl Check for FileChanges {
                 _ => None,
             })
             .collect();
+        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &[]);
         for (top, under) in collapse(vanished) {
             // A package manager's merge leftover (`.rpmnew`, `.pacnew`,
             // `.dpkg-dist`…) is owned by no package but is not the admin's
@@ -144,6 +208,34 @@ impl Check for FileChanges {
                             top.path
                         ),
                     ));
+                    continue;
+                }
+                if let Some((to, changes)) = live_pkgs
+                    .as_ref()
+                    .and_then(|live| link_into_changed_package(top, base, cx.root, live))
+                {
+                    let owners: Vec<&str> = changes.iter().map(|c| c.package.as_str()).collect();
+                    let how: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+                    out.push(
+                        Finding::new(
+                            "file/vanished",
+                            Severity::Warning,
+                            &[&top.path],
+                            format!(
+                                "{} vanished (a link of no package to {to}, a file of {}, which \
+                                 changed since the snapshot: {}; maintainer scripts make and \
+                                 remove such links, so the upgrade most likely took it: restore \
+                                 it only if you made it yourself)",
+                                top.path,
+                                owners.join(", "),
+                                how.join(", ")
+                            ),
+                        )
+                        .fix(format!(
+                            "guard restore {}",
+                            crate::exec::shell_quote(top.path.as_bytes())
+                        )),
+                    );
                     continue;
                 }
             }
