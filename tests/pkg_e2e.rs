@@ -945,7 +945,10 @@ fn deb(
 /// `dpkg -i` of the packages, their maintainer scripts run outside a chroot
 /// (the root has no shell of its own).
 fn dpkg_install(w: &World, pkgs: &[PathBuf]) {
+    // dpkg stamps its log in local time; the root has no /etc/localtime,
+    // which means UTC
     run(dpkg(w)
+        .env("TZ", "UTC")
         .arg("--force-script-chrootless")
         .arg("-i")
         .args(pkgs.iter().map(|p| p.as_os_str())));
@@ -1158,5 +1161,54 @@ fn dpkg_a_link_a_postinst_made_and_the_next_version_removed_is_no_admins_loss() 
         item("/etc/mta/mine.out")["dropped"],
         Value::Null,
         "{plan:#}"
+    );
+}
+
+/// A file no package owns that a maintainer script rewrites on upgrade
+/// (as pam-auth-update rewrites `/etc/pam.d/common-*`, update-shells
+/// `/etc/shells`) is reported as an admin's own modified file: the finding
+/// now says it was written during the dpkg run, as dpkg's log records it.
+/// The admin's own file, edited before the upgrade, is not said to be.
+#[test]
+fn dpkg_a_file_a_maintainer_script_rewrote_says_so() {
+    let w = world();
+    dpkg_root(&w);
+    let writes = |v: &str| {
+        format!("#!/bin/sh\nset -e\necho 'generated {v}' > \"$DPKG_ROOT/etc/gen.conf\"\n")
+    };
+    dpkg_install(&w, &[deb(&w, "gen", "1.0-1", &[], &[], Some(&writes("1")))]);
+    write(&w.root.join("etc/mine.conf"), "mine 1\n");
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    // the admin's edit, an hour before the upgrade
+    write(&w.root.join("etc/mine.conf"), "mine 2\n");
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 3600;
+    set_mtime(&w.root.join("etc/mine.conf"), hour_ago, 0);
+    dpkg_install(&w, &[deb(&w, "gen", "2.0-1", &[], &[], Some(&writes("2")))]);
+    assert_eq!(
+        std::fs::read_to_string(w.root.join("etc/gen.conf")).unwrap(),
+        "generated 2\n"
+    );
+
+    let (_, check) = guard(&w.root, &w.store, &["check"]);
+    let gen = one(&check, &["file/modified"], "/etc/gen.conf");
+    let msg = gen["message"].as_str().unwrap();
+    assert!(
+        msg.contains("owned by no package, but written during the dpkg run of ")
+            && msg.ends_with("(dpkg.log): a maintainer script or trigger rewrote it)"),
+        "{gen:#}"
+    );
+    assert_eq!(gen["severity"], "warning", "{gen:#}");
+    let mine = one(&check, &["file/modified"], "/etc/mine.conf");
+    assert!(
+        mine["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(owned by no package: an admin's own file)"),
+        "{mine:#}"
     );
 }

@@ -291,6 +291,8 @@ impl Check for FileChanges {
             ));
         }
 
+        // read once, and only when an admin's own file changed
+        let dpkg_runs = std::cell::OnceCell::new();
         for c in cx.changes {
             let Change::Modified {
                 old,
@@ -302,7 +304,7 @@ impl Check for FileChanges {
                 continue;
             };
             if *content {
-                out.push(modified(cx, base, old, new));
+                out.push(modified(cx, base, old, new, &dpkg_runs));
             }
             // An owner or group whose id is unchanged but whose name is
             // not is a change of /etc/passwd or /etc/group, not of the
@@ -343,7 +345,33 @@ pub fn renamed_only(m: &diff::MetaChange, old: &Entry, new: &Entry) -> bool {
     }
 }
 
-fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding {
+/// The dpkg run during which `e`'s content was last written: both
+/// its mtime and its ctime fall within one run dpkg's log records. Files
+/// no package owns (`/etc/shells`, the `pam-auth-update` files,
+/// `ca-certificates.crt`, a `main.cf` a postinst edits) are rewritten by
+/// maintainer scripts and triggers during the upgrade, and the admin
+/// deserves to know it was not someone's hand. A preserved mtime (`cp -p`)
+/// misses; the ctime keeps a later write or `touch -d` from being taken
+/// for dpkg's.
+fn written_by_dpkg<'a>(
+    cx: &Context,
+    runs: &'a std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
+    e: &Entry,
+) -> Option<&'a crate::pkg::DpkgRun> {
+    let at = |t: crate::store::Time| jiff::Timestamp::new(t.sec, t.nsec as i32).ok();
+    let (m, c) = (at(e.mtime)?, at(e.ctime)?);
+    runs.get_or_init(|| crate::pkg::dpkg_runs(cx.root))
+        .iter()
+        .find(|r| r.covers(m) && r.covers(c))
+}
+
+fn modified(
+    cx: &Context,
+    base: &Manifest,
+    old: &Entry,
+    new: &Entry,
+    runs: &std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
+) -> Finding {
     // Ownership in the baseline decides: an admin's own file that a package
     // has since taken over and overwritten is damage, not a package update.
     let (sev, why) = match package_changed(new, base, cx.live) {
@@ -357,7 +385,20 @@ fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding 
         Some(up) if !new.owners.is_empty() => {
             (Severity::Info, format!("the package changed it: {up}"))
         }
-        _ if new.owners.is_empty() => (Severity::Warning, owned_by(new)),
+        _ if new.owners.is_empty() => match written_by_dpkg(cx, runs, new) {
+            // Still a warning (DESIGN §2: an admin's own file modified):
+            // the script may have rewritten what the admin put there.
+            Some(run) => (
+                Severity::Warning,
+                format!(
+                    "owned by no package, but written during the dpkg run of {} to {} \
+                     (dpkg.log): a maintainer script or trigger rewrote it",
+                    run.span().0,
+                    run.span().1
+                ),
+            ),
+            None => (Severity::Warning, owned_by(new)),
+        },
         _ => (
             Severity::Warning,
             format!("{}, whose version did not change", owned_by(new)),

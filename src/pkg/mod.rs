@@ -125,6 +125,13 @@ pub fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
     dpkg::unfinished(root)
 }
 
+pub use dpkg::Run as DpkgRun;
+
+/// The dpkg runs the root's log records, oldest first (none without dpkg).
+pub fn dpkg_runs(root: &SysRoot) -> Vec<DpkgRun> {
+    dpkg::runs(root)
+}
+
 /// One manager's reader: `Ok(None)` when the root does not use it.
 type Reader = fn(&SysRoot) -> Result<Option<Db>>;
 
