@@ -1200,7 +1200,9 @@ fn dpkg_a_file_a_maintainer_script_rewrote_says_so() {
     assert!(
         msg.contains("owned by no package, but written during the dpkg run of ")
             && msg.ends_with("(dpkg.log): a maintainer script or trigger rewrote it)"),
-        "{gen:#}"
+        "{gen:#}\n{}\n{}",
+        std::fs::read_to_string(w.root.join("var/log/dpkg.log")).unwrap(),
+        run(cmd("stat", [w.root.join("etc/gen.conf")]))
     );
     assert_eq!(gen["severity"], "warning", "{gen:#}");
     let mine = one(&check, &["file/modified"], "/etc/mine.conf");

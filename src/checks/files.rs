@@ -358,7 +358,10 @@ fn written_by_dpkg<'a>(
     runs: &'a std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
     e: &Entry,
 ) -> Option<&'a crate::pkg::DpkgRun> {
-    let at = |t: crate::store::Time| jiff::Timestamp::new(t.sec, t.nsec as i32).ok();
+    // (a ctime read within 2 s of the change carries the scan's
+    // "read again" mark in its nanoseconds: the second still holds)
+    let at =
+        |t: crate::store::Time| jiff::Timestamp::new(t.sec, t.nsec.min(999_999_999) as i32).ok();
     let (m, c) = (at(e.mtime)?, at(e.ctime)?);
     runs.get_or_init(|| crate::pkg::dpkg_runs(cx.root))
         .iter()
