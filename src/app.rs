@@ -958,10 +958,27 @@ pub fn restore_in(
     for (p, why) in &plan.skipped {
         app.ui.say(&format!("  skip        {p}: {why}"));
     }
+    let dropped = plan.items.iter().filter(|i| i.dropped.is_some()).count();
+    if dropped > 0 {
+        app.ui.say(&format!(
+            "{dropped} of these {} items are paths their packages dropped on purpose \
+             (upgraded to a version that no longer ships them, or removed), not an admin's loss",
+            plan.items.len()
+        ));
+    }
     if dry_run || plan.items.is_empty() {
         return Ok((plan, None));
     }
-    let keep = app.ui.multi_select("Restore these?", &lines)?;
+    // On a terminal what the packages dropped starts unchecked and the
+    // admin's own losses checked; `--yes` and scripts still take every
+    // item (`--vanished` is every vanished path), told so by the line above.
+    let checked: Vec<bool> = plan.items.iter().map(|i| i.dropped.is_none()).collect();
+    let prompt = if dropped > 0 {
+        format!("Restore these? (the {dropped} their packages dropped start unchecked)")
+    } else {
+        "Restore these?".to_string()
+    };
+    let keep = app.ui.multi_select(&prompt, &lines, &checked)?;
     if keep.is_empty() {
         bail!("nothing selected; nothing restored");
     }
@@ -1003,6 +1020,11 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             "from": plan.from,
             "dry_run": dry_run,
             "plan": plan.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "items": plan.items.iter().map(|i| json!({
+                "path": i.path.to_string(),
+                "line": i.to_string(),
+                "dropped": i.dropped,
+            })).collect::<Vec<_>>(),
             "skipped": plan.skipped.iter().map(|(p, w)| json!({"path": p.to_string(), "reason": w})).collect::<Vec<_>>(),
             "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
             "incomplete": applied.as_ref().map(|a| &a.incomplete[..]).unwrap_or_default()

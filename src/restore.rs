@@ -20,6 +20,8 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
 
+use crate::checks::files;
+use crate::pkg::{PackageInfo, VersionChange};
 use crate::scan::{Accounts, Scope};
 use crate::store::{CapEntry, Entry, FileKind, Manifest, Store};
 use crate::sysroot::{SysPath, SysRoot};
@@ -62,10 +64,59 @@ pub enum Action {
 pub struct Item {
     pub path: SysPath,
     pub action: Action,
+    /// Set when the packages dropped this vanished path on purpose since
+    /// the snapshot; `None`: nothing says it is not a loss.
+    pub dropped: Option<Dropped>,
+}
+
+impl Item {
+    fn new(path: SysPath, action: Action) -> Item {
+        Item {
+            path,
+            action,
+            dropped: None,
+        }
+    }
+}
+
+/// Why a vanished path is no admin's loss: the packages went on without
+/// it since the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    /// For a package's path, its owners in the snapshot, each upgraded to
+    /// a version that no longer ships it or removed. For a link of no
+    /// package, the changed owners of the file it leads to (empty when
+    /// that file is gone: no record names its package).
+    pub by: Vec<VersionChange>,
+    /// For a link of no package: the package's file it led to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_to: Option<SysPath>,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by: Vec<String> = self.by.iter().map(|c| c.to_string()).collect();
+        match (&self.link_to, by.is_empty()) {
+            (None, _) if self.by.iter().all(|c| c.to.is_none()) => write!(f, "{}", by.join(", ")),
+            (None, _) => write!(f, "dropped by {}", by.join(", ")),
+            (Some(t), true) => write!(f, "a link to {t}, which its package removed"),
+            (Some(t), false) => write!(f, "a link to {t}, dropped with {}", by.join(", ")),
+        }
+    }
 }
 
 impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.action_line(f)?;
+        match &self.dropped {
+            Some(d) => write!(f, " ({d})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Item {
+    fn action_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.action {
             Action::Dir {
                 entry,
@@ -297,13 +348,13 @@ fn add_parents(base: &Manifest, root: &SysRoot, p: &SysPath, plan: &mut Plan) {
             continue;
         }
         if let Some(e) = base.entry(&a) {
-            plan.items.push(Item {
-                path: a.clone(),
-                action: Action::Dir {
+            plan.items.push(Item::new(
+                a.clone(),
+                Action::Dir {
                     entry: e.clone(),
                     exists: false,
                 },
-            });
+            ));
         }
     }
 }
@@ -320,10 +371,7 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
         }
         add_parents(base, root, &e.path, &mut plan);
         match action_for(e, false) {
-            Some(a) => plan.items.push(Item {
-                path: e.path.clone(),
-                action: a,
-            }),
+            Some(a) => plan.items.push(Item::new(e.path.clone(), a)),
             None => plan.skipped.push((
                 e.path.clone(),
                 format!("a {} cannot be restored", e.kind.as_str()),
@@ -332,7 +380,67 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
     }
     plan.items.sort_by(|a, b| a.path.cmp(&b.path));
     plan.items.dedup_by(|a, b| a.path == b.path);
+    mark_dropped(&mut plan, base, root);
     plan
+}
+
+/// Marks the items the packages dropped on purpose: after a release
+/// upgrade most of what vanished is old units, init scripts, conffiles
+/// and the links maintainer scripts made, which the admin must be able to
+/// tell from their own lost files. The live package databases are read
+/// for these paths (and the files such links lead to) only; one that
+/// cannot be read proves nothing, and only links to files that are gone
+/// are marked then.
+fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
+    if plan.items.is_empty() {
+        return;
+    }
+    let paths: Vec<SysPath> = plan.items.iter().map(|i| i.path.clone()).collect();
+    let live = (!base.packages.managers.is_empty())
+        .then(|| {
+            files::live_owners_of_targets(paths.iter().filter_map(|p| base.entry(p)), root, &paths)
+        })
+        .flatten();
+    for item in &mut plan.items {
+        let Some(e) = base.entry(&item.path) else {
+            continue;
+        };
+        item.dropped = if let Some(to) = files::link_to_removed_file(e, base, root) {
+            Some(Dropped {
+                by: Vec::new(),
+                link_to: Some(to),
+            })
+        } else if let Some(live) = &live {
+            let by = dropped_by(e, base, live);
+            if !by.is_empty() {
+                Some(Dropped { by, link_to: None })
+            } else {
+                files::link_into_changed_package(e, base, root, live).map(|(to, by)| Dropped {
+                    by,
+                    link_to: Some(to),
+                })
+            }
+        } else {
+            None
+        };
+    }
+}
+
+/// The owners of `e` in the snapshot, when every one of them has since
+/// dropped it: upgraded to a version whose file list no longer names it,
+/// or removed. Empty when any owner still ships it (then someone else
+/// deleted it), kept its version (nothing upgraded it away), or when no
+/// package owned it (an admin's own file).
+pub fn dropped_by(e: &Entry, base: &Manifest, live: &PackageInfo) -> Vec<VersionChange> {
+    let now = live.owners_of(&e.path);
+    let mut out = Vec::new();
+    for p in &e.owners {
+        match crate::pkg::version_change(p, &base.packages, &live.packages) {
+            Some(c) if !now.contains(p) => out.push(c),
+            _ => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// The given paths (and, for a directory, what lies beneath it) where they
@@ -371,10 +479,10 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
                 // and `pacman -Qkk` flag it). Setting it is cheap and
                 // rewrites nothing.
                 Some(true) => {
-                    plan.items.push(Item {
-                        path: e.path.clone(),
-                        action: Action::Mtime { entry: e.clone() },
-                    });
+                    plan.items.push(Item::new(
+                        e.path.clone(),
+                        Action::Mtime { entry: e.clone() },
+                    ));
                     continue;
                 }
                 _ if exists && e.kind != FileKind::Dir => {
@@ -397,10 +505,7 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
                 _ => {}
             }
             match action_for(e, exists) {
-                Some(a) => plan.items.push(Item {
-                    path: e.path.clone(),
-                    action: a,
-                }),
+                Some(a) => plan.items.push(Item::new(e.path.clone(), a)),
                 None => plan.skipped.push((
                     e.path.clone(),
                     format!("a {} cannot be restored", e.kind.as_str()),
@@ -451,13 +556,13 @@ pub fn plan_caps(base: &Manifest, root: &SysRoot) -> Plan {
         }
         let replaced =
             st.st_ino != c.ino || st.st_size as u64 != c.size || st.st_mtime != c.mtime.sec;
-        plan.items.push(Item {
-            path: c.path.clone(),
-            action: Action::Caps {
+        plan.items.push(Item::new(
+            c.path.clone(),
+            Action::Caps {
                 cap: c.clone(),
                 replaced,
             },
-        });
+        ));
     }
     plan
 }
@@ -1125,17 +1230,14 @@ mod tests {
         let plan = Plan {
             from: "test".into(),
             items: vec![
-                Item {
-                    path: link.path.clone(),
-                    action: Action::Symlink {
+                Item::new(
+                    link.path.clone(),
+                    Action::Symlink {
                         entry: link,
                         exists: false,
                     },
-                },
-                Item {
-                    path: fifo.path.clone(),
-                    action: Action::Special { entry: fifo },
-                },
+                ),
+                Item::new(fifo.path.clone(), Action::Special { entry: fifo }),
             ],
             skipped: Vec::new(),
         };

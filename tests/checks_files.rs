@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use serde_json::Value;
 
 fn base() -> Sys {
     let s = Sys::new();
@@ -496,6 +497,32 @@ fn links_that_went_with_the_package_file_they_led_to_are_not_an_admins_loss() {
         assert_eq!(f.len(), 1, "{v:#}");
         assert_eq!(f[0]["severity"], "critical", "{v:#}");
         assert_eq!(f[0]["fix"], format!("guard restore {p}"), "{v:#}");
+    }
+
+    // the restore plan tells them apart the same way
+    let out = s
+        .cmd()
+        .args(["--json", "restore", "--vanished", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = plan["items"].as_array().expect("items");
+    let dropped = |p: &str| {
+        items
+            .iter()
+            .find(|i| i["path"] == p)
+            .unwrap_or_else(|| panic!("{p}: {plan:#}"))["dropped"]
+            .clone()
+    };
+    for p in ["/etc/ssl/certs/Old_CA.pem", "/etc/ssl/certs/abcd1234.0"] {
+        assert_eq!(
+            dropped(p),
+            serde_json::json!({"by": [], "link_to": "/usr/share/ca-certificates/mozilla/Old_CA.crt"}),
+            "{plan:#}"
+        );
+    }
+    for p in ["/etc/localtime", "/etc/ssl/certs/corp.pem"] {
+        assert_eq!(dropped(p), Value::Null, "{plan:#}");
     }
 }
 

@@ -902,3 +902,315 @@ fn an_rpm_database_the_host_cannot_read_is_an_error_not_an_empty_one() {
         .collect();
     assert_eq!(left, ["Packages.db"], "rpm wrote into the root");
 }
+
+// ------------------------------------- what a release upgrade drops on purpose
+
+/// A package NAME VERSION of the given files (`conffiles` among them),
+/// built with the real dpkg-deb; `postinst` is its maintainer script, run
+/// by dpkg with `--force-script-chrootless` (so it writes under
+/// `$DPKG_ROOT`).
+fn deb(
+    w: &World,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+    conffiles: &[&str],
+    postinst: Option<&str>,
+) -> PathBuf {
+    let d = w.work.join(format!("deb-{name}-{version}"));
+    write(
+        &d.join("DEBIAN/control"),
+        &format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+    );
+    for (p, text) in files {
+        write(&d.join(p.trim_start_matches('/')), text);
+    }
+    if !conffiles.is_empty() {
+        write(&d.join("DEBIAN/conffiles"), &(conffiles.join("\n") + "\n"));
+    }
+    if let Some(script) = postinst {
+        write(&d.join("DEBIAN/postinst"), script);
+        chmod(&d.join("DEBIAN/postinst"), 0o755);
+    }
+    let pkg = w.work.join(format!("{name}_{version}_all.deb"));
+    run(cmd("dpkg-deb", ["--root-owner-group", "--build"])
+        .arg(&d)
+        .arg(&pkg));
+    pkg
+}
+
+/// `dpkg -i` of the packages, their maintainer scripts run outside a chroot
+/// (the root has no shell of its own).
+fn dpkg_install(w: &World, pkgs: &[PathBuf]) {
+    // dpkg stamps its log in local time; the root has no /etc/localtime,
+    // which means UTC
+    run(dpkg(w)
+        .env("TZ", "UTC")
+        .arg("--force-script-chrootless")
+        .arg("-i")
+        .args(pkgs.iter().map(|p| p.as_os_str())));
+}
+
+/// `guard ARGS…` as the admin runs it (no `--json`): exit code, stdout,
+/// stderr.
+fn guard_text(w: &World, args: &[&str]) -> (i32, String, String) {
+    let out = guard::exec::output(
+        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
+            .arg("--root")
+            .arg(&w.root)
+            .arg("--store")
+            .arg(&w.store)
+            .arg("--no-progress")
+            .args(args),
+    )
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const OLD_UNIT: &str = "/usr/lib/systemd/system/foo-old.service";
+const FOO_UNIT: &str = "/usr/lib/systemd/system/foo.service";
+const BAR_UNIT: &str = "/usr/lib/systemd/system/bar.service";
+
+/// After a release upgrade `restore --vanished` plans to bring back what
+/// the new versions no longer ship beside the admin's own lost files. The
+/// plan tells them apart: a path whose owner was upgraded to a version
+/// that no longer ships it, or removed, is marked so (in text and as the
+/// item's `dropped` in JSON); a package file deleted while its package
+/// still ships it, and the admin's own file, are not. `--yes` still
+/// restores every item, as `--vanished` promises, after a line saying
+/// how many of them the packages dropped.
+#[test]
+fn dpkg_restore_plan_marks_what_the_packages_dropped() {
+    let w = world();
+    dpkg_root(&w);
+    let unit = "[Service]\nExecStart=/usr/bin/true\n";
+    dpkg_install(
+        &w,
+        &[
+            deb(
+                &w,
+                "foo",
+                "1.0-1",
+                &[(OLD_UNIT, unit), (FOO_UNIT, unit)],
+                &[],
+                None,
+            ),
+            deb(&w, "bar", "1.0-1", &[(BAR_UNIT, unit)], &[], None),
+        ],
+    );
+    write(&w.root.join("etc/pam.d/imap"), IMAP);
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+
+    // foo 2.0 no longer ships foo-old.service (dpkg removes it), bar is
+    // removed; the admin's PAM file and foo.service, which foo 2.0 still
+    // ships, are lost by other hands
+    dpkg_install(
+        &w,
+        &[deb(&w, "foo", "2.0-1", &[(FOO_UNIT, unit)], &[], None)],
+    );
+    run(dpkg(&w)
+        .arg("--force-script-chrootless")
+        .arg("-r")
+        .arg("bar"));
+    std::fs::remove_file(w.root.join("etc/pam.d/imap")).unwrap();
+    std::fs::remove_file(w.root.join(FOO_UNIT.trim_start_matches('/'))).unwrap();
+    assert!(!w.root.join(OLD_UNIT.trim_start_matches('/')).exists());
+    assert!(!w.root.join(BAR_UNIT.trim_start_matches('/')).exists());
+
+    let (code, plan) = guard(&w.root, &w.store, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{plan:#}");
+    let item = |p: &str| {
+        plan["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in the plan: {plan:#}"))
+            .clone()
+    };
+    assert_eq!(
+        item(OLD_UNIT)["dropped"],
+        serde_json::json!({"by": [{"package": "foo", "from": "1.0-1", "to": "2.0-1"}]}),
+        "{plan:#}"
+    );
+    assert_eq!(
+        item(BAR_UNIT)["dropped"],
+        serde_json::json!({"by": [{"package": "bar", "from": "1.0-1", "to": null}]}),
+        "{plan:#}"
+    );
+    for p in ["/etc/pam.d/imap", FOO_UNIT] {
+        assert_eq!(item(p)["dropped"], Value::Null, "{p}: {plan:#}");
+    }
+
+    // the text plan says it on each line, and how many
+    let (code, _, err) = guard_text(&w, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let line = |p: &str| {
+        err.lines()
+            .find(|l| l.contains(&format!(" {p} ")))
+            .unwrap_or_else(|| panic!("{p} in {err}"))
+            .to_string()
+    };
+    assert!(
+        line(OLD_UNIT).ends_with("(dropped by foo 1.0-1 -> 2.0-1)"),
+        "{err}"
+    );
+    assert!(line(BAR_UNIT).ends_with("(bar removed)"), "{err}");
+    assert!(!line("/etc/pam.d/imap").contains("dropped"), "{err}");
+    assert!(!line(FOO_UNIT).contains("dropped"), "{err}");
+    assert!(
+        err.contains("2 of these 4 items are paths their packages dropped on purpose"),
+        "{err}"
+    );
+
+    // --yes without a terminal: every vanished path, as before, told first
+    let (code, out, err) = guard_text(&w, &["--yes", "restore", "--vanished"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("2 of these 4 items are paths their packages dropped on purpose"),
+        "{err}"
+    );
+    for p in ["/etc/pam.d/imap", OLD_UNIT, FOO_UNIT, BAR_UNIT] {
+        assert!(w.root.join(p.trim_start_matches('/')).exists(), "{p}");
+    }
+}
+
+/// Version 1 of `mta`'s postinst links `/etc/mta/makedefs.out` to the
+/// package's `/usr/share/mta/makedefs.out` (as bookworm's postfix did);
+/// version 2's removes the link, while the file stays. That is no admin's
+/// loss: `check` makes it a warning that says why, and the restore plan
+/// marks it. A link the admin made to a file of a package that did not
+/// change, lost in the same upgrade, stays critical and unmarked.
+#[test]
+fn dpkg_a_link_a_postinst_made_and_the_next_version_removed_is_no_admins_loss() {
+    let w = world();
+    dpkg_root(&w);
+    let data = ("/usr/share/mta/makedefs.out", "CC=gcc\n");
+    let link = "/etc/mta/makedefs.out";
+    let make = "#!/bin/sh\nset -e\nmkdir -p \"$DPKG_ROOT/etc/mta\"\n\
+                [ -e \"$DPKG_ROOT/etc/mta/makedefs.out\" ] || \
+                ln -s /usr/share/mta/makedefs.out \"$DPKG_ROOT/etc/mta/makedefs.out\"\n";
+    let unmake = "#!/bin/sh\nset -e\n[ ! -L \"$DPKG_ROOT/etc/mta/makedefs.out\" ] || \
+                  rm -f \"$DPKG_ROOT/etc/mta/makedefs.out\"\n";
+    dpkg_install(
+        &w,
+        &[
+            deb(&w, "mta", "1.0-1", &[data], &[], Some(make)),
+            deb(
+                &w,
+                "other",
+                "1.0-1",
+                &[("/usr/share/other/data", "x\n")],
+                &[],
+                None,
+            ),
+        ],
+    );
+    assert!(w.root.join("etc/mta/makedefs.out").is_symlink());
+    // the admin's own link, to a file of a package that will not change
+    std::os::unix::fs::symlink("/usr/share/other/data", w.root.join("etc/mta/mine.out")).unwrap();
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    let (_, show) = guard(&w.root, &w.store, &["show", snap["id"].as_str().unwrap()]);
+    assert!(
+        show["owners"][link].is_null(),
+        "no package owns the link: {show:#}"
+    );
+
+    dpkg_install(&w, &[deb(&w, "mta", "2.0-1", &[data], &[], Some(unmake))]);
+    assert!(!w.root.join("etc/mta/makedefs.out").is_symlink());
+    assert!(w.root.join("usr/share/mta/makedefs.out").is_file());
+    std::fs::remove_file(w.root.join("etc/mta/mine.out")).unwrap();
+
+    let (code, check) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 2, "the admin's link is still critical: {check:#}");
+    let f = one(&check, &["file/vanished"], link);
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("a link of no package to /usr/share/mta/makedefs.out, a file of mta")
+            && msg.contains("mta 1.0-1 -> 2.0-1")
+            && msg.contains("maintainer scripts make and remove such links"),
+        "{f:#}"
+    );
+    assert_eq!(f["fix"], format!("guard restore {link}"));
+    let mine = one(&check, &["file/vanished"], "/etc/mta/mine.out");
+    assert_eq!(mine["severity"], "critical", "{mine:#}");
+
+    let (code, plan) = guard(&w.root, &w.store, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{plan:#}");
+    let items = plan["items"].as_array().expect("items");
+    let item = |p: &str| items.iter().find(|i| i["path"] == p).unwrap().clone();
+    assert_eq!(
+        item(link)["dropped"],
+        serde_json::json!({
+            "by": [{"package": "mta", "from": "1.0-1", "to": "2.0-1"}],
+            "link_to": "/usr/share/mta/makedefs.out",
+        }),
+        "{plan:#}"
+    );
+    assert_eq!(
+        item("/etc/mta/mine.out")["dropped"],
+        Value::Null,
+        "{plan:#}"
+    );
+}
+
+/// A file no package owns that a maintainer script rewrites on upgrade
+/// (as pam-auth-update rewrites `/etc/pam.d/common-*`, update-shells
+/// `/etc/shells`) is reported as an admin's own modified file: the finding
+/// now says it was written during the dpkg run, as dpkg's log records it.
+/// The admin's own file, edited before the upgrade, is not said to be.
+#[test]
+fn dpkg_a_file_a_maintainer_script_rewrote_says_so() {
+    let w = world();
+    dpkg_root(&w);
+    let writes = |v: &str| {
+        format!("#!/bin/sh\nset -e\necho 'generated {v}' > \"$DPKG_ROOT/etc/gen.conf\"\n")
+    };
+    dpkg_install(&w, &[deb(&w, "gen", "1.0-1", &[], &[], Some(&writes("1")))]);
+    write(&w.root.join("etc/mine.conf"), "mine 1\n");
+    let (code, snap) = guard(&w.root, &w.store, &["snapshot"]);
+    assert_eq!(code, 0, "{snap}");
+    // the admin's edit, an hour before the upgrade
+    write(&w.root.join("etc/mine.conf"), "mine 2\n");
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 3600;
+    set_mtime(&w.root.join("etc/mine.conf"), hour_ago, 0);
+    dpkg_install(&w, &[deb(&w, "gen", "2.0-1", &[], &[], Some(&writes("2")))]);
+    assert_eq!(
+        std::fs::read_to_string(w.root.join("etc/gen.conf")).unwrap(),
+        "generated 2\n"
+    );
+
+    let (_, check) = guard(&w.root, &w.store, &["check"]);
+    let gen = one(&check, &["file/modified"], "/etc/gen.conf");
+    let msg = gen["message"].as_str().unwrap();
+    assert!(
+        msg.contains("owned by no package, but written during the dpkg run of ")
+            && msg.ends_with("(dpkg.log): a maintainer script or trigger rewrote it)"),
+        "{gen:#}\n{}\n{}",
+        std::fs::read_to_string(w.root.join("var/log/dpkg.log")).unwrap(),
+        run(cmd("stat", [w.root.join("etc/gen.conf")]))
+    );
+    assert_eq!(gen["severity"], "warning", "{gen:#}");
+    let mine = one(&check, &["file/modified"], "/etc/mine.conf");
+    assert!(
+        mine["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(owned by no package: an admin's own file)"),
+        "{mine:#}"
+    );
+}

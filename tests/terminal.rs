@@ -55,6 +55,8 @@ impl Tmux {
         let out = exec::stdout_of(&Cmd::new("tmux").arg("-S").arg(&self.socket).args([
             "capture-pane",
             "-p",
+            // a long plan line wraps at 100 columns: read it whole
+            "-J",
             "-t",
             &self.name,
         ]))
@@ -161,6 +163,96 @@ fn restore_on_a_terminal_lets_the_admin_deselect_items() {
     assert!(
         !root.join("etc/pam.d/imap").exists(),
         "a deselected item was restored"
+    );
+}
+
+/// foo VERSION, shipping `files`, built by the real dpkg-deb and installed
+/// by the real dpkg into `root`.
+fn dpkg_install(dir: &Path, root: &Path, version: &str, files: &[&str]) {
+    let d = dir.join(format!("deb-{version}"));
+    fs::create_dir_all(d.join("DEBIAN")).unwrap();
+    fs::write(
+        d.join("DEBIAN/control"),
+        format!(
+            "Package: foo\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+    )
+    .unwrap();
+    for f in files {
+        let p = d.join(f.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "[Service]\nExecStart=/usr/bin/true\n").unwrap();
+    }
+    let deb = dir.join(format!("foo_{version}_all.deb"));
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    if !root.join("var/lib/dpkg/status").exists() {
+        fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    }
+    for c in [
+        Cmd::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&d)
+            .arg(&deb),
+        Cmd::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .arg(format!("--log={}", root.join("var/log/dpkg.log").display()))
+            .args(["--force-not-root", "-i"])
+            .arg(&deb),
+    ] {
+        let o = exec::output(&c).unwrap();
+        assert!(o.status.success(), "{}: {o:?}", c.display());
+    }
+}
+
+/// After an upgrade, what the package dropped on purpose starts unchecked
+/// in the plan, the admin's own lost files checked: Enter alone brings
+/// back the admin's files and leaves the dropped unit gone.
+#[test]
+fn restore_on_a_terminal_starts_with_what_packages_dropped_unchecked() {
+    let (dir, root, store) = sandbox();
+    let old = "/usr/lib/systemd/system/foo-old.service";
+    let kept = "/usr/lib/systemd/system/foo.service";
+    dpkg_install(dir.path(), &root, "1.0-1", &[old, kept]);
+    let o = exec::output(
+        &Cmd::new(GUARD)
+            .arg("--root")
+            .arg(&root)
+            .arg("--store")
+            .arg(&store)
+            .arg("snapshot"),
+    )
+    .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    dpkg_install(dir.path(), &root, "2.0-1", &[kept]);
+    assert!(!root.join(&old[1..]).exists());
+    fs::remove_file(root.join("etc/pam.d/imap")).unwrap();
+    fs::remove_file(root.join("etc/pam.d/smtp")).unwrap();
+
+    let t = Tmux::start(
+        dir.path(),
+        &guard_argv(&root, &store, &["restore", "--vanished"]),
+    );
+    let s = t.wait_for("Restore these?");
+    assert!(
+        s.contains("the 1 their packages dropped start unchecked"),
+        "{s}"
+    );
+    assert!(s.contains("(dropped by foo 1.0-1 -> 2.0-1)"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(root.join("etc/pam.d/imap").exists(), "{s}");
+    assert!(root.join("etc/pam.d/smtp").exists(), "{s}");
+    assert!(
+        !root.join(&old[1..]).exists(),
+        "what the package dropped was restored unasked"
     );
 }
 

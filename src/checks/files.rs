@@ -84,6 +84,69 @@ pub fn link_to_removed_file(e: &Entry, base: &Manifest, root: &SysRoot) -> Optio
     None
 }
 
+/// Where a recorded link points, as a path inside the root.
+fn target_of(link: &Entry) -> Option<SysPath> {
+    let t = &link.target.as_ref()?.0;
+    Some(super::normalize(&if t.starts_with(b"/") {
+        SysPath::new(t)
+    } else {
+        link.path.parent()?.join(t)
+    }))
+}
+
+/// For a vanished link of no package whose target is still there, where
+/// only packages install: that target, whose owner decides
+/// [`link_into_changed_package`] (read from the live database, since the
+/// snapshot records nothing under `/usr/share`).
+pub fn live_target(e: &Entry, root: &SysRoot) -> Option<SysPath> {
+    if e.kind != FileKind::Symlink || !e.owners.is_empty() {
+        return None;
+    }
+    let to = target_of(e)?;
+    (in_vendor_tree(&to) && root.resolves(&to)).then_some(to)
+}
+
+/// A vanished link of no package to a package's file that is still there,
+/// whose package was upgraded (or removed) since the snapshot: such links
+/// are made by maintainer scripts (postfix's postinst in bookworm linked
+/// `/etc/postfix/makedefs.out` to `/usr/share/postfix/makedefs.out`; the
+/// trixie one removes it), and the upgrade that changed the package took
+/// it. An admin could have made it too, so it stays a warning, not info;
+/// a link into a package that did not change, or into `/etc` or
+/// `/usr/local`, stays the admin's. Returns the file and the changes of
+/// its owners.
+pub fn link_into_changed_package(
+    e: &Entry,
+    base: &Manifest,
+    root: &SysRoot,
+    live: &crate::pkg::PackageInfo,
+) -> Option<(SysPath, Vec<crate::pkg::VersionChange>)> {
+    let to = live_target(e, root)?;
+    let changes: Vec<_> = live
+        .owners_of(&to)
+        .iter()
+        .filter_map(|p| crate::pkg::version_change(p, &base.packages, &live.packages))
+        .collect();
+    (!changes.is_empty()).then_some((to, changes))
+}
+
+/// The live database's owners of the files the vanished links of no
+/// package in `vanished` lead to; `None` when there are none or the
+/// database cannot be read (which proves nothing).
+pub fn live_owners_of_targets<'a>(
+    vanished: impl Iterator<Item = &'a Entry>,
+    root: &SysRoot,
+    extra: &[SysPath],
+) -> Option<crate::pkg::PackageInfo> {
+    let targets: Vec<SysPath> = vanished.filter_map(|e| live_target(e, root)).collect();
+    if targets.is_empty() && extra.is_empty() {
+        return None;
+    }
+    let wanted: foldhash::HashSet<&SysPath> = targets.iter().chain(extra).collect();
+    let live = crate::pkg::assemble(root, crate::pkg::read_dbs(root), Some(&wanted));
+    live.errors.is_empty().then_some(live)
+}
+
 /// Collapses changes beneath a directory that itself vanished (or
 /// appeared) into that directory's finding.
 fn collapse(items: Vec<&Entry>) -> Vec<(&Entry, Vec<&Entry>)> {
@@ -118,6 +181,7 @@ impl Check for FileChanges {
                 _ => None,
             })
             .collect();
+        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &[]);
         for (top, under) in collapse(vanished) {
             // A package manager's merge leftover (`.rpmnew`, `.pacnew`,
             // `.dpkg-dist`…) is owned by no package but is not the admin's
@@ -144,6 +208,34 @@ impl Check for FileChanges {
                             top.path
                         ),
                     ));
+                    continue;
+                }
+                if let Some((to, changes)) = live_pkgs
+                    .as_ref()
+                    .and_then(|live| link_into_changed_package(top, base, cx.root, live))
+                {
+                    let owners: Vec<&str> = changes.iter().map(|c| c.package.as_str()).collect();
+                    let how: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+                    out.push(
+                        Finding::new(
+                            "file/vanished",
+                            Severity::Warning,
+                            &[&top.path],
+                            format!(
+                                "{} vanished (a link of no package to {to}, a file of {}, which \
+                                 changed since the snapshot: {}; maintainer scripts make and \
+                                 remove such links, so the upgrade most likely took it: restore \
+                                 it only if you made it yourself)",
+                                top.path,
+                                owners.join(", "),
+                                how.join(", ")
+                            ),
+                        )
+                        .fix(format!(
+                            "guard restore {}",
+                            crate::exec::shell_quote(top.path.as_bytes())
+                        )),
+                    );
                     continue;
                 }
             }
@@ -199,6 +291,8 @@ impl Check for FileChanges {
             ));
         }
 
+        // read once, and only when an admin's own file changed
+        let dpkg_runs = std::cell::OnceCell::new();
         for c in cx.changes {
             let Change::Modified {
                 old,
@@ -210,7 +304,7 @@ impl Check for FileChanges {
                 continue;
             };
             if *content {
-                out.push(modified(cx, base, old, new));
+                out.push(modified(cx, base, old, new, &dpkg_runs));
             }
             // An owner or group whose id is unchanged but whose name is
             // not is a change of /etc/passwd or /etc/group, not of the
@@ -251,7 +345,36 @@ pub fn renamed_only(m: &diff::MetaChange, old: &Entry, new: &Entry) -> bool {
     }
 }
 
-fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding {
+/// The dpkg run during which `e`'s content was last written: both
+/// its mtime and its ctime fall within one run dpkg's log records. Files
+/// no package owns (`/etc/shells`, the `pam-auth-update` files,
+/// `ca-certificates.crt`, a `main.cf` a postinst edits) are rewritten by
+/// maintainer scripts and triggers during the upgrade, and the admin
+/// deserves to know it was not someone's hand. A preserved mtime (`cp -p`)
+/// misses; the ctime keeps a later write or `touch -d` from being taken
+/// for dpkg's.
+fn written_by_dpkg<'a>(
+    cx: &Context,
+    runs: &'a std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
+    e: &Entry,
+) -> Option<&'a crate::pkg::DpkgRun> {
+    // (a ctime read within 2 s of the change carries the scan's
+    // "read again" mark in its nanoseconds: the second still holds)
+    let at =
+        |t: crate::store::Time| jiff::Timestamp::new(t.sec, t.nsec.min(999_999_999) as i32).ok();
+    let (m, c) = (at(e.mtime)?, at(e.ctime)?);
+    runs.get_or_init(|| crate::pkg::dpkg_runs(cx.root))
+        .iter()
+        .find(|r| r.covers(m) && r.covers(c))
+}
+
+fn modified(
+    cx: &Context,
+    base: &Manifest,
+    old: &Entry,
+    new: &Entry,
+    runs: &std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
+) -> Finding {
     // Ownership in the baseline decides: an admin's own file that a package
     // has since taken over and overwritten is damage, not a package update.
     let (sev, why) = match package_changed(new, base, cx.live) {
@@ -265,7 +388,20 @@ fn modified(cx: &Context, base: &Manifest, old: &Entry, new: &Entry) -> Finding 
         Some(up) if !new.owners.is_empty() => {
             (Severity::Info, format!("the package changed it: {up}"))
         }
-        _ if new.owners.is_empty() => (Severity::Warning, owned_by(new)),
+        _ if new.owners.is_empty() => match written_by_dpkg(cx, runs, new) {
+            // Still a warning (DESIGN §2: an admin's own file modified):
+            // the script may have rewritten what the admin put there.
+            Some(run) => (
+                Severity::Warning,
+                format!(
+                    "owned by no package, but written during the dpkg run of {} to {} \
+                     (dpkg.log): a maintainer script or trigger rewrote it",
+                    run.span().0,
+                    run.span().1
+                ),
+            ),
+            None => (Severity::Warning, owned_by(new)),
+        },
         _ => (
             Severity::Warning,
             format!("{}, whose version did not change", owned_by(new)),

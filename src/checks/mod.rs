@@ -7,7 +7,7 @@
 //! A new check is a type implementing [`Check`], listed in [`specific`].
 
 mod caps;
-mod files;
+pub mod files;
 pub mod keyring;
 pub mod merges;
 pub mod pam;

@@ -24,6 +24,11 @@
 //! Debian's `sshd_config` and dovecot's `conf.d`, among others. No `.list`
 //! names them, yet they are the package's, not the admin's: a file the
 //! registry assigns to a package on disk is that package's.
+//!
+//! dpkg's log (`var/log/dpkg.log`, and `dpkg.log.1` before the last
+//! rotation) says when dpkg ran ([`runs`]): maintainer scripts and
+//! triggers rewrite files no package owns (`/etc/shells`, the
+//! `pam-auth-update` files, `ca-certificates.crt`) only then.
 
 use anyhow::{Context as _, Result};
 
@@ -573,5 +578,105 @@ nopath \t relative/file\n";
         );
         assert_eq!(info.owners_of(&"/usr/bin/fooctl.real".into()), ["foo"]);
         assert!(info.owners_of(&"/usr/bin/fooctl".into()).is_empty());
+    }
+}
+
+const LOGS: [&str; 2] = ["/var/log/dpkg.log.1", "/var/log/dpkg.log"];
+
+/// One dpkg run, from its `startup` line to its last line: each line's
+/// time and the line as logged. The lines say which package dpkg was at,
+/// but only to the second, and a second holds a dozen configures: which
+/// script wrote a file cannot be told from them, only that dpkg ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub lines: Vec<(jiff::Timestamp, String)>,
+}
+
+/// The runs dpkg's log records, oldest first. dpkg stamps its lines in
+/// local time without a zone: the root's `/etc/localtime` says which (UTC
+/// without one, as glibc has it). A log that cannot be read is no runs.
+pub(crate) fn runs(root: &SysRoot) -> Vec<Run> {
+    let tz = root
+        .read_follow(&SysPath::new("/etc/localtime"))
+        .ok()
+        .flatten()
+        .and_then(|b| jiff::tz::TimeZone::tzif("localtime", &b).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let mut out = Vec::new();
+    for log in LOGS {
+        if let Some(text) = root.read_text(log) {
+            out.extend(parse_log(&text, &tz));
+        }
+    }
+    out
+}
+
+pub(crate) fn parse_log(text: &str, tz: &jiff::tz::TimeZone) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for line in text.lines() {
+        let Some((stamp, rest)) = line.get(..19).zip(line.get(20..)) else {
+            continue;
+        };
+        let Ok(t) = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", stamp)
+            .and_then(|d| d.to_zoned(tz.clone()))
+        else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(run) if !rest.starts_with("startup ") => {
+                run.lines.push((t.timestamp(), rest.to_string()))
+            }
+            _ => out.push(Run {
+                lines: vec![(t.timestamp(), rest.to_string())],
+            }),
+        }
+    }
+    out
+}
+
+impl Run {
+    /// Whether `t` falls within this run (its last line's second included).
+    pub fn covers(&self, t: jiff::Timestamp) -> bool {
+        let (Some((first, _)), Some((last, _))) = (self.lines.first(), self.lines.last()) else {
+            return false;
+        };
+        *first <= t && t < *last + jiff::SignedDuration::from_secs(1)
+    }
+
+    /// When it started and ended, as logged (`2026-11-23 13:09:27`).
+    pub fn span(&self) -> (String, String) {
+        let show = |l: Option<&(jiff::Timestamp, String)>| {
+            l.map(|(t, _)| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default()
+        };
+        (show(self.lines.first()), show(self.lines.last()))
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn runs_start_at_startup_and_name_the_action_under_way() {
+        let log = "2026-11-23 13:11:28 startup packages configure\n\
+                   2026-11-23 13:11:29 configure libpam-runtime:all 1.5.2-6 1.7.0-5\n\
+                   2026-11-23 13:11:29 status half-configured libpam-runtime:all 1.7.0-5\n\
+                   2026-11-23 13:11:30 status installed libpam-runtime:all 1.7.0-5\n\
+                   2026-11-23 14:00:00 startup archives unpack\n";
+        let runs = parse_log(log, &jiff::tz::TimeZone::UTC);
+        assert_eq!(runs.len(), 2);
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert!(runs[0].covers(t("2026-11-23T13:11:29.7Z")));
+        assert!(runs[0].covers(t("2026-11-23T13:11:30.9Z")));
+        assert!(!runs[0].covers(t("2026-11-23T13:11:31Z")));
+        assert!(!runs[0].covers(t("2026-11-23T13:11:27.9Z")));
+        assert_eq!(
+            runs[0].span(),
+            (
+                "2026-11-23 13:11:28 UTC".to_string(),
+                "2026-11-23 13:11:30 UTC".to_string()
+            )
+        );
     }
 }

@@ -40,6 +40,37 @@ impl PackageInfo {
     }
 }
 
+/// A package whose version differs between a snapshot and now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionChange {
+    pub package: String,
+    /// its version in the snapshot
+    pub from: String,
+    /// its version now; `None`: no longer installed
+    pub to: Option<String>,
+}
+
+impl std::fmt::Display for VersionChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.to {
+            Some(to) => write!(f, "{} {} -> {to}", self.package, self.from),
+            None => write!(f, "{} removed", self.package),
+        }
+    }
+}
+
+/// `package`'s change from `then` to `now`, if it was installed then and
+/// is at another version now or gone.
+pub fn version_change(package: &str, then: &Packages, now: &Packages) -> Option<VersionChange> {
+    let from = then.installed.get(package)?;
+    let to = now.installed.get(package);
+    (to != Some(from)).then(|| VersionChange {
+        package: package.to_string(),
+        from: from.clone(),
+        to: to.cloned(),
+    })
+}
+
 /// One manager's database, as its reader returns it.
 #[derive(Debug, Default)]
 pub(crate) struct Db {
@@ -92,6 +123,13 @@ pub fn stamp(root: &SysRoot) -> String {
 /// which cannot be told from a pacman still running.
 pub fn unfinished(root: &SysRoot) -> Vec<(String, String)> {
     dpkg::unfinished(root)
+}
+
+pub use dpkg::Run as DpkgRun;
+
+/// The dpkg runs the root's log records, oldest first (none without dpkg).
+pub fn dpkg_runs(root: &SysRoot) -> Vec<DpkgRun> {
+    dpkg::runs(root)
 }
 
 /// One manager's reader: `Ok(None)` when the root does not use it.

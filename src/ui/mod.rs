@@ -55,9 +55,10 @@ pub trait Ui: Send + Sync {
     /// An ordinary yes/no question. `--yes` answers yes; with no terminal and
     /// no `--yes` this is an error, never a silent yes.
     fn confirm(&self, prompt: &str) -> Result<bool>;
-    /// Lets the person deselect items; returns the indices kept. With `--yes`
-    /// or no terminal (and `--yes`) every item is kept.
-    fn multi_select(&self, prompt: &str, items: &[String]) -> Result<Vec<usize>>;
+    /// Lets the person select items, those `checked` is true for selected
+    /// to begin with; returns the indices kept. With `--yes` or no terminal
+    /// (and `--yes`) every item is kept, checked or not.
+    fn multi_select(&self, prompt: &str, items: &[String], checked: &[bool]) -> Result<Vec<usize>>;
     /// A destructive step: the person must type `target`. `--yes` never
     /// suffices; a script must name `step:target` in its answers' `confirm`.
     fn confirm_destructive(&self, step: &str, target: &str, what: &str) -> Result<bool>;

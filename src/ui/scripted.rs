@@ -37,7 +37,7 @@ impl Ui for Scripted {
         bail!("refusing without confirmation: {prompt} (no terminal to ask on; pass --yes)")
     }
 
-    fn multi_select(&self, prompt: &str, items: &[String]) -> Result<Vec<usize>> {
+    fn multi_select(&self, prompt: &str, items: &[String], _: &[bool]) -> Result<Vec<usize>> {
         self.confirm(prompt)?;
         Ok((0..items.len()).collect())
     }

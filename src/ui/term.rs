@@ -88,15 +88,14 @@ impl Ui for Terminal {
             .map_err(interrupted)
     }
 
-    fn multi_select(&self, prompt: &str, items: &[String]) -> Result<Vec<usize>> {
+    fn multi_select(&self, prompt: &str, items: &[String], checked: &[bool]) -> Result<Vec<usize>> {
         if self.opts.yes {
             return Ok((0..items.len()).collect());
         }
-        let defaults = vec![true; items.len()];
         MultiSelect::with_theme(&ColorfulTheme::default())
             .with_prompt(format!("{prompt} (space toggles, enter accepts)"))
             .items(items)
-            .defaults(&defaults)
+            .defaults(checked)
             .interact()
             .map_err(interrupted)
     }
