@@ -423,8 +423,11 @@ fn cmd_snapshot(
         app.print_json(&out)?;
     } else {
         app.ui.say(&format!(
-            "snapshot {}: {} entries, {} bytes, {} new objects",
-            out.id, out.entries, out.bytes, out.new_objects
+            "snapshot {}: {}, {}, {}",
+            out.id,
+            crate::plural(out.entries, "entry"),
+            crate::plural(out.bytes, "byte"),
+            crate::plural(out.new_objects, "new object")
         ));
         crate::out!("{}", out.id);
     }
@@ -443,9 +446,14 @@ const UNREADABLE_SHOWN: usize = 10;
 fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
     if !out.unreadable.is_empty() {
         let mut msg = format!(
-            "warning: snapshot {}: {} path(s) could not be read and are not recorded:",
+            "warning: snapshot {}: {} could not be read and {} not recorded:",
             out.id,
-            out.unreadable.len()
+            crate::plural(out.unreadable.len(), "path"),
+            if out.unreadable.len() == 1 {
+                "is"
+            } else {
+                "are"
+            }
         );
         for e in out.unreadable.iter().take(UNREADABLE_SHOWN) {
             msg.push_str(&format!("\n  {}: {}", e.path, e.error));
@@ -460,8 +468,9 @@ fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
     }
     if out.unreadable_xattrs > 0 {
         app.ui.say(&format!(
-            "warning: snapshot {}: {} xattr(s) could not be read or recorded (guard show counts them)",
-            out.id, out.unreadable_xattrs
+            "warning: snapshot {}: {} could not be read or recorded (guard show counts them)",
+            out.id,
+            crate::plural(out.unreadable_xattrs, "xattr")
         ));
     }
 }
@@ -470,8 +479,15 @@ fn cmd_list(app: &App) -> Result<i32> {
     let store = app.store_read()?;
     let list = store.list()?;
     let bad = list.iter().filter(|(_, h)| h.is_err()).count();
-    let error =
-        (bad > 0).then(|| format!("{bad} snapshot(s) are corrupt or unreadable; run guard verify"));
+    let error = (bad > 0).then(|| {
+        format!(
+            "{} corrupt or unreadable; run guard verify",
+            match bad {
+                1 => "1 snapshot is".to_string(),
+                n => format!("{n} snapshots are"),
+            }
+        )
+    });
     if app.json {
         let rows: Vec<_> = list
             .iter()
@@ -488,17 +504,22 @@ fn cmd_list(app: &App) -> Result<i32> {
         }
         for (id, h) in &list {
             match h {
-                Ok(h) => crate::out!(
-                    "{id}  {}  {:<6}  {}{}",
-                    h.created,
-                    h.kind.as_str(),
-                    h.label.clone().unwrap_or_default(),
-                    if h.vms.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  [vm: {}]", h.vms.join(", "))
-                    }
-                ),
+                Ok(h) => {
+                    let line = format!(
+                        "{id}  {}  {:<6}  {}{}",
+                        h.created,
+                        h.kind.as_str(),
+                        h.label.clone().unwrap_or_default(),
+                        if h.vms.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  [vm: {}]", h.vms.join(", "))
+                        }
+                    );
+                    // (no label, a short kind: the columns' padding would
+                    // end the line in spaces)
+                    crate::out!("{}", line.trim_end())
+                }
                 Err(e) => crate::out!("{id}  CORRUPT: {e}"),
             }
         }
@@ -577,9 +598,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     }
     crate::out!("system    {} (root {})", m.os_name(), m.root);
     crate::out!(
-        "entries   {} ({} bytes of file content)",
+        "entries   {} ({} of file content)",
         m.entries.len(),
-        m.bytes()
+        crate::plural(m.bytes(), "byte")
     );
     crate::out!(
         "packages  {} installed ({})",
@@ -593,9 +614,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     crate::out!("units     {} enabled", m.units.len());
     if !by_pkg.is_empty() {
         crate::out!(
-            "owners    {} paths owned by {} packages",
-            by_pkg.values().sum::<usize>(),
-            by_pkg.len()
+            "owners    {} owned by {}",
+            crate::plural(by_pkg.values().sum::<usize>(), "path"),
+            crate::plural(by_pkg.len(), "package")
         );
     }
     crate::out!("admin's own files (owned by no package): {}", unowned.len());
@@ -628,9 +649,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     }
     if !m.errors.is_empty() || m.unreadable_xattrs > 0 {
         crate::out!(
-            "unreadable: {} paths, {} xattrs",
-            m.errors.len(),
-            m.unreadable_xattrs
+            "unreadable: {}, {}",
+            crate::plural(m.errors.len(), "path"),
+            crate::plural(m.unreadable_xattrs, "xattr")
         );
     }
     Ok(0)
@@ -945,18 +966,27 @@ pub fn restore_in(
         What::Paths(ps) => restore::plan_paths(&base, &app.root, &ps)?,
     };
     let lines: Vec<String> = plan.items.iter().map(|i| i.to_string()).collect();
-    app.ui.say(&format!(
-        "restore plan from snapshot {} ({} items):",
+    // A dry run's plan is what the command gives: stdout, where
+    // `--dry-run > plan.txt` finds it (with --json the document holds it,
+    // and stdout holds nothing else). The plan shown before a confirmation
+    // goes with the question, on stderr, so a person answering sees it
+    // even with stdout sent to a file.
+    let show = |line: &str| match (dry_run, app.json) {
+        (true, false) => crate::out!("{line}"),
+        _ => app.ui.say(line),
+    };
+    show(&format!(
+        "restore plan from snapshot {} ({}):",
         plan.from,
-        plan.items.len()
+        crate::plural(plan.items.len(), "item")
     ));
     if !app.json || dry_run {
         for l in &lines {
-            app.ui.say(&format!("  {l}"));
+            show(&format!("  {l}"));
         }
     }
     for (p, why) in &plan.skipped {
-        app.ui.say(&format!("  skip        {p}: {why}"));
+        show(&format!("  skip        {p}: {why}"));
     }
     if dry_run || plan.items.is_empty() {
         return Ok((plan, None));
@@ -986,14 +1016,17 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
     let error = if let Some((p, e)) = &failed {
         let left = applied.as_ref().map_or(0, |a| a.not_done.len());
         Some(format!(
-            "restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"
+            "restore stopped at {p}: {e}; {} not done, everything else is as it was",
+            crate::plural(left, "item")
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the
         // snapshot: say so in the exit status too, after every other path
         // was done.
         Some(format!(
-            "{incomplete} item(s) restored without everything the snapshot records for them (see above)"
+            "{} restored without everything the snapshot records for {} (see above)",
+            crate::plural(incomplete, "item"),
+            if incomplete == 1 { "it" } else { "them" }
         ))
     } else {
         None
@@ -1051,7 +1084,11 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
     // nothing either way: UNKNOWN, not CRITICAL (DESIGN §2).
     let unreadable = rep.unreadable();
     let error = (!rep.damaged() && unreadable > 0).then(|| {
-        format!("{unreadable} object(s) or manifest(s) could not be read (listed as unreadable); verify cannot tell whether they are intact")
+        let (what, they, are) = match unreadable {
+            1 => ("1 object or manifest".to_string(), "it", "is"),
+            n => (format!("{n} objects or manifests"), "they", "are"),
+        };
+        format!("{what} could not be read (listed as unreadable); verify cannot tell whether {they} {are} intact")
     });
     if app.json {
         app.print_json(&with_error(serde_json::to_value(&rep)?, &error))?;
@@ -1068,10 +1105,10 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
             }
         }
         crate::out!(
-            "{} snapshot(s), {} object(s) checked, {} problem(s)",
-            rep.snapshots.len(),
-            rep.objects_checked,
-            rep.problems.len()
+            "{}, {} checked, {}",
+            crate::plural(rep.snapshots.len(), "snapshot"),
+            crate::plural(rep.objects_checked, "object"),
+            crate::plural(rep.problems.len(), "problem")
         );
     }
     match error {
@@ -1106,10 +1143,10 @@ fn show_gc(
     }
     let sum = |r: &crate::store::GcReport| {
         format!(
-            "{} snapshot(s), {} object(s), {} bytes",
-            r.snapshots.len(),
-            r.objects,
-            r.bytes
+            "{}, {}, {}",
+            crate::plural(r.snapshots.len(), "snapshot"),
+            crate::plural(r.objects, "object"),
+            crate::plural(r.bytes, "byte")
         )
     };
     app.ui.say(&format!("{what}: {}", plan.snapshots.join(" ")));

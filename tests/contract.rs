@@ -473,3 +473,98 @@ fn corrupt_a_manifest(sys: &Sys) {
         .unwrap();
     std::fs::write(&victim, b"{ not json").unwrap();
 }
+
+/// A dry run's plan is the command's output: `guard restore --vanished
+/// --dry-run > plan.txt` gave an empty file, the plan having gone to
+/// stderr. With --json the document holds it and stdout nothing else.
+#[test]
+fn a_restore_dry_run_prints_its_plan_on_stdout() {
+    let sys = sandbox();
+    sys.write("/etc/pam.d/imap", "auth required pam_unix.so\n");
+    sys.snapshot();
+    sys.rm("/etc/pam.d/imap");
+    let (code, out, err) = guard(&sys, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("restore plan from snapshot "), "{out}");
+    assert!(out.contains("  write       /etc/pam.d/imap ("), "{out}");
+    assert!(!err.contains("/etc/pam.d/imap"), "the plan twice: {err}");
+    let (code, out, err) = guard(&sys, &["--json", "restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["dry_run"], true, "{doc}");
+    let plan = doc["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 1, "{doc}");
+    assert!(
+        plan[0].as_str().unwrap().contains("/etc/pam.d/imap"),
+        "{doc}"
+    );
+    // nothing was written
+    assert!(!sys.path("/etc/pam.d/imap").exists());
+}
+
+/// A count in text output agrees with its number: `guard show` said "1
+/// packages", a restore plan "(1 items)". And `guard list` padded a line
+/// with no label into trailing spaces.
+#[test]
+fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
+    let sys = sandbox();
+    // one package (owning /etc and /etc/foo.conf), installed by the real dpkg
+    let work = tempfile::tempdir().unwrap();
+    let deb = work.path().join("pkg");
+    for (p, text) in [
+        (
+            "DEBIAN/control",
+            "Package: foo\nVersion: 1.0-1\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n",
+        ),
+        ("etc/foo.conf", "x = 1\n"),
+    ] {
+        std::fs::create_dir_all(deb.join(p).parent().unwrap()).unwrap();
+        std::fs::write(deb.join(p), text).unwrap();
+    }
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        std::fs::create_dir_all(sys.path(d)).unwrap();
+    }
+    sys.write("/var/lib/dpkg/status", "");
+    let pkg = work.path().join("foo.deb");
+    let (deb, pkg) = (deb.to_str().unwrap(), pkg.to_str().unwrap());
+    common::run(&["dpkg-deb", "--root-owner-group", "--build", deb, pkg]);
+    let root = sys.root().display().to_string();
+    common::run(&[
+        "dpkg",
+        &format!("--root={root}"),
+        &format!("--admindir={root}/var/lib/dpkg"),
+        &format!("--log={root}/var/log/dpkg.log"),
+        "--force-not-root",
+        "-i",
+        pkg,
+    ]);
+    // a snapshot without a label
+    let (code, id, err) = guard(&sys, &["snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = guard(&sys, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(id.trim()), "{out}");
+    for l in out.lines() {
+        assert_eq!(l, l.trim_end(), "trailing spaces in guard list");
+    }
+    let (code, out, err) = guard(&sys, &["show", id.trim()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("packages  1 installed (dpkg)"), "{out}");
+    assert!(
+        out.contains("owners    2 paths owned by 1 package\n"),
+        "{out}"
+    );
+    sys.rm("/etc/motd");
+    let (code, out, err) = guard(
+        &sys,
+        &["restore", "--from", id.trim(), "--vanished", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" (1 item):\n"), "{out}");
+    assert!(out.contains("/etc/motd (6 bytes, "), "{out}");
+    let (code, out, err) = guard(&sys, &["verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 snapshot, "), "{out}");
+    assert!(out.ends_with(" checked, 0 problems\n"), "{out}");
+}

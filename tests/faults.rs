@@ -1115,7 +1115,7 @@ fn a_snapshot_names_what_it_could_not_read() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("1 path(s) could not be read") && err.contains("/srv/mail/ect: included, but"),
+        err.contains("1 path could not be read") && err.contains("/srv/mail/ect: included, but"),
         "{err}"
     );
     // stdout stays the id alone, and with --json one document

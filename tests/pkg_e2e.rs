@@ -720,7 +720,7 @@ fn dpkg_packages_left_unconfigured_are_reported_until_configured() {
         found[0]["message"]
             .as_str()
             .unwrap()
-            .ends_with("dpkg left 1 package(s) unfinished: foo (unpacked)"),
+            .ends_with("dpkg left 1 package unfinished: foo (unpacked)"),
         "{v:#}"
     );
     assert!(

@@ -226,9 +226,14 @@ impl Check for SysFiles {
                 || (!new_text.is_empty() && !super::live_readable(cx.root, &now_from));
             let msg = if secret {
                 format!(
-                    "{} changed: {} entries differ (not shown: not world-readable)",
+                    "{} changed: {} {} (not shown: not world-readable)",
                     s.path,
-                    diffs.len()
+                    crate::plural(diffs.len(), "entry"),
+                    if diffs.len() == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    }
                 )
             } else if new_e.is_none() && now_from != p {
                 format!(

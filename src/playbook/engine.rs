@@ -599,10 +599,10 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     let mut journal = if opts.resume {
         let j = resumable_journal(app, &pb.id)?;
         app.ui.say(&format!(
-            "resuming {} started {} ({} step(s) recorded)",
+            "resuming {} started {} ({} recorded)",
             pb.id,
             j.started,
-            j.steps.len()
+            crate::plural(j.steps.len(), "step")
         ));
         j
     } else {
@@ -1220,13 +1220,10 @@ fn builtin(
             let store = app
                 .store_write_waiting(&format!("restore (step {})", step.id), step_lock_wait())
                 .map_err(fail)?;
-            let (plan, applied) =
+            let (_, applied) =
                 app::restore_in(app, &store, from.as_deref(), what, false).map_err(fail)?;
             match applied {
-                None => Ok(Some(format!(
-                    "nothing to restore ({} items)",
-                    plan.items.len()
-                ))),
+                None => Ok(Some("nothing to restore".into())),
                 Some(a) => {
                     if let Some((p, e)) = a.failed {
                         return Err(Failure(format!("restore stopped at {p}: {e}")));
@@ -1382,7 +1379,9 @@ fn builtin(
                 }
             }
             Ok(Some(format!(
-                "{n} key(s) trusted, {revoked} revoked key(s) disabled"
+                "{} trusted, {} disabled",
+                crate::plural(n, "key"),
+                crate::plural(revoked, "revoked key")
             )))
         }
         "luks-target-check" => {
@@ -1719,14 +1718,20 @@ pub fn render_script(
     comment(&mut o, &pb.description);
     o.push_str("# facts and answers:\n");
     for (k, v) in vars {
-        o.push_str(&format!("#   {k} = {v}\n"));
+        // (an empty value said as such: `k = ` would end the line in a
+        // space and read as if the value were cut off)
+        if v.is_empty() {
+            o.push_str(&format!("#   {k} = (empty)\n"));
+        } else {
+            o.push_str(&format!("#   {k} = {v}\n"));
+        }
     }
     o.push_str("# unknown facts and answers appear as <name>\n");
     if let Some(j) = recorded {
         o.push_str(&format!(
-            "# resuming the walk started {} ({} step(s) recorded)\n",
+            "# resuming the walk started {} ({} recorded)\n",
             j.started,
-            j.steps.len()
+            crate::plural(j.steps.len(), "step")
         ));
     }
     o.push_str("set -eu\n");

@@ -99,7 +99,12 @@ pub fn cmd_list(app: &App) -> Result<i32> {
             .collect::<Vec<_>>()))?;
     } else {
         for (p, from) in &all {
-            crate::out!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
+            crate::out!(
+                "{:<18} {} ({}; {from})",
+                p.id,
+                p.title,
+                crate::plural(p.steps.len(), "step")
+            );
         }
     }
     Ok(0)
