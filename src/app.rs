@@ -1133,9 +1133,20 @@ fn show_gc(
     // (with no snapshot to drop, what a killed `forget` left is still
     // collected: objects no snapshot needs go, whatever dropped them)
     let plan = app.store_read()?.forget_plan(&ids)?;
+    // One document shape whatever the outcome (nothing to do, a dry run,
+    // done), so a script reads the same keys from each.
+    let doc = |r: &crate::store::GcReport, dry_run: bool| {
+        json!({
+            "snapshots": r.snapshots,
+            "objects": r.objects,
+            "bytes": r.bytes,
+            "kept_clones": r.kept_clones,
+            "dry_run": dry_run,
+        })
+    };
     if plan.snapshots.is_empty() && plan.objects == 0 {
         if app.json {
-            app.print_json(&plan)?;
+            app.print_json(&doc(&plan, dry_run))?;
         } else {
             crate::out!("nothing to {what}");
         }
@@ -1152,13 +1163,7 @@ fn show_gc(
     app.ui.say(&format!("{what}: {}", plan.snapshots.join(" ")));
     if dry_run {
         if app.json {
-            app.print_json(&json!({
-                "snapshots": plan.snapshots,
-                "objects": plan.objects,
-                "bytes": plan.bytes,
-                "kept_clones": plan.kept_clones,
-                "dry_run": true,
-            }))?;
+            app.print_json(&doc(&plan, true))?;
         } else {
             crate::out!("would remove {}", sum(&plan));
             for l in kept_clone_lines(&plan.kept_clones, "would stay") {
@@ -1182,7 +1187,7 @@ fn show_gc(
         ));
     }
     if app.json {
-        app.print_json(&rep)?;
+        app.print_json(&doc(&rep, false))?;
     } else {
         crate::out!("removed {}", sum(&rep));
         for l in kept_clone_lines(&rep.kept_clones, "kept") {

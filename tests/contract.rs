@@ -568,3 +568,46 @@ fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
     assert!(out.starts_with("1 snapshot, "), "{out}");
     assert!(out.ends_with(" checked, 0 problems\n"), "{out}");
 }
+
+/// `prune` and `forget` give one document shape whatever the outcome:
+/// with nothing to do, `prune --json` lacked the `dry_run` and
+/// `kept_clones` keys its dry run has, and a real removal lacked
+/// `dry_run`.
+#[test]
+fn prune_and_forget_documents_have_one_shape() {
+    let keys = |doc: &Value| -> Vec<String> {
+        let mut k: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let want = ["bytes", "dry_run", "kept_clones", "objects", "snapshots"];
+    let sys = sandbox();
+    sys.snapshot();
+    let (code, out, err) = guard(&sys, &["--json", "prune"]);
+    assert_eq!(code, 0, "{err}");
+    let nothing = one_document(&out);
+    assert_eq!(keys(&nothing), want, "{nothing}");
+    assert_eq!(nothing["dry_run"], false, "{nothing}");
+    assert_eq!(nothing["kept_clones"], serde_json::json!([]), "{nothing}");
+    let (code, out, err) = guard(&sys, &["--json", "prune", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let nothing = one_document(&out);
+    assert_eq!(keys(&nothing), want, "{nothing}");
+    assert_eq!(nothing["dry_run"], true, "{nothing}");
+    let (_, out, _) = guard(&sys, &["--json", "list"]);
+    let id = one_document(&out)["snapshots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = guard(&sys, &["--json", "forget", &id, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let planned = one_document(&out);
+    assert_eq!(keys(&planned), want, "{planned}");
+    assert_eq!(planned["dry_run"], true, "{planned}");
+    let (code, out, err) = guard(&sys, &["--json", "forget", &id, "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let done = one_document(&out);
+    assert_eq!(keys(&done), want, "{done}");
+    assert_eq!(done["dry_run"], false, "{done}");
+    assert_eq!(done["snapshots"][0], id.as_str(), "{done}");
+}

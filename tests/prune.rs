@@ -269,7 +269,8 @@ fn prune_collects_objects_no_snapshot_needs_with_nothing_else_to_do() {
     let o = sb.run(&["--json", "prune"]);
     assert_eq!(
         json(&o),
-        serde_json::json!({"snapshots": [], "objects": 0, "bytes": 0})
+        serde_json::json!({"snapshots": [], "objects": 0, "bytes": 0,
+                           "kept_clones": [], "dry_run": false})
     );
 }
 
