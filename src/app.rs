@@ -134,6 +134,39 @@ pub fn settings(g: &crate::cli::Global) -> Settings {
     }
 }
 
+/// Whether `flag` is on the command line itself (not taken from its
+/// environment variable).
+pub fn typed(flag: &str) -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        let a = a.as_encoded_bytes();
+        a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+    })
+}
+
+/// The error for an environment variable set to nothing
+/// (`GUARD_STORE=$STORE` with STORE unset): named as the variable the user
+/// set, not as the flag it stands for. Never read as "unset": that would
+/// act on the default store or root instead of the one meant.
+pub fn empty_variable(var: &str, flag: &str) -> String {
+    format!("the environment variable {var} is set but empty: unset it, or set it to the value {flag} would take")
+}
+
+/// Refuses an empty --root or --store, naming where it came from.
+fn refuse_empty(s: &Settings) -> Result<()> {
+    for (value, flag, var) in [
+        (Some(&s.root), "--root", "GUARD_ROOT"),
+        (s.store.as_ref(), "--store", "GUARD_STORE"),
+    ] {
+        if value.is_some_and(|v| v.as_os_str().is_empty()) {
+            if typed(flag) {
+                bail!("{flag} needs a directory, not an empty string");
+            }
+            bail!(empty_variable(var, flag));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let s = settings(&cli.global);
@@ -174,6 +207,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check { .. } => crate::privs::drop_to_read_caps()?,
         _ => {}
     }
+    refuse_empty(&s)?;
     let app = App::new(&s, ui_opts)?;
     match cli.command {
         Command::Snapshot {

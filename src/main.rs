@@ -24,12 +24,17 @@ fn main() {
         // the error document too. (--json is looked for in the raw
         // arguments, as parsing is what failed.)
         Err(e) => {
-            let _ = e.print();
             let json = std::env::args_os().skip(1).any(|a| a == "--json");
-            if json {
-                guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
+            match blame_the_environment(&e) {
+                Some(msg) => fail(json, &msg),
+                None => {
+                    let _ = e.print();
+                    if json {
+                        guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
+                    }
+                    3
+                }
             }
-            3
         }
     };
     // Flush what was printed, then end without the C runtime's exit
@@ -51,6 +56,28 @@ fn fail(json: bool, msg: &str) -> i32 {
     }
     guard::err_out!("guard: {msg}");
     3
+}
+
+/// A value clap refused that came from an environment variable, not the
+/// command line (`GUARD_STORE=` set but empty): clap names the flag the
+/// variable stands for, which the user never typed. Name the variable.
+fn blame_the_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?;
+    // (--root and --store take an empty value from clap and are refused
+    // in `app::run`, which names their variables the same way)
+    if flag != "--connect" || guard::app::typed("--connect") {
+        return None;
+    }
+    match std::env::var_os("GUARD_LIBVIRT_URI") {
+        Some(v) if v.is_empty() => {
+            Some(guard::app::empty_variable("GUARD_LIBVIRT_URI", "--connect"))
+        }
+        _ => None,
+    }
 }
 
 /// A usage error as one line for the error document: clap's message

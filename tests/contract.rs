@@ -611,3 +611,60 @@ fn prune_and_forget_documents_have_one_shape() {
     assert_eq!(done["dry_run"], false, "{done}");
     assert_eq!(done["snapshots"][0], id.as_str(), "{done}");
 }
+
+/// `GUARD_STORE=` (set, but to nothing: `GUARD_STORE=$STORE` with STORE
+/// unset) was refused as "a value is required for '--store <DIR>'", a
+/// flag the user never typed; and it broke a `--store` that was typed.
+/// The message names the variable; an empty value is never read as
+/// unset, which would act on the default store.
+#[test]
+fn an_empty_environment_variable_is_named_as_such() {
+    let sys = sandbox();
+    sys.snapshot();
+    let bare = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("guard").unwrap();
+        c.env_remove("GUARD_ROOT")
+            .env_remove("GUARD_STORE")
+            .env_remove("GUARD_LIBVIRT_URI");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let root = sys.root().to_str().unwrap();
+    let store = sys.store.path().to_str().unwrap();
+    for (var, args) in [
+        ("GUARD_STORE", &["--root", root, "--json", "list"][..]),
+        ("GUARD_ROOT", &["--store", store, "--json", "list"]),
+        (
+            "GUARD_LIBVIRT_URI",
+            &["--root", root, "--store", store, "--json", "vm", "list"],
+        ),
+    ] {
+        let (code, out, err) = bare(&[(var, "")], args);
+        assert_eq!(code, 3, "{var}: {err}");
+        let msg = one_document(&out)["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains(&format!("environment variable {var} is set but empty")),
+            "{msg}"
+        );
+        assert!(!msg.contains("a value is required"), "{msg}");
+        assert!(err.contains(&msg), "{err}");
+    }
+    // a --store typed on the command line wins over an empty GUARD_STORE
+    let (code, out, err) = bare(
+        &[("GUARD_STORE", "")],
+        &["--root", root, "--store", store, "list"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("baseline"), "{out}");
+    // and an empty --store typed is named as the flag
+    let (code, _, err) = bare(&[], &["--root", root, "--store", "", "list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--store needs a directory"), "{err}");
+}
