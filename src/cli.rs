@@ -118,11 +118,12 @@ pub enum Command {
         /// Compare with this snapshot instead of the baseline
         #[arg(long, value_name = "ID", conflicts_with_all = ["ack", "unack", "acks"])]
         against: Option<String>,
-        /// Acknowledge a known finding, e.g. file/modified:/etc/motd
-        #[arg(long, value_name = "FINDING:PATH")]
+        /// Acknowledge a known finding, e.g. file/modified:/etc/motd (one
+        /// without a path by its id alone: pkg/changed)
+        #[arg(long, value_name = "FINDING[:PATH]")]
         ack: Vec<String>,
         /// Remove an acknowledgement
-        #[arg(long, value_name = "FINDING:PATH")]
+        #[arg(long, value_name = "FINDING[:PATH]")]
         unack: Vec<String>,
         /// List the acknowledgements
         #[arg(long)]
