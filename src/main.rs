@@ -14,9 +14,20 @@ fn main() {
                 Err(e) => fail(json, &format!("{e:#}")),
             }
         }
-        // --help and --version: their text on stdout, exit 0
+        // --help and --version: their text on stdout, exit 0. With --json
+        // the version is a document like every other answer (DESIGN §2:
+        // one JSON document on stdout); help stays text, which is what
+        // was asked for (as do `completions` and `man`).
         Err(e) if !e.use_stderr() => {
-            let _ = e.print();
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            if json && e.kind() == clap::error::ErrorKind::DisplayVersion {
+                guard::out!(
+                    "{}",
+                    serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })
+                );
+            } else {
+                let _ = e.print();
+            }
             0
         }
         // A usage error is bad input: exit 3 (UNKNOWN) like any other, not

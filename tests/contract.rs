@@ -668,3 +668,22 @@ fn an_empty_environment_variable_is_named_as_such() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("--store needs a directory"), "{err}");
 }
+
+/// `guard --json --version` printed `guard 0.1.0`: with --json, stdout
+/// holds one JSON document and nothing else (DESIGN §2), the version
+/// included. (`--help`, `completions` and `man` give the text asked for.)
+#[test]
+fn the_version_with_json_is_a_document() {
+    let sys = sandbox();
+    for args in [&["--json", "--version"][..], &["--version", "--json"]] {
+        let (code, out, err) = guard(&sys, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let doc = one_document(&out);
+        assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
+    }
+    let (code, out, _) = guard(&sys, &["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("guard ", env!("CARGO_PKG_VERSION")))
+    );
+}
