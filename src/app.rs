@@ -1194,11 +1194,15 @@ fn show_gc(
             crate::plural(r.bytes, "byte")
         )
     };
-    app.ui.say(&format!("{what}: {}", plan.snapshots.join(" ")));
+    let which = format!("{what}: {}", plan.snapshots.join(" "));
     if dry_run {
+        // the plan is a dry run's output, which snapshots included (as
+        // with restore): stdout; before a question it goes with it
         if app.json {
+            app.ui.say(&which);
             app.print_json(&doc(&plan, true))?;
         } else {
+            crate::out!("{which}");
             crate::out!("would remove {}", sum(&plan));
             for l in kept_clone_lines(&plan.kept_clones, "would stay") {
                 crate::out!("{l}");
@@ -1206,6 +1210,7 @@ fn show_gc(
         }
         return Ok(0);
     }
+    app.ui.say(&which);
     for l in kept_clone_lines(&plan.kept_clones, "stays") {
         app.ui.say(&l);
     }

@@ -687,3 +687,24 @@ fn the_version_with_json_is_a_document() {
         (0, concat!("guard ", env!("CARGO_PKG_VERSION")))
     );
 }
+
+/// As with restore, a `forget`/`prune` dry run's plan is its output: it
+/// named the snapshots it would drop on stderr only, so `guard prune
+/// --dry-run > plan.txt` said how many but not which.
+#[test]
+fn a_forget_dry_run_names_the_snapshots_on_stdout() {
+    let sys = sandbox();
+    sys.snapshot();
+    let (_, out, _) = guard(&sys, &["--json", "list"]);
+    let id = one_document(&out)["snapshots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = guard(&sys, &["forget", &id, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("forget: {id}\nwould remove 1 snapshot, ")),
+        "{out}"
+    );
+    assert!(!err.contains(&id), "the plan twice: {err}");
+}

@@ -1178,8 +1178,11 @@ fn builtin(
             let out = app::snapshot(app, &store, kind, label).map_err(fail);
             sp.finish();
             let out = out?;
-            app.ui
-                .say(&format!("   snapshot {} ({} entries)", out.id, out.entries));
+            app.ui.say(&format!(
+                "   snapshot {} ({})",
+                out.id,
+                crate::plural(out.entries, "entry")
+            ));
             set_builtin_var(vars, set, "snapshot_id", out.id.clone());
             Ok(Some(format!("snapshot {}", out.id)))
         }
