@@ -1206,8 +1206,9 @@ fn builtin(
                 ));
             }
             Ok(Some(format!(
-                "check: {} critical, {} warning",
-                rep.summary.critical, rep.summary.warning
+                "check: {} critical, {}",
+                rep.summary.critical,
+                crate::plural(rep.summary.warning, "warning")
             )))
         }
         "restore" => {
