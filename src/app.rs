@@ -567,7 +567,7 @@ fn cmd_list(app: &App) -> Result<i32> {
 /// A command's JSON document, with `"error": MESSAGE` added when the
 /// command failed after all (DESIGN §2: on an error, the error is in the
 /// document on stdout); what it did get done stays in the document.
-fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json::Value {
+pub fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json::Value {
     if let (Some(msg), Some(map)) = (error, doc.as_object_mut()) {
         map.insert("error".into(), json!(msg));
     }
@@ -578,7 +578,7 @@ fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json:
 /// [`with_error`]) and then failed: with --json the message goes to
 /// stderr too (stdout holds one JSON document), exit 3; as text, the usual
 /// error line.
-fn failed_after_output(app: &App, msg: String) -> Result<i32> {
+pub fn failed_after_output(app: &App, msg: String) -> Result<i32> {
     if app.json {
         crate::err_out!("guard: {msg}");
         return Ok(3);

@@ -708,3 +708,46 @@ fn a_forget_dry_run_names_the_snapshots_on_stdout() {
     );
     assert!(!err.contains(&id), "the plan twice: {err}");
 }
+
+/// A walk that stops at a failed step has a document of its own to give:
+/// text shows step one done and step two failed, but `--json` gave only
+/// `{"error": …}`. Now it is the walk's document, the error in it.
+#[test]
+fn a_failed_walk_with_json_gives_its_steps_and_the_error() {
+    let sys = sandbox();
+    sys.write(
+        "/etc/guard/playbooks/stops.toml",
+        r#"
+version = 1
+id = "stops"
+title = "fails at its second step"
+
+[[steps]]
+id = "one"
+title = "says hello"
+explain = "x"
+run = ["echo", "hello"]
+
+[[steps]]
+id = "two"
+title = "fails"
+explain = "x"
+run = ["false"]
+"#,
+    );
+    let (code, out, err) = guard(&sys, &["--json", "run", "stops", "--yes"]);
+    assert_eq!(code, 3, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["playbook"], "stops", "{doc}");
+    assert_eq!(doc["finished"], false, "{doc}");
+    let steps: Vec<_> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, [("one", "done"), ("two", "failed")], "{doc}");
+    let msg = doc["error"].as_str().unwrap();
+    assert!(msg.starts_with("step two (fails) failed"), "{doc}");
+    assert!(err.contains("step two (fails) failed"), "{err}");
+}
