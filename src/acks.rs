@@ -9,6 +9,11 @@
 //! new fingerprint, so a finding that fails monitors again until it is
 //! acknowledged again. (Version 1 of acks.json had no fingerprints; its
 //! acknowledgements still cover any finding of their id and path.)
+//!
+//! A finding that names no path (`pkg/changed`, `pkg/unfinished`,
+//! `scan/unreadable`) is acknowledged by its id alone (`--ack
+//! pkg/changed`), recorded with an empty path: there is one such finding
+//! of each id, and its fingerprint pins what it says.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -35,6 +40,9 @@ struct Acks {
 #[serde(deny_unknown_fields)]
 struct Ack {
     finding: String,
+    /// Empty for a finding that names no path. (An empty string, not an
+    /// absent key: a guard before pathless acks reads the file still, and
+    /// the ack covers nothing there.)
     path: String,
     added: String,
     /// The fingerprints of the findings acknowledged (one per finding of
@@ -46,8 +54,28 @@ struct Ack {
 impl Ack {
     fn covers(&self, f: &Finding) -> bool {
         self.finding == f.id
-            && f.paths.contains(&self.path)
+            && names(f, &self.path)
             && (self.fingerprints.is_empty() || self.fingerprints.contains(&f.fingerprint))
+    }
+}
+
+/// Whether an ack's path picks out `f`: a path among the finding's, or
+/// the empty path for a finding that names none.
+fn names(f: &Finding, path: &str) -> bool {
+    if path.is_empty() {
+        f.paths.is_empty()
+    } else {
+        f.paths.iter().any(|p| p == path)
+    }
+}
+
+/// `FINDING:PATH`, or `FINDING` alone for a finding without a path: as
+/// the user types it.
+fn spec(finding: &str, path: &str) -> String {
+    if path.is_empty() {
+        finding.to_string()
+    } else {
+        format!("{finding}:{path}")
     }
 }
 
@@ -90,14 +118,19 @@ pub fn fingerprint(f: &Finding, base: Option<&Manifest>, live: &Manifest) -> Str
     blake3::hash(doc.to_string().as_bytes()).to_hex()[..32].to_string()
 }
 
-/// `FINDING:PATH`, e.g. `file/modified:/etc/motd`. The path is normalised
-/// so `/etc//motd` and `/etc/motd` are the same acknowledgement.
+/// `FINDING:PATH`, e.g. `file/modified:/etc/motd`, or `FINDING` alone
+/// (`pkg/changed`) for a finding that names no path. The path is
+/// normalised so `/etc//motd` and `/etc/motd` are the same
+/// acknowledgement.
 fn parse(spec: &str) -> Result<(String, String)> {
-    let Some((finding, path)) = spec.split_once(':') else {
-        bail!("--ack/--unack take FINDING:PATH (e.g. file/modified:/etc/motd), got {spec:?}");
-    };
+    let (finding, path) = spec.split_once(':').unwrap_or((spec, ""));
     if !finding.contains('/') || finding.contains(char::is_whitespace) {
-        bail!("{finding:?} is not a finding id (like file/modified)");
+        bail!(
+            "--ack/--unack take FINDING:PATH (e.g. file/modified:/etc/motd), or FINDING for a finding without a path (pkg/changed); {finding:?} is not a finding id"
+        );
+    }
+    if path.is_empty() {
+        return Ok((finding.to_string(), String::new()));
     }
     if !path.starts_with('/') {
         bail!("{path:?} must be an absolute path inside the root");
@@ -147,14 +180,28 @@ pub fn command(app: &App, add: &[String], remove: &[String], list: bool) -> Resu
             let mut prints: Vec<String> = report
                 .findings
                 .iter()
-                .filter(|f| f.id == finding && f.paths.contains(&path))
+                .filter(|f| f.id == finding && names(f, &path))
                 .map(|f| f.fingerprint.clone())
                 .collect();
             prints.sort();
             prints.dedup();
             if prints.is_empty() {
+                let with_paths = report
+                    .findings
+                    .iter()
+                    .any(|f| f.id == finding && !f.paths.is_empty());
+                if path.is_empty() && with_paths {
+                    bail!(
+                        "the {finding} findings name paths: acknowledge one with --ack {finding}:PATH (guard check lists them)"
+                    );
+                }
+                let of = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {path}")
+                };
                 bail!(
-                    "there is no {finding} finding for {path} now: nothing to acknowledge (guard check lists the findings)"
+                    "there is no {finding} finding{of} now: nothing to acknowledge (guard check lists the findings)"
                 );
             }
             pinned.push((finding, path, prints));
@@ -179,13 +226,16 @@ pub fn command(app: &App, add: &[String], remove: &[String], list: bool) -> Resu
                 Some(a) if a.fingerprints == fingerprints => {}
                 Some(a) => {
                     // the finding changed since: the admin accepts it as it is now
-                    app.ui
-                        .say(&format!("acknowledged {finding}:{path} as it is now"));
+                    app.ui.say(&format!(
+                        "acknowledged {} as it is now",
+                        spec(&finding, &path)
+                    ));
                     a.fingerprints = fingerprints;
                     a.added = now.clone();
                 }
                 None => {
-                    app.ui.say(&format!("acknowledged {finding}:{path}"));
+                    app.ui
+                        .say(&format!("acknowledged {}", spec(&finding, &path)));
                     acks.acks.push(Ack {
                         finding,
                         path,
@@ -200,10 +250,12 @@ pub fn command(app: &App, add: &[String], remove: &[String], list: bool) -> Resu
             acks.acks
                 .retain(|a| !(a.finding == finding && a.path == path));
             if acks.acks.len() == before {
-                bail!("{finding}:{path} was not acknowledged");
+                bail!("{} was not acknowledged", spec(&finding, &path));
             }
-            app.ui
-                .say(&format!("no longer acknowledged: {finding}:{path}"));
+            app.ui.say(&format!(
+                "no longer acknowledged: {}",
+                spec(&finding, &path)
+            ));
         }
         store.write_doc_file(DOC, &serde_json::to_vec_pretty(&acks)?)?;
     }
@@ -217,7 +269,7 @@ pub fn command(app: &App, add: &[String], remove: &[String], list: bool) -> Resu
             } else {
                 ""
             };
-            crate::out!("{}:{}  (since {}{any})", a.finding, a.path, a.added);
+            crate::out!("{}  (since {}{any})", spec(&a.finding, &a.path), a.added);
         }
     }
     Ok(0)

@@ -134,6 +134,39 @@ pub fn settings(g: &crate::cli::Global) -> Settings {
     }
 }
 
+/// Whether `flag` is on the command line itself (not taken from its
+/// environment variable).
+pub fn typed(flag: &str) -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        let a = a.as_encoded_bytes();
+        a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+    })
+}
+
+/// The error for an environment variable set to nothing
+/// (`GUARD_STORE=$STORE` with STORE unset): named as the variable the user
+/// set, not as the flag it stands for. Never read as "unset": that would
+/// act on the default store or root instead of the one meant.
+pub fn empty_variable(var: &str, flag: &str) -> String {
+    format!("the environment variable {var} is set but empty: unset it, or set it to the value {flag} would take")
+}
+
+/// Refuses an empty --root or --store, naming where it came from.
+fn refuse_empty(s: &Settings) -> Result<()> {
+    for (value, flag, var) in [
+        (Some(&s.root), "--root", "GUARD_ROOT"),
+        (s.store.as_ref(), "--store", "GUARD_STORE"),
+    ] {
+        if value.is_some_and(|v| v.as_os_str().is_empty()) {
+            if typed(flag) {
+                bail!("{flag} needs a directory, not an empty string");
+            }
+            bail!(empty_variable(var, flag));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let s = settings(&cli.global);
@@ -174,6 +207,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check { .. } => crate::privs::drop_to_read_caps()?,
         _ => {}
     }
+    refuse_empty(&s)?;
     let app = App::new(&s, ui_opts)?;
     match cli.command {
         Command::Snapshot {
@@ -423,8 +457,11 @@ fn cmd_snapshot(
         app.print_json(&out)?;
     } else {
         app.ui.say(&format!(
-            "snapshot {}: {} entries, {} bytes, {} new objects",
-            out.id, out.entries, out.bytes, out.new_objects
+            "snapshot {}: {}, {}, {}",
+            out.id,
+            crate::plural(out.entries, "entry"),
+            crate::plural(out.bytes, "byte"),
+            crate::plural(out.new_objects, "new object")
         ));
         crate::out!("{}", out.id);
     }
@@ -443,9 +480,14 @@ const UNREADABLE_SHOWN: usize = 10;
 fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
     if !out.unreadable.is_empty() {
         let mut msg = format!(
-            "warning: snapshot {}: {} path(s) could not be read and are not recorded:",
+            "warning: snapshot {}: {} could not be read and {} not recorded:",
             out.id,
-            out.unreadable.len()
+            crate::plural(out.unreadable.len(), "path"),
+            if out.unreadable.len() == 1 {
+                "is"
+            } else {
+                "are"
+            }
         );
         for e in out.unreadable.iter().take(UNREADABLE_SHOWN) {
             msg.push_str(&format!("\n  {}: {}", e.path, e.error));
@@ -460,8 +502,9 @@ fn warn_unreadable(app: &App, out: &SnapshotOutcome) {
     }
     if out.unreadable_xattrs > 0 {
         app.ui.say(&format!(
-            "warning: snapshot {}: {} xattr(s) could not be read or recorded (guard show counts them)",
-            out.id, out.unreadable_xattrs
+            "warning: snapshot {}: {} could not be read or recorded (guard show counts them)",
+            out.id,
+            crate::plural(out.unreadable_xattrs, "xattr")
         ));
     }
 }
@@ -470,8 +513,15 @@ fn cmd_list(app: &App) -> Result<i32> {
     let store = app.store_read()?;
     let list = store.list()?;
     let bad = list.iter().filter(|(_, h)| h.is_err()).count();
-    let error =
-        (bad > 0).then(|| format!("{bad} snapshot(s) are corrupt or unreadable; run guard verify"));
+    let error = (bad > 0).then(|| {
+        format!(
+            "{} corrupt or unreadable; run guard verify",
+            match bad {
+                1 => "1 snapshot is".to_string(),
+                n => format!("{n} snapshots are"),
+            }
+        )
+    });
     if app.json {
         let rows: Vec<_> = list
             .iter()
@@ -488,17 +538,22 @@ fn cmd_list(app: &App) -> Result<i32> {
         }
         for (id, h) in &list {
             match h {
-                Ok(h) => crate::out!(
-                    "{id}  {}  {:<6}  {}{}",
-                    h.created,
-                    h.kind.as_str(),
-                    h.label.clone().unwrap_or_default(),
-                    if h.vms.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  [vm: {}]", h.vms.join(", "))
-                    }
-                ),
+                Ok(h) => {
+                    let line = format!(
+                        "{id}  {}  {:<6}  {}{}",
+                        h.created,
+                        h.kind.as_str(),
+                        h.label.clone().unwrap_or_default(),
+                        if h.vms.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  [vm: {}]", h.vms.join(", "))
+                        }
+                    );
+                    // (no label, a short kind: the columns' padding would
+                    // end the line in spaces)
+                    crate::out!("{}", line.trim_end())
+                }
                 Err(e) => crate::out!("{id}  CORRUPT: {e}"),
             }
         }
@@ -512,7 +567,7 @@ fn cmd_list(app: &App) -> Result<i32> {
 /// A command's JSON document, with `"error": MESSAGE` added when the
 /// command failed after all (DESIGN §2: on an error, the error is in the
 /// document on stdout); what it did get done stays in the document.
-fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json::Value {
+pub fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json::Value {
     if let (Some(msg), Some(map)) = (error, doc.as_object_mut()) {
         map.insert("error".into(), json!(msg));
     }
@@ -523,7 +578,7 @@ fn with_error(mut doc: serde_json::Value, error: &Option<String>) -> serde_json:
 /// [`with_error`]) and then failed: with --json the message goes to
 /// stderr too (stdout holds one JSON document), exit 3; as text, the usual
 /// error line.
-pub(crate) fn failed_after_output(app: &App, msg: String) -> Result<i32> {
+pub fn failed_after_output(app: &App, msg: String) -> Result<i32> {
     if app.json {
         crate::err_out!("guard: {msg}");
         return Ok(3);
@@ -577,9 +632,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     }
     crate::out!("system    {} (root {})", m.os_name(), m.root);
     crate::out!(
-        "entries   {} ({} bytes of file content)",
+        "entries   {} ({} of file content)",
         m.entries.len(),
-        m.bytes()
+        crate::plural(m.bytes(), "byte")
     );
     crate::out!(
         "packages  {} installed ({})",
@@ -593,9 +648,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     crate::out!("units     {} enabled", m.units.len());
     if !by_pkg.is_empty() {
         crate::out!(
-            "owners    {} paths owned by {} packages",
-            by_pkg.values().sum::<usize>(),
-            by_pkg.len()
+            "owners    {} owned by {}",
+            crate::plural(by_pkg.values().sum::<usize>(), "path"),
+            crate::plural(by_pkg.len(), "package")
         );
     }
     crate::out!("admin's own files (owned by no package): {}", unowned.len());
@@ -628,9 +683,9 @@ fn cmd_show(app: &App, id: &str) -> Result<i32> {
     }
     if !m.errors.is_empty() || m.unreadable_xattrs > 0 {
         crate::out!(
-            "unreadable: {} paths, {} xattrs",
-            m.errors.len(),
-            m.unreadable_xattrs
+            "unreadable: {}, {}",
+            crate::plural(m.errors.len(), "path"),
+            crate::plural(m.unreadable_xattrs, "xattr")
         );
     }
     Ok(0)
@@ -945,18 +1000,27 @@ pub fn restore_in(
         What::Paths(ps) => restore::plan_paths(&base, &app.root, &ps)?,
     };
     let lines: Vec<String> = plan.items.iter().map(|i| i.to_string()).collect();
-    app.ui.say(&format!(
-        "restore plan from snapshot {} ({} items):",
+    // A dry run's plan is what the command gives: stdout, where
+    // `--dry-run > plan.txt` finds it (with --json the document holds it,
+    // and stdout holds nothing else). The plan shown before a confirmation
+    // goes with the question, on stderr, so a person answering sees it
+    // even with stdout sent to a file.
+    let show = |line: &str| match (dry_run, app.json) {
+        (true, false) => crate::out!("{line}"),
+        _ => app.ui.say(line),
+    };
+    show(&format!(
+        "restore plan from snapshot {} ({}):",
         plan.from,
-        plan.items.len()
+        crate::plural(plan.items.len(), "item")
     ));
     if !app.json || dry_run {
         for l in &lines {
-            app.ui.say(&format!("  {l}"));
+            show(&format!("  {l}"));
         }
     }
     for (p, why) in &plan.skipped {
-        app.ui.say(&format!("  skip        {p}: {why}"));
+        show(&format!("  skip        {p}: {why}"));
     }
     let dropped = plan.items.iter().filter(|i| i.dropped.is_some()).count();
     if dropped > 0 {
@@ -1003,14 +1067,17 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
     let error = if let Some((p, e)) = &failed {
         let left = applied.as_ref().map_or(0, |a| a.not_done.len());
         Some(format!(
-            "restore stopped at {p}: {e}; {left} item(s) not done, everything else is as it was"
+            "restore stopped at {p}: {e}; {} not done, everything else is as it was",
+            crate::plural(left, "item")
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the
         // snapshot: say so in the exit status too, after every other path
         // was done.
         Some(format!(
-            "{incomplete} item(s) restored without everything the snapshot records for them (see above)"
+            "{} restored without everything the snapshot records for {} (see above)",
+            crate::plural(incomplete, "item"),
+            if incomplete == 1 { "it" } else { "them" }
         ))
     } else {
         None
@@ -1073,7 +1140,11 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
     // nothing either way: UNKNOWN, not CRITICAL (DESIGN §2).
     let unreadable = rep.unreadable();
     let error = (!rep.damaged() && unreadable > 0).then(|| {
-        format!("{unreadable} object(s) or manifest(s) could not be read (listed as unreadable); verify cannot tell whether they are intact")
+        let (what, they, are) = match unreadable {
+            1 => ("1 object or manifest".to_string(), "it", "is"),
+            n => (format!("{n} objects or manifests"), "they", "are"),
+        };
+        format!("{what} could not be read (listed as unreadable); verify cannot tell whether {they} {are} intact")
     });
     if app.json {
         app.print_json(&with_error(serde_json::to_value(&rep)?, &error))?;
@@ -1090,10 +1161,10 @@ fn cmd_verify(app: &App, id: Option<&str>) -> Result<i32> {
             }
         }
         crate::out!(
-            "{} snapshot(s), {} object(s) checked, {} problem(s)",
-            rep.snapshots.len(),
-            rep.objects_checked,
-            rep.problems.len()
+            "{}, {} checked, {}",
+            crate::plural(rep.snapshots.len(), "snapshot"),
+            crate::plural(rep.objects_checked, "object"),
+            crate::plural(rep.problems.len(), "problem")
         );
     }
     match error {
@@ -1118,9 +1189,20 @@ fn show_gc(
     // (with no snapshot to drop, what a killed `forget` left is still
     // collected: objects no snapshot needs go, whatever dropped them)
     let plan = app.store_read()?.forget_plan(&ids)?;
+    // One document shape whatever the outcome (nothing to do, a dry run,
+    // done), so a script reads the same keys from each.
+    let doc = |r: &crate::store::GcReport, dry_run: bool| {
+        json!({
+            "snapshots": r.snapshots,
+            "objects": r.objects,
+            "bytes": r.bytes,
+            "kept_clones": r.kept_clones,
+            "dry_run": dry_run,
+        })
+    };
     if plan.snapshots.is_empty() && plan.objects == 0 {
         if app.json {
-            app.print_json(&plan)?;
+            app.print_json(&doc(&plan, dry_run))?;
         } else {
             crate::out!("nothing to {what}");
         }
@@ -1128,23 +1210,21 @@ fn show_gc(
     }
     let sum = |r: &crate::store::GcReport| {
         format!(
-            "{} snapshot(s), {} object(s), {} bytes",
-            r.snapshots.len(),
-            r.objects,
-            r.bytes
+            "{}, {}, {}",
+            crate::plural(r.snapshots.len(), "snapshot"),
+            crate::plural(r.objects, "object"),
+            crate::plural(r.bytes, "byte")
         )
     };
-    app.ui.say(&format!("{what}: {}", plan.snapshots.join(" ")));
+    let which = format!("{what}: {}", plan.snapshots.join(" "));
     if dry_run {
+        // the plan is a dry run's output, which snapshots included (as
+        // with restore): stdout; before a question it goes with it
         if app.json {
-            app.print_json(&json!({
-                "snapshots": plan.snapshots,
-                "objects": plan.objects,
-                "bytes": plan.bytes,
-                "kept_clones": plan.kept_clones,
-                "dry_run": true,
-            }))?;
+            app.ui.say(&which);
+            app.print_json(&doc(&plan, true))?;
         } else {
+            crate::out!("{which}");
             crate::out!("would remove {}", sum(&plan));
             for l in kept_clone_lines(&plan.kept_clones, "would stay") {
                 crate::out!("{l}");
@@ -1152,6 +1232,7 @@ fn show_gc(
         }
         return Ok(0);
     }
+    app.ui.say(&which);
     for l in kept_clone_lines(&plan.kept_clones, "stays") {
         app.ui.say(&l);
     }
@@ -1167,7 +1248,7 @@ fn show_gc(
         ));
     }
     if app.json {
-        app.print_json(&rep)?;
+        app.print_json(&doc(&rep, false))?;
     } else {
         crate::out!("removed {}", sum(&rep));
         for l in kept_clone_lines(&rep.kept_clones, "kept") {

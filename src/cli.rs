@@ -33,13 +33,22 @@ pub struct Cli {
 /// `--store` hid what `guard check --help` is about.
 const GLOBAL: &str = "Global options";
 
+/// A path, the empty one included (see `Global::root`).
+fn any_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// The system to guard; every path is read and written inside it
-    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_ROOT", value_name = "DIR")]
+    // (an empty value is let through here and refused in `app::run`:
+    // clap would validate an empty GUARD_ROOT even under a --root typed
+    // before the command, and blame --root for it)
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_ROOT", value_name = "DIR", value_parser = any_path())]
     pub root: Option<PathBuf>,
     /// The snapshot store [default: ROOT/var/lib/guard]
-    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_STORE", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "GUARD_STORE", value_name = "DIR", value_parser = any_path())]
     pub store: Option<PathBuf>,
     /// One JSON document on stdout; messages go to stderr
     #[arg(long, global = true, help_heading = GLOBAL)]
@@ -87,7 +96,7 @@ pub enum Command {
         #[arg(long = "vm", value_name = "DOMAIN")]
         vm: Vec<String>,
         /// libvirt URI for --vm [default: qemu:///system]
-        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         connect: Option<String>,
     },
     /// List snapshots (id, time, kind, label)
@@ -109,11 +118,12 @@ pub enum Command {
         /// Compare with this snapshot instead of the baseline
         #[arg(long, value_name = "ID", conflicts_with_all = ["ack", "unack", "acks"])]
         against: Option<String>,
-        /// Acknowledge a known finding, e.g. file/modified:/etc/motd
-        #[arg(long, value_name = "FINDING:PATH")]
+        /// Acknowledge a known finding, e.g. file/modified:/etc/motd (one
+        /// without a path by its id alone: pkg/changed)
+        #[arg(long, value_name = "FINDING[:PATH]")]
         ack: Vec<String>,
         /// Remove an acknowledgement
-        #[arg(long, value_name = "FINDING:PATH")]
+        #[arg(long, value_name = "FINDING[:PATH]")]
         unack: Vec<String>,
         /// List the acknowledgements
         #[arg(long)]
@@ -263,7 +273,7 @@ pub enum VmCommand {
     /// Guests with state, disks and NICs
     List {
         /// libvirt URI [default: qemu:///system]
-        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         connect: Option<String>,
     },
     /// Clone a shut-off guest: new name, UUID and MACs, disks copied and verified
@@ -277,7 +287,7 @@ pub enum VmCommand {
         #[arg(long = "disk-target", value_name = "TARGET=PATH")]
         disk_target: Vec<String>,
         /// libvirt URI [default: qemu:///system]
-        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI")]
+        #[arg(long, env = "GUARD_LIBVIRT_URI", value_name = "URI", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         connect: Option<String>,
         /// Print the new XML and the copy plan; change nothing
         #[arg(long)]

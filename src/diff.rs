@@ -109,16 +109,16 @@ fn xattr_text(
         }
         Some(v) if name.starts_with("system.posix_acl_") => {
             let raw = hex::decode(v).unwrap_or_default();
-            acl_text(&raw).unwrap_or_else(|| format!("{} bytes", raw.len()))
+            acl_text(&raw).unwrap_or_else(|| crate::plural(raw.len(), "byte"))
         }
-        Some(v) if !values_shown && !xattr_public(name) => format!("{} bytes", v.len() / 2),
+        Some(v) if !values_shown && !xattr_public(name) => crate::plural(v.len() / 2, "byte"),
         Some(v) => {
             let raw = hex::decode(v).unwrap_or_default();
             match std::str::from_utf8(&raw) {
                 Ok(t) if !t.contains('\0') || t.ends_with('\0') => {
                     format!("{:?}", t.trim_end_matches('\0'))
                 }
-                _ => format!("{} bytes", raw.len()),
+                _ => crate::plural(raw.len(), "byte"),
             }
         }
     }

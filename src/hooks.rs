@@ -227,7 +227,7 @@ pub fn install_files(
     if todo > 0 {
         if !app
             .ui
-            .confirm(&format!("{verb} {what} ({todo} file(s))?"))?
+            .confirm(&format!("{verb} {what} ({})?", crate::plural(todo, "file")))?
         {
             bail!("nothing changed");
         }
@@ -264,7 +264,7 @@ pub fn install_files(
     } else if todo == 0 {
         crate::out!("{what}: nothing to do");
     } else {
-        crate::out!("{what}: {verb}ed {todo} file(s)");
+        crate::out!("{what}: {verb}ed {}", crate::plural(todo, "file"));
     }
     Ok(0)
 }
@@ -611,18 +611,18 @@ pub fn pre(app: &App, manager: Option<ManagerArg>, label: Option<String>) -> Res
     let store = app.store_write()?;
     let out = crate::app::snapshot(app, &store, SnapshotKind::Pre, label)?;
     crate::err_out!(
-        "guard: snapshot {} before the transaction ({} entries, {} new objects)",
+        "guard: snapshot {} before the transaction ({}, {})",
         out.id,
-        out.entries,
-        out.new_objects
+        crate::plural(out.entries, "entry"),
+        crate::plural(out.new_objects, "new object")
     );
     let drop = crate::app::prune_plan(&store, KEEP)?;
     if !drop.is_empty() {
         let rep = store.forget(&drop)?;
         crate::err_out!(
-            "guard: retention: dropped {} old snapshot(s), {} bytes",
-            rep.snapshots.len(),
-            rep.bytes
+            "guard: retention: dropped {}, {}",
+            crate::plural(rep.snapshots.len(), "old snapshot"),
+            crate::plural(rep.bytes, "byte")
         );
         for l in crate::app::kept_clone_lines(&rep.kept_clones, "kept") {
             crate::err_out!("guard: retention: {l}");

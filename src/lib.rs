@@ -35,6 +35,21 @@ macro_rules! out_raw {
     }};
 }
 
+/// `1 item`, `2 items`, `0 entries`: a count with its noun in the number
+/// it takes. Output read by people says "1 package", not "1 packages"
+/// or "1 package(s)".
+pub fn plural(n: impl TryInto<u64>, one: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(u64::MAX);
+    if n == 1 {
+        return format!("1 {one}");
+    }
+    let vowel_y = one.len() >= 2 && one[..one.len() - 1].ends_with(['a', 'e', 'o', 'u']);
+    match one.strip_suffix('y') {
+        Some(stem) if !vowel_y => format!("{n} {stem}ies"),
+        _ => format!("{n} {one}s"),
+    }
+}
+
 pub mod acks;
 pub mod app;
 pub mod checks;
@@ -57,3 +72,15 @@ pub mod units;
 pub mod vm;
 pub mod vmlink;
 pub mod xattr;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plurals() {
+        assert_eq!(super::plural(1, "item"), "1 item");
+        assert_eq!(super::plural(0usize, "item"), "0 items");
+        assert_eq!(super::plural(2u64, "entry"), "2 entries");
+        assert_eq!(super::plural(3, "key"), "3 keys");
+        assert_eq!(super::plural(1, "entry"), "1 entry");
+    }
+}

@@ -14,9 +14,20 @@ fn main() {
                 Err(e) => fail(json, &format!("{e:#}")),
             }
         }
-        // --help and --version: their text on stdout, exit 0
+        // --help and --version: their text on stdout, exit 0. With --json
+        // the version is a document like every other answer (DESIGN §2:
+        // one JSON document on stdout); help stays text, which is what
+        // was asked for (as do `completions` and `man`).
         Err(e) if !e.use_stderr() => {
-            let _ = e.print();
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            if json && e.kind() == clap::error::ErrorKind::DisplayVersion {
+                guard::out!(
+                    "{}",
+                    serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })
+                );
+            } else {
+                let _ = e.print();
+            }
             0
         }
         // A usage error is bad input: exit 3 (UNKNOWN) like any other, not
@@ -24,12 +35,17 @@ fn main() {
         // the error document too. (--json is looked for in the raw
         // arguments, as parsing is what failed.)
         Err(e) => {
-            let _ = e.print();
             let json = std::env::args_os().skip(1).any(|a| a == "--json");
-            if json {
-                guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
+            match blame_the_environment(&e) {
+                Some(msg) => fail(json, &msg),
+                None => {
+                    let _ = e.print();
+                    if json {
+                        guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
+                    }
+                    3
+                }
             }
-            3
         }
     };
     // Flush what was printed, then end without the C runtime's exit
@@ -51,6 +67,28 @@ fn fail(json: bool, msg: &str) -> i32 {
     }
     guard::err_out!("guard: {msg}");
     3
+}
+
+/// A value clap refused that came from an environment variable, not the
+/// command line (`GUARD_STORE=` set but empty): clap names the flag the
+/// variable stands for, which the user never typed. Name the variable.
+fn blame_the_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?;
+    // (--root and --store take an empty value from clap and are refused
+    // in `app::run`, which names their variables the same way)
+    if flag != "--connect" || guard::app::typed("--connect") {
+        return None;
+    }
+    match std::env::var_os("GUARD_LIBVIRT_URI") {
+        Some(v) if v.is_empty() => {
+            Some(guard::app::empty_variable("GUARD_LIBVIRT_URI", "--connect"))
+        }
+        _ => None,
+    }
 }
 
 /// A usage error as one line for the error document: clap's message

@@ -263,15 +263,15 @@ pub fn command(app: &App, id: Option<&str>, to: &str) -> Result<i32> {
             None => String::new(),
         };
         app.ui.say(&format!(
-            "  push  {i} ({} files) to {repo}{again}",
-            files.len()
+            "  push  {i} ({}) to {repo}{again}",
+            crate::plural(files.len(), "file")
         ));
         plan.push((i, files.into_iter().map(|(p, _)| p).collect()));
     }
     if !plan.is_empty()
         && !app
             .ui
-            .confirm(&format!("push {} snapshot(s)?", plan.len()))?
+            .confirm(&format!("push {}?", crate::plural(plan.len(), "snapshot")))?
     {
         bail!("nothing pushed");
     }
@@ -321,8 +321,8 @@ pub fn command(app: &App, id: Option<&str>, to: &str) -> Result<i32> {
         }))?;
     } else if plan.is_empty() {
         crate::out!(
-            "nothing new to push; {} snapshot(s) already there",
-            skip.len()
+            "nothing new to push; {} already there",
+            crate::plural(skip.len(), "snapshot")
         );
     }
     Ok(0)

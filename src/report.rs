@@ -186,7 +186,11 @@ impl Report {
             let lead = format!("{} critical: ", s.critical);
             fit_headlines(&lead, &what, 80)
         } else if s.warning > 0 {
-            format!("OK with {} warning(s), {} info", s.warning, s.info)
+            format!(
+                "OK with {}, {} info",
+                crate::plural(s.warning, "warning"),
+                s.info
+            )
         } else {
             format!("OK: nothing damaged ({} info)", s.info)
         }

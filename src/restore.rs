@@ -128,14 +128,14 @@ impl Item {
             } => write!(f, "fix dir     {} ({:04o})", self.path, entry.mode),
             Action::File { entry, exists } => write!(
                 f,
-                "{} {} ({} bytes, {:04o} {}:{}{})",
+                "{} {} ({}, {:04o} {}:{}{})",
                 if *exists {
                     "overwrite  "
                 } else {
                     "write      "
                 },
                 self.path,
-                entry.size,
+                crate::plural(entry.size, "byte"),
                 entry.mode,
                 entry.user.clone().unwrap_or_else(|| entry.uid.to_string()),
                 entry.group.clone().unwrap_or_else(|| entry.gid.to_string()),

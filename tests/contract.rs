@@ -473,3 +473,281 @@ fn corrupt_a_manifest(sys: &Sys) {
         .unwrap();
     std::fs::write(&victim, b"{ not json").unwrap();
 }
+
+/// A dry run's plan is the command's output: `guard restore --vanished
+/// --dry-run > plan.txt` gave an empty file, the plan having gone to
+/// stderr. With --json the document holds it and stdout nothing else.
+#[test]
+fn a_restore_dry_run_prints_its_plan_on_stdout() {
+    let sys = sandbox();
+    sys.write("/etc/pam.d/imap", "auth required pam_unix.so\n");
+    sys.snapshot();
+    sys.rm("/etc/pam.d/imap");
+    let (code, out, err) = guard(&sys, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("restore plan from snapshot "), "{out}");
+    assert!(out.contains("  write       /etc/pam.d/imap ("), "{out}");
+    assert!(!err.contains("/etc/pam.d/imap"), "the plan twice: {err}");
+    let (code, out, err) = guard(&sys, &["--json", "restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["dry_run"], true, "{doc}");
+    let plan = doc["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 1, "{doc}");
+    assert!(
+        plan[0].as_str().unwrap().contains("/etc/pam.d/imap"),
+        "{doc}"
+    );
+    // nothing was written
+    assert!(!sys.path("/etc/pam.d/imap").exists());
+}
+
+/// A count in text output agrees with its number: `guard show` said "1
+/// packages", a restore plan "(1 items)". And `guard list` padded a line
+/// with no label into trailing spaces.
+#[test]
+fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
+    let sys = sandbox();
+    // one package (owning /etc and /etc/foo.conf), installed by the real dpkg
+    let work = tempfile::tempdir().unwrap();
+    let deb = work.path().join("pkg");
+    for (p, text) in [
+        (
+            "DEBIAN/control",
+            "Package: foo\nVersion: 1.0-1\nArchitecture: all\n\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n",
+        ),
+        ("etc/foo.conf", "x = 1\n"),
+    ] {
+        std::fs::create_dir_all(deb.join(p).parent().unwrap()).unwrap();
+        std::fs::write(deb.join(p), text).unwrap();
+    }
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+        std::fs::create_dir_all(sys.path(d)).unwrap();
+    }
+    sys.write("/var/lib/dpkg/status", "");
+    let pkg = work.path().join("foo.deb");
+    let (deb, pkg) = (deb.to_str().unwrap(), pkg.to_str().unwrap());
+    common::run(&["dpkg-deb", "--root-owner-group", "--build", deb, pkg]);
+    let root = sys.root().display().to_string();
+    common::run(&[
+        "dpkg",
+        &format!("--root={root}"),
+        &format!("--admindir={root}/var/lib/dpkg"),
+        &format!("--log={root}/var/log/dpkg.log"),
+        "--force-not-root",
+        "-i",
+        pkg,
+    ]);
+    // a snapshot without a label
+    let (code, id, err) = guard(&sys, &["snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = guard(&sys, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(id.trim()), "{out}");
+    for l in out.lines() {
+        assert_eq!(l, l.trim_end(), "trailing spaces in guard list");
+    }
+    let (code, out, err) = guard(&sys, &["show", id.trim()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("packages  1 installed (dpkg)"), "{out}");
+    assert!(
+        out.contains("owners    2 paths owned by 1 package\n"),
+        "{out}"
+    );
+    sys.rm("/etc/motd");
+    let (code, out, err) = guard(
+        &sys,
+        &["restore", "--from", id.trim(), "--vanished", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" (1 item):\n"), "{out}");
+    assert!(out.contains("/etc/motd (6 bytes, "), "{out}");
+    let (code, out, err) = guard(&sys, &["verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 snapshot, "), "{out}");
+    assert!(out.ends_with(" checked, 0 problems\n"), "{out}");
+}
+
+/// `prune` and `forget` give one document shape whatever the outcome:
+/// with nothing to do, `prune --json` lacked the `dry_run` and
+/// `kept_clones` keys its dry run has, and a real removal lacked
+/// `dry_run`.
+#[test]
+fn prune_and_forget_documents_have_one_shape() {
+    let keys = |doc: &Value| -> Vec<String> {
+        let mut k: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let want = ["bytes", "dry_run", "kept_clones", "objects", "snapshots"];
+    let sys = sandbox();
+    sys.snapshot();
+    let (code, out, err) = guard(&sys, &["--json", "prune"]);
+    assert_eq!(code, 0, "{err}");
+    let nothing = one_document(&out);
+    assert_eq!(keys(&nothing), want, "{nothing}");
+    assert_eq!(nothing["dry_run"], false, "{nothing}");
+    assert_eq!(nothing["kept_clones"], serde_json::json!([]), "{nothing}");
+    let (code, out, err) = guard(&sys, &["--json", "prune", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let nothing = one_document(&out);
+    assert_eq!(keys(&nothing), want, "{nothing}");
+    assert_eq!(nothing["dry_run"], true, "{nothing}");
+    let (_, out, _) = guard(&sys, &["--json", "list"]);
+    let id = one_document(&out)["snapshots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = guard(&sys, &["--json", "forget", &id, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let planned = one_document(&out);
+    assert_eq!(keys(&planned), want, "{planned}");
+    assert_eq!(planned["dry_run"], true, "{planned}");
+    let (code, out, err) = guard(&sys, &["--json", "forget", &id, "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let done = one_document(&out);
+    assert_eq!(keys(&done), want, "{done}");
+    assert_eq!(done["dry_run"], false, "{done}");
+    assert_eq!(done["snapshots"][0], id.as_str(), "{done}");
+}
+
+/// `GUARD_STORE=` (set, but to nothing: `GUARD_STORE=$STORE` with STORE
+/// unset) was refused as "a value is required for '--store <DIR>'", a
+/// flag the user never typed; and it broke a `--store` that was typed.
+/// The message names the variable; an empty value is never read as
+/// unset, which would act on the default store.
+#[test]
+fn an_empty_environment_variable_is_named_as_such() {
+    let sys = sandbox();
+    sys.snapshot();
+    let bare = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("guard").unwrap();
+        c.env_remove("GUARD_ROOT")
+            .env_remove("GUARD_STORE")
+            .env_remove("GUARD_LIBVIRT_URI");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let root = sys.root().to_str().unwrap();
+    let store = sys.store.path().to_str().unwrap();
+    for (var, args) in [
+        ("GUARD_STORE", &["--root", root, "--json", "list"][..]),
+        ("GUARD_ROOT", &["--store", store, "--json", "list"]),
+        (
+            "GUARD_LIBVIRT_URI",
+            &["--root", root, "--store", store, "--json", "vm", "list"],
+        ),
+    ] {
+        let (code, out, err) = bare(&[(var, "")], args);
+        assert_eq!(code, 3, "{var}: {err}");
+        let msg = one_document(&out)["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains(&format!("environment variable {var} is set but empty")),
+            "{msg}"
+        );
+        assert!(!msg.contains("a value is required"), "{msg}");
+        assert!(err.contains(&msg), "{err}");
+    }
+    // a --store typed on the command line wins over an empty GUARD_STORE
+    let (code, out, err) = bare(
+        &[("GUARD_STORE", "")],
+        &["--root", root, "--store", store, "list"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("baseline"), "{out}");
+    // and an empty --store typed is named as the flag
+    let (code, _, err) = bare(&[], &["--root", root, "--store", "", "list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--store needs a directory"), "{err}");
+}
+
+/// `guard --json --version` printed `guard 0.1.0`: with --json, stdout
+/// holds one JSON document and nothing else (DESIGN §2), the version
+/// included. (`--help`, `completions` and `man` give the text asked for.)
+#[test]
+fn the_version_with_json_is_a_document() {
+    let sys = sandbox();
+    for args in [&["--json", "--version"][..], &["--version", "--json"]] {
+        let (code, out, err) = guard(&sys, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let doc = one_document(&out);
+        assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
+    }
+    let (code, out, _) = guard(&sys, &["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("guard ", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+/// As with restore, a `forget`/`prune` dry run's plan is its output: it
+/// named the snapshots it would drop on stderr only, so `guard prune
+/// --dry-run > plan.txt` said how many but not which.
+#[test]
+fn a_forget_dry_run_names_the_snapshots_on_stdout() {
+    let sys = sandbox();
+    sys.snapshot();
+    let (_, out, _) = guard(&sys, &["--json", "list"]);
+    let id = one_document(&out)["snapshots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = guard(&sys, &["forget", &id, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("forget: {id}\nwould remove 1 snapshot, ")),
+        "{out}"
+    );
+    assert!(!err.contains(&id), "the plan twice: {err}");
+}
+
+/// A walk that stops at a failed step has a document of its own to give:
+/// text shows step one done and step two failed, but `--json` gave only
+/// `{"error": …}`. Now it is the walk's document, the error in it.
+#[test]
+fn a_failed_walk_with_json_gives_its_steps_and_the_error() {
+    let sys = sandbox();
+    sys.write(
+        "/etc/guard/playbooks/stops.toml",
+        r#"
+version = 1
+id = "stops"
+title = "fails at its second step"
+
+[[steps]]
+id = "one"
+title = "says hello"
+explain = "x"
+run = ["echo", "hello"]
+
+[[steps]]
+id = "two"
+title = "fails"
+explain = "x"
+run = ["false"]
+"#,
+    );
+    let (code, out, err) = guard(&sys, &["--json", "run", "stops", "--yes"]);
+    assert_eq!(code, 3, "{err}");
+    let doc = one_document(&out);
+    assert_eq!(doc["playbook"], "stops", "{doc}");
+    assert_eq!(doc["finished"], false, "{doc}");
+    let steps: Vec<_> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, [("one", "done"), ("two", "failed")], "{doc}");
+    let msg = doc["error"].as_str().unwrap();
+    assert!(msg.starts_with("step two (fails) failed"), "{doc}");
+    assert!(err.contains("step two (fails) failed"), "{err}");
+}

@@ -804,7 +804,7 @@ fn an_xattr_name_that_is_not_utf8_is_counted_as_unreadable() {
     assert_eq!(m["unreadable_xattrs"].as_u64(), Some(1), "{m}");
     let o = sb.run(&["show", &id]);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("unreadable: 0 paths, 1 xattrs"),
+        String::from_utf8_lossy(&o.stdout).contains("unreadable: 0 paths, 1 xattr\n"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
@@ -843,13 +843,13 @@ fn without_a_terminal_and_without_yes_restore_refuses() {
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("pass --yes"), "{}", stderr(&o));
     assert!(!sb.root.join("etc/pam.d/imap").exists());
-    // the dry run shows the plan and changes nothing
+    // the dry run shows the plan (its output: stdout) and changes nothing
     let o = sb.run(&["restore", "--vanished", "--dry-run"]);
     assert_eq!(code(&o), 0);
     assert!(
-        stderr(&o).contains("write       /etc/pam.d/imap"),
+        String::from_utf8_lossy(&o.stdout).contains("write       /etc/pam.d/imap"),
         "{}",
-        stderr(&o)
+        String::from_utf8_lossy(&o.stdout)
     );
     assert!(!sb.root.join("etc/pam.d/imap").exists());
 }
@@ -1115,7 +1115,7 @@ fn a_snapshot_names_what_it_could_not_read() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("1 path(s) could not be read") && err.contains("/srv/mail/ect: included, but"),
+        err.contains("1 path could not be read") && err.contains("/srv/mail/ect: included, but"),
         "{err}"
     );
     // stdout stays the id alone, and with --json one document

@@ -118,8 +118,8 @@ fn a_replaced_binary_on_a_carried_ledger_is_hashed_again() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        // the plan is shown on stderr, like every prompt
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        // a dry run's plan is its output, on stdout
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let from_first = plan(&first);
     assert!(from_first.contains("/usr/sbin/ping"), "{from_first}");

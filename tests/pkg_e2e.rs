@@ -720,7 +720,7 @@ fn dpkg_packages_left_unconfigured_are_reported_until_configured() {
         found[0]["message"]
             .as_str()
             .unwrap()
-            .ends_with("dpkg left 1 package(s) unfinished: foo (unpacked)"),
+            .ends_with("dpkg left 1 package unfinished: foo (unpacked)"),
         "{v:#}"
     );
     assert!(
@@ -1212,5 +1212,98 @@ fn dpkg_a_file_a_maintainer_script_rewrote_says_so() {
             .unwrap()
             .ends_with("(owned by no package: an admin's own file)"),
         "{mine:#}"
+    );
+}
+
+/// A finding that names no path (`pkg/unfinished`, `pkg/changed`) could
+/// not be acknowledged: `--ack` took only FINDING:PATH, and an empty path
+/// was refused, so a known unfinished package kept the check at WARNING
+/// for good. It is acknowledged by its id, pinned to what it says now, and
+/// stops raising the exit code like any acknowledged finding.
+#[test]
+fn findings_without_a_path_are_acknowledged_by_their_id() {
+    let w = world();
+    dpkg_root_with_foo(&w);
+    snapshot_id(&w, "pre");
+    // the real dpkg, stopped between unpacking and configuring
+    run(dpkg(&w)
+        .arg("--unpack")
+        .arg(dpkg_deb(&w, "2.0", MAIN_V1, CTL_V2, true)));
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 1, "{v:#}");
+    for id in ["pkg/unfinished", "pkg/changed"] {
+        let f = with_id(&v, id);
+        assert_eq!(f.len(), 1, "{id}: {v:#}");
+        assert_eq!(f[0]["paths"], serde_json::json!([]), "{v:#}");
+    }
+    // the other warnings (the unpacked conffiles wait to be merged) name
+    // their paths: acknowledged as ever, and not by their id alone
+    let (code, e) = guard(&w.root, &w.store, &["check", "--ack", "pkg/pending-merge"]);
+    assert_eq!(code, 3, "{e:#}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("--ack pkg/pending-merge:PATH"),
+        "{e:#}"
+    );
+    for f in findings(&v) {
+        if f["severity"] == "warning" && f["id"] != "pkg/unfinished" {
+            let spec = format!(
+                "{}:{}",
+                f["id"].as_str().unwrap(),
+                f["paths"][0].as_str().unwrap()
+            );
+            let (code, v) = guard(&w.root, &w.store, &["check", "--ack", &spec]);
+            assert_eq!(code, 0, "{spec}: {v:#}");
+        }
+    }
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 1, "only pkg/unfinished is left: {v:#}");
+    let (code, v) = guard(
+        &w.root,
+        &w.store,
+        &["check", "--ack", "pkg/unfinished", "--ack", "pkg/changed"],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    let pathless: Vec<_> = v["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["path"] == "")
+        .map(|a| a["finding"].as_str().unwrap())
+        .collect();
+    assert_eq!(pathless, ["pkg/unfinished", "pkg/changed"], "{v:#}");
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 0, "acknowledged, it counts as info: {v:#}");
+    assert_eq!(
+        with_id(&v, "pkg/unfinished")[0]["acknowledged"],
+        true,
+        "{v:#}"
+    );
+    assert_eq!(with_id(&v, "pkg/changed")[0]["acknowledged"], true, "{v:#}");
+    // a path where the finding names none picks out nothing
+    let (code, v) = guard(
+        &w.root,
+        &w.store,
+        &["check", "--ack", "pkg/unfinished:/etc/foo"],
+    );
+    assert_eq!(code, 3, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("there is no pkg/unfinished finding for /etc/foo now"),
+        "{v:#}"
+    );
+    // taken back by its id too
+    let (code, v) = guard(&w.root, &w.store, &["check", "--unack", "pkg/unfinished"]);
+    assert_eq!(code, 0, "{v:#}");
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_ne!(
+        with_id(&v, "pkg/unfinished")[0]["acknowledged"],
+        true,
+        "{v:#}"
     );
 }

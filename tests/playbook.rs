@@ -600,7 +600,10 @@ fn a_broken_playbook_file_blocks_only_itself() {
         stdout.contains("/etc/guard/playbooks/my-arch.toml"),
         "{stdout}"
     );
-    assert!(err.contains("2 playbook file(s) do not parse"), "{err}");
+    assert!(
+        err.contains("2 playbook files set aside (they do not parse)"),
+        "{err}"
+    );
     let out = e.guard(&["--json", "playbook", "list"], None);
     assert_eq!(out.status.code(), Some(3));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -393,7 +393,7 @@ fn an_xattr_the_kernel_refuses_is_reported_and_the_other_paths_are_restored() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(3), "{v}\n{stderr}");
     assert!(
-        stderr.contains("1 item(s) restored without everything"),
+        stderr.contains("1 item restored without everything"),
         "{stderr}"
     );
     assert_eq!(

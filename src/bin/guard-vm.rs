@@ -222,14 +222,21 @@ fn list(conn: &Connect, as_json: bool) -> Result<i32> {
             g["state"].as_str().unwrap_or("")
         );
         for k in g["disks"].as_array().into_iter().flatten() {
+            // A size libvirt and the file system do not know (a source
+            // that is not there, a network disk) is JSON's null, but
+            // `capacity=null` in text reads like a value.
+            let size = |key: &str| match k[key].as_u64() {
+                Some(n) => format!(" {key}={n}"),
+                None => format!(" {key} unknown"),
+            };
             guard::out!(
-                "  disk {:<5} {:<6} {} format={} capacity={} allocation={}",
+                "  disk {:<5} {:<6} {} format={}{}{}",
                 k["target"].as_str().unwrap_or(""),
                 k["device"].as_str().unwrap_or(""),
                 k["source"].as_str().unwrap_or("-"),
                 k["format"].as_str().unwrap_or("-"),
-                k["capacity"],
-                k["allocation"]
+                size("capacity"),
+                size("allocation")
             );
         }
         for n in g["nics"].as_array().into_iter().flatten() {

@@ -251,10 +251,9 @@ impl Check for FileChanges {
             } else {
                 let own = under.iter().filter(|e| e.owners.is_empty()).count();
                 format!(
-                    "{} vanished with {} entries beneath it ({} owned by no package)",
+                    "{} vanished with {} beneath it ({own} owned by no package)",
                     top.path,
-                    under.len(),
-                    own
+                    crate::plural(under.len(), "entry")
                 )
             };
             out.push(
@@ -278,9 +277,9 @@ impl Check for FileChanges {
                 format!("{} was added ({})", top.path, owned_by(top))
             } else {
                 format!(
-                    "{} was added with {} entries beneath it",
+                    "{} was added with {} beneath it",
                     top.path,
-                    under.len()
+                    crate::plural(under.len(), "entry")
                 )
             };
             out.push(Finding::new(

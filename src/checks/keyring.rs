@@ -432,13 +432,14 @@ impl Check for Keyring {
         }
         let msg = if count > 0 {
             format!(
-                "pacman -Syu will fail: {count} package(s) {}",
+                "pacman -Syu will fail: {} {}",
+                crate::plural(count, "package"),
                 parts.join("; ")
             )
         } else {
             format!(
-                "pacman -Syu will fail: pacman.log shows {} signature failure(s) since the snapshot",
-                logged.len()
+                "pacman -Syu will fail: pacman.log shows {} since the snapshot",
+                crate::plural(logged.len(), "signature failure")
             )
         };
         let mut f = Finding::new(

@@ -286,8 +286,13 @@ pub fn run_all(cx: &Context) -> Vec<Finding> {
             Severity::Info,
             &[],
             format!(
-                "{} path(s) could not be read and were not compared",
-                cx.live.errors.len()
+                "{} could not be read and {} not compared",
+                crate::plural(cx.live.errors.len(), "path"),
+                if cx.live.errors.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
             ),
         );
         f.detail = Some(

@@ -78,8 +78,8 @@ impl Check for Unfinished {
             &[],
             // short: the summary after a transaction cuts lines at 120
             format!(
-                "dpkg left {} package(s) unfinished: {}",
-                left.len(),
+                "dpkg left {} unfinished: {}",
+                crate::plural(left.len(), "package"),
                 names.join(", ")
             ),
         )

@@ -215,7 +215,11 @@ fn renamed_owners(cx: &Context, names: Names) -> (usize, bool, Vec<String>) {
             if ps.len() > SHOWN {
                 l.push(format!("and {} more", ps.len() - SHOWN));
             }
-            format!("{o} -> {n}: {} file(s): {}", ps.len(), l.join(", "))
+            format!(
+                "{o} -> {n}: {}: {}",
+                crate::plural(ps.len(), "file"),
+                l.join(", ")
+            )
         })
         .collect();
     (total, unresolved, lines)
@@ -281,9 +285,14 @@ impl Check for SysFiles {
                 || (!new_text.is_empty() && !super::live_readable(cx.root, &now_from));
             let msg = if secret {
                 format!(
-                    "{} changed: {} entries differ (not shown: not world-readable)",
+                    "{} changed: {} {} (not shown: not world-readable)",
                     s.path,
-                    diffs.len()
+                    crate::plural(diffs.len(), "entry"),
+                    if diffs.len() == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    }
                 )
             } else if new_e.is_none() && now_from != p {
                 format!(
@@ -319,7 +328,10 @@ impl Check for SysFiles {
                 } else {
                     "changed with it"
                 };
-                format!("{msg} (the {whose} names of {renamed} file(s) {how}; their ids did not change)")
+                format!(
+                    "{msg} (the {whose} names of {} {how}; their ids did not change)",
+                    crate::plural(renamed, "file")
+                )
             } else {
                 msg
             };

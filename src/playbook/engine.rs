@@ -642,10 +642,10 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     let mut journal = if opts.resume {
         let j = resumable_journal(app, &pb.id)?;
         app.ui.say(&format!(
-            "resuming {} started {} ({} step(s) recorded)",
+            "resuming {} started {} ({} recorded)",
             pb.id,
             j.started,
-            j.steps.len()
+            crate::plural(j.steps.len(), "step")
         ));
         j
     } else {
@@ -684,212 +684,234 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     vars.extend(journal.answers.clone());
     save(app, &journal)?;
     let total = pb.steps.len();
-    for (n, step) in pb.steps.iter().enumerate() {
-        let prev = journal.steps.iter().position(|r| r.id == step.id);
-        if let Some(i) = prev {
-            match journal.steps[i].status.as_str() {
-                "failed" => {
-                    // Never retried silently: the person (or the answers
-                    // file, `retry-STEP = "retry"`) must say so.
-                    let r = &journal.steps[i];
-                    app.ui.say(&format!(
-                        "step {} failed last time: {}",
-                        step.id,
-                        r.note.clone().unwrap_or_default()
-                    ));
-                    let c = app.ui.select(
-                        &format!("retry-{}", step.id),
-                        &format!("Retry step {}?", step.id),
-                        &["abort".into(), "retry".into()],
-                        0,
-                    );
-                    if !matches!(c, Ok(1)) {
-                        let why = match c {
-                            Err(e) => format!(" ({e:#})"),
-                            _ => String::new(),
-                        };
-                        bail!(
-                            "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\" under [answers])",
-                            step.id, pb.id, step.id
+    // The steps; an error among them (a failed, refused or aborted step)
+    // still leaves a walk to tell of: with --json, the document of the
+    // steps so far carries the error (DESIGN §2), as text shows them.
+    let walked = (|| -> Result<()> {
+        for (n, step) in pb.steps.iter().enumerate() {
+            let prev = journal.steps.iter().position(|r| r.id == step.id);
+            if let Some(i) = prev {
+                match journal.steps[i].status.as_str() {
+                    "failed" => {
+                        // Never retried silently: the person (or the answers
+                        // file, `retry-STEP = "retry"`) must say so.
+                        let r = &journal.steps[i];
+                        app.ui.say(&format!(
+                            "step {} failed last time: {}",
+                            step.id,
+                            r.note.clone().unwrap_or_default()
+                        ));
+                        let c = app.ui.select(
+                            &format!("retry-{}", step.id),
+                            &format!("Retry step {}?", step.id),
+                            &["abort".into(), "retry".into()],
+                            0,
                         );
+                        if !matches!(c, Ok(1)) {
+                            let why = match c {
+                                Err(e) => format!(" ({e:#})"),
+                                _ => String::new(),
+                            };
+                            bail!(
+                                "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\" under [answers])",
+                                step.id, pb.id, step.id
+                            );
+                        }
+                        journal.steps.remove(i);
                     }
-                    journal.steps.remove(i);
+                    "done" | "already-done"
+                        if step
+                            .done_if
+                            .as_ref()
+                            .map(|t| still_holds(app, t, &vars))
+                            .transpose()?
+                            == Some(false) =>
+                    {
+                        // A reboot locks a LUKS volume again, drops a loaded
+                        // module: what the step did is gone, so it is done again.
+                        app.ui.say(&format!(
+                            "step {} was done, but its check no longer holds ({}): doing it again",
+                            step.id,
+                            describe_test(
+                                step.done_if.as_ref().expect("matched"),
+                                &vars,
+                                app.root.path()
+                            )
+                        ));
+                        journal.steps.remove(i);
+                    }
+                    _ => continue,
                 }
-                "done" | "already-done"
-                    if step
-                        .done_if
-                        .as_ref()
-                        .map(|t| still_holds(app, t, &vars))
-                        .transpose()?
-                        == Some(false) =>
-                {
-                    // A reboot locks a LUKS volume again, drops a loaded
-                    // module: what the step did is gone, so it is done again.
-                    app.ui.say(&format!(
-                        "step {} was done, but its check no longer holds ({}): doing it again",
-                        step.id,
-                        describe_test(
-                            step.done_if.as_ref().expect("matched"),
-                            &vars,
-                            app.root.path()
-                        )
-                    ));
-                    journal.steps.remove(i);
-                }
-                _ => continue,
             }
-        }
-        let started = now();
-        let record = |status: &str, note: Option<String>, cmds: Vec<CmdRecord>| StepRecord {
-            id: step.id.clone(),
-            status: status.into(),
-            started: started.clone(),
-            ended: now(),
-            note,
-            commands: cmds,
-        };
-        app.ui.say(&format!(
-            "\n== step {}/{total}: {} ({})",
-            n + 1,
-            step.title,
-            step.id
-        ));
-        if let Some(w) = &step.when {
-            if !Cond::parse(w)?.eval(&vars) {
-                let why = step.when_text.clone().unwrap_or_else(|| w.clone());
-                app.ui.say(&format!("   not needed: only when {why}"));
-                journal.steps.push(record(
-                    "skipped",
-                    Some(format!("condition false: {why}")),
-                    vec![],
-                ));
-                save(app, &journal)?;
-                continue;
-            }
-        }
-        if let Some(t) = &step.done_if {
-            if test_passes(app, t, &vars)? {
-                app.ui.say("   already done");
-                journal.steps.push(record("already-done", None, vec![]));
-                save(app, &journal)?;
-                continue;
-            }
-        }
-        for line in explain(step, &vars).trim().lines() {
-            app.ui.say(&format!("   {line}"));
-        }
-        if let Some(r) = &step.run {
-            let argv = rooted(subst_argv(r, &vars, false)?, app.root.path());
+            let started = now();
+            let record = |status: &str, note: Option<String>, cmds: Vec<CmdRecord>| StepRecord {
+                id: step.id.clone(),
+                status: status.into(),
+                started: started.clone(),
+                ended: now(),
+                note,
+                commands: cmds,
+            };
             app.ui.say(&format!(
-                "   $ {}",
-                Cmd::new(&argv[0]).args(&argv[1..]).display()
+                "\n== step {}/{total}: {} ({})",
+                n + 1,
+                step.title,
+                step.id
             ));
-        }
-        loop {
-            match app.ui.step_choice(&step.id)? {
-                StepChoice::Run => break,
-                StepChoice::Details => {
-                    app.ui.say(&render_step(
-                        step,
-                        &vars,
-                        n,
-                        total,
-                        app.root.path(),
-                        &app.store_dir,
-                    ));
-                }
-                StepChoice::Skip => {
+            if let Some(w) = &step.when {
+                if !Cond::parse(w)?.eval(&vars) {
+                    let why = step.when_text.clone().unwrap_or_else(|| w.clone());
+                    app.ui.say(&format!("   not needed: only when {why}"));
                     journal.steps.push(record(
                         "skipped",
-                        Some("skipped by the user".into()),
+                        Some(format!("condition false: {why}")),
                         vec![],
                     ));
                     save(app, &journal)?;
-                    break;
+                    continue;
                 }
-                StepChoice::Abort => {
+            }
+            if let Some(t) = &step.done_if {
+                if test_passes(app, t, &vars)? {
+                    app.ui.say("   already done");
+                    journal.steps.push(record("already-done", None, vec![]));
                     save(app, &journal)?;
-                    bail!(
-                        "aborted at step {}; guard run {} --resume continues there",
-                        step.id,
-                        pb.id
-                    );
+                    continue;
                 }
             }
-        }
-        if journal.steps.last().map(|r| r.id == step.id) == Some(true) {
-            continue; // skipped by the user
-        }
-        if let Some(d) = &step.destructive {
-            let target = subst(&d.target, &vars, false)?.unwrap_or_default();
-            let what = subst(&d.what, &vars, false)?.unwrap_or_default();
-            let refused = match app.ui.confirm_destructive(&step.id, &target, &what) {
-                Ok(true) => None,
-                Ok(false) => Some(format!("{target} was not typed")),
-                Err(e) => Some(format!("{e:#}")),
-            };
-            if let Some(why) = refused {
-                journal
-                    .steps
-                    .push(record("failed", Some(format!("refused: {why}")), vec![]));
-                save(app, &journal)?;
-                bail!("step {} refused: {why}", step.id);
+            for line in explain(step, &vars).trim().lines() {
+                app.ui.say(&format!("   {line}"));
             }
-        }
-        let mut cmds = Vec::new();
-        let mut res = act(app, step, &mut vars, &mut journal.answers, &mut cmds);
-        if res.is_ok() {
-            if let Some(t) = &step.verify {
-                if !test_passes(app, t, &vars)? {
-                    res = Err(Failure(format!(
-                        "verification failed: {}",
-                        describe_test(t, &vars, app.root.path())
-                    )));
-                }
-            }
-        }
-        match res {
-            Ok(note) => {
-                journal.steps.push(record("done", note, cmds));
-                save(app, &journal)?;
-            }
-            Err(Failure(why)) => {
-                let tail = cmds.last().map(|c| c.tail.clone()).unwrap_or_default();
-                journal
-                    .steps
-                    .push(record("failed", Some(why.clone()), cmds));
-                save(app, &journal)?;
-                let mut msg = format!("step {} ({}) failed: {why}", step.id, step.title);
-                if !tail.is_empty() {
-                    msg.push_str(&format!("\n--- last output ---\n{tail}\n---"));
-                }
-                if let Some(next) = &step.on_failure {
-                    msg.push_str(&format!("\nwhat to do next: {}", next.trim()));
-                }
-                msg.push_str(&format!(
-                    "\nthe walk stopped here; when the cause is fixed, guard run {} --resume asks before retrying this step",
-                    pb.id
+            if let Some(r) = &step.run {
+                let argv = rooted(subst_argv(r, &vars, false)?, app.root.path());
+                app.ui.say(&format!(
+                    "   $ {}",
+                    Cmd::new(&argv[0]).args(&argv[1..]).display()
                 ));
-                bail!(msg);
+            }
+            loop {
+                match app.ui.step_choice(&step.id)? {
+                    StepChoice::Run => break,
+                    StepChoice::Details => {
+                        app.ui.say(&render_step(
+                            step,
+                            &vars,
+                            n,
+                            total,
+                            app.root.path(),
+                            &app.store_dir,
+                        ));
+                    }
+                    StepChoice::Skip => {
+                        journal.steps.push(record(
+                            "skipped",
+                            Some("skipped by the user".into()),
+                            vec![],
+                        ));
+                        save(app, &journal)?;
+                        break;
+                    }
+                    StepChoice::Abort => {
+                        save(app, &journal)?;
+                        bail!(
+                            "aborted at step {}; guard run {} --resume continues there",
+                            step.id,
+                            pb.id
+                        );
+                    }
+                }
+            }
+            if journal.steps.last().map(|r| r.id == step.id) == Some(true) {
+                continue; // skipped by the user
+            }
+            if let Some(d) = &step.destructive {
+                let target = subst(&d.target, &vars, false)?.unwrap_or_default();
+                let what = subst(&d.what, &vars, false)?.unwrap_or_default();
+                let refused = match app.ui.confirm_destructive(&step.id, &target, &what) {
+                    Ok(true) => None,
+                    Ok(false) => Some(format!("{target} was not typed")),
+                    Err(e) => Some(format!("{e:#}")),
+                };
+                if let Some(why) = refused {
+                    journal
+                        .steps
+                        .push(record("failed", Some(format!("refused: {why}")), vec![]));
+                    save(app, &journal)?;
+                    bail!("step {} refused: {why}", step.id);
+                }
+            }
+            let mut cmds = Vec::new();
+            let mut res = act(app, step, &mut vars, &mut journal.answers, &mut cmds);
+            if res.is_ok() {
+                if let Some(t) = &step.verify {
+                    if !test_passes(app, t, &vars)? {
+                        res = Err(Failure(format!(
+                            "verification failed: {}",
+                            describe_test(t, &vars, app.root.path())
+                        )));
+                    }
+                }
+            }
+            match res {
+                Ok(note) => {
+                    journal.steps.push(record("done", note, cmds));
+                    save(app, &journal)?;
+                }
+                Err(Failure(why)) => {
+                    let tail = cmds.last().map(|c| c.tail.clone()).unwrap_or_default();
+                    journal
+                        .steps
+                        .push(record("failed", Some(why.clone()), cmds));
+                    save(app, &journal)?;
+                    let mut msg = format!("step {} ({}) failed: {why}", step.id, step.title);
+                    if !tail.is_empty() {
+                        msg.push_str(&format!("\n--- last output ---\n{tail}\n---"));
+                    }
+                    if let Some(next) = &step.on_failure {
+                        msg.push_str(&format!("\nwhat to do next: {}", next.trim()));
+                    }
+                    msg.push_str(&format!(
+                        "\nthe walk stopped here; when the cause is fixed, guard run {} --resume asks before retrying this step",
+                        pb.id
+                    ));
+                    bail!(msg);
+                }
             }
         }
+        Ok(())
+    })();
+    if let Err(e) = walked {
+        if app.json {
+            let msg = format!("{e:#}");
+            app.print_json(&crate::app::with_error(
+                walk_document(pb, &journal),
+                &Some(msg.clone()),
+            ))?;
+            return crate::app::failed_after_output(app, msg);
+        }
+        return Err(e);
     }
     journal.finished = Some(now());
     save(app, &journal)?;
     app.ui.say(&format!("\nplaybook {} finished", pb.id));
     if app.json {
-        // one document (a failed walk's is the error document instead)
-        app.print_json(&serde_json::json!({
-            "playbook": pb.id,
-            "finished": true,
-            "steps": journal
-                .steps
-                .iter()
-                .map(|s| serde_json::json!({ "id": s.id, "status": s.status, "note": s.note }))
-                .collect::<Vec<_>>(),
-        }))?;
+        app.print_json(&walk_document(pb, &journal))?;
     }
     Ok(0)
+}
+
+/// `guard --json run`'s document: the walk's steps as the journal has
+/// them, and whether it finished.
+fn walk_document(pb: &Playbook, journal: &Journal) -> serde_json::Value {
+    serde_json::json!({
+        "playbook": pb.id,
+        "finished": journal.finished.is_some(),
+        "steps": journal
+            .steps
+            .iter()
+            .map(|s| serde_json::json!({ "id": s.id, "status": s.status, "note": s.note }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// On resume, an answers file may not change what a question already
@@ -1203,8 +1225,11 @@ fn builtin(
             let out = app::snapshot(app, &store, kind, label).map_err(fail);
             sp.finish();
             let out = out?;
-            app.ui
-                .say(&format!("   snapshot {} ({} entries)", out.id, out.entries));
+            app.ui.say(&format!(
+                "   snapshot {} ({})",
+                out.id,
+                crate::plural(out.entries, "entry")
+            ));
             set_builtin_var(vars, set, "snapshot_id", out.id.clone());
             Ok(Some(format!("snapshot {}", out.id)))
         }
@@ -1228,8 +1253,9 @@ fn builtin(
                 ));
             }
             Ok(Some(format!(
-                "check: {} critical, {} warning",
-                rep.summary.critical, rep.summary.warning
+                "check: {} critical, {}",
+                rep.summary.critical,
+                crate::plural(rep.summary.warning, "warning")
             )))
         }
         "restore" => {
@@ -1245,13 +1271,10 @@ fn builtin(
             let store = app
                 .store_write_waiting(&format!("restore (step {})", step.id), step_lock_wait())
                 .map_err(fail)?;
-            let (plan, applied) =
+            let (_, applied) =
                 app::restore_in(app, &store, from.as_deref(), what, false).map_err(fail)?;
             match applied {
-                None => Ok(Some(format!(
-                    "nothing to restore ({} items)",
-                    plan.items.len()
-                ))),
+                None => Ok(Some("nothing to restore".into())),
                 Some(a) => {
                     if let Some((p, e)) = a.failed {
                         return Err(Failure(format!("restore stopped at {p}: {e}")));
@@ -1407,7 +1430,9 @@ fn builtin(
                 }
             }
             Ok(Some(format!(
-                "{n} key(s) trusted, {revoked} revoked key(s) disabled"
+                "{} trusted, {} disabled",
+                crate::plural(n, "key"),
+                crate::plural(revoked, "revoked key")
             )))
         }
         "luks-target-check" => {
@@ -1744,14 +1769,20 @@ pub fn render_script(
     comment(&mut o, &pb.description);
     o.push_str("# facts and answers:\n");
     for (k, v) in vars {
-        o.push_str(&format!("#   {k} = {v}\n"));
+        // (an empty value said as such: `k = ` would end the line in a
+        // space and read as if the value were cut off)
+        if v.is_empty() {
+            o.push_str(&format!("#   {k} = (empty)\n"));
+        } else {
+            o.push_str(&format!("#   {k} = {v}\n"));
+        }
     }
     o.push_str("# unknown facts and answers appear as <name>\n");
     if let Some(j) = recorded {
         o.push_str(&format!(
-            "# resuming the walk started {} ({} step(s) recorded)\n",
+            "# resuming the walk started {} ({} recorded)\n",
             j.started,
-            j.steps.len()
+            crate::plural(j.steps.len(), "step")
         ));
     }
     o.push_str("set -eu\n");

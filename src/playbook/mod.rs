@@ -166,7 +166,12 @@ pub fn cmd_list(app: &App) -> Result<i32> {
         app.print_json(&json!(rows))?;
     } else {
         for (p, from) in &playbooks {
-            crate::out!("{:<18} {} ({} steps; {from})", p.id, p.title, p.steps.len());
+            crate::out!(
+                "{:<18} {} ({}; {from})",
+                p.id,
+                p.title,
+                crate::plural(p.steps.len(), "step")
+            );
         }
         for b in &broken {
             crate::out!(
@@ -183,8 +188,8 @@ pub fn cmd_list(app: &App) -> Result<i32> {
     crate::app::failed_after_output(
         app,
         format!(
-            "{} playbook file(s) do not parse and were set aside: {}",
-            broken.len(),
+            "{} set aside (they do not parse): {}",
+            crate::plural(broken.len(), "playbook file"),
             paths.join(", ")
         ),
     )

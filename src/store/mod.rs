@@ -169,8 +169,9 @@ impl VerifyReport {
     }
 }
 
-/// What `forget`/`prune` would remove, and then did.
-#[derive(Debug, Default, Serialize)]
+/// What `forget`/`prune` would remove, and then did (their JSON, with
+/// `dry_run`, is made in `app::show_gc`).
+#[derive(Debug, Default)]
 pub struct GcReport {
     pub snapshots: Vec<String>,
     pub objects: u64,
@@ -178,7 +179,6 @@ pub struct GcReport {
     /// Guests cloned with the dropped snapshots (`--vm`). forget/prune
     /// never delete a guest: the clones stay, and this is the last record
     /// of them, so it is said (with how to remove them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_clones: Vec<KeptClone>,
 }
 
