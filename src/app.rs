@@ -1024,10 +1024,10 @@ pub fn restore_in(
     }
     let dropped = plan.items.iter().filter(|i| i.dropped.is_some()).count();
     if dropped > 0 {
-        app.ui.say(&format!(
-            "{dropped} of these {} items are paths their packages dropped on purpose \
+        show(&format!(
+            "{dropped} of these {} are paths their packages dropped on purpose \
              (upgraded to a version that no longer ships them, or removed), not an admin's loss",
-            plan.items.len()
+            crate::plural(plan.items.len(), "item")
         ));
     }
     if dry_run || plan.items.is_empty() {
