@@ -76,6 +76,11 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         && cx
             .baseline
             .is_none_or(|b| b.entry(&active).is_some_and(|a| a.kind != FileKind::Dir));
+    // A PAM file the new version moved to a vendor dir: `pam/moved-to-vendor`
+    // says what PAM reads now and names this copy; one finding, not two.
+    if gone && cx.baseline.is_some() && super::pam::vendor_copy(cx, &active).is_some() {
+        return None;
+    }
     let msg = if gone {
         format!(
             "{active} is gone and its old version was set aside as {}: \

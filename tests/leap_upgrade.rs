@@ -1,0 +1,651 @@
+//! End-to-end: a Leap-shaped release upgrade (openSUSE Leap 42.3 -> 15,
+//! DESIGN §1 incident 1) done by the REAL `rpm` on a temporary root with
+//! packages the REAL `rpmbuild` made, several packages in one `rpm -U`
+//! transaction; then `guard check` read as the admin reads it, and
+//! `guard restore`.
+//!
+//! The 42.3 packages: `pam` (the `common-*` files, `login` and `other` as
+//! `%config(noreplace)` in /etc/pam.d, the modules), `sssd` (pam_sss.so),
+//! `openssh` (`sshd_config`, /etc/pam.d/sshd, the unit), `cyrus-sasl-
+//! saslauthd` (`SASLAUTHD_AUTHMECH=pam`), `cyrus-imapd` (`imapd.conf`
+//! naming saslauthd, a plain `%config` `cyrus.conf`, the `master` binary,
+//! `cyrus.service`), `postfix` (`main.cf`, `sasl2/smtpd.conf`) and
+//! `openSUSE-release` (/etc/os-release). The admin adds their own
+//! /etc/pam.d/imap and smtp (pam_sss, owned by no package), edits
+//! `common-auth`, `login`, `main.cf` and `cyrus.conf`, enables the units
+//! and grants `master` a capability. The 15 versions move `login` and
+//! `other` to /usr/lib/pam.d and openssh's `sshd` to /usr/etc/pam.d,
+//! change `common-auth`, `main.cf` and `cyrus.conf` upstream, replace
+//! `master`, rename `cyrus.service` to `cyrus-imapd.service`, turn
+//! /etc/os-release into a link to /usr/lib/os-release, and cyrus-imapd's
+//! `%posttrans` deletes the admin's imap and smtp, as the real upgrade in
+//! effect did.
+
+// The scenario test below uses every helper and package; until then
+// some are unused.
+#![allow(dead_code)]
+
+// Own helper file (not common/mod.rs) so other areas' helpers merge cleanly.
+#[path = "common/pkg_helpers.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use guard::exec::Cmd;
+use serde_json::{json, Value};
+
+/// A temporary root plus the store and scratch space of one test.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+    work: PathBuf,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = tmp.path().join("store");
+    let work = tmp.path().join("work");
+    for d in [&root, &work, &root.join("var/lib/rpm")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let w = World {
+        _tmp: tmp,
+        root,
+        store,
+        work,
+    };
+    write(
+        &w.at("/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ncyrus:x:96:12::/var/lib/imap:/bin/bash\n",
+    );
+    write(&w.at("/etc/group"), "root:x:0:\nmail:x:12:cyrus\n");
+    run(rpm(&w).arg("--initdb"));
+    w
+}
+
+impl World {
+    /// The host path of an absolute path inside the root.
+    fn at(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+// ------------------------------------------------------- packages
+
+/// One file of a test package and how `%files` lists it.
+struct F {
+    path: &'static str,
+    /// the content, or a symlink's target
+    body: String,
+    link: bool,
+    mode: u32,
+    /// `%config(noreplace)`, `%config` or nothing
+    attr: &'static str,
+}
+
+fn plain(path: &'static str, body: &str) -> F {
+    F {
+        path,
+        body: body.into(),
+        link: false,
+        mode: 0o644,
+        attr: "",
+    }
+}
+
+/// `%config(noreplace)`: rpm keeps an edited file and writes `.rpmnew`
+fn conf(path: &'static str, body: &str) -> F {
+    F {
+        attr: "%config(noreplace)",
+        ..plain(path, body)
+    }
+}
+
+/// plain `%config`: rpm replaces an edited file and keeps it as `.rpmsave`
+fn config(path: &'static str, body: &str) -> F {
+    F {
+        attr: "%config",
+        ..plain(path, body)
+    }
+}
+
+fn exe(path: &'static str, body: &str) -> F {
+    F {
+        mode: 0o755,
+        ..plain(path, body)
+    }
+}
+
+fn link(path: &'static str, target: &str) -> F {
+    F {
+        link: true,
+        ..plain(path, target)
+    }
+}
+
+struct Pkg {
+    name: &'static str,
+    version: &'static str,
+    release: &'static str,
+    files: Vec<F>,
+    /// a `%posttrans -p <lua>` scriptlet: rpm runs it chrooted into the
+    /// root without needing a shell there
+    posttrans: Option<&'static str>,
+}
+
+fn pkg(name: &'static str, version: &'static str, release: &'static str, files: Vec<F>) -> Pkg {
+    Pkg {
+        name,
+        version,
+        release,
+        files,
+        posttrans: None,
+    }
+}
+
+/// Builds the package with the real rpmbuild; returns the package file.
+fn rpmbuild(w: &World, p: &Pkg) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let nvr = format!("{}-{}-{}", p.name, p.version, p.release);
+    let tree = w.work.join("src").join(&nvr);
+    let mut files = String::new();
+    for f in &p.files {
+        let host = tree.join(f.path.trim_start_matches('/'));
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        if f.link {
+            std::os::unix::fs::symlink(&f.body, &host).unwrap();
+        } else {
+            std::fs::write(&host, &f.body).unwrap();
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(f.mode)).unwrap();
+        }
+        files.push_str(&format!("{} {}\n", f.attr, f.path));
+    }
+    let posttrans = p
+        .posttrans
+        .map(|s| format!("%posttrans -p <lua>\n{s}\n"))
+        .unwrap_or_default();
+    let spec = format!(
+        "Name: {}\nVersion: {}\nRelease: {}\nSummary: guard test package\nLicense: MIT\n\
+         BuildArch: noarch\nAutoReqProv: no\n\n%description\nguard test package\n\n\
+         %install\ncp -a {}/. %{{buildroot}}/\n\n{posttrans}\n%files\n{files}",
+        p.name,
+        p.version,
+        p.release,
+        tree.display()
+    );
+    let spec_file = w.work.join(format!("{nvr}.spec"));
+    write(&spec_file, &spec);
+    run(Cmd::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", w.work.join("rpmbuild").display()))
+        // no brp scripts: nothing to strip or compress, and faster
+        .args(["--define", "__os_install_post %{nil}"])
+        .arg(&spec_file)
+        .env("HOME", &w.work));
+    let out = w
+        .work
+        .join(format!("rpmbuild/RPMS/noarch/{nvr}.noarch.rpm"));
+    assert!(out.is_file(), "rpmbuild built {}", out.display());
+    out
+}
+
+/// `rpm` on the root's own database; never `~/.rpmdb` (DESIGN §6).
+fn rpm(w: &World) -> Cmd {
+    Cmd::new("rpm")
+        .arg("--root")
+        .arg(&w.root)
+        .args(["--dbpath", "/var/lib/rpm"])
+        .env("HOME", &w.work)
+}
+
+fn install(w: &World, pkgs: &[Pkg]) {
+    let files: Vec<PathBuf> = pkgs.iter().map(|p| rpmbuild(w, p)).collect();
+    run(rpm(w)
+        .args(["-i", "--nodeps", "--force-debian"])
+        .args(&files));
+}
+
+/// One `rpm -U` transaction, as `zypper dup` runs them (`--oldpackage`:
+/// openSUSE-release 15.0 is "older" than 42.3).
+fn upgrade(w: &World, pkgs: &[Pkg]) -> String {
+    let files: Vec<PathBuf> = pkgs.iter().map(|p| rpmbuild(w, p)).collect();
+    let out = guard::exec::output(
+        &rpm(w)
+            .args(["-U", "--oldpackage", "--nodeps", "--force-debian"])
+            .args(&files),
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `guard ARGS…` as the admin runs it (no `--json`): exit code, stdout,
+/// stderr.
+fn guard_text(w: &World, args: &[&str]) -> (i32, String, String) {
+    let out = guard::exec::output(
+        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
+            .arg("--root")
+            .arg(&w.root)
+            .arg("--store")
+            .arg(&w.store)
+            .arg("--no-progress")
+            .args(args),
+    )
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn snapshot(w: &World) {
+    let (code, snap) = guard(
+        &w.root,
+        &w.store,
+        &["snapshot", "--label", "before leap 15"],
+    );
+    assert_eq!(code, 0, "{snap}");
+}
+
+fn check(w: &World) -> (i32, Value) {
+    guard(&w.root, &w.store, &["check"])
+}
+
+/// The (id, severity, paths) of every finding, for whole-list asserts.
+fn shape(check: &Value) -> Vec<(String, String, Vec<String>)> {
+    findings(check)
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["paths"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The only finding naming `path`.
+fn only<'a>(check: &'a Value, path: &str) -> &'a Value {
+    let f = findings_for(check, path);
+    assert_eq!(f.len(), 1, "one finding for {path}: {check:#}");
+    f[0]
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("{v} is no string"))
+}
+
+// ------------------------------------------------------- the packages
+
+const COMMON_AUTH: &str =
+    "auth\trequired\tpam_env.so\nauth\trequired\tpam_unix.so\ttry_first_pass\n";
+const LOGIN: &str = "#%PAM-1.0\nauth requisite pam_nologin.so\nauth include common-auth\n\
+                     account include common-account\npassword include common-password\n\
+                     session include common-session\n";
+const OTHER: &str = "#%PAM-1.0\nauth required pam_deny.so\naccount required pam_deny.so\n\
+                     password required pam_deny.so\nsession required pam_deny.so\n";
+const MODULES: &[&str] = &[
+    "/lib64/security/pam_unix.so",
+    "/lib64/security/pam_env.so",
+    "/lib64/security/pam_deny.so",
+    "/lib64/security/pam_nologin.so",
+    "/lib64/security/pam_limits.so",
+    "/lib64/security/pam_mail.so",
+    "/lib64/security/pam_warn.so",
+];
+
+/// `pam`: in 42.3 every service file in /etc/pam.d; in 15 `login` and
+/// `other` (which the new version changes) in /usr/lib/pam.d, the
+/// `common-*` files stay, `common-auth` changed upstream.
+fn pam(v15: bool) -> Pkg {
+    let mut files = vec![
+        conf(
+            "/etc/pam.d/common-account",
+            "account\trequired\tpam_unix.so\ttry_first_pass\n",
+        ),
+        conf(
+            "/etc/pam.d/common-password",
+            "password\trequired\tpam_unix.so\tsha512\n",
+        ),
+        conf(
+            "/etc/pam.d/common-session",
+            "session\trequired\tpam_limits.so\nsession\trequired\tpam_unix.so\n",
+        ),
+    ];
+    let module = |m: &'static str| exe(m, &format!("ELF {m} {}\n", if v15 { 15 } else { 42 }));
+    files.extend(MODULES.iter().map(|m| module(m)));
+    if v15 {
+        files.push(conf(
+            "/etc/pam.d/common-auth",
+            "auth\trequired\tpam_env.so\nauth\toptional\tpam_gnome_keyring.so\n\
+             auth\trequired\tpam_unix.so\ttry_first_pass\n",
+        ));
+        files.push(plain("/usr/lib/pam.d/login", LOGIN));
+        files.push(plain(
+            "/usr/lib/pam.d/other",
+            &format!("#%PAM-1.0\nauth required pam_warn.so\n{}", &OTHER[10..]),
+        ));
+        pkg("pam", "1.3.0", "lp150.1", files)
+    } else {
+        files.push(conf("/etc/pam.d/common-auth", COMMON_AUTH));
+        files.push(conf("/etc/pam.d/login", LOGIN));
+        files.push(conf("/etc/pam.d/other", OTHER));
+        pkg("pam", "1.3.0", "42.3", files)
+    }
+}
+
+fn sssd(v15: bool) -> Pkg {
+    let (v, r) = if v15 {
+        ("1.16.1", "lp150.1")
+    } else {
+        ("1.13.4", "42.3")
+    };
+    pkg(
+        "sssd",
+        v,
+        r,
+        vec![exe(
+            "/lib64/security/pam_sss.so",
+            &format!("ELF pam_sss {v}\n"),
+        )],
+    )
+}
+
+const SSHD_PAM: &str = "#%PAM-1.0\nauth requisite pam_nologin.so\nauth include common-auth\n\
+                        account include common-account\npassword include common-password\n\
+                        session include common-session\n";
+
+/// `openssh`: its PAM file moves to /usr/etc/pam.d unchanged.
+fn openssh(v15: bool) -> Pkg {
+    let (v, r) = if v15 {
+        ("7.6p1", "lp150.1")
+    } else {
+        ("7.2p2", "42.3")
+    };
+    let mut files = vec![
+        conf(
+            "/etc/ssh/sshd_config",
+            "# openSUSE sshd_config\nPasswordAuthentication no\nUsePAM yes\n",
+        ),
+        exe("/usr/sbin/sshd", &format!("#!/bin/sh\necho sshd {v}\n")),
+        plain(
+            "/usr/lib/systemd/system/sshd.service",
+            "[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n",
+        ),
+    ];
+    files.push(if v15 {
+        plain("/usr/etc/pam.d/sshd", SSHD_PAM)
+    } else {
+        conf("/etc/pam.d/sshd", SSHD_PAM)
+    });
+    pkg("openssh", v, r, files)
+}
+
+fn saslauthd(v15: bool) -> Pkg {
+    let (v, r) = if v15 {
+        ("2.1.27", "lp150.1")
+    } else {
+        ("2.1.26", "42.3")
+    };
+    pkg(
+        "cyrus-sasl-saslauthd",
+        v,
+        r,
+        vec![
+            conf(
+                "/etc/sysconfig/saslauthd",
+                "## Path: System/Security/SASL\nSASLAUTHD_AUTHMECH=pam\nSASLAUTHD_THREADS=5\n",
+            ),
+            exe(
+                "/usr/sbin/saslauthd",
+                &format!("#!/bin/sh\necho saslauthd {v}\n"),
+            ),
+            plain(
+                "/usr/lib/systemd/system/saslauthd.service",
+                "[Service]\nEnvironmentFile=/etc/sysconfig/saslauthd\n\
+                 ExecStart=/usr/sbin/saslauthd -a $SASLAUTHD_AUTHMECH\n\
+                 [Install]\nWantedBy=multi-user.target\n",
+            ),
+        ],
+    )
+}
+
+const CYRUS_CONF: &str = "START {\n  recover cmd=\"ctl_cyrusdb -r\"\n}\nSERVICES {\n  \
+                          imap cmd=\"imapd\" listen=\"imap\" prefork=0\n}\n";
+const CYRUS_UNIT: &str = "[Service]\nExecStart=/usr/lib/cyrus/bin/master\n\
+                          [Install]\nWantedBy=multi-user.target\n";
+
+/// `cyrus-imapd`: 15 renames the unit, changes the plain `%config`
+/// cyrus.conf, replaces `master`, and its `%posttrans` removes the PAM
+/// files of the cyrus services.
+fn cyrus_imapd(v15: bool) -> Pkg {
+    let (v, r) = if v15 {
+        ("3.0.8", "lp150.1")
+    } else {
+        ("2.4.18", "42.3")
+    };
+    let mut files = vec![
+        conf(
+            "/etc/imapd.conf",
+            "configdirectory: /var/lib/imap\npartition-default: /var/spool/imap\n\
+             sasl_pwcheck_method: saslauthd\n",
+        ),
+        exe(
+            "/usr/lib/cyrus/bin/master",
+            &format!("#!/bin/sh\necho cyrus master {v}\n"),
+        ),
+    ];
+    if v15 {
+        files.push(config(
+            "/etc/cyrus.conf",
+            &CYRUS_CONF.replace("}\n", "  pop3 cmd=\"pop3d\" listen=\"pop3\" prefork=0\n}\n"),
+        ));
+        files.push(plain(
+            "/usr/lib/systemd/system/cyrus-imapd.service",
+            CYRUS_UNIT,
+        ));
+        let mut p = pkg("cyrus-imapd", v, r, files);
+        p.posttrans = Some(
+            "for _, s in ipairs({\"imap\", \"pop\", \"sieve\", \"smtp\"}) do\n  \
+             os.remove(\"/etc/pam.d/\" .. s)\nend",
+        );
+        p
+    } else {
+        files.push(config("/etc/cyrus.conf", CYRUS_CONF));
+        files.push(plain("/usr/lib/systemd/system/cyrus.service", CYRUS_UNIT));
+        pkg("cyrus-imapd", v, r, files)
+    }
+}
+
+fn postfix(v15: bool) -> Pkg {
+    let (v, r) = if v15 {
+        ("3.3.0", "lp150.1")
+    } else {
+        ("3.2.0", "42.3")
+    };
+    let main = if v15 {
+        "# postfix main.cf 3.3\nmyhostname = localhost\ncompatibility_level = 2\n"
+    } else {
+        "# postfix main.cf 3.2\nmyhostname = localhost\n"
+    };
+    pkg(
+        "postfix",
+        v,
+        r,
+        vec![
+            conf("/etc/postfix/main.cf", main),
+            conf(
+                "/etc/sasl2/smtpd.conf",
+                "pwcheck_method: saslauthd\nmech_list: plain login\n",
+            ),
+            exe(
+                "/usr/sbin/postfix",
+                &format!("#!/bin/sh\necho postfix {v}\n"),
+            ),
+            plain(
+                "/usr/lib/systemd/system/postfix.service",
+                "[Service]\nExecStart=/usr/sbin/postfix start\n\
+                 [Install]\nWantedBy=multi-user.target\n",
+            ),
+        ],
+    )
+}
+
+/// `openSUSE-release`: Leap 15 makes /etc/os-release a link into /usr/lib.
+fn release(v15: bool) -> Pkg {
+    let os = |v: &str| format!("NAME=\"openSUSE Leap\"\nVERSION=\"{v}\"\nVERSION_ID=\"{v}\"\n");
+    if v15 {
+        pkg(
+            "openSUSE-release",
+            "15.0",
+            "lp150.1",
+            vec![
+                plain("/usr/lib/os-release", &os("15.0")),
+                link("/etc/os-release", "../usr/lib/os-release"),
+            ],
+        )
+    } else {
+        pkg(
+            "openSUSE-release",
+            "42.3",
+            "1",
+            vec![config("/etc/os-release", &os("42.3"))],
+        )
+    }
+}
+
+fn leap(v15: bool) -> Vec<Pkg> {
+    vec![
+        pam(v15),
+        sssd(v15),
+        openssh(v15),
+        saslauthd(v15),
+        cyrus_imapd(v15),
+        postfix(v15),
+        release(v15),
+    ]
+}
+
+const IMAP: &str = "#%PAM-1.0\nauth required pam_sss.so\naccount required pam_sss.so\n";
+const SMTP: &str = "#%PAM-1.0\nauth required pam_sss.so\n";
+const WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
+
+/// The admin's 42.3: their own imap and smtp (smtp 0640 root:mail with an
+/// xattr and an mtime with nanoseconds, which restore must keep), edits to
+/// common-auth (pam_sss), login, main.cf (SMTP AUTH) and cyrus.conf
+/// (imaps), the units enabled, and a capability on cyrus' master.
+fn admins_42_3(w: &World) {
+    write(&w.at("/etc/pam.d/imap"), IMAP);
+    write(&w.at("/etc/pam.d/smtp"), SMTP);
+    let smtp = w.at("/etc/pam.d/smtp");
+    chmod(&smtp, 0o640);
+    chown(&smtp, 0, 12);
+    set_xattr(&smtp, "user.origin", b"ldap migration 2017");
+    set_mtime(&smtp, 1_500_000_000, 123_456_789);
+    write(
+        &w.at("/etc/pam.d/common-auth"),
+        "auth\trequired\tpam_env.so\nauth\tsufficient\tpam_sss.so\n\
+         auth\trequired\tpam_unix.so\ttry_first_pass use_first_pass\n",
+    );
+    write(
+        &w.at("/etc/pam.d/login"),
+        &format!("{LOGIN}session optional pam_mail.so standard\n"),
+    );
+    write(
+        &w.at("/etc/postfix/main.cf"),
+        "# postfix main.cf 3.2\nmyhostname = mail.example.org\n\
+         smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = cyrus\n",
+    );
+    write(
+        &w.at("/etc/cyrus.conf"),
+        &CYRUS_CONF.replace(
+            "}\n",
+            "  imaps cmd=\"imapd -s\" listen=\"imaps\" prefork=0\n}\n",
+        ),
+    );
+    std::fs::create_dir_all(w.at(WANTS)).unwrap();
+    for u in ["sshd", "saslauthd", "cyrus", "postfix"] {
+        std::os::unix::fs::symlink(
+            format!("/usr/lib/systemd/system/{u}.service"),
+            w.at(&format!("{WANTS}/{u}.service")),
+        )
+        .unwrap();
+    }
+    setcap(
+        "cap_net_bind_service=ep",
+        &w.at("/usr/lib/cyrus/bin/master"),
+    );
+}
+
+// ------------------------------------------------------- the scenario
+
+// ------------------------------------------------------- one defect each
+
+/// Leap 15's pam moves `login` and `other` to /usr/lib/pam.d. `other`
+/// the admin never touched, but the new version changed it: rpm set no
+/// edited copy aside, so nothing of the admin's went, and that is
+/// information, not "losing the changes made to the /etc copy". `login`
+/// the admin edited: rpm kept it as `login.rpmsave`, and that is one
+/// warning for both paths (not a `pkg/pending-merge` besides), with what
+/// the restore would change.
+#[test]
+fn pam_files_rpm_moved_to_vendor_are_info_unless_edited_then_one_warning() {
+    let w = world();
+    install(&w, &[pam(false)]);
+    write(
+        &w.at("/etc/pam.d/login"),
+        &format!("{LOGIN}session optional pam_mail.so standard\n"),
+    );
+    snapshot(&w);
+    upgrade(&w, &[pam(true)]);
+    assert!(w.at("/etc/pam.d/login.rpmsave").exists());
+    assert!(!w.at("/etc/pam.d/other.rpmsave").exists());
+
+    let (code, v) = check(&w);
+    let other = only(&v, "/etc/pam.d/other");
+    assert_eq!(other["id"], "pam/moved-to-vendor", "{v:#}");
+    assert_eq!(other["severity"], "info", "{v:#}");
+    assert!(
+        s(&other["message"]).contains("which the new version changed"),
+        "{v:#}"
+    );
+
+    let login = only(&v, "/etc/pam.d/login");
+    assert_eq!(
+        findings_for(&v, "/etc/pam.d/login.rpmsave").len(),
+        1,
+        "{v:#}"
+    );
+    assert_eq!(login["id"], "pam/moved-to-vendor", "{v:#}");
+    assert_eq!(login["severity"], "warning", "{v:#}");
+    assert_eq!(
+        login["paths"],
+        json!(["/etc/pam.d/login", "/etc/pam.d/login.rpmsave"])
+    );
+    assert_eq!(
+        login["fix"],
+        "guard restore /etc/pam.d/login (a file in /etc/pam.d overrides \
+         /usr/lib/pam.d/login), then remove /etc/pam.d/login.rpmsave"
+    );
+    assert!(
+        s(&login["detail"]).contains("+session optional pam_mail.so standard"),
+        "{v:#}"
+    );
+    assert_eq!(code, 1, "{v:#}");
+}
