@@ -649,3 +649,25 @@ fn pam_files_rpm_moved_to_vendor_are_info_unless_edited_then_one_warning() {
     );
     assert_eq!(code, 1, "{v:#}");
 }
+
+/// Leap 15's openSUSE-release ships /etc/os-release as a link to
+/// /usr/lib/os-release. The package changed what the path is: one
+/// `file/modified` at info, like any content the package changed, not a
+/// `file/meta-changed` warning whose fix would put the 42.3 file back.
+#[test]
+fn a_file_the_new_version_ships_as_a_link_is_the_packages_change() {
+    let w = world();
+    install(&w, &[release(false)]);
+    snapshot(&w);
+    upgrade(&w, &[release(true)]);
+    let (code, v) = check(&w);
+    let f = only(&v, "/etc/os-release");
+    assert_eq!(f["id"], "file/modified", "{v:#}");
+    assert_eq!(f["severity"], "info", "{v:#}");
+    assert_eq!(
+        f["message"],
+        "/etc/os-release was a file, now a symlink to ../usr/lib/os-release \
+         (the package changed it: openSUSE-release 42.3-1 -> 15.0-lp150.1)"
+    );
+    assert_eq!(code, 0, "{v:#}");
+}
