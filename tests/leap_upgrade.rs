@@ -671,3 +671,74 @@ fn a_file_the_new_version_ships_as_a_link_is_the_packages_change() {
     );
     assert_eq!(code, 0, "{v:#}");
 }
+
+/// cyrus-imapd 3.0 ships `cyrus-imapd.service` instead of
+/// `cyrus.service`. The admin's enablement link still names the old unit,
+/// so systemd starts no IMAP server at boot, and nothing enables the new
+/// one. That is the finding (for the link and the vanished unit file), not
+/// a `file/vanished` whose fix would restore the old unit; a unit file
+/// deleted while its package still ships it keeps `guard restore`.
+#[test]
+fn a_unit_the_package_renamed_still_enabled_by_its_old_name_will_not_start() {
+    let w = world();
+    install(&w, &[cyrus_imapd(false), postfix(false)]);
+    std::fs::create_dir_all(w.at(WANTS)).unwrap();
+    for u in ["cyrus", "postfix"] {
+        std::os::unix::fs::symlink(
+            format!("/usr/lib/systemd/system/{u}.service"),
+            w.at(&format!("{WANTS}/{u}.service")),
+        )
+        .unwrap();
+    }
+    snapshot(&w);
+    upgrade(&w, &[cyrus_imapd(true), postfix(true)]);
+    std::fs::remove_file(w.at("/usr/lib/systemd/system/postfix.service")).unwrap();
+
+    let (code, v) = check(&w);
+    let link = format!("{WANTS}/cyrus.service");
+    let f = only(&v, "/usr/lib/systemd/system/cyrus.service");
+    assert_eq!(f["id"], "systemd/unit-disabled", "{v:#}");
+    assert_eq!(f["severity"], "warning", "{v:#}");
+    assert_eq!(
+        f["paths"],
+        json!([link, "/usr/lib/systemd/system/cyrus.service"])
+    );
+    let msg = s(&f["message"]);
+    assert!(msg.starts_with("cyrus.service will not start"), "{msg}");
+    assert!(
+        msg.contains("dropped by cyrus-imapd 2.4.18-42.3 -> 3.0.8-lp150.1"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("cyrus-imapd now ships cyrus-imapd.service, not enabled"),
+        "{msg}"
+    );
+    assert_eq!(
+        f["fix"],
+        format!("systemctl enable cyrus-imapd.service; rm {link}")
+    );
+    // postfix 3.3 still ships its unit: someone deleted it
+    let f = only(&v, "/usr/lib/systemd/system/postfix.service");
+    assert_eq!(f["id"], "systemd/unit-disabled", "{v:#}");
+    assert!(s(&f["message"]).contains("(owned by postfix)"), "{v:#}");
+    assert_eq!(
+        f["fix"],
+        "guard restore /usr/lib/systemd/system/postfix.service; systemctl daemon-reload"
+    );
+    assert_eq!(code, 1, "{v:#}");
+
+    // the fix, as systemctl enable would do it: nothing left to say
+    std::fs::remove_file(w.at(&link)).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system/cyrus-imapd.service",
+        w.at(&format!("{WANTS}/cyrus-imapd.service")),
+    )
+    .unwrap();
+    let (_, v) = check(&w);
+    assert!(
+        findings_for(&v, "/usr/lib/systemd/system/cyrus.service")
+            .iter()
+            .all(|f| f["id"] != "systemd/unit-disabled"),
+        "{v:#}"
+    );
+}
