@@ -742,3 +742,38 @@ fn a_unit_the_package_renamed_still_enabled_by_its_old_name_will_not_start() {
         "{v:#}"
     );
 }
+
+/// cyrus.conf is a plain `%config`: rpm replaces the admin's edited one
+/// with the new version and keeps theirs as `.rpmsave`. The IMAPS service
+/// the admin added is gone from what the master reads: one finding for
+/// both paths that says so, not "keeps the old version" plus an info
+/// "the package changed it".
+#[test]
+fn an_edited_config_rpm_replaced_says_the_edits_no_longer_apply() {
+    let w = world();
+    install(&w, &[cyrus_imapd(false)]);
+    write(
+        &w.at("/etc/cyrus.conf"),
+        &CYRUS_CONF.replace(
+            "}\n",
+            "  imaps cmd=\"imapd -s\" listen=\"imaps\" prefork=0\n}\n",
+        ),
+    );
+    snapshot(&w);
+    upgrade(&w, &[cyrus_imapd(true)]);
+    let (code, v) = check(&w);
+    let f = only(&v, "/etc/cyrus.conf");
+    assert_eq!(f["id"], "pkg/pending-merge", "{v:#}");
+    assert_eq!(f["severity"], "warning", "{v:#}");
+    assert_eq!(
+        f["paths"],
+        json!(["/etc/cyrus.conf.rpmsave", "/etc/cyrus.conf"])
+    );
+    assert_eq!(
+        f["message"],
+        "/etc/cyrus.conf was replaced by the package's version; the one it replaced \
+         is kept as /etc/cyrus.conf.rpmsave: the changes made to it no longer apply"
+    );
+    assert!(s(&f["detail"]).contains("-  imaps cmd="), "{v:#}");
+    assert_eq!(code, 1, "{v:#}");
+}
