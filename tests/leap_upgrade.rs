@@ -21,10 +21,6 @@
 //! `%posttrans` deletes the admin's imap and smtp, as the real upgrade in
 //! effect did.
 
-// The scenario test below uses every helper and package; until then
-// some are unused.
-#![allow(dead_code)]
-
 // Own helper file (not common/mod.rs) so other areas' helpers merge cleanly.
 #[path = "common/pkg_helpers.rs"]
 mod common;
@@ -594,6 +590,234 @@ fn admins_42_3(w: &World) {
 }
 
 // ------------------------------------------------------- the scenario
+
+/// The whole upgrade, read as the tired admin reads it: the critical
+/// findings are exactly the real damage (the two lost mail logins first,
+/// then the lost capability), each with the fix that repairs it; what rpm
+/// set aside is a pending merge once; the PAM files the packages moved to
+/// /usr are information unless the admin's edits went with them; the
+/// renamed unit says it will not start. The restore plan marks what the
+/// packages dropped, brings the admin's files back byte-exact and the
+/// capability too, and a second check has nothing critical.
+#[test]
+fn leap_42_3_to_15_lost_mail_logins_lead_and_restore_fixes_them() {
+    let w = world();
+    install(&w, &leap(false));
+    admins_42_3(&w);
+    let before: Vec<FileState> = ["/etc/pam.d/imap", "/etc/pam.d/smtp"]
+        .iter()
+        .map(|p| state(&w.at(p)))
+        .collect();
+    snapshot(&w);
+
+    // ownership as recorded: the admin's files are theirs, the rest the
+    // packages', the capped binary cyrus-imapd's
+    let (_, list) = guard(&w.root, &w.store, &["list"]);
+    let id = s(&list["snapshots"][0]["id"]).to_string();
+    let (code, show) = guard(&w.root, &w.store, &["show", &id]);
+    assert_eq!(code, 0, "{show:#}");
+    assert_eq!(show["package_managers"], json!(["rpm"]));
+    let mut unowned: Vec<&str> = show["unowned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(s)
+        .filter(|p| !p.starts_with(WANTS))
+        .collect();
+    unowned.sort();
+    assert_eq!(
+        unowned,
+        [
+            "/etc/group",
+            "/etc/pam.d/imap",
+            "/etc/pam.d/smtp",
+            "/etc/passwd"
+        ],
+        "{show:#}"
+    );
+    for (p, owner) in [
+        ("/etc/pam.d/login", "pam"),
+        ("/etc/pam.d/sshd", "openssh"),
+        ("/etc/cyrus.conf", "cyrus-imapd"),
+        ("/etc/sysconfig/saslauthd", "cyrus-sasl-saslauthd"),
+        ("/etc/os-release", "openSUSE-release"),
+        ("/usr/lib/systemd/system/cyrus.service", "cyrus-imapd"),
+    ] {
+        assert_eq!(show["owners"][p], json!([owner]), "{p}: {show:#}");
+    }
+    let caps = show["caps"].as_array().expect("caps");
+    assert!(
+        caps.iter()
+            .any(|c| c["path"] == "/usr/lib/cyrus/bin/master"
+                && c["owners"] == json!(["cyrus-imapd"])),
+        "{show:#}"
+    );
+
+    // the release upgrade, one transaction
+    let said = upgrade(&w, &leap(true));
+    for line in [
+        "/etc/pam.d/common-auth created as /etc/pam.d/common-auth.rpmnew",
+        "/etc/postfix/main.cf created as /etc/postfix/main.cf.rpmnew",
+        "/etc/pam.d/login saved as /etc/pam.d/login.rpmsave",
+        "/etc/cyrus.conf saved as /etc/cyrus.conf.rpmsave",
+    ] {
+        assert!(said.contains(line), "rpm said {said}");
+    }
+    for p in ["/etc/pam.d/imap", "/etc/pam.d/smtp", "/etc/pam.d/login"] {
+        assert!(!w.at(p).exists(), "{p} is gone");
+    }
+
+    let (code, v) = check(&w);
+    assert_eq!(code, 2, "{v:#}");
+    let crit: Vec<_> = shape(&v)
+        .into_iter()
+        .filter(|f| f.1 == "critical")
+        .collect();
+    let one = |id: &str, p: &str| (id.to_string(), "critical".to_string(), vec![p.to_string()]);
+    assert_eq!(
+        crit,
+        [
+            one("pam/service-vanished", "/etc/pam.d/imap"),
+            one("pam/service-vanished", "/etc/pam.d/smtp"),
+            one("caps/lost", "/usr/lib/cyrus/bin/master"),
+        ],
+        "{v:#}"
+    );
+    let f = findings(&v);
+    assert!(
+        s(&f[0]["message"]).starts_with("IMAP logins will fail"),
+        "{v:#}"
+    );
+    assert!(
+        s(&f[0]["message"]).contains("saslauthd for cyrus imapd"),
+        "{v:#}"
+    );
+    assert!(
+        s(&f[1]["message"]).starts_with("SMTP logins will fail"),
+        "{v:#}"
+    );
+    assert!(
+        s(&f[1]["message"]).contains("saslauthd for postfix smtpd"),
+        "{v:#}"
+    );
+    assert_eq!(f[0]["fix"], "guard restore /etc/pam.d/imap");
+    assert_eq!(f[1]["fix"], "guard restore /etc/pam.d/smtp");
+    assert_eq!(f[2]["fix"], "guard restore --caps");
+    assert!(
+        f[0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/etc/sysconfig/saslauthd" && e["line"] == 2),
+        "{v:#}"
+    );
+
+    // the warnings: what rpm set aside, once each, and the renamed unit
+    let warn: Vec<_> = shape(&v)
+        .into_iter()
+        .filter(|f| f.1 == "warning")
+        .map(|f| (f.0, f.2))
+        .collect();
+    let w2 = |id: &str, p: &[&str]| (id.to_string(), p.iter().map(|p| p.to_string()).collect());
+    assert_eq!(
+        warn,
+        [
+            w2(
+                "pam/moved-to-vendor",
+                &["/etc/pam.d/login", "/etc/pam.d/login.rpmsave"]
+            ),
+            w2(
+                "pkg/pending-merge",
+                &["/etc/cyrus.conf.rpmsave", "/etc/cyrus.conf"]
+            ),
+            w2("pkg/pending-merge", &["/etc/pam.d/common-auth.rpmnew"]),
+            w2("pkg/pending-merge", &["/etc/postfix/main.cf.rpmnew"]),
+            w2(
+                "systemd/unit-disabled",
+                &[
+                    &format!("{WANTS}/cyrus.service"),
+                    "/usr/lib/systemd/system/cyrus.service"
+                ]
+            ),
+        ],
+        "{v:#}"
+    );
+    // the PAM files the packages moved unedited, and the release file
+    // the package made a link, are information
+    for p in ["/etc/pam.d/other", "/etc/pam.d/sshd", "/etc/os-release"] {
+        assert_eq!(only(&v, p)["severity"], "info", "{p}: {v:#}");
+    }
+
+    // the text the admin reads
+    let (code, text, _) = guard_text(&w, &["check"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "3 critical: mail logins (imap, smtp) will fail; master lost capabilities",
+        "{text}"
+    );
+
+    // the plan marks what the packages dropped; the admin's files not
+    let (code, plan) = guard(&w.root, &w.store, &["restore", "--vanished", "--dry-run"]);
+    assert_eq!(code, 0, "{plan:#}");
+    let dropped: Vec<(&str, &Value)> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (s(&i["path"]), &i["dropped"]))
+        .collect();
+    let by =
+        |p: &str, from: &str, to: &str| json!({"by": [{"package": p, "from": from, "to": to}]});
+    assert_eq!(
+        dropped,
+        [
+            ("/etc/pam.d/imap", &Value::Null),
+            (
+                "/etc/pam.d/login",
+                &by("pam", "1.3.0-42.3", "1.3.0-lp150.1")
+            ),
+            (
+                "/etc/pam.d/other",
+                &by("pam", "1.3.0-42.3", "1.3.0-lp150.1")
+            ),
+            ("/etc/pam.d/smtp", &Value::Null),
+            (
+                "/etc/pam.d/sshd",
+                &by("openssh", "7.2p2-42.3", "7.6p1-lp150.1")
+            ),
+            (
+                "/usr/lib/systemd/system/cyrus.service",
+                &by("cyrus-imapd", "2.4.18-42.3", "3.0.8-lp150.1")
+            ),
+        ],
+        "{plan:#}"
+    );
+
+    let (code, out) = guard(&w.root, &w.store, &["restore", "--vanished"]);
+    assert_eq!(code, 0, "{out:#}");
+    let (code, out) = guard(&w.root, &w.store, &["restore", "--caps"]);
+    assert_eq!(code, 0, "{out:#}");
+    for (p, was) in ["/etc/pam.d/imap", "/etc/pam.d/smtp"].iter().zip(&before) {
+        assert_eq!(&state(&w.at(p)), was, "{p} restored byte-exact");
+    }
+    assert!(
+        getcap(&w.at("/usr/lib/cyrus/bin/master")).ends_with("cap_net_bind_service=ep"),
+        "capability back on the new binary"
+    );
+    assert!(
+        std::fs::read_to_string(w.at("/usr/lib/cyrus/bin/master"))
+            .unwrap()
+            .contains("3.0.8"),
+        "the new binary kept"
+    );
+
+    let (code, v) = check(&w);
+    assert!(
+        !findings(&v).iter().any(|f| f["severity"] == "critical"),
+        "{v:#}"
+    );
+    assert_eq!(code, 1, "{v:#}");
+}
 
 // ------------------------------------------------------- one defect each
 
