@@ -136,13 +136,25 @@ impl Report {
     /// semantic checks, which say what the damage does ("IMAP logins will
     /// fail"), come before the generic `file/*` findings: after a release
     /// upgrade there are dozens of those, and sorted by id alone they stood
-    /// above a vanished PAM service.
+    /// above a vanished PAM service. Among the semantic ones, logins that
+    /// fail (`pam/*`, `accounts/*`) lead: that damage is silent (local and
+    /// ssh logins still work, every daemon runs, only its users are
+    /// refused: DESIGN incident 1), while a daemon that lost a capability
+    /// mostly fails loudly, when it starts.
     pub fn new(snapshot: Option<String>, root: String, mut findings: Vec<Finding>) -> Report {
-        let generic = |f: &Finding| f.id.starts_with("file/");
+        let rank = |f: &Finding| {
+            if f.id.starts_with("pam/") || f.id.starts_with("accounts/") {
+                0
+            } else if f.id.starts_with("file/") {
+                2
+            } else {
+                1
+            }
+        };
         findings.sort_by(|a, b| {
             b.effective()
                 .cmp(&a.effective())
-                .then_with(|| generic(a).cmp(&generic(b)))
+                .then_with(|| rank(a).cmp(&rank(b)))
                 .then_with(|| a.id.cmp(&b.id))
                 .then_with(|| a.paths.cmp(&b.paths))
         });
@@ -542,8 +554,11 @@ mod tests {
         let v = r.verdict();
         assert_eq!(
             v,
-            "3 critical: rsyslogd lost capabilities; mail logins (imap) will fail; +1 more"
+            "3 critical: mail logins (imap) will fail; rsyslogd lost capabilities; +1 more"
         );
+        // the silent damage, logins refused, leads the list too
+        let ids: Vec<&str> = r.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["pam/service-vanished", "caps/lost", "file/vanished"]);
         assert!(v.chars().count() <= 80, "{v}");
         // a single headline too long for the line is still cut, not dropped
         let one = Report::new(

@@ -314,6 +314,36 @@ impl Check for FileChanges {
                 .filter(|m| !renamed_only(m, old, new))
                 .map(|m| m.to_string())
                 .collect();
+            // A file the package's new version ships as a symlink (Leap 15's
+            // openSUSE-release makes /etc/os-release a link to
+            // /usr/lib/os-release), or a link it points elsewhere, changed
+            // what the path *is*, as a content change does: the package
+            // did it, and restored, the old release file would lie about
+            // the system. One `file/modified` like any content the
+            // package changed; the mode that came with the new kind is
+            // part of it.
+            let replaced = old.kind != new.kind || (!*content && old.target != new.target);
+            if replaced && !list.is_empty() && !old.owners.is_empty() && !new.owners.is_empty() {
+                if let Some(up) = package_changed(new, base, cx.live) {
+                    out.push(
+                        Finding::new(
+                            "file/modified",
+                            Severity::Info,
+                            &[&new.path],
+                            format!(
+                                "{} {} (the package changed it: {up})",
+                                new.path,
+                                replacement(old, new, &list)
+                            ),
+                        )
+                        .fix(format!(
+                            "guard diff; guard restore {}",
+                            crate::exec::shell_quote(new.path.as_bytes())
+                        )),
+                    );
+                    continue;
+                }
+            }
             if !list.is_empty() {
                 out.push(
                     Finding::new(
@@ -330,6 +360,30 @@ impl Check for FileChanges {
             }
         }
         out
+    }
+}
+
+/// What a path became when its kind or link target changed: "was a file,
+/// now a symlink to ../usr/lib/os-release", not the metadata fields that
+/// change with the kind (mode 0644 -> 0777, target (none) -> …).
+fn replacement(old: &Entry, new: &Entry, list: &[String]) -> String {
+    let target = |e: &Entry| {
+        e.target
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+            .unwrap_or_default()
+    };
+    match (old.kind, new.kind) {
+        (FileKind::Symlink, FileKind::Symlink) => {
+            format!("now links to {}, not {}", target(new), target(old))
+        }
+        (o, FileKind::Symlink) => format!("was a {}, now a symlink to {}", o.as_str(), target(new)),
+        (o, n) => format!(
+            "was a {}, now a {} ({})",
+            o.as_str(),
+            n.as_str(),
+            list.join("; ")
+        ),
     }
 }
 

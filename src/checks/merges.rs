@@ -76,6 +76,11 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         && cx
             .baseline
             .is_none_or(|b| b.entry(&active).is_some_and(|a| a.kind != FileKind::Dir));
+    // A PAM file the new version moved to a vendor dir: `pam/moved-to-vendor`
+    // says what PAM reads now and names this copy; one finding, not two.
+    if gone && cx.baseline.is_some() && super::pam::vendor_copy(cx, &active).is_some() {
+        return None;
+    }
     let msg = if gone {
         format!(
             "{active} is gone and its old version was set aside as {}: \
@@ -84,14 +89,27 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         )
     } else if is_new {
         format!("{} waits to be merged into {active}", e.path)
+    } else if cx.root.exists(&active) {
+        // rpm writes `.rpmsave` beside a plain %config file it replaced
+        // because it was edited (cyrus-imapd's /etc/cyrus.conf); dpkg's
+        // `.dpkg-old` is the admin's version when the maintainer's was
+        // taken: the edits are no longer what the service reads
+        format!(
+            "{active} was replaced by the package's version; the one it replaced is kept \
+             as {}: the changes made to it no longer apply",
+            e.path
+        )
     } else {
         format!("{} keeps the old version of {active}", e.path)
     };
-    let paths: Vec<&SysPath> = if gone && cx.baseline.is_some() {
-        vec![&e.path, &active]
-    } else {
-        vec![&e.path]
-    };
+    // the active file's own finding (`file/modified`: the package changed
+    // it) is this damage told again: one finding for both paths
+    let paths: Vec<&SysPath> =
+        if cx.baseline.is_some() && (gone || (!is_new && cx.root.exists(&active))) {
+            vec![&e.path, &active]
+        } else {
+            vec![&e.path]
+        };
     let fix = if gone {
         format!("{hint} ({})", crate::exec::shell_quote(e.path.as_bytes()))
     } else {

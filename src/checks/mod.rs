@@ -101,7 +101,7 @@ pub struct Recorded<'a> {
 
 /// The regular file `p` names in a snapshot, its recorded symlinks
 /// followed within it (a few hops).
-fn recorded_file<'m>(m: &'m Manifest, p: &SysPath) -> Option<&'m Entry> {
+pub(crate) fn recorded_file<'m>(m: &'m Manifest, p: &SysPath) -> Option<&'m Entry> {
     let mut p = p.clone();
     for _ in 0..8 {
         let e = m.entry(&p)?;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{line_evidence, Check, Context, Files, Live};
 use crate::diff::Change;
 use crate::report::{Evidence, Finding, Severity};
-use crate::store::FileKind;
+use crate::store::{Entry, FileKind};
 use crate::sysroot::SysPath;
 
 pub struct Pam;
@@ -554,6 +554,163 @@ fn logins_of(users: &[User]) -> String {
     }
 }
 
+/// Whether `p` was written since the baseline (added, or its content
+/// rewritten): an `.rpmsave` from an earlier upgrade says nothing of this one.
+fn written_since(cx: &Context, p: &SysPath) -> bool {
+    cx.changes.iter().any(|c| match c {
+        Change::Added(e) => e.path == *p,
+        Change::Modified { new, content, .. } => *content && new.path == *p,
+        _ => false,
+    })
+}
+
+/// The vendor copy PAM now reads for `/etc/pam.d/NAME`, when that /etc
+/// file is gone: `pam/moved-to-vendor` is then the finding for the file
+/// and for the `.rpmsave` rpm kept of it (`pkg/pending-merge` leaves it).
+pub fn vendor_copy(cx: &Context, etc_file: &SysPath) -> Option<SysPath> {
+    if etc_file.parent() != Some(SysPath::new("/etc/pam.d")) || cx.root.exists(etc_file) {
+        return None;
+    }
+    let name = etc_file.file_name();
+    VENDOR_DIRS
+        .iter()
+        .map(|d| SysPath::new(d).join(name))
+        .find(|p| cx.root.exists(p))
+}
+
+/// `pam/moved-to-vendor`: `/etc/pam.d/NAME` (`e`, from the baseline)
+/// vanished and PAM now reads the vendor file `v`.
+fn moved_to_vendor(cx: &Context, e: &Entry, name: &str, v: &SysPath, rpmsave: &SysPath) -> Finding {
+    let live = Live(cx.root);
+    let recorded = cx.baseline.map(|b| super::Recorded {
+        manifest: b,
+        store: cx.store,
+    });
+    let before = recorded.as_ref().and_then(|r| r.text(&e.path));
+    let now = live.text(v);
+    let differs = before.is_some() && before != now;
+    let saved = cx.root.exists(rpmsave);
+    // rpm set the edited copy aside in this upgrade: the admin's changes
+    let saved_now = saved && written_since(cx, rpmsave);
+    // A package's /etc copy that differs from the vendor file is not yet a
+    // loss: the new version may simply have changed it (Leap 15's pam and
+    // openssh did). rpm keeps every edited %config file it removes as
+    // `.rpmsave`, so on an rpm system no `.rpmsave` means the /etc copy was
+    // the package's own and nothing of the admin's went; elsewhere (or with
+    // an `.rpmsave` written now) a difference is taken as the admin's.
+    let rpm = cx
+        .baseline
+        .is_some_and(|b| b.packages.managers.iter().any(|m| m == "rpm"));
+    let changed = differs && (e.owners.is_empty() || saved_now || !rpm);
+    // The admin's own file (no package owned it) replaced by a
+    // different vendor file is incident 1 again: the vendor's
+    // stack (pam_unix only) now decides the logins the admin's
+    // stack (LDAP, sss) handled, and no upgrade brings the
+    // file back. As critical as the file/vanished it replaces.
+    let admins = changed && e.owners.is_empty();
+    let users = if admins {
+        users_of(&live, name)
+    } else {
+        Vec::new()
+    };
+    let mut daemons: Vec<String> = users.iter().map(|u| u.daemon.clone()).collect();
+    daemons.dedup();
+    let mut paths = vec![&e.path];
+    if saved_now {
+        paths.push(rpmsave);
+    }
+    let mut f = Finding::new(
+        "pam/moved-to-vendor",
+        if admins {
+            Severity::Critical
+        } else if changed {
+            Severity::Warning
+        } else {
+            Severity::Info
+        },
+        &paths,
+        if admins && !users.is_empty() {
+            format!(
+                "{} logins may fail: {} (used by {}) vanished, PAM now \
+                 reads the different vendor file {v}",
+                logins_of(&users),
+                e.path,
+                daemons.join(", ")
+            )
+        } else if admins {
+            format!(
+                "logins through PAM service {name} may fail: {} vanished, \
+                 PAM now reads the different vendor file {v}",
+                e.path
+            )
+        } else if changed && saved_now {
+            format!(
+                "{} moved to {v}: the changes made to the /etc copy no longer apply \
+                 (rpm kept it as {rpmsave})",
+                e.path
+            )
+        } else if changed {
+            format!(
+                "{} moved to {v}, losing the changes made to the /etc copy",
+                e.path
+            )
+        } else if differs {
+            format!(
+                "{} moved to the vendor file {v}, which the new version changed \
+                 (the /etc copy was the package's own: rpm set no edited copy aside)",
+                e.path
+            )
+        } else {
+            format!("{} moved to the vendor file {v} (unchanged)", e.path)
+        },
+    );
+    for u in &users {
+        f.evidence.extend(u.evidence.iter().cloned());
+    }
+    if admins {
+        f = f.evidence(Evidence::new(
+            &e.path,
+            None,
+            None,
+            "owned by no package: an admin's own file, no upgrade will bring it back",
+        ));
+    }
+    if saved {
+        f = f.evidence(Evidence::new(
+            rpmsave,
+            None,
+            None,
+            "the upgrade kept the old /etc copy here",
+        ));
+    }
+    if changed {
+        f = f.fix(if saved_now {
+            format!(
+                "guard restore {} (a file in /etc/pam.d overrides {v}), then remove {rpmsave}",
+                e.path
+            )
+        } else {
+            format!(
+                "guard restore {} (a file in /etc/pam.d overrides {v})",
+                e.path
+            )
+        });
+        // what the restore would change in what PAM reads, when both
+        // files may be quoted
+        if let (Some(b), Some(n)) = (&before, &now) {
+            if super::may_quote(cx, &e.path) && super::may_quote(cx, v) {
+                f.detail = crate::diff::unified(
+                    n.as_bytes(),
+                    b.as_bytes(),
+                    &format!("{v} (read now)"),
+                    &format!("{} (snapshot)", e.path),
+                );
+            }
+        }
+    }
+    f
+}
+
 impl Check for Pam {
     fn name(&self) -> &'static str {
         "pam"
@@ -579,87 +736,7 @@ impl Check for Pam {
             let rpmsave = e.path.parent().unwrap().join(format!("{name}.rpmsave"));
             let saved = cx.root.exists(&rpmsave);
             if let Some(v) = vendor {
-                let before = cx.baseline.and_then(|b| {
-                    super::Recorded {
-                        manifest: b,
-                        store: cx.store,
-                    }
-                    .text(&e.path)
-                });
-                let now = live.text(&v);
-                let changed = before.is_some() && before != now;
-                // The admin's own file (no package owned it) replaced by a
-                // different vendor file is incident 1 again: the vendor's
-                // stack (pam_unix only) now decides the logins the admin's
-                // stack (LDAP, sss) handled, and no upgrade brings the
-                // file back. As critical as the file/vanished it replaces.
-                let admins = changed && e.owners.is_empty();
-                let users = if admins {
-                    users_of(&live, &name)
-                } else {
-                    Vec::new()
-                };
-                let mut daemons: Vec<String> = users.iter().map(|u| u.daemon.clone()).collect();
-                daemons.dedup();
-                let mut f = Finding::new(
-                    "pam/moved-to-vendor",
-                    if admins {
-                        Severity::Critical
-                    } else if changed {
-                        Severity::Warning
-                    } else {
-                        Severity::Info
-                    },
-                    &[&e.path],
-                    if admins && !users.is_empty() {
-                        format!(
-                            "{} logins may fail: {} (used by {}) vanished, PAM now \
-                             reads the different vendor file {v}",
-                            logins_of(&users),
-                            e.path,
-                            daemons.join(", ")
-                        )
-                    } else if admins {
-                        format!(
-                            "logins through PAM service {name} may fail: {} vanished, \
-                             PAM now reads the different vendor file {v}",
-                            e.path
-                        )
-                    } else if changed {
-                        format!(
-                            "{} moved to {v}, losing the changes made to the /etc copy",
-                            e.path
-                        )
-                    } else {
-                        format!("{} moved to the vendor file {v} (unchanged)", e.path)
-                    },
-                );
-                for u in &users {
-                    f.evidence.extend(u.evidence.iter().cloned());
-                }
-                if admins {
-                    f = f.evidence(Evidence::new(
-                        &e.path,
-                        None,
-                        None,
-                        "owned by no package: an admin's own file, no upgrade will bring it back",
-                    ));
-                }
-                if saved {
-                    f = f.evidence(Evidence::new(
-                        &rpmsave,
-                        None,
-                        None,
-                        "the upgrade kept the old /etc copy here",
-                    ));
-                }
-                if changed {
-                    f = f.fix(format!(
-                        "guard restore {} (a file in /etc/pam.d overrides {v})",
-                        e.path
-                    ));
-                }
-                out.push(f);
+                out.push(moved_to_vendor(cx, e, &name, &v, &rpmsave));
                 continue;
             }
             let users = users_of(&live, &name);

@@ -219,6 +219,145 @@ fn mask(m: &Manifest, unit: &str) -> Option<SysPath> {
         })
 }
 
+/// The unit file systemd loads for `unit` in `m` (the first unit dir that
+/// has it, or for an instance its template), a link followed within `m`.
+fn unit_file_in(m: &Manifest, unit: &str) -> Option<SysPath> {
+    let mut names = vec![unit.to_string()];
+    if let Some((prefix, rest)) = unit.split_once('@') {
+        if let Some((_, suffix)) = rest.rsplit_once('.') {
+            names.push(format!("{prefix}@.{suffix}"));
+        }
+    }
+    names.iter().find_map(|n| {
+        UNIT_DIRS
+            .iter()
+            .map(|d| SysPath::new(d).join(n))
+            .find(|p| super::recorded_file(m, p).is_some())
+    })
+}
+
+/// Units still enabled (their `*.wants/` link is there) whose unit file
+/// vanished: systemd finds no unit by that name and starts nothing, while
+/// every enablement list still names it. A package that renames its unit
+/// (cyrus-imapd's `cyrus.service` became `cyrus-imapd.service` in Leap
+/// 15) leaves exactly this: the admin's link to the old name, and the new
+/// unit not enabled. One finding for the links and the vanished file,
+/// naming the units the same package ships now that nothing enables.
+fn unit_files_gone(cx: &Context, base: &Manifest) -> Vec<Finding> {
+    let mut by_unit: BTreeMap<&str, Vec<&SysPath>> = BTreeMap::new();
+    for u in &base.units {
+        let still = cx
+            .live
+            .units
+            .iter()
+            .any(|n| n.unit == u.unit && n.link == u.link);
+        if still {
+            by_unit.entry(u.unit.as_str()).or_default().push(&u.link);
+        }
+    }
+    let enabled_now: BTreeSet<&str> = cx.live.units.iter().map(|u| u.unit.as_str()).collect();
+    let gone: Vec<(&str, Vec<&SysPath>, SysPath)> = by_unit
+        .into_iter()
+        .filter_map(|(unit, links)| {
+            // masked (now or then) it does not start either way: the mask
+            // has its own finding
+            if mask(cx.live, unit).is_some() || mask(base, unit).is_some() {
+                return None;
+            }
+            // a unit file outside the dirs guard records is not compared
+            let file = unit_file_in(base, unit)?;
+            unit_file_in(cx.live, unit)
+                .is_none()
+                .then_some((unit, links, file))
+        })
+        .collect();
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    // whether the packages dropped the files: the live database, read for
+    // these paths only (it proves nothing when it cannot be read)
+    let files: Vec<SysPath> = gone.iter().map(|(_, _, f)| f.clone()).collect();
+    let live_db = super::files::live_owners_of_targets(std::iter::empty(), cx.root, &files);
+    let mut out = Vec::new();
+    for (unit, links, file) in gone {
+        let Some(e) = base.entry(&file) else { continue };
+        let dropped = live_db
+            .as_ref()
+            .map(|live| crate::restore::dropped_by(e, base, live))
+            .unwrap_or_default();
+        // the units the packages that dropped it ship now and nothing enables
+        let successors: Vec<String> = cx
+            .live
+            .entries
+            .iter()
+            .filter(|n| {
+                n.kind == FileKind::File
+                    && n.owners
+                        .iter()
+                        .any(|o| dropped.iter().any(|c| c.package == *o))
+                    && UNIT_DIRS
+                        .iter()
+                        .any(|d| n.path.parent() == Some(SysPath::new(d)))
+                    && base.entry(&n.path).is_none()
+            })
+            .map(|n| String::from_utf8_lossy(n.path.file_name()).into_owned())
+            .filter(|n| n.ends_with(".service") && !enabled_now.contains(n.as_str()))
+            .collect();
+        let why = if !dropped.is_empty() {
+            let how: Vec<String> = dropped.iter().map(|c| c.to_string()).collect();
+            format!("dropped by {}", how.join(", "))
+        } else if e.owners.is_empty() {
+            "owned by no package".to_string()
+        } else {
+            format!("owned by {}", e.owners.join(", "))
+        };
+        let mut msg = format!(
+            "{unit} will not start: its unit file {file} vanished ({why}), though {} still \
+             {} it",
+            links
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if links.len() == 1 {
+                "enables"
+            } else {
+                "enable"
+            }
+        );
+        if !successors.is_empty() {
+            let pkgs: Vec<&str> = dropped.iter().map(|c| c.package.as_str()).collect();
+            msg.push_str(&format!(
+                "; {} now ships {}, not enabled",
+                pkgs.join(", "),
+                successors.join(", ")
+            ));
+        }
+        let rm = links
+            .iter()
+            .map(|l| crate::exec::shell_quote(l.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let fix = match successors.as_slice() {
+            // deleted, not dropped: the file is what was lost
+            _ if dropped.is_empty() => format!(
+                "guard restore {}; systemctl daemon-reload",
+                crate::exec::shell_quote(file.as_bytes())
+            ),
+            [one] => format!("systemctl enable {one}; rm {rm}"),
+            [] => format!("enable the unit that replaces {unit}, then rm {rm}"),
+            _ => format!(
+                "enable the one of {} that replaces {unit}, then rm {rm}",
+                successors.join(", ")
+            ),
+        };
+        let mut paths = links.clone();
+        paths.push(&file);
+        out.push(Finding::new("systemd/unit-disabled", Severity::Warning, &paths, msg).fix(fix));
+    }
+    out
+}
+
 fn is_dropin(p: &SysPath) -> bool {
     let Some(parent) = p.parent() else {
         return false;
@@ -273,6 +412,7 @@ impl Check for Systemd {
                 .fix(fix),
             );
         }
+        out.extend(unit_files_gone(cx, base));
         let mut seen = BTreeSet::new();
         for u in &base.units {
             let Some(m) = masked_now(&u.unit) else {
