@@ -3,7 +3,7 @@
 //! dry-run script renderer.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
@@ -1485,12 +1485,12 @@ fn builtin(
         "luks-header-backup" => {
             let device = need(step, vars, "device")?;
             let name = need(step, vars, "name")?;
+            // made as the store makes its directories: 0700, and a
+            // symlink in its place refused rather than followed
             let dir = app.store_dir.join("luks");
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+            app.store_write_waiting("keep the LUKS header backup", LOCK_WAIT)
+                .and_then(|s| s.make_dir("luks"))
+                .map_err(|e| Failure(format!("{e:#}")))?;
             let stamp = jiff::Timestamp::now()
                 .strftime("%Y%m%dT%H%M%SZ")
                 .to_string();
