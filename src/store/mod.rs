@@ -451,15 +451,20 @@ impl Store {
         }
         // 0600 like everything else here: the 0700 store dir keeps others
         // out today, but nothing in it should rely on the umask for that
-        let lock = File::from(io_ctx(
+        let lock = File::from(
             open_beneath(
                 fd.as_fd(),
                 "lock",
                 OFlags::RDWR | OFlags::CREATE,
                 Mode::from_raw_mode(0o600),
-            ),
-            || format!("cannot open {}", dir.join("lock").display()),
-        )?);
+            )
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => {
+                    anyhow!("cannot open {}: {e}", dir.join("lock").display())
+                }
+                _ => anyhow!("{}: {e}", not_writable()),
+            })?,
+        );
         let start = std::time::Instant::now();
         let mut told = false;
         loop {
