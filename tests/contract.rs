@@ -152,7 +152,12 @@ explain = "x"
 run = ["echo", "again"]
 "#,
     );
-    let (code, out, err) = guard(&sys, &["--json", "run", "hello", "--yes"]);
+    let answers = common::root_playbook_answers();
+    let answers = answers.path().to_str().unwrap();
+    let (code, out, err) = guard(
+        &sys,
+        &["--json", "run", "hello", "--yes", "--answers", answers],
+    );
     assert_eq!(code, 0, "{err}");
     let doc = one_document(&out);
     assert_eq!(doc["playbook"], "hello");
@@ -735,7 +740,12 @@ explain = "x"
 run = ["false"]
 "#,
     );
-    let (code, out, err) = guard(&sys, &["--json", "run", "stops", "--yes"]);
+    let answers = common::root_playbook_answers();
+    let answers = answers.path().to_str().unwrap();
+    let (code, out, err) = guard(
+        &sys,
+        &["--json", "run", "stops", "--yes", "--answers", answers],
+    );
     assert_eq!(code, 3, "{err}");
     let doc = one_document(&out);
     assert_eq!(doc["playbook"], "stops", "{doc}");

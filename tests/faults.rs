@@ -1176,3 +1176,130 @@ fn a_default_store_behind_a_symlink_out_of_the_root_is_refused() {
     );
     assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+/// A guest's disk mounted as `--root` brings its own store
+/// (`ROOT/var/lib/guard`, the default there), and what it holds was
+/// written by that system. A symlink it left where the store keeps a
+/// directory or a file must be refused, never followed out: guard runs as
+/// root, and following `tmp` emptied a host directory, an `objects/ab`
+/// link put a root-owned file of the guest's choosing into one (a cron
+/// job in /etc/cron.d), a `snapshots` link wrote there too, and `lock`
+/// made a file wherever it pointed.
+#[test]
+fn symlinks_a_root_left_inside_its_own_store_are_never_followed() {
+    let guard_on = |root: &Path, args: &[&str]| -> Output {
+        #[allow(clippy::disallowed_methods)] // tests drive the binary directly
+        std::process::Command::new(GUARD)
+            .arg("--root")
+            .arg(root)
+            .arg("--no-progress")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    type Plant = fn(&Path, &Path);
+    let plants: [(&str, Plant); 5] = [
+        ("tmp", |store, out| {
+            fs::write(out.join("precious"), "host file\n").unwrap();
+            std::os::unix::fs::symlink(out, store.join("tmp")).unwrap();
+        }),
+        ("objects/ab", |store, out| {
+            fs::create_dir(store.join("objects")).unwrap();
+            for i in 0..=255u8 {
+                std::os::unix::fs::symlink(out, store.join(format!("objects/{i:02x}"))).unwrap();
+            }
+        }),
+        ("snapshots", |store, out| {
+            std::os::unix::fs::symlink(out, store.join("snapshots")).unwrap();
+        }),
+        ("lock", |store, out| {
+            std::os::unix::fs::symlink(out.join("nologin"), store.join("lock")).unwrap();
+        }),
+        ("unsynced", |store, out| {
+            std::os::unix::fs::symlink(out.join("nologin"), store.join("unsynced")).unwrap();
+        }),
+    ];
+    for (what, plant) in plants {
+        let sb = Sandbox::new();
+        fs::write(sb.root.join("etc/cron-job"), "* * * * * root id\n").unwrap();
+        let store = sb.root.join("var/lib/guard");
+        fs::create_dir_all(&store).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        plant(&store, outside.path());
+        let before = tree(outside.path());
+        let o = guard_on(&sb.root, &["snapshot"]);
+        // (a stale `unsynced` mark is only looked at and removed: the
+        // link goes, the snapshot is taken)
+        if what != "unsynced" {
+            assert_eq!(code(&o), 3, "{what}: {}", stderr(&o));
+            assert!(stderr(&o).contains("a symlink"), "{what}: {}", stderr(&o));
+        }
+        assert_eq!(tree(outside.path()), before, "{what}: written outside");
+        assert!(!outside.path().join("nologin").exists(), "{what}");
+    }
+
+    // A store that was whole when snapshotted, its objects directory then
+    // swapped for a link to a host directory: forget removes
+    // nothing of the host's (the store is refused as it is).
+    let sb = Sandbox::new();
+    let id = guard_on(&sb.root, &["snapshot"]);
+    assert_eq!(code(&id), 0, "{}", stderr(&id));
+    let id = String::from_utf8(id.stdout).unwrap().trim().to_string();
+    let store = sb.root.join("var/lib/guard");
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir(outside.path().join("ab")).unwrap();
+    fs::write(outside.path().join("ab/host-file"), "host\n").unwrap();
+    fs::rename(store.join("objects"), sb.root.join("objects.old")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), store.join("objects")).unwrap();
+    let o = guard_on(&sb.root, &["--yes", "forget", &id]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("a symlink"), "{}", stderr(&o));
+    assert!(outside.path().join("ab/host-file").exists());
+}
+
+/// An object the store holds as a fifo or as a link to a device is damage:
+/// restore says so at once instead of waiting for a writer forever, or
+/// copying /dev/zero into the root until its disk is full.
+#[test]
+fn restore_never_waits_on_or_streams_from_an_object_that_is_no_file() {
+    for planted in ["fifo", "link to /dev/zero"] {
+        let sb = Sandbox::new();
+        sb.snapshot();
+        let body = fs::read(sb.root.join("etc/pam.d/imap")).unwrap();
+        let h = blake3::hash(&body).to_hex().to_string();
+        let object = sb.store.join("objects").join(&h[..2]).join(&h[2..]);
+        fs::remove_file(&object).unwrap();
+        if planted == "fifo" {
+            exec::stdout_of(&Cmd::new("mkfifo").arg(&object)).unwrap();
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &object).unwrap();
+        }
+        fs::remove_file(sb.root.join("etc/pam.d/imap")).unwrap();
+        let mut child = sb
+            .cmd(&["restore", "--yes", "/etc/pam.d/imap"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let status =
+            status.unwrap_or_else(|| panic!("{planted}: restore still running after 20 s"));
+        assert_eq!(status.code(), Some(3), "{planted}: {err}");
+        assert!(err.contains("corrupt"), "{planted}: {err}");
+        assert!(!sb.root.join("etc/pam.d/imap").exists(), "{planted}");
+    }
+}

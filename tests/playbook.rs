@@ -51,6 +51,31 @@ impl Env {
             .arg("--store")
             .arg(&self.store);
         c.args(args);
+        // The test roots are not `/`, so walking a playbook of theirs
+        // needs `root-playbook = "walk"` (README): every walk here says it,
+        // as an admin who walks a root's own playbook would. `untrusted`
+        // leaves it out.
+        let walk = args.contains(&"run") && !args.contains(&"--dry-run");
+        let answers = match (answers, walk) {
+            (a, false) => a.map(str::to_string),
+            (Some(a), true) => Some(trusting(a)),
+            (None, true) => Some(trusting("")),
+        };
+        if let Some(a) = answers {
+            let p = self.base.join("answers.toml");
+            std::fs::write(&p, a).unwrap();
+            c.arg("--answers").arg(p);
+        }
+        c.output().unwrap()
+    }
+    /// As `guard`, exactly as given: no `root-playbook` answer added.
+    fn untrusted(&self, args: &[&str], answers: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_guard"));
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--store")
+            .arg(&self.store)
+            .args(args);
         if let Some(a) = answers {
             let p = self.base.join("answers.toml");
             std::fs::write(&p, a).unwrap();
@@ -63,6 +88,25 @@ impl Env {
             &std::fs::read(self.store.join(format!("journals/{id}.json"))).unwrap(),
         )
         .unwrap()
+    }
+}
+
+/// `answers` (an answers file's text) with `root-playbook = "walk"` added
+/// under `[answers]`, unless it answers that itself.
+fn trusting(answers: &str) -> String {
+    if answers.contains("root-playbook") {
+        return answers.to_string();
+    }
+    match answers.find("[answers]\n") {
+        Some(i) => {
+            let at = i + "[answers]\n".len();
+            format!(
+                "{}root-playbook = \"walk\"\n{}",
+                &answers[..at],
+                &answers[at..]
+            )
+        }
+        None => format!("{answers}\n[answers]\nroot-playbook = \"walk\"\n"),
     }
 }
 
@@ -1649,4 +1693,65 @@ run = ["touch", "{root}/opened"]
         "{s}"
     );
     assert!(!s.contains("test -b /dev/mapper/cr_mailcrypt"), "{s}");
+}
+
+/// A root other than `/` is another system, perhaps a compromised guest's
+/// disk: a playbook file of its own, here one that takes the name of a
+/// built-in walk, must not run its commands on this host because the admin
+/// asked for that name with `--yes`. Its `done-if` check ran before any
+/// step was put to anyone, without a terminal and without `--yes`.
+#[test]
+fn a_roots_own_playbook_is_walked_only_when_the_admin_says_so() {
+    let e = env();
+    let marker = e.base.join("ran-on-the-host");
+    std::fs::write(
+        e.root.join("etc/guard/playbooks/arch-upgrade.toml"),
+        format!(
+            r#"version = 1
+id = "arch-upgrade"
+title = "Upgrade Arch Linux"
+
+[[steps]]
+id = "preflight"
+title = "Preflight"
+explain = "Looks at the system."
+done-if = {{ run = ["touch", "{}"] }}
+manual = "Nothing to do."
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["run", "arch-upgrade"][..],
+        &["--yes", "run", "arch-upgrade"],
+    ] {
+        let out = e.untrusted(args, None);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("arch-upgrade is not built into guard: it is /etc/guard/playbooks/arch-upgrade.toml of the root"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("root-playbook = \"walk\""), "{args:?}: {err}");
+        assert!(!marker.exists(), "{args:?}: its check ran on the host");
+    }
+    // an answers file that answers something else is no such word either
+    let out = e.untrusted(
+        &["--yes", "run", "arch-upgrade"],
+        Some("[answers]\nother-os = \"walk\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(!marker.exists());
+    // the dry run and `show` run nothing and need no word
+    let out = e.untrusted(&["run", "arch-upgrade", "--dry-run"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!marker.exists());
+    // said by name, it is walked
+    let out = e.untrusted(
+        &["--yes", "run", "arch-upgrade"],
+        Some("[answers]\nroot-playbook = \"walk\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(marker.exists());
 }

@@ -290,7 +290,13 @@ fn arch_upgrade_refreshes_a_stale_keyring_first() {
         fpr_new,
         fpr_bad,
     };
-    let answers = write(base, "answers.toml", b"[answers]\nkeyring_stale = \"no\"\n");
+    // (root-playbook: the override below is a file of the test root, not
+    // `/`, and walked only when the admin says so)
+    let answers = write(
+        base,
+        "answers.toml",
+        b"[answers]\nkeyring_stale = \"no\"\nroot-playbook = \"walk\"\n",
+    );
 
     // 1. Without the keyring steps (a local override of the playbook), the
     //    same upgrade fails and the walk stops hard.

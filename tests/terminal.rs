@@ -290,6 +290,10 @@ fn wipe_typing(typed: &str) -> (String, bool) {
     let marker = marks.path().join("wiped");
     let (dir, root, store) = wipe_root(&marker);
     let t = Tmux::start(dir.path(), &guard_argv(&root, &store, &["run", "wipe"]));
+    // a playbook of the root (not `/`) is walked once the person says so
+    t.wait_for("Walk it anyway?");
+    t.keys(&["Down"]);
+    t.keys(&["Enter"]); // walk
     t.wait_for("Step wipe");
     t.keys(&["Enter"]); // Run
     t.wait_for("Type /dev/guardtest0");
@@ -344,7 +348,11 @@ fn an_answers_file_on_a_terminal_leaves_the_rest_to_the_person() {
     fs::create_dir_all(root.join("etc/guard/playbooks")).unwrap();
     fs::write(root.join("etc/guard/playbooks/answered.toml"), ANSWERED).unwrap();
     let answers = dir.path().join("answers.toml");
-    fs::write(&answers, "[answers]\ncolour = \"blue\"\n").unwrap();
+    fs::write(
+        &answers,
+        "[answers]\ncolour = \"blue\"\nroot-playbook = \"walk\"\n",
+    )
+    .unwrap();
     let t = Tmux::start(
         dir.path(),
         &guard_argv(
@@ -458,6 +466,10 @@ fn an_interactive_step_prints_on_the_terminal_not_into_the_json() {
         &["--json", "--yes", "run", "talks"],
     ));
     let t = Tmux::start(dir.path(), &argv);
+    // (a playbook of the root, not `/`: --yes alone does not walk it)
+    t.wait_for("Walk it anyway?");
+    t.keys(&["Down"]);
+    t.keys(&["Enter"]);
     let s = t.wait_for("EXIT=");
     assert!(s.contains("EXIT=0"), "{s}");
     assert!(s.contains("said-on-the-terminal"), "{s}");

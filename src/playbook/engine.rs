@@ -3,7 +3,7 @@
 //! dry-run script renderer.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
@@ -582,12 +582,59 @@ struct Failure(String);
 /// system (`other-os = "walk"`).
 pub const OTHER_OS: &str = "other-os";
 
+/// The answers-file question that walks a playbook read from the files of
+/// a `--root` other than `/` (`root-playbook = "walk"`).
+pub const ROOT_PLAYBOOK: &str = "root-playbook";
+
 pub struct RunOpts<'a> {
     pub resume: bool,
     /// From the answers file: questions answered and variables preset.
     pub answers: Vars,
     /// That file, named when its answers are refused.
     pub answers_file: Option<&'a Path>,
+    /// The playbook's file in the root, when it is not built in.
+    pub from_root: Option<&'a str>,
+}
+
+/// Refuses, unless the person or the answers file says to walk it, a
+/// playbook that is a file of a `--root` other than `/`. That root is
+/// another system (a guest's disk mounted to be inspected or upgraded,
+/// perhaps a compromised one), and its playbook's commands, `done-if`
+/// and probe checks included, which run unasked, would run on this host
+/// as root: a file there named `leap-upgrade.toml` replaces the built-in
+/// walk of that name. Not an ordinary confirmation, so `--yes` alone
+/// never gives it. The host's own `/etc/guard/playbooks` (`--root /`) is
+/// the admin's, as built-in playbooks are guard's.
+fn refuse_root_playbook(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<()> {
+    let Some(file) = opts.from_root else {
+        return Ok(());
+    };
+    if app.root.path() == Path::new("/") {
+        return Ok(());
+    }
+    let told = opts.resume
+        && resumable_journal(app, &pb.id)
+            .is_ok_and(|j| j.answers.get(ROOT_PLAYBOOK).is_some_and(|a| a == "walk"));
+    if told {
+        return Ok(());
+    }
+    let what = format!(
+        "{} is not built into guard: it is {file} of the root {}, whose commands (its checks too) would run on this host as root",
+        pb.id,
+        app.root.path().display()
+    );
+    match app.ui.select(
+        ROOT_PLAYBOOK,
+        &format!("{what}. Walk it anyway?"),
+        &["stop".into(), "walk".into()],
+        0,
+    ) {
+        Ok(1) => Ok(()),
+        Err(e) if opts.answers.contains_key(ROOT_PLAYBOOK) => Err(e),
+        _ => bail!(
+            "{what}: nothing done (to walk it anyway, answer {ROOT_PLAYBOOK} = \"walk\" under [answers] in an answers file; --yes alone does not)"
+        ),
+    }
 }
 
 pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
@@ -599,6 +646,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
         None => "the answers".into(),
     };
     refuse_reserved(&opts.answers, &file, true)?;
+    refuse_root_playbook(app, pb, opts)?;
     let facts = detect_facts(app);
     if !pb.applies_to.is_empty() {
         let os = facts.get("os_id").cloned().unwrap_or_default();
@@ -1485,12 +1533,12 @@ fn builtin(
         "luks-header-backup" => {
             let device = need(step, vars, "device")?;
             let name = need(step, vars, "name")?;
+            // made as the store makes its directories: 0700, and a
+            // symlink in its place refused rather than followed
             let dir = app.store_dir.join("luks");
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+            app.store_write_waiting("keep the LUKS header backup", LOCK_WAIT)
+                .and_then(|s| s.make_dir("luks"))
+                .map_err(|e| Failure(format!("{e:#}")))?;
             let stamp = jiff::Timestamp::now()
                 .strftime("%Y%m%dT%H%M%SZ")
                 .to_string();

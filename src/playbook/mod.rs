@@ -58,6 +58,9 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where a built-in playbook comes from, as `list` says it.
+const BUILT_IN: &str = "built in";
+
 /// A playbook file in ROOT/etc/guard/playbooks that does not parse: its
 /// path, the names it may go by, and why.
 pub struct Broken {
@@ -102,7 +105,7 @@ pub fn all(app: &App) -> Result<Found> {
     let mut out: BTreeMap<String, (Playbook, String)> = BTreeMap::new();
     for (name, text) in BUILTIN {
         let pb = Playbook::parse(text, name)?;
-        out.insert(pb.id.clone(), (pb, "built in".into()));
+        out.insert(pb.id.clone(), (pb, BUILT_IN.into()));
     }
     let mut broken = Vec::new();
     let dir = SysPath::new("/etc/guard/playbooks");
@@ -138,7 +141,9 @@ pub fn all(app: &App) -> Result<Found> {
     })
 }
 
-pub fn find(app: &App, name: &str) -> Result<Playbook> {
+/// The playbook `name` and, when it is a file of the root's
+/// (`/etc/guard/playbooks/…`) rather than built in, that file.
+pub fn find(app: &App, name: &str) -> Result<(Playbook, Option<String>)> {
     let Found { playbooks, broken } = all(app)?;
     // Fail closed: a broken file that may be this playbook (an override of
     // a built-in one, say) is never replaced by another of the name.
@@ -150,7 +155,7 @@ pub fn find(app: &App, name: &str) -> Result<Playbook> {
     }
     let ids: Vec<String> = playbooks.iter().map(|(p, _)| p.id.clone()).collect();
     match playbooks.into_iter().find(|(p, _)| p.id == name) {
-        Some((p, _)) => Ok(p),
+        Some((p, from)) => Ok((p, (from != BUILT_IN).then_some(from))),
         None => bail!("no playbook {name} (known: {})", ids.join(", ")),
     }
 }
@@ -196,7 +201,7 @@ pub fn cmd_list(app: &App) -> Result<i32> {
 }
 
 pub fn cmd_show(app: &App, name: &str) -> Result<i32> {
-    let pb = find(app, name)?;
+    let (pb, _) = find(app, name)?;
     if app.json {
         // the playbook's TOML keys are kebab-case; JSON keys are snake_case
         // (DESIGN §2), so `applies-to` is shown as `applies_to`
@@ -224,7 +229,7 @@ pub fn cmd_run(
     resume: bool,
     answers_file: Option<&Path>,
 ) -> Result<i32> {
-    let pb = find(app, name)?;
+    let (pb, from_root) = find(app, name)?;
     let answers = match answers_file {
         Some(p) => Answers::load(p)?.answers,
         None => BTreeMap::new(),
@@ -270,6 +275,7 @@ pub fn cmd_run(
             resume,
             answers,
             answers_file,
+            from_root: from_root.as_deref(),
         },
     )
 }

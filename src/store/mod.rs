@@ -8,19 +8,27 @@
 //! Durability invariant: a snapshot file is renamed into place only after a
 //! `syncfs` of the store's filesystem has made every object it names durable,
 //! so a crash at any moment leaves either no snapshot or a whole one.
+//!
+//! Everything inside the store is reached from an fd on the store directory
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` and the `*at` calls,
+//! never by a path the kernel resolves on its own: the default store of a
+//! `--root` (`ROOT/var/lib/guard`) was written by that system, and a symlink
+//! it left for `tmp`, `objects/ab` or `snapshots` would otherwise have guard,
+//! as root, empty, write or read a directory of the host.
 
 pub mod manifest;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -81,11 +89,18 @@ impl HeadIn {
 
 const FORMAT_NAME: &str = "guard-snapshot";
 
+/// An object as `forget` finds it: its fan-out directory and its name there.
+type ObjectName = (String, String);
+
 /// How a listed snapshot looks: its header, or why it cannot be read.
 pub type Listed = (String, Result<Header, String>);
 
 pub struct Store {
     dir: PathBuf,
+    /// The store directory, from which everything in it is opened (see
+    /// the top of this file). `None` for a read handle on a store that did
+    /// not exist yet: it is opened on each use then.
+    fd: Option<OwnedFd>,
     /// Held for the lifetime of a writing handle.
     _lock: Option<File>,
     tmp_counter: AtomicU64,
@@ -222,34 +237,125 @@ fn io_ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
     r.map_err(|e| anyhow!("{}: {}", what(), e))
 }
 
-/// Writes `data` to `dir/name` atomically: a temp file in the same dir,
-/// fsync, rename, fsync of the dir. `mode` is applied before the rename.
-pub fn atomic_write(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()> {
-    atomic_write_parts(dir, name, &[data], mode)
+/// Opens `rel` beneath the store directory `base` without following a
+/// symlink anywhere on the way, the last component included: one there is
+/// damage to report (`InvalidData`, "a symlink"), never a way out of the
+/// store. `CLOEXEC` always; `mode` only with `CREATE` or `TMPFILE`.
+fn open_beneath(base: BorrowedFd, rel: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    rustix::fs::openat2(
+        base,
+        rel,
+        // (no O_NOFOLLOW: with it a symlink in a directory's place reads
+        // as ENOTDIR; RESOLVE_NO_SYMLINKS refuses the last component too)
+        flags | OFlags::CLOEXEC,
+        mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        Errno::LOOP => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
+        e => io::Error::from(e),
+    })
 }
 
-/// [`atomic_write`] of the concatenation of `parts`, without building it.
-fn atomic_write_parts(dir: &Path, name: &str, parts: &[&[u8]], mode: u32) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+/// Opens the store directory (following a symlink to it: where the store
+/// lies is the admin's to say, see `App::new`).
+fn open_store_dir(dir: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The store directory's fd: the handle's own, or a fresh one.
+enum Base<'a> {
+    Held(BorrowedFd<'a>),
+    Fresh(OwnedFd),
+}
+
+impl AsFd for Base<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Base::Held(fd) => *fd,
+            Base::Fresh(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// A directory beneath `base` (see [`open_beneath`]).
+fn dir_beneath(base: BorrowedFd, rel: &str) -> io::Result<OwnedFd> {
+    open_beneath(base, rel, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+}
+
+/// Makes the directory `name` (0700) in `parent` unless it is there, and
+/// opens it: a symlink or file of that name is refused, not followed.
+fn make_dir_in(parent: BorrowedFd, name: &str) -> io::Result<OwnedFd> {
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    dir_beneath(parent, name)
+}
+
+/// The names in a directory opened by fd, with their types (`.` and `..`
+/// left out, and names that are not UTF-8, which guard never makes).
+fn entries(dir: &OwnedFd) -> io::Result<Vec<(String, FileType)>> {
+    Ok(raw_entries(dir)?
+        .into_iter()
+        .filter_map(|(n, t)| Some((n.into_string().ok()?, t)))
+        .collect())
+}
+
+/// As [`entries`], every name.
+fn raw_entries(dir: &OwnedFd) -> io::Result<Vec<(std::ffi::CString, FileType)>> {
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if name != c"." && name != c".." {
+            out.push((name.to_owned(), e.file_type()));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the concatenation of `parts` to `name` in `dir` atomically: a temp
+/// file beside it (created exclusively, never through a symlink, private
+/// from the start), fsync, rename, fsync of the dir. `mode` is set before
+/// the rename. `shown` is the directory as messages name it.
+fn atomic_write_at(
+    dir: &OwnedFd,
+    shown: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    mode: u32,
+) -> Result<()> {
+    let tmp = format!(".{name}.tmp.{}", std::process::id());
     let res = (|| -> io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        // (a leftover of a writer that died with this pid; writers hold
+        // the store's lock one at a time)
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+        let fd = rustix::fs::openat(
+            dir,
+            tmp.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode & 0o600),
+        )?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        let mut f = File::from(fd);
         for part in parts {
             f.write_all(part)?;
         }
         f.sync_all()?;
-        #[allow(clippy::disallowed_methods)]
-        fs::rename(&tmp, dir.join(name))?;
-        File::open(dir)?.sync_all()
+        rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
+        Ok(rustix::fs::fsync(dir)?)
     })();
     if res.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
     }
-    io_ctx(res, || format!("cannot write {}", dir.join(name).display()))
+    io_ctx(res, || {
+        format!("cannot write {}", shown.join(name).display())
+    })
 }
 
 /// The UTC time a snapshot id encodes (`20261123-003318-891`), or `None`
@@ -276,8 +382,14 @@ impl Store {
         if dir.exists() && !dir.is_dir() {
             bail!("store {} is not a directory", dir.display());
         }
+        let fd = match open_store_dir(dir) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return io_ctx(Err(e), || format!("cannot open store {}", dir.display())),
+        };
         Ok(Store {
             dir: dir.to_path_buf(),
+            fd,
             _lock: None,
             tmp_counter: AtomicU64::new(0),
             unsynced: AtomicBool::new(false),
@@ -319,29 +431,40 @@ impl Store {
         if !dir.is_dir() {
             bail!("store {} is not a directory", dir.display());
         }
+        let not_writable = || format!("store {} is not writable", dir.display());
+        // The store directory itself is where the admin (or, for the
+        // default store of a --root, `App::new`, which refuses a symlink on
+        // its way) says; everything in it is reached from this fd.
+        let fd = io_ctx(open_store_dir(dir), || {
+            format!("cannot open store {}", dir.display())
+        })?;
         // The store holds /etc/shadow: never leave it readable by others,
         // whatever the umask or an earlier tool did.
-        let md = fs::metadata(dir)?;
-        if md.permissions().mode() & 0o077 != 0 {
+        let st = io_ctx(rustix::fs::fstat(&fd).map_err(io::Error::from), || {
+            format!("cannot open store {}", dir.display())
+        })?;
+        if st.st_mode & 0o077 != 0 {
             io_ctx(
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)),
-                || format!("store {} is not writable", dir.display()),
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(io::Error::from),
+                not_writable,
             )?;
         }
-        let lock_path = dir.join("lock");
         // 0600 like everything else here: the 0700 store dir keeps others
         // out today, but nothing in it should rely on the umask for that
-        use std::os::unix::fs::OpenOptionsExt;
-        let lock = io_ctx(
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&lock_path),
-            || format!("store {} is not writable", dir.display()),
-        )?;
+        let lock = File::from(
+            open_beneath(
+                fd.as_fd(),
+                "lock",
+                OFlags::RDWR | OFlags::CREATE,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => {
+                    anyhow!("cannot open {}: {e}", dir.join("lock").display())
+                }
+                _ => anyhow!("{}: {e}", not_writable()),
+            })?,
+        );
         let start = std::time::Instant::now();
         let mut told = false;
         loop {
@@ -371,30 +494,38 @@ impl Store {
                 Err(e) => bail!("cannot lock store {}: {}", dir.display(), e),
             }
         }
+        let mut tmp = None;
         for sub in ["objects", "snapshots", "tmp"] {
-            let p = dir.join(sub);
-            if !p.is_dir() {
-                io_ctx(fs::DirBuilder::new().mode(0o700).create(&p), || {
-                    format!("store {} is not writable", dir.display())
-                })?;
+            let made = make_dir_in(fd.as_fd(), sub).map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData | io::ErrorKind::NotADirectory => {
+                    anyhow!("cannot open {}: {e}", dir.join(sub).display())
+                }
+                _ => anyhow!("{}: {e}", not_writable()),
+            })?;
+            if sub == "tmp" {
+                tmp = Some(made);
             }
         }
+        let tmp = tmp.expect("made above");
         // We hold the lock: anything in tmp/ is from a writer that died.
-        if let Ok(rd) = fs::read_dir(dir.join("tmp")) {
-            for e in rd.flatten() {
-                #[allow(clippy::disallowed_methods)]
-                let _ = fs::remove_file(e.path());
-            }
+        for (name, _) in raw_entries(&tmp).unwrap_or_default() {
+            let _ = rustix::fs::unlinkat(&tmp, name.as_c_str(), AtFlags::empty());
         }
         // Probe writability once so a read-only store fails before any work.
-        let probe = dir.join("tmp").join(".probe");
-        io_ctx(File::create(&probe), || {
-            format!("store {} is not writable", dir.display())
-        })?;
-        #[allow(clippy::disallowed_methods)]
-        let _ = fs::remove_file(&probe);
+        io_ctx(
+            rustix::fs::openat(
+                &tmp,
+                ".probe",
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(io::Error::from),
+            not_writable,
+        )?;
+        let _ = rustix::fs::unlinkat(&tmp, ".probe", AtFlags::empty());
         let store = Store {
             dir: dir.to_path_buf(),
+            fd: Some(fd),
             _lock: None,
             tmp_counter: AtomicU64::new(0),
             unsynced: AtomicBool::new(false),
@@ -423,10 +554,58 @@ impl Store {
         self._lock.is_some()
     }
 
+    /// The store directory, from which everything in it is opened.
+    fn base(&self) -> io::Result<Base<'_>> {
+        match &self.fd {
+            Some(fd) => Ok(Base::Held(fd.as_fd())),
+            None => open_store_dir(&self.dir).map(Base::Fresh),
+        }
+    }
+
+    /// Opens `rel` in the store, no symlink on the way (see [`open_beneath`]).
+    fn open_in(&self, rel: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        open_beneath(self.base()?.as_fd(), rel, flags, mode)
+    }
+
+    /// A directory of the store (see [`open_beneath`]).
+    fn dir_in(&self, rel: &str) -> io::Result<OwnedFd> {
+        dir_beneath(self.base()?.as_fd(), rel)
+    }
+
+    /// A file of the store (an object, a snapshot file) opened for reading,
+    /// never through a symlink and never blocking on a fifo planted in its
+    /// place: either is damage to report (`InvalidData`: "a symlink", "not
+    /// a regular file"), not a file to follow out of the store or to wait
+    /// on.
+    fn open_stored(&self, rel: &str) -> io::Result<File> {
+        let f = File::from(self.open_in(
+            rel,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?);
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
+        }
+        Ok(f)
+    }
+
+    /// `objects/ab/cdef…`, as [`Self::open_in`] takes it.
+    fn object_rel(hash: &str) -> String {
+        format!("objects/{}/{}", &hash[..2], &hash[2..])
+    }
+
+    fn snapshot_rel(id: &str) -> String {
+        format!("snapshots/{id}.json")
+    }
+
     fn object_path(&self, hash: &str) -> PathBuf {
         self.dir.join("objects").join(&hash[..2]).join(&hash[2..])
     }
 
+    #[cfg(test)]
     fn snapshot_path(&self, id: &str) -> PathBuf {
         self.dir.join("snapshots").join(format!("{id}.json"))
     }
@@ -448,12 +627,8 @@ impl Store {
     /// unchanged store that is one `stat` per fan-out directory (~220
     /// here) instead of one per object (~530).
     pub fn missing_objects(&self, m: &Manifest) -> foldhash::HashSet<String> {
-        use rustix::fs::{statat, AtFlags};
-        let objects = rustix::fs::open(
-            self.dir.join("objects"),
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        );
+        use rustix::fs::statat;
+        let objects = self.dir_in("objects");
         let untouched_before = self.ids().ok().and_then(|ids| {
             let before = ids.iter().rev().find(|id| id.as_str() < m.id.as_str())?;
             let (before, this) = (id_time(before)?, id_time(&m.id)?);
@@ -475,10 +650,17 @@ impl Store {
         let mut name = String::with_capacity(65);
         for group in hashes.chunk_by(|a, b| a[..2] == b[..2]) {
             let fan = &group[0][..2];
-            let untouched = match (
-                statat(dir, fan, AtFlags::SYMLINK_NOFOLLOW),
-                untouched_before,
-            ) {
+            let fan_st = statat(dir, fan, AtFlags::SYMLINK_NOFOLLOW);
+            // (a fan-out name that is not a directory holds no object: a
+            // symlink there is not followed to one elsewhere)
+            if !fan_st
+                .as_ref()
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+            {
+                lost.extend(group.iter().map(|h| h.to_string()));
+                continue;
+            }
+            let untouched = match (fan_st, untouched_before) {
                 (Ok(st), Some(t)) => {
                     jiff::Timestamp::new(st.st_ctime, st.st_ctime_nsec as i32).is_ok_and(|c| c < t)
                 }
@@ -500,13 +682,28 @@ impl Store {
         lost
     }
 
+    /// Opens an object for reading: never a symlink (on the way or in its
+    /// place) nor anything but a regular file (a fifo would hang a
+    /// restore, a device would feed it without end).
     pub fn open_object(&self, hash: &str) -> Result<File> {
         if !is_hash(hash) {
             bail!("invalid object name {hash:?}");
         }
-        io_ctx(File::open(self.object_path(hash)), || {
-            format!("object {hash} is missing from the store")
-        })
+        match self.open_stored(&Self::object_rel(hash)) {
+            Ok(f) => Ok(f),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                bail!("object {hash} is missing from the store: {e}")
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                bail!("object {hash} is corrupt in the store ({e}); run guard verify")
+            }
+            Err(e) => bail!("cannot read object {hash}: {e}"),
+        }
     }
 
     /// Reads an object and checks it is what its name says.
@@ -519,38 +716,37 @@ impl Store {
         Ok(buf)
     }
 
-    fn tmp_file(&self) -> Result<(PathBuf, File)> {
+    /// A new temp file in `tmp/` for an object (0400 from the start),
+    /// with the directory it is in and its name there.
+    fn tmp_file(&self) -> Result<(OwnedFd, String, File)> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let p = self
-            .dir
-            .join("tmp")
-            .join(format!("obj.{}.{n}", std::process::id()));
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&p)
-            .map_err(|e| self.write_err(e))?;
-        Ok((p, f))
+        let name = format!("obj.{}.{n}", std::process::id());
+        let dir = self.dir_in("tmp").map_err(|e| self.write_err(e))?;
+        let f = rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o400),
+        )
+        .map_err(|e| self.write_err(io::Error::from(e)))?;
+        Ok((dir, name, File::from(f)))
     }
 
-    /// Makes the fan-out directory of an object (`objects/ab`).
-    fn fan_out_dir(&self, hash: &str) -> Result<PathBuf> {
-        let dir = self.dir.join("objects").join(&hash[..2]);
-        if !dir.is_dir() {
-            match fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(write_failed(
-                        format_args!("cannot write {}", dir.display()),
-                        e,
-                    ))
-                }
-            }
-        }
-        Ok(dir)
+    /// Makes (if need be) and opens the fan-out directory of an object
+    /// (`objects/ab`): one that is a symlink is refused, never written
+    /// through.
+    fn fan_out_dir(&self, hash: &str) -> Result<OwnedFd> {
+        let fail = |e: io::Error| {
+            write_failed(
+                format_args!(
+                    "cannot write {}",
+                    self.dir.join("objects").join(&hash[..2]).display()
+                ),
+                e,
+            )
+        };
+        let objects = self.dir_in("objects").map_err(fail)?;
+        make_dir_in(objects.as_fd(), &hash[..2]).map_err(fail)
     }
 
     /// Puts the [`UNSYNCED`] mark in the store, durably, before this run
@@ -562,18 +758,18 @@ impl Store {
         if *marked {
             return Ok(());
         }
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.dir.join(UNSYNCED))
-            .map_err(|e| self.write_err(e))?;
+        let base = self.base().map_err(|e| self.write_err(e))?;
+        let f = File::from(
+            open_beneath(
+                base.as_fd(),
+                UNSYNCED,
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| self.write_err(e))?,
+        );
         f.sync_all().map_err(|e| self.write_err(e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.write_err(e))?;
+        rustix::fs::fsync(base.as_fd()).map_err(|e| self.write_err(io::Error::from(e)))?;
         *marked = true;
         Ok(())
     }
@@ -582,40 +778,61 @@ impl Store {
     /// every object linked in since the mark (its fan-out directory and
     /// its own ctime are not older) is hashed again, a torn one removed,
     /// and the rest synced before the mark goes. Objects are written once
-    /// and never changed, so nothing older can be torn.
+    /// and never changed, so nothing older can be torn. Only directories
+    /// and regular files are looked at: nothing is followed out of the
+    /// store to be hashed and removed.
     fn recover_unsynced(&self, lock: &File) -> Result<()> {
-        let mark = self.dir.join(UNSYNCED);
-        let Ok(md) = fs::symlink_metadata(&mark) else {
+        let base = self.base().map_err(|e| self.write_err(e))?;
+        let Ok(md) = rustix::fs::statat(base.as_fd(), UNSYNCED, AtFlags::SYMLINK_NOFOLLOW) else {
             return Ok(());
         };
-        use std::os::unix::fs::MetadataExt;
         // (a margin for filesystems that keep whole seconds)
-        let since = (md.ctime() - 2, 0i64);
-        let newer = |md: &fs::Metadata| (md.ctime(), md.ctime_nsec()) >= since;
-        let objects = self.dir.join("objects");
-        for fan in fs::read_dir(&objects).into_iter().flatten().flatten() {
-            if !fan.metadata().is_ok_and(|m| m.is_dir() && newer(&m)) {
+        let since = (md.st_ctime - 2, 0i64);
+        let newer = |st: &rustix::fs::Stat| (st.st_ctime, st.st_ctime_nsec as i64) >= since;
+        let objects = dir_beneath(base.as_fd(), "objects").ok();
+        for (fan, _) in objects
+            .as_ref()
+            .map(entries)
+            .and_then(|r| r.ok())
+            .unwrap_or_default()
+        {
+            let Some(objects) = &objects else { break };
+            let Ok(fan_fd) = dir_beneath(objects.as_fd(), &fan) else {
+                continue;
+            };
+            if !rustix::fs::fstat(&fan_fd).is_ok_and(|st| newer(&st)) {
                 continue;
             }
-            for obj in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
-                if !obj.metadata().is_ok_and(|m| newer(&m)) {
+            for (obj, kind) in entries(&fan_fd).unwrap_or_default() {
+                if kind != FileType::RegularFile && kind != FileType::Unknown {
                     continue;
                 }
-                let name = format!(
-                    "{}{}",
-                    fan.file_name().to_string_lossy(),
-                    obj.file_name().to_string_lossy()
-                );
-                let whole = File::open(obj.path()).is_ok_and(|mut f| {
-                    let mut h = blake3::Hasher::new();
-                    io::copy(&mut f, &mut h).is_ok() && h.finalize().to_hex().as_str() == name
-                });
+                let Ok(f) = open_beneath(
+                    fan_fd.as_fd(),
+                    &obj,
+                    OFlags::RDONLY | OFlags::NONBLOCK,
+                    Mode::empty(),
+                ) else {
+                    continue;
+                };
+                let mut f = File::from(f);
+                if !f.metadata().is_ok_and(|m| m.is_file())
+                    || !rustix::fs::fstat(&f).is_ok_and(|st| newer(&st))
+                {
+                    continue;
+                }
+                let name = format!("{fan}{obj}");
+                let mut h = blake3::Hasher::new();
+                let whole =
+                    io::copy(&mut f, &mut h).is_ok() && h.finalize().to_hex().as_str() == name;
                 if !whole {
-                    #[allow(clippy::disallowed_methods)]
-                    fs::remove_file(obj.path()).map_err(|e| {
+                    rustix::fs::unlinkat(&fan_fd, obj.as_str(), AtFlags::empty()).map_err(|e| {
                         write_failed(
-                            format_args!("cannot remove torn object {}", obj.path().display()),
-                            e,
+                            format_args!(
+                                "cannot remove torn object {}",
+                                self.dir.join("objects").join(&fan).join(&obj).display()
+                            ),
+                            io::Error::from(e),
                         )
                     })?;
                 }
@@ -624,22 +841,29 @@ impl Store {
         rustix::fs::syncfs(lock).map_err(|e| {
             write_failed(format_args!("cannot sync store {}", self.dir.display()), e)
         })?;
-        #[allow(clippy::disallowed_methods)]
-        fs::remove_file(&mark).map_err(|e| self.write_err(e))
+        rustix::fs::unlinkat(base.as_fd(), UNSYNCED, AtFlags::empty())
+            .map_err(|e| self.write_err(io::Error::from(e)))
     }
 
-    /// An object of this name that is there whole (the right size); one
-    /// that is not is removed so it can be written again.
-    fn have_object(&self, hash: &str, size: u64) -> Result<bool> {
-        let path = self.object_path(hash);
-        match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() && md.len() == size => Ok(true),
+    /// An object of this name that is there whole (the right size) in the
+    /// fan-out directory `fan`; one that is not is removed so it can be
+    /// written again.
+    fn have_object(&self, fan: &OwnedFd, hash: &str, size: u64) -> Result<bool> {
+        match rustix::fs::statat(fan, &hash[2..], AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st)
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                    && st.st_size as u64 == size =>
+            {
+                Ok(true)
+            }
             Ok(_) => {
-                #[allow(clippy::disallowed_methods)]
-                fs::remove_file(&path).map_err(|e| {
+                rustix::fs::unlinkat(fan, &hash[2..], AtFlags::empty()).map_err(|e| {
                     write_failed(
-                        format_args!("cannot replace damaged object {}", path.display()),
-                        e,
+                        format_args!(
+                            "cannot replace damaged object {}",
+                            self.object_path(hash).display()
+                        ),
+                        io::Error::from(e),
                     )
                 })?;
                 Ok(false)
@@ -654,16 +878,9 @@ impl Store {
     /// 2.5 times faster than creating a named temp file and renaming it.
     /// `Ok(false)` when the filesystem or the privileges do not allow it
     /// (the caller then takes the named-temp path).
-    fn put_unnamed(&self, hash: &str, data: &[u8]) -> Result<bool> {
-        let dir = self.fan_out_dir(hash)?;
-        let dirfd = rustix::fs::open(
-            &dir,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| self.write_err(e))?;
+    fn put_unnamed(&self, dirfd: &OwnedFd, hash: &str, data: &[u8]) -> Result<bool> {
         let fd = match rustix::fs::openat(
-            &dirfd,
+            dirfd,
             ".",
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o400),
@@ -676,7 +893,7 @@ impl Store {
         };
         let mut f = File::from(fd);
         f.write_all(data).map_err(|e| self.write_err(e))?;
-        match rustix::fs::linkat(&f, "", &dirfd, &hash[2..], rustix::fs::AtFlags::EMPTY_PATH) {
+        match rustix::fs::linkat(&f, "", dirfd, &hash[2..], rustix::fs::AtFlags::EMPTY_PATH) {
             // (already there: stored meanwhile, with the same content)
             Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(true),
             // linking an fd needs CAP_DAC_READ_SEARCH on older kernels
@@ -688,12 +905,15 @@ impl Store {
         }
     }
 
-    fn link_object(&self, tmp: &Path, hash: &str) -> Result<()> {
-        let dest = self.object_path(hash);
-        self.fan_out_dir(hash)?;
-        #[allow(clippy::disallowed_methods)]
-        fs::rename(tmp, &dest)
-            .map_err(|e| write_failed(format_args!("cannot write object {}", dest.display()), e))
+    /// Renames the temp file `name` in `tmp` to the object `hash` in its
+    /// fan-out directory `fan`.
+    fn link_object(&self, tmp: &OwnedFd, name: &str, fan: &OwnedFd, hash: &str) -> Result<()> {
+        rustix::fs::renameat(tmp, name, fan, &hash[2..]).map_err(|e| {
+            write_failed(
+                format_args!("cannot write object {}", self.object_path(hash).display()),
+                e,
+            )
+        })
     }
 
     /// Stores `data` unless an object of that content exists. Returns the
@@ -702,27 +922,27 @@ impl Store {
     pub fn put(&self, data: &[u8]) -> Result<(String, bool)> {
         self.unsynced.store(true, Ordering::SeqCst);
         let hash = blake3::hash(data).to_hex().to_string();
-        if self.have_object(&hash, data.len() as u64)? {
+        let fan = self.fan_out_dir(&hash)?;
+        if self.have_object(&fan, &hash, data.len() as u64)? {
             return Ok((hash, false));
         }
         self.mark_unsynced()?;
-        if !self.put_unnamed(&hash, data)? {
-            self.put_named(&hash, data)?;
+        if !self.put_unnamed(&fan, &hash, data)? {
+            self.put_named(&fan, &hash, data)?;
         }
         Ok((hash, true))
     }
 
     /// [`Self::put_unnamed`]'s fallback: a named temp file in `tmp/`,
     /// renamed into place.
-    fn put_named(&self, hash: &str, data: &[u8]) -> Result<()> {
-        let (tmp, mut f) = self.tmp_file()?;
+    fn put_named(&self, fan: &OwnedFd, hash: &str, data: &[u8]) -> Result<()> {
+        let (tmp, name, mut f) = self.tmp_file()?;
         let res = f
             .write_all(data)
             .map_err(|e| self.write_err(e))
-            .and_then(|_| self.link_object(&tmp, hash));
+            .and_then(|_| self.link_object(&tmp, &name, fan, hash));
         if res.is_err() {
-            #[allow(clippy::disallowed_methods)]
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&tmp, name.as_str(), AtFlags::empty());
         }
         res
     }
@@ -732,7 +952,7 @@ impl Store {
     /// ([`StoreWriteError`]).
     pub fn put_reader(&self, mut r: impl Read) -> Result<(String, u64, bool)> {
         self.unsynced.store(true, Ordering::SeqCst);
-        let (tmp, mut f) = self.tmp_file()?;
+        let (tmp, name, mut f) = self.tmp_file()?;
         let res = (|| -> Result<(String, u64, bool)> {
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 1 << 20];
@@ -747,18 +967,17 @@ impl Store {
                 n += k as u64;
             }
             let hash = h.finalize().to_hex().to_string();
-            if self.have_object(&hash, n)? {
-                #[allow(clippy::disallowed_methods)]
-                let _ = fs::remove_file(&tmp);
+            let fan = self.fan_out_dir(&hash)?;
+            if self.have_object(&fan, &hash, n)? {
+                let _ = rustix::fs::unlinkat(&tmp, name.as_str(), AtFlags::empty());
                 return Ok((hash, n, false));
             }
             self.mark_unsynced()?;
-            self.link_object(&tmp, &hash)?;
+            self.link_object(&tmp, &name, &fan, &hash)?;
             Ok((hash, n, true))
         })();
         if res.is_err() {
-            #[allow(clippy::disallowed_methods)]
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&tmp, name.as_str(), AtFlags::empty());
         }
         res
     }
@@ -795,8 +1014,9 @@ impl Store {
             if *marked {
                 // (a mark whose removal a crash undoes only costs the next
                 // writer a look at this run's objects)
-                #[allow(clippy::disallowed_methods)]
-                let _ = fs::remove_file(self.dir.join(UNSYNCED));
+                if let Ok(base) = self.base() {
+                    let _ = rustix::fs::unlinkat(base.as_fd(), UNSYNCED, AtFlags::empty());
+                }
                 *marked = false;
             }
         }
@@ -825,8 +1045,13 @@ impl Store {
         let Some(head) = head.strip_suffix(b"}") else {
             bail!("internal: the snapshot header did not serialise as an object");
         };
-        atomic_write_parts(
-            &self.dir.join("snapshots"),
+        let shown = self.dir.join("snapshots");
+        let dir = io_ctx(self.dir_in("snapshots"), || {
+            format!("cannot open {}", shown.display())
+        })?;
+        atomic_write_at(
+            &dir,
+            &shown,
             &format!("{}.json", m.id),
             &[head, br#","manifest":"#, &body, b"}"],
             0o600,
@@ -839,7 +1064,15 @@ impl Store {
         let mut t = jiff::Timestamp::now();
         loop {
             let id = t.strftime("%Y%m%d-%H%M%S-%3f").to_string();
-            if !self.snapshot_path(&id).exists() {
+            let taken = self.base().is_ok_and(|b| {
+                rustix::fs::statat(
+                    b.as_fd(),
+                    Self::snapshot_rel(&id).as_str(),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .is_ok()
+            });
+            if !taken {
                 return id;
             }
             t += jiff::SignedDuration::from_millis(1);
@@ -849,16 +1082,14 @@ impl Store {
     /// Every snapshot id on disk, oldest first.
     pub fn ids(&self) -> Result<Vec<String>> {
         let dir = self.dir.join("snapshots");
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        let names = match self.dir_in("snapshots").and_then(|fd| entries(&fd)) {
+            Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return io_ctx(Err(e), || format!("cannot read store {}", dir.display())),
         };
-        let mut ids: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name();
-                let name = name.to_str()?;
+        let mut ids: Vec<String> = names
+            .into_iter()
+            .filter_map(|(name, _)| {
                 if name.starts_with('.') {
                     return None;
                 }
@@ -883,7 +1114,7 @@ impl Store {
 
     /// Opens a snapshot file (see [`open_stored`]).
     fn open_doc(&self, id: &str) -> io::Result<File> {
-        open_stored(&self.snapshot_path(id))
+        self.open_stored(&Self::snapshot_rel(id))
     }
 
     fn read_doc_raw(&self, id: &str) -> io::Result<Vec<u8>> {
@@ -1096,7 +1327,7 @@ impl Store {
     /// without root's rights, EIO) is unreadable: its content is unknown.
     fn check_object(&self, hash: &str) -> Result<(), (ProblemKind, String)> {
         let unreadable = |e: io::Error| (ProblemKind::Unreadable, format!("unreadable: {e}"));
-        let mut f = match open_stored(&self.object_path(hash)) {
+        let mut f = match self.open_stored(&Self::object_rel(hash)) {
             Ok(f) => f,
             Err(e)
                 if matches!(
@@ -1151,18 +1382,22 @@ impl Store {
         let (ids, objects) = self.gc_plan(ids)?;
         // read before the snapshot files go: they are the only record
         let kept_clones = self.clones_of(&ids);
+        let snapshots = io_ctx(self.dir_in("snapshots"), || {
+            format!("cannot open {}", self.dir.join("snapshots").display())
+        })?;
         for id in &ids {
-            #[allow(clippy::disallowed_methods)]
-            io_ctx(fs::remove_file(self.snapshot_path(id)), || {
-                format!("cannot remove snapshot {id}")
-            })?;
+            io_ctx(
+                rustix::fs::unlinkat(&snapshots, format!("{id}.json").as_str(), AtFlags::empty())
+                    .map_err(io::Error::from),
+                || format!("cannot remove snapshot {id}"),
+            )?;
         }
         if !ids.is_empty() {
             // An unsynced unlink of a snapshot file can be undone by a
             // power cut while the object unlinks below are not: the
             // snapshot would come back without its objects.
             io_ctx(
-                File::open(self.dir.join("snapshots")).and_then(|d| d.sync_all()),
+                rustix::fs::fsync(&snapshots).map_err(io::Error::from),
                 || {
                     format!(
                         "cannot sync store {}; snapshots removed, no object removed",
@@ -1176,9 +1411,15 @@ impl Store {
             kept_clones,
             ..GcReport::default()
         };
-        for (p, size) in objects {
-            #[allow(clippy::disallowed_methods)]
-            if fs::remove_file(&p).is_ok() {
+        let objects_dir = self.dir_in("objects");
+        let mut fan: Option<(String, OwnedFd)> = None;
+        for ((f, name), size) in objects {
+            let Ok(all) = &objects_dir else { break };
+            if fan.as_ref().is_none_or(|(open, _)| *open != f) {
+                fan = dir_beneath(all.as_fd(), &f).ok().map(|fd| (f, fd));
+            }
+            let Some((_, fd)) = &fan else { continue };
+            if rustix::fs::unlinkat(fd, name.as_str(), AtFlags::empty()).is_ok() {
                 rep.objects += 1;
                 rep.bytes += size;
             }
@@ -1219,7 +1460,7 @@ impl Store {
     /// The snapshots of `ids` (sorted, each once: `forget ID ID` removes
     /// it once) and the objects that go with them.
     #[allow(clippy::type_complexity)]
-    fn gc_plan(&self, ids: &[String]) -> Result<(Vec<String>, Vec<(PathBuf, u64)>)> {
+    fn gc_plan(&self, ids: &[String]) -> Result<(Vec<String>, Vec<(ObjectName, u64)>)> {
         let drop: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
         let all = self.ids()?;
         if let Some(gone) = drop.iter().find(|id| !all.iter().any(|a| a == *id)) {
@@ -1274,32 +1515,28 @@ impl Store {
         Ok(drop)
     }
 
-    /// Objects not in `needed`, with their sizes. A fan-out directory
-    /// that cannot be read is passed over: nothing in it is removed; so is
-    /// anything else there (a symlink to a directory would have its
-    /// target's files removed).
-    fn unreferenced(&self, needed: &BTreeSet<String>) -> Vec<(PathBuf, u64)> {
+    /// Objects not in `needed`, with their sizes, fan-out directory by
+    /// fan-out directory. A fan-out directory that cannot be read is passed
+    /// over: nothing in it is removed; so is anything else there (a symlink
+    /// to a directory would have its target's files removed).
+    fn unreferenced(&self, needed: &BTreeSet<String>) -> Vec<(ObjectName, u64)> {
         let mut out = Vec::new();
-        let objects = self.dir.join("objects");
-        let Ok(rd) = fs::read_dir(&objects) else {
+        let Ok(objects) = self.dir_in("objects") else {
             return out;
         };
-        for fan in rd.flatten() {
-            if !fan.file_type().is_ok_and(|t| t.is_dir()) {
+        for (fan, kind) in entries(&objects).unwrap_or_default() {
+            if kind != FileType::Directory && kind != FileType::Unknown {
                 continue;
             }
-            let Ok(inner) = fs::read_dir(fan.path()) else {
+            let Ok(fan_fd) = dir_beneath(objects.as_fd(), &fan) else {
                 continue;
             };
-            for obj in inner.flatten() {
-                let name = format!(
-                    "{}{}",
-                    fan.file_name().to_string_lossy(),
-                    obj.file_name().to_string_lossy()
-                );
-                if !needed.contains(&name) {
-                    let size = obj.metadata().map(|m| m.len()).unwrap_or(0);
-                    out.push((obj.path(), size));
+            for (obj, _) in entries(&fan_fd).unwrap_or_default() {
+                if !needed.contains(&format!("{fan}{obj}")) {
+                    let size = rustix::fs::statat(&fan_fd, obj.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| st.st_size as u64)
+                        .unwrap_or(0);
+                    out.push(((fan.clone(), obj), size));
                 }
             }
         }
@@ -1330,25 +1567,28 @@ impl Store {
     /// sorted; none when it does not exist.
     pub fn doc_names(&self, sub: &str) -> Result<Vec<String>> {
         let dir = self.dir.join(sub);
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        let names = match self.dir_in(sub).and_then(|fd| entries(&fd)) {
+            Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return io_ctx(Err(e), || format!("cannot read {}", dir.display())),
         };
-        let mut names: Vec<String> = rd
-            .map(|e| {
-                io_ctx(e, || format!("cannot read {}", dir.display()))
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-            })
-            .filter(|n| !n.as_ref().is_ok_and(|n| n.starts_with('.')))
-            .collect::<Result<_>>()?;
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| !n.starts_with('.'))
+            .collect();
         names.sort();
         Ok(names)
     }
 
-    /// Reads a small store document (acks, journals) if it exists.
+    /// Reads a small store document (acks, journals) if it exists; one
+    /// that is a symlink or not a regular file is an error, never followed.
     pub fn read_doc_file(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        match fs::read(self.dir.join(rel)) {
+        let read = self.open_stored(rel).and_then(|mut f| {
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).map(|_| b)
+        });
+        match read {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => io_ctx(Err(e), || {
@@ -1357,51 +1597,36 @@ impl Store {
         }
     }
 
+    /// Makes (if need be) and opens a directory of the store, each level
+    /// 0700 and none a symlink (`journals`, `luks`).
+    pub fn make_dir(&self, rel: &str) -> Result<OwnedFd> {
+        let shown = self.dir.join(rel);
+        let fail = |e: io::Error| anyhow!("cannot create {}: {e}", shown.display());
+        let mut dir = match self.base().map_err(fail)? {
+            Base::Held(fd) => fd.try_clone_to_owned().map_err(fail)?,
+            Base::Fresh(fd) => fd,
+        };
+        for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if part == ".." {
+                bail!("internal: store directory {rel} leads out of the store");
+            }
+            dir = make_dir_in(dir.as_fd(), part).map_err(fail)?;
+        }
+        Ok(dir)
+    }
+
     /// Writes a small store document atomically (mode 0600).
     pub fn write_doc_file(&self, rel: &str, data: &[u8]) -> Result<()> {
         if !self.is_writable() {
             bail!("internal: write on a read-only store handle");
         }
-        let p = self.dir.join(rel);
-        let dir = p.parent().unwrap_or(&self.dir).to_path_buf();
-        if !dir.is_dir() {
-            io_ctx(
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir),
-                || format!("cannot create {}", dir.display()),
-            )?;
+        let (sub, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if name.is_empty() || name == "." || name == ".." {
+            bail!("bad document name {rel}");
         }
-        let name = p
-            .file_name()
-            .and_then(OsStr::to_str)
-            .ok_or_else(|| anyhow!("bad document name {rel}"))?;
-        atomic_write(&dir, name, data, 0o600)
+        let dir = self.make_dir(sub)?;
+        atomic_write_at(&dir, &self.dir.join(sub), name, &[data], 0o600)
     }
-}
-
-/// Opens a file of the store (an object, a snapshot file) for reading,
-/// never through a symlink and never blocking on a fifo planted in its
-/// place: either is damage to report (`InvalidData`: "a symlink", "not a
-/// regular file"), not a file to follow out of the store or to wait on.
-fn open_stored(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
-            _ => e,
-        })?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    Ok(f)
 }
 
 /// A snapshot written by a newer guard: this one cannot read it, which says
@@ -1469,6 +1694,8 @@ fn parse_doc(id: &str, raw: &[u8]) -> Result<Manifest> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -1563,7 +1790,8 @@ mod tests {
         let (h, new) = s.put(b"unnamed").unwrap();
         assert!(new);
         let named = blake3::hash(b"named").to_hex().to_string();
-        s.put_named(&named, b"named").unwrap();
+        s.put_named(&s.fan_out_dir(&named).unwrap(), &named, b"named")
+            .unwrap();
         for (h, body) in [(&h, &b"unnamed"[..]), (&named, &b"named"[..])] {
             assert_eq!(s.read_object(h).unwrap(), body);
             let mode = fs::metadata(s.object_path(h)).unwrap().permissions().mode();

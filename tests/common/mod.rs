@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// An answers file that says to walk a playbook of the test root's own
+/// (`root-playbook = "walk"`): the test roots are not `/` (README).
+pub fn root_playbook_answers() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, b"[answers]\nroot-playbook = \"walk\"\n").unwrap();
+    f
+}
+
 pub struct Sys {
     pub dir: tempfile::TempDir,
     pub store: tempfile::TempDir,
