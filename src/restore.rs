@@ -7,7 +7,8 @@
 //! linked or renamed into place, and the directory fsynced: a crash or a full
 //! disk leaves the original or the restored file, never a torn one.
 //! Directories are reached with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`
-//! from the root fd, so no symlink can lead a write out of the root.
+//! from the root fd (or, on kernels without it, the walk of `sysroot.rs`
+//! that answers the same), so no symlink can lead a write out of the root.
 
 use std::ffi::{CString, OsStr};
 use std::fmt;

@@ -8,17 +8,27 @@
 //! for anything guard writes or records (a symlink anywhere on the way is an
 //! error, not a detour), `RESOLVE_IN_ROOT` for reading live configuration the
 //! way the system itself would (absolute symlinks resolve inside the root).
+//!
+//! `openat2` came with Linux 5.6. The systems guard is for are often older
+//! (Leap 42.3 runs 4.4, Leap 15.0-15.3 4.12 and 5.3, an Arch box left alone
+//! for years, Debian 10 4.19), and a container's seccomp profile may refuse
+//! it: there [`open_at`] resolves the path itself, one component at a time
+//! from the held directory fd, each opened `O_PATH | O_NOFOLLOW` and looked
+//! at before it is used, with the same answers (`ELOOP` for a symlink where
+//! none may be, `EXDEV` for `..` beneath, symlinks re-rooted inside).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An absolute path inside the root, as raw bytes (`/etc/pam.d/imap`).
@@ -215,14 +225,203 @@ pub struct SysRoot {
     fd: OwnedFd,
 }
 
-fn resolve(flags: ResolveFlags, root: &OwnedFd, rel: &Path, oflags: OFlags) -> io::Result<OwnedFd> {
+/// How [`open_at`] resolves a path beneath a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// No symlink anywhere on the way, the last component included, and no
+    /// `..`: `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`. What guard records and
+    /// writes.
+    Exact,
+    /// As the system inside the directory would see it: symlinks followed,
+    /// an absolute target and `..` kept inside it (`RESOLVE_IN_ROOT`).
+    InRoot,
+}
+
+/// Set once `openat2` turned out to be missing (ENOSYS) or refused by a
+/// seccomp filter: every later open resolves in user space at once.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Opens `rel` beneath the directory `base` the way `how` says. `CLOEXEC`
+/// always; `mode` only counts with `CREATE` or `TMPFILE`. See the top of
+/// this file for the kernels without `openat2`.
+pub fn open_at(
+    base: BorrowedFd,
+    rel: &Path,
+    how: Resolve,
+    oflags: OFlags,
+    mode: Mode,
+) -> io::Result<OwnedFd> {
     let rel: &Path = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
-    rustix::fs::openat2(root, rel, oflags | OFlags::CLOEXEC, Mode::empty(), flags)
-        .map_err(io::Error::from)
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let flags = match how {
+            Resolve::Exact => ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+            Resolve::InRoot => ResolveFlags::IN_ROOT,
+        } | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(base, rel, oflags | OFlags::CLOEXEC, mode, flags) {
+            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            // a seccomp filter's answer, or this open's own (O_NOATIME on
+            // another's file): a plain openat2 of the directory tells
+            Err(Errno::PERM)
+                if rustix::fs::openat2(
+                    base,
+                    ".",
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::empty(),
+                )
+                .is_err() =>
+            {
+                NO_OPENAT2.store(true, Ordering::Relaxed)
+            }
+            r => return r.map_err(io::Error::from),
+        }
+    }
+    walk_at(base, rel.as_os_str().as_bytes(), how, oflags, mode)
+}
+
+/// [`open_at`] without `openat2`. Each component is opened `O_PATH |
+/// O_NOFOLLOW` relative to the directory before it and looked at (fstat)
+/// before anything goes through it, so a symlink swapped in mid-walk is
+/// seen, never followed; the last one is opened for real with `O_NOFOLLOW`,
+/// so a swap there fails (`ELOOP`) instead of leading elsewhere.
+pub(crate) fn walk_at(
+    base: BorrowedFd,
+    rel: &[u8],
+    how: Resolve,
+    oflags: OFlags,
+    mode: Mode,
+) -> io::Result<OwnedFd> {
+    use rustix::fs::FileType;
+    use std::collections::VecDeque;
+    // as openat2 answers: an absolute path is not beneath anything
+    if how == Resolve::Exact && rel.first() == Some(&b'/') {
+        return Err(Errno::XDEV.into());
+    }
+    let parts = |p: &[u8]| -> Vec<Vec<u8>> {
+        p.split(|b| *b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let mut todo: VecDeque<Vec<u8>> = parts(rel).into();
+    if todo.is_empty() {
+        return Ok(rustix::fs::openat(
+            base,
+            ".",
+            oflags | OFlags::CLOEXEC,
+            mode,
+        )?);
+    }
+    // the directories entered below `base`: `..` steps back one
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        let last = todo.is_empty();
+        if name == b".." {
+            // back to the directory this walk entered from (never the
+            // physical parent of one moved meanwhile: still beneath);
+            // above `base` is refused (Exact) or `base` itself (InRoot,
+            // as in a chroot)
+            if stack.pop().is_none() && how == Resolve::Exact {
+                return Err(Errno::XDEV.into());
+            }
+            if last {
+                let here = stack.last().map_or(base, |d| d.as_fd());
+                return Ok(rustix::fs::openat(
+                    here,
+                    ".",
+                    oflags | OFlags::CLOEXEC,
+                    mode,
+                )?);
+            }
+            continue;
+        }
+        let here = stack.last().map_or(base, |d| d.as_fd());
+        let name = OsStr::from_bytes(&name);
+        let fd = match rustix::fs::openat(
+            here,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // nothing there yet: the last one may be created
+            Err(Errno::NOENT) if last && oflags.contains(OFlags::CREATE) => {
+                return Ok(rustix::fs::openat(
+                    here,
+                    name,
+                    oflags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    mode,
+                )?);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+        if kind == FileType::Symlink {
+            // O_NOFOLLOW on the last one: the link itself, or as the
+            // kernel answers (ENOTDIR where a directory was asked for)
+            let keep = last && oflags.contains(OFlags::NOFOLLOW);
+            if keep && oflags.contains(OFlags::DIRECTORY) {
+                return Err(Errno::NOTDIR.into());
+            }
+            if keep && oflags.contains(OFlags::PATH) {
+                return Ok(fd);
+            }
+            if how == Resolve::Exact || keep {
+                return Err(Errno::LOOP.into());
+            }
+            links += 1;
+            if links > 40 {
+                return Err(Errno::LOOP.into());
+            }
+            let target = rustix::fs::readlinkat(&fd, "", Vec::new())?.into_bytes();
+            if target.first() == Some(&b'/') {
+                stack.clear();
+            }
+            for c in parts(&target).into_iter().rev() {
+                todo.push_front(c);
+            }
+            if todo.is_empty() {
+                // a link to `/` (or to `.`): the directory reached so far
+                let here = stack.last().map_or(base, |d| d.as_fd());
+                return Ok(rustix::fs::openat(
+                    here,
+                    ".",
+                    oflags | OFlags::CLOEXEC,
+                    mode,
+                )?);
+            }
+            continue;
+        }
+        if !last {
+            if kind != FileType::Directory {
+                return Err(Errno::NOTDIR.into());
+            }
+            stack.push(fd);
+            continue;
+        }
+        if oflags.contains(OFlags::PATH) {
+            if oflags.contains(OFlags::DIRECTORY) && kind != FileType::Directory {
+                return Err(Errno::NOTDIR.into());
+            }
+            return Ok(fd);
+        }
+        return Ok(rustix::fs::openat(
+            here,
+            name,
+            oflags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        )?);
+    }
+    unreachable!("the loop returns at the last component")
+}
+
+fn resolve(flags: Resolve, root: &OwnedFd, rel: &Path, oflags: OFlags) -> io::Result<OwnedFd> {
+    open_at(root.as_fd(), rel, flags, oflags, Mode::empty())
 }
 
 impl SysRoot {
@@ -269,7 +468,7 @@ impl SysRoot {
     /// last component. This is what snapshots record.
     pub fn open_exact(&self, p: &SysPath) -> io::Result<File> {
         resolve(
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            Resolve::Exact,
             &self.fd,
             p.relative(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
@@ -281,7 +480,7 @@ impl SysRoot {
     /// but resolved inside the root (an absolute target means ROOT/target).
     pub fn open_follow(&self, p: &SysPath) -> io::Result<File> {
         let f = resolve(
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            Resolve::InRoot,
             &self.fd,
             p.relative(),
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
@@ -321,7 +520,7 @@ impl SysRoot {
     /// Opens a directory for writing into; no symlink anywhere on the way.
     pub fn open_dir(&self, p: &SysPath) -> io::Result<OwnedFd> {
         resolve(
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            Resolve::Exact,
             &self.fd,
             p.relative(),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW,
@@ -366,19 +565,13 @@ impl SysRoot {
     /// Whether `p` leads to something the way the system would resolve it
     /// (symlinks followed inside the root): false for a dangling link.
     pub fn resolves(&self, p: &SysPath) -> bool {
-        resolve(
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            &self.fd,
-            p.relative(),
-            OFlags::PATH,
-        )
-        .is_ok()
+        resolve(Resolve::InRoot, &self.fd, p.relative(), OFlags::PATH).is_ok()
     }
 
     /// Names in a directory of the root (followed the system's way), sorted.
     pub fn list_dir(&self, p: &SysPath) -> Vec<Vec<u8>> {
         let Ok(fd) = resolve(
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            Resolve::InRoot,
             &self.fd,
             p.relative(),
             OFlags::DIRECTORY | OFlags::RDONLY,
@@ -459,5 +652,140 @@ mod tests {
         // followed the system's way, an absolute target lands inside the root
         assert!(r.read_follow(&"/etc/abs".into()).unwrap().is_none());
         assert!(r.open_dir(&"/etc/up".into()).is_err());
+    }
+
+    /// The user-space resolver kernels before 5.6 get gives what `openat2`
+    /// gives, path for path and flag for flag: the same file (device and
+    /// inode) or the same errno.
+    #[test]
+    fn the_walk_without_openat2_answers_as_openat2_does() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("etc/sub")).unwrap();
+        std::fs::create_dir_all(r.join("tmp")).unwrap();
+        std::fs::write(r.join("etc/file"), b"x").unwrap();
+        std::fs::write(r.join("etc/sub/deep"), b"y").unwrap();
+        symlink("/etc/file", r.join("etc/abs")).unwrap();
+        symlink("file", r.join("etc/rel")).unwrap();
+        symlink("../../../etc/file", r.join("etc/up")).unwrap();
+        symlink("loop", r.join("etc/loop")).unwrap();
+        symlink("/nope", r.join("etc/dangling")).unwrap();
+        symlink("/etc", r.join("etc/dirlink")).unwrap();
+        symlink("sub/../file", r.join("etc/dotdot")).unwrap();
+        symlink("/", r.join("etc/slash")).unwrap();
+        symlink("/tmp", r.join("out")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            r.join("etc/fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let base = rustix::fs::open(r, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let id = |fd: &OwnedFd| {
+            let st = rustix::fs::fstat(fd).unwrap();
+            (st.st_dev, st.st_ino)
+        };
+        let paths = [
+            "",
+            ".",
+            "etc",
+            "etc/file",
+            "etc/abs",
+            "etc/rel",
+            "etc/up",
+            "etc/loop",
+            "etc/dangling",
+            "etc/dirlink",
+            "etc/dirlink/file",
+            "etc/dirlink/sub/deep",
+            "etc/dotdot",
+            "etc/slash",
+            "etc/slash/etc/file",
+            "out",
+            "out/x",
+            "etc/../etc/file",
+            "../etc/file",
+            "/etc/file",
+            "etc/file/x",
+            "etc/nope",
+            "etc/fifo",
+            "etc/sub/../file",
+            "etc//sub/./deep",
+        ];
+        let flags = [
+            OFlags::RDONLY | OFlags::NONBLOCK,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
+            OFlags::PATH,
+            OFlags::PATH | OFlags::NOFOLLOW,
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW,
+        ];
+        for how in [Resolve::Exact, Resolve::InRoot] {
+            let kernel = match how {
+                Resolve::Exact => ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+                Resolve::InRoot => ResolveFlags::IN_ROOT,
+            } | ResolveFlags::NO_MAGICLINKS;
+            for p in paths {
+                for f in flags {
+                    let want = rustix::fs::openat2(
+                        &base,
+                        if p.is_empty() { "." } else { p },
+                        f | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        kernel,
+                    );
+                    let got = walk_at(base.as_fd(), p.as_bytes(), how, f, Mode::empty());
+                    match (&want, &got) {
+                        (Ok(w), Ok(g)) => assert_eq!(id(w), id(g), "{how:?} {p:?} {f:?}"),
+                        (Err(w), Err(g)) => assert_eq!(
+                            w.raw_os_error(),
+                            g.raw_os_error().unwrap(),
+                            "{how:?} {p:?} {f:?}: openat2 {w}, walk {g}"
+                        ),
+                        _ => panic!("{how:?} {p:?} {f:?}: openat2 {want:?}, walk {got:?}"),
+                    }
+                }
+            }
+            // creating the last component, never through a link
+            let f = OFlags::CREATE | OFlags::WRONLY;
+            for p in ["etc/new", "etc/dangling", "etc/abs", "etc/nodir/new"] {
+                let want = rustix::fs::openat2(
+                    &base,
+                    p,
+                    f | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                    kernel,
+                );
+                let made = r.join(p).symlink_metadata().is_ok_and(|m| m.is_file());
+                if made && p == "etc/new" {
+                    std::fs::remove_file(r.join(p)).unwrap();
+                }
+                let got = walk_at(
+                    base.as_fd(),
+                    p.as_bytes(),
+                    how,
+                    f,
+                    Mode::from_raw_mode(0o600),
+                );
+                match (&want, &got) {
+                    (Ok(w), Ok(g)) if p == "etc/new" => {
+                        let _ = w;
+                        assert!(r.join(p).is_file(), "{how:?} {p:?}");
+                        let _ = g;
+                        std::fs::remove_file(r.join(p)).unwrap();
+                    }
+                    (Ok(w), Ok(g)) => assert_eq!(id(w), id(g), "{how:?} {p:?}"),
+                    (Err(w), Err(g)) => {
+                        assert_eq!(w.raw_os_error(), g.raw_os_error().unwrap(), "{how:?} {p:?}")
+                    }
+                    _ => panic!("{how:?} {p:?} create: openat2 {want:?}, walk {got:?}"),
+                }
+            }
+        }
+        // nothing was created outside the root nor through a link
+        assert!(!Path::new("/nope").exists());
     }
 }

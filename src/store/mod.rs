@@ -10,7 +10,8 @@
 //! so a crash at any moment leaves either no snapshot or a whole one.
 //!
 //! Everything inside the store is reached from an fd on the store directory
-//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` and the `*at` calls,
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (or the walk of
+//! `sysroot.rs` that answers the same on older kernels) and the `*at` calls,
 //! never by a path the kernel resolves on its own: the default store of a
 //! `--root` (`ROOT/var/lib/guard`) was written by that system, and a symlink
 //! it left for `tmp`, `objects/ab` or `snapshots` would otherwise have guard,
@@ -27,10 +28,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::sysroot::Resolve;
 
 pub use manifest::*;
 
@@ -242,18 +245,14 @@ fn io_ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
 /// damage to report (`InvalidData`, "a symlink"), never a way out of the
 /// store. `CLOEXEC` always; `mode` only with `CREATE` or `TMPFILE`.
 fn open_beneath(base: BorrowedFd, rel: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-    rustix::fs::openat2(
-        base,
-        rel,
-        // (no O_NOFOLLOW: with it a symlink in a directory's place reads
-        // as ENOTDIR; RESOLVE_NO_SYMLINKS refuses the last component too)
-        flags | OFlags::CLOEXEC,
-        mode,
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        Errno::LOOP => io::Error::new(io::ErrorKind::InvalidData, "a symlink"),
-        e => io::Error::from(e),
+    // (no O_NOFOLLOW: with it a symlink in a directory's place reads as
+    // ENOTDIR; `Resolve::Exact` refuses the last component too)
+    crate::sysroot::open_at(base, Path::new(rel), Resolve::Exact, flags, mode).map_err(|e| {
+        if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) {
+            io::Error::new(io::ErrorKind::InvalidData, "a symlink")
+        } else {
+            e
+        }
     })
 }
 
