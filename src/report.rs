@@ -69,6 +69,11 @@ pub struct Finding {
     /// the check before acknowledgements apply.
     #[serde(skip)]
     pub fingerprint: String,
+    /// Work the package manager left for the admin (a `.pacnew` waiting
+    /// to be merged) rather than damage done: it follows the damage of
+    /// its severity (see [`Report::new`]).
+    #[serde(skip)]
+    pub todo: bool,
 }
 
 impl Finding {
@@ -88,7 +93,14 @@ impl Finding {
             detail: None,
             acknowledged: false,
             fingerprint: String::new(),
+            todo: false,
         }
+    }
+
+    /// Marks the finding as work left to do, not damage (see `todo`).
+    pub fn todo(mut self) -> Finding {
+        self.todo = true;
+        self
     }
 
     pub fn fix(mut self, fix: impl Into<String>) -> Finding {
@@ -136,13 +148,20 @@ impl Report {
     /// semantic checks, which say what the damage does ("IMAP logins will
     /// fail"), come before the generic `file/*` findings: after a release
     /// upgrade there are dozens of those, and sorted by id alone they stood
-    /// above a vanished PAM service.
+    /// above a vanished PAM service. Work merely left to do (`.pacnew`
+    /// files waiting: a long-neglected Arch box gets a dozen) comes after
+    /// the damage and before the generic findings; sorted by id,
+    /// `pkg/pending-merge` stood above a service that no longer starts.
     pub fn new(snapshot: Option<String>, root: String, mut findings: Vec<Finding>) -> Report {
-        let generic = |f: &Finding| f.id.starts_with("file/");
+        let rank = |f: &Finding| match (f.id.starts_with("file/"), f.todo) {
+            (true, _) => 2,
+            (false, true) => 1,
+            (false, false) => 0,
+        };
         findings.sort_by(|a, b| {
             b.effective()
                 .cmp(&a.effective())
-                .then_with(|| generic(a).cmp(&generic(b)))
+                .then_with(|| rank(a).cmp(&rank(b)))
                 .then_with(|| a.id.cmp(&b.id))
                 .then_with(|| a.paths.cmp(&b.paths))
         });
@@ -445,6 +464,28 @@ mod tests {
                 "file/vanished",
                 "pkg/pending-merge",
                 "file/modified"
+            ]
+        );
+
+        // a merge waiting after the damage of its severity, before the
+        // generic findings
+        let unit = SysPath::new("/etc/systemd/system/multi-user.target.wants/x.service");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new("file/vanished", Severity::Warning, &[&p], "gone"),
+                Finding::new("pkg/pending-merge", Severity::Warning, &[&pam], "merge").todo(),
+                Finding::new("systemd/unit-disabled", Severity::Warning, &[&unit], "x"),
+            ],
+        );
+        let ids: Vec<&str> = r.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "systemd/unit-disabled",
+                "pkg/pending-merge",
+                "file/vanished"
             ]
         );
 
