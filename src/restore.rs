@@ -21,7 +21,7 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::checks::files;
-use crate::pkg::{PackageInfo, VersionChange};
+use crate::pkg::VersionChange;
 use crate::scan::{Accounts, Scope};
 use crate::store::{CapEntry, Entry, FileKind, Manifest, Store};
 use crate::sysroot::{SysPath, SysRoot};
@@ -411,7 +411,7 @@ fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
                 link_to: Some(to),
             })
         } else if let Some(live) = &live {
-            let by = dropped_by(e, base, live);
+            let by = files::dropped_by(e, base, live);
             if !by.is_empty() {
                 Some(Dropped { by, link_to: None })
             } else {
@@ -424,23 +424,6 @@ fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
             None
         };
     }
-}
-
-/// The owners of `e` in the snapshot, when every one of them has since
-/// dropped it: upgraded to a version whose file list no longer names it,
-/// or removed. Empty when any owner still ships it (then someone else
-/// deleted it), kept its version (nothing upgraded it away), or when no
-/// package owned it (an admin's own file).
-pub fn dropped_by(e: &Entry, base: &Manifest, live: &PackageInfo) -> Vec<VersionChange> {
-    let now = live.owners_of(&e.path);
-    let mut out = Vec::new();
-    for p in &e.owners {
-        match crate::pkg::version_change(p, &base.packages, &live.packages) {
-            Some(c) if !now.contains(p) => out.push(c),
-            _ => return Vec::new(),
-        }
-    }
-    out
 }
 
 /// The given paths (and, for a directory, what lies beneath it) where they

@@ -130,6 +130,27 @@ pub fn link_into_changed_package(
     (!changes.is_empty()).then_some((to, changes))
 }
 
+/// The owners of `e` in the snapshot, when every one of them has since
+/// dropped it: upgraded to a version whose file list no longer names it,
+/// or removed. Empty when any owner still ships it (then someone else
+/// deleted it), kept its version (nothing upgraded it away), or when no
+/// package owned it (an admin's own file).
+pub fn dropped_by(
+    e: &Entry,
+    base: &Manifest,
+    live: &crate::pkg::PackageInfo,
+) -> Vec<crate::pkg::VersionChange> {
+    let now = live.owners_of(&e.path);
+    let mut out = Vec::new();
+    for p in &e.owners {
+        match crate::pkg::version_change(p, &base.packages, &live.packages) {
+            Some(c) if !now.contains(p) => out.push(c),
+            _ => return Vec::new(),
+        }
+    }
+    out
+}
+
 /// The live database's owners of the files the vanished links of no
 /// package in `vanished` lead to; `None` when there are none or the
 /// database cannot be read (which proves nothing).
@@ -181,7 +202,20 @@ impl Check for FileChanges {
                 _ => None,
             })
             .collect();
-        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &[]);
+        // Package files whose every owner changed version since: the live
+        // database says whether the new versions still ship them (pacman
+        // removes what a new version no longer ships, as rpm does).
+        let maybe_dropped: Vec<SysPath> = vanished
+            .iter()
+            .filter(|e| {
+                !e.owners.is_empty()
+                    && e.owners.iter().all(|p| {
+                        crate::pkg::version_change(p, &base.packages, &cx.live.packages).is_some()
+                    })
+            })
+            .map(|e| e.path.clone())
+            .collect();
+        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &maybe_dropped);
         for (top, under) in collapse(vanished) {
             // A package manager's merge leftover (`.rpmnew`, `.pacnew`,
             // `.dpkg-dist`…) is owned by no package but is not the admin's
@@ -246,7 +280,27 @@ impl Check for FileChanges {
             } else {
                 Severity::Warning
             };
-            let msg = if under.is_empty() {
+            let dropped = match &live_pkgs {
+                Some(live) if under.is_empty() => dropped_by(top, base, live),
+                _ => Vec::new(),
+            };
+            let msg = if !dropped.is_empty() {
+                // said as the restore plan says it: the package dropped it
+                // on purpose, which a bare "owned by" left to guess
+                let how: Vec<String> = dropped
+                    .iter()
+                    .map(|c| match c.to {
+                        Some(_) => format!("{c} no longer ships it"),
+                        None => format!("{} was removed", c.package),
+                    })
+                    .collect();
+                format!(
+                    "{} vanished ({}; {})",
+                    top.path,
+                    owned_by(top),
+                    how.join(", ")
+                )
+            } else if under.is_empty() {
                 format!("{} vanished ({})", top.path, owned_by(top))
             } else {
                 let own = under.iter().filter(|e| e.owners.is_empty()).count();
