@@ -50,6 +50,28 @@ fn in_vendor_tree(p: &SysPath) -> bool {
         && !p.starts_with(&local)
 }
 
+/// Trees a trust-store tool writes wholly from its sources whenever a
+/// certificate package changes (Arch runs `update-ca-trust` as an alpm
+/// hook: `trust extract` into `cadir/`, then links all of it into
+/// `/etc/ssl/certs`): nothing there is an admin's, whose own certificates
+/// go into the sources (`trust-source/anchors/`), and a file there that
+/// went was dropped with its certificate. (tree, the tool)
+const GENERATED: &[(&str, &str)] = &[
+    ("/etc/ca-certificates/extracted", "update-ca-trust"),
+    ("/etc/pki/ca-trust/extracted", "update-ca-trust"),
+];
+
+/// The tool that writes `p`, when it lies in a [`GENERATED`] tree.
+pub fn generated_by(p: &SysPath) -> Option<&'static str> {
+    GENERATED
+        .iter()
+        .find(|(t, _)| {
+            let t = SysPath::new(t);
+            *p != t && p.starts_with(&t)
+        })
+        .map(|(_, by)| *by)
+}
+
 /// A vanished symlink of no package that led to a package's file which is
 /// gone as well: the file it points at, followed through the links the
 /// snapshot recorded that vanished with it (`/etc/ssl/certs/5273a94c.0 ->
@@ -77,8 +99,10 @@ pub fn link_to_removed_file(e: &Entry, base: &Manifest, root: &SysRoot) -> Optio
         }
         match base.entry(&to) {
             Some(next) if next.kind == FileKind::Symlink && !root.exists(&to) => link = next,
-            Some(file) => return (!file.owners.is_empty()).then_some(to),
-            None => return in_vendor_tree(&to).then_some(to),
+            Some(file) => {
+                return (!file.owners.is_empty() || generated_by(&to).is_some()).then_some(to)
+            }
+            None => return (in_vendor_tree(&to) || generated_by(&to).is_some()).then_some(to),
         }
     }
     None
@@ -237,8 +261,22 @@ impl Check for FileChanges {
                         Severity::Info,
                         &[&top.path],
                         format!(
-                            "{} vanished (a link of no package to {to}, which a package \
+                            "{} vanished (a link of no package to {to}, which {} \
                              removed: the link went with it, and restored it would dangle)",
+                            top.path,
+                            generated_by(&to).unwrap_or("a package")
+                        ),
+                    ));
+                    continue;
+                }
+                if let Some(by) = generated_by(&top.path).filter(|_| top.owners.is_empty()) {
+                    out.push(Finding::new(
+                        "file/vanished",
+                        Severity::Info,
+                        &[&top.path],
+                        format!(
+                            "{} vanished (written by {by} from the trust sources, which no \
+                             longer hold its certificate: restored, it would be stale)",
                             top.path
                         ),
                     ));
