@@ -311,7 +311,7 @@ fn gone(cx: &Context, base: &Manifest, before: &dyn Files, unit: &str) -> Option
         .collect();
     let program = exec_start(before, &old).map(SysPath::new);
     let suffix = unit.rsplit_once('.').map(|(_, s)| s).unwrap_or("");
-    let mut successors: Vec<(String, SysPath)> = Vec::new();
+    let mut successors: Vec<(String, SysPath, bool)> = Vec::new();
     for c in cx.changes {
         let Change::Added(e) = c else { continue };
         let Some(parent) = e.path.parent() else {
@@ -321,7 +321,7 @@ fn gone(cx: &Context, base: &Manifest, before: &dyn Files, unit: &str) -> Option
         if !UNIT_DIRS.iter().any(|d| parent == SysPath::new(d))
             || name.rsplit_once('.').map(|(_, s)| s) != Some(suffix)
             || name.contains('@') != unit.contains('@')
-            || successors.iter().any(|(n, _)| *n == name)
+            || successors.iter().any(|(n, _, _)| *n == name)
         {
             continue;
         }
@@ -330,9 +330,15 @@ fn gone(cx: &Context, base: &Manifest, before: &dyn Files, unit: &str) -> Option
             .as_ref()
             .is_some_and(|prog| units_running(&live, prog).iter().any(|(n, _)| *n == name));
         if same_package || same_program {
-            successors.push((name, e.path.clone()));
+            successors.push((name, e.path.clone(), same_program));
         }
     }
+    // a package that adds other services besides the renamed one: the
+    // one running the same program is the successor
+    if successors.iter().any(|s| s.2) {
+        successors.retain(|s| s.2);
+    }
+    let successors = successors.into_iter().map(|(n, p, _)| (n, p)).collect();
     Some(Gone {
         old,
         by,
