@@ -69,6 +69,11 @@ pub struct Finding {
     /// the check before acknowledgements apply.
     #[serde(skip)]
     pub fingerprint: String,
+    /// Work the package manager left for the admin (a `.pacnew` waiting
+    /// to be merged) rather than damage done: it follows the damage of
+    /// its severity (see [`Report::new`]).
+    #[serde(skip)]
+    pub todo: bool,
 }
 
 impl Finding {
@@ -88,7 +93,14 @@ impl Finding {
             detail: None,
             acknowledged: false,
             fingerprint: String::new(),
+            todo: false,
         }
+    }
+
+    /// Marks the finding as work left to do, not damage (see `todo`).
+    pub fn todo(mut self) -> Finding {
+        self.todo = true;
+        self
     }
 
     pub fn fix(mut self, fix: impl Into<String>) -> Finding {
@@ -140,13 +152,18 @@ impl Report {
     /// fail (`pam/*`, `accounts/*`) lead: that damage is silent (local and
     /// ssh logins still work, every daemon runs, only its users are
     /// refused: DESIGN incident 1), while a daemon that lost a capability
-    /// mostly fails loudly, when it starts.
+    /// mostly fails loudly, when it starts. Work merely left to do
+    /// (`.pacnew` files waiting: a long-neglected Arch box gets a dozen)
+    /// comes after the damage and before the generic findings; sorted by
+    /// id, `pkg/pending-merge` stood above a service that no longer starts.
     pub fn new(snapshot: Option<String>, root: String, mut findings: Vec<Finding>) -> Report {
         let rank = |f: &Finding| {
-            if f.id.starts_with("pam/") || f.id.starts_with("accounts/") {
-                0
-            } else if f.id.starts_with("file/") {
+            if f.id.starts_with("file/") {
+                3
+            } else if f.todo {
                 2
+            } else if f.id.starts_with("pam/") || f.id.starts_with("accounts/") {
+                0
             } else {
                 1
             }
@@ -457,6 +474,28 @@ mod tests {
                 "file/vanished",
                 "pkg/pending-merge",
                 "file/modified"
+            ]
+        );
+
+        // a merge waiting after the damage of its severity, before the
+        // generic findings
+        let unit = SysPath::new("/etc/systemd/system/multi-user.target.wants/x.service");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                Finding::new("file/vanished", Severity::Warning, &[&p], "gone"),
+                Finding::new("pkg/pending-merge", Severity::Warning, &[&pam], "merge").todo(),
+                Finding::new("systemd/unit-disabled", Severity::Warning, &[&unit], "x"),
+            ],
+        );
+        let ids: Vec<&str> = r.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "systemd/unit-disabled",
+                "pkg/pending-merge",
+                "file/vanished"
             ]
         );
 

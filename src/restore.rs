@@ -22,7 +22,7 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::checks::files;
-use crate::pkg::{PackageInfo, VersionChange};
+use crate::pkg::VersionChange;
 use crate::scan::{Accounts, Scope};
 use crate::store::{CapEntry, Entry, FileKind, Manifest, Store};
 use crate::sysroot::{SysPath, SysRoot};
@@ -92,15 +92,25 @@ pub struct Dropped {
     /// For a link of no package: the package's file it led to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_to: Option<SysPath>,
+    /// For a file a trust-store tool writes from its sources (see
+    /// `files::generated_by`): that tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<&'static str>,
 }
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by: Vec<String> = self.by.iter().map(|c| c.to_string()).collect();
+        if let Some(tool) = self.generated_by {
+            return write!(f, "written by {tool}, which dropped it");
+        }
         match (&self.link_to, by.is_empty()) {
             (None, _) if self.by.iter().all(|c| c.to.is_none()) => write!(f, "{}", by.join(", ")),
             (None, _) => write!(f, "dropped by {}", by.join(", ")),
-            (Some(t), true) => write!(f, "a link to {t}, which its package removed"),
+            (Some(t), true) => match files::generated_by(t) {
+                Some(tool) => write!(f, "a link to {t}, which {tool} removed"),
+                None => write!(f, "a link to {t}, which its package removed"),
+            },
             (Some(t), false) => write!(f, "a link to {t}, dropped with {}", by.join(", ")),
         }
     }
@@ -410,38 +420,35 @@ fn mark_dropped(plan: &mut Plan, base: &Manifest, root: &SysRoot) {
             Some(Dropped {
                 by: Vec::new(),
                 link_to: Some(to),
+                generated_by: None,
+            })
+        } else if let Some(tool) =
+            files::generated_by(&e.path).filter(|_| e.owners.is_empty() && e.kind != FileKind::Dir)
+        {
+            Some(Dropped {
+                by: Vec::new(),
+                link_to: None,
+                generated_by: Some(tool),
             })
         } else if let Some(live) = &live {
-            let by = dropped_by(e, base, live);
+            let by = files::dropped_by(e, base, live);
             if !by.is_empty() {
-                Some(Dropped { by, link_to: None })
+                Some(Dropped {
+                    by,
+                    link_to: None,
+                    generated_by: None,
+                })
             } else {
                 files::link_into_changed_package(e, base, root, live).map(|(to, by)| Dropped {
                     by,
                     link_to: Some(to),
+                    generated_by: None,
                 })
             }
         } else {
             None
         };
     }
-}
-
-/// The owners of `e` in the snapshot, when every one of them has since
-/// dropped it: upgraded to a version whose file list no longer names it,
-/// or removed. Empty when any owner still ships it (then someone else
-/// deleted it), kept its version (nothing upgraded it away), or when no
-/// package owned it (an admin's own file).
-pub fn dropped_by(e: &Entry, base: &Manifest, live: &PackageInfo) -> Vec<VersionChange> {
-    let now = live.owners_of(&e.path);
-    let mut out = Vec::new();
-    for p in &e.owners {
-        match crate::pkg::version_change(p, &base.packages, &live.packages) {
-            Some(c) if !now.contains(p) => out.push(c),
-            _ => return Vec::new(),
-        }
-    }
-    out
 }
 
 /// The given paths (and, for a directory, what lies beneath it) where they

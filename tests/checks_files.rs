@@ -564,3 +564,98 @@ fn a_modified_conffile_dpkg_set_aside_as_dpkg_bak_no_longer_applies() {
         "{v:#}"
     );
 }
+
+/// Arch's `update-ca-trust` (an alpm hook, run whenever a certificate
+/// package changes) writes `/etc/ca-certificates/extracted/cadir/` from
+/// the trust sources (`trust extract --format=pem-directory-hash`: a file
+/// per certificate and a hash link to it), deletes the links in
+/// `/etc/ssl/certs` that now dangle and links every file of cadir there.
+/// None of it is a package's; when an upgrade drops a certificate, its
+/// four paths go. They were four "admin's own files" lost, critical each:
+/// a neglected box that misses a year of Mozilla removals got dozens. The
+/// admin's own certificate, in `trust-source/anchors/`, stays critical.
+#[test]
+fn certificates_update_ca_trust_dropped_are_not_an_admins_loss() {
+    let s = Sys::new();
+    let cadir = "/etc/ca-certificates/extracted/cadir";
+    for (name, hash) in [("Old_CA.pem", "abcd1234.0"), ("Kept_CA.pem", "1234abcd.0")] {
+        s.write(&format!("{cadir}/{name}"), "-----BEGIN CERTIFICATE-----\n");
+        s.symlink(name, &format!("{cadir}/{hash}"));
+        for n in [name, hash] {
+            s.symlink(
+                &format!("../../ca-certificates/extracted/cadir/{n}"),
+                &format!("/etc/ssl/certs/{n}"),
+            );
+        }
+    }
+    s.write(
+        "/etc/ca-certificates/trust-source/anchors/corp.crt",
+        "-----BEGIN CERTIFICATE-----\n",
+    );
+    s.snapshot();
+    for p in [
+        "/etc/ssl/certs/Old_CA.pem",
+        "/etc/ssl/certs/abcd1234.0",
+        &format!("{cadir}/Old_CA.pem"),
+        &format!("{cadir}/abcd1234.0"),
+        "/etc/ca-certificates/trust-source/anchors/corp.crt",
+    ] {
+        s.rm(p);
+    }
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = for_path(&v, "/etc/ca-certificates/trust-source/anchors/corp.crt");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "critical", "the admin's own: {v:#}");
+    assert_eq!(v["summary"]["critical"], 1, "{v:#}");
+    for p in [
+        "/etc/ssl/certs/Old_CA.pem",
+        "/etc/ssl/certs/abcd1234.0",
+        &format!("{cadir}/Old_CA.pem"),
+        &format!("{cadir}/abcd1234.0"),
+    ] {
+        let f = for_path(&v, p);
+        assert_eq!(f.len(), 1, "{p}: {v:#}");
+        assert_eq!(f[0]["severity"], "info", "{p}: {v:#}");
+        assert!(f[0]["fix"].is_null(), "{p}: restored, it would be stale");
+        assert!(
+            f[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("update-ca-trust"),
+            "{p}: {v:#}"
+        );
+    }
+
+    // the restore plan marks the same four, and the admin's certificate not
+    let out = s
+        .cmd()
+        .args(["--json", "restore", "--vanished", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = plan["items"].as_array().expect("items");
+    let dropped = |p: &str| {
+        items
+            .iter()
+            .find(|i| i["path"] == p)
+            .unwrap_or_else(|| panic!("{p}: {plan:#}"))["dropped"]
+            .clone()
+    };
+    assert_eq!(
+        dropped("/etc/ca-certificates/trust-source/anchors/corp.crt"),
+        Value::Null
+    );
+    assert_eq!(
+        dropped(&format!("{cadir}/Old_CA.pem")),
+        serde_json::json!({"by": [], "generated_by": "update-ca-trust"}),
+        "{plan:#}"
+    );
+    for p in ["/etc/ssl/certs/Old_CA.pem", "/etc/ssl/certs/abcd1234.0"] {
+        assert_eq!(
+            dropped(p)["link_to"],
+            format!("{cadir}/Old_CA.pem"),
+            "{plan:#}"
+        );
+    }
+}

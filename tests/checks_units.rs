@@ -329,3 +329,102 @@ fn damage_done_with_a_usr_merge_is_still_found_where_the_files_went() {
     assert_eq!(with_id(&v, "systemd/unit-disabled").len(), 1, "{v:#}");
     assert!(with_id(&v, "file/vanished").is_empty(), "{v:#}");
 }
+
+/// A unit its package renamed (`mailgate.service` -> `mailgated.service`,
+/// as pacman leaves it): the admin's `*.wants/` link to the old name
+/// dangles and their override in `mailgate.service.d/` applies to nothing,
+/// while the new unit runs the same program unhardened. Both are said, the
+/// fix names the new unit, and once it is followed nothing is left over.
+#[test]
+fn a_renamed_unit_leaves_a_dangling_link_and_an_override_for_nothing() {
+    let s = Sys::new();
+    let unit = |name: &str| {
+        s.write(
+            &format!("/usr/lib/systemd/system/{name}"),
+            "[Unit]\nDescription=mail gateway\n[Service]\nExecStart=/usr/bin/mailgate --fg\n\
+             [Install]\nWantedBy=multi-user.target\n",
+        );
+    };
+    unit("mailgate.service");
+    s.write("/usr/bin/mailgate", "#!/bin/sh\n").write(
+        "/etc/systemd/system/mailgate.service.d/override.conf",
+        "[Service]\nUser=mailgate\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n\
+         NoNewPrivileges=yes\n",
+    );
+    let wants = "/etc/systemd/system/multi-user.target.wants";
+    s.symlink(
+        "/usr/lib/systemd/system/mailgate.service",
+        &format!("{wants}/mailgate.service"),
+    );
+    s.snapshot();
+    s.rm("/usr/lib/systemd/system/mailgate.service");
+    unit("mailgated.service");
+
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let d = with_id(&v, "systemd/unit-disabled");
+    assert_eq!(d.len(), 1, "{v:#}");
+    assert_eq!(
+        d[0]["paths"],
+        serde_json::json!([
+            format!("{wants}/mailgate.service"),
+            "/usr/lib/systemd/system/mailgate.service"
+        ])
+    );
+    let msg = d[0]["message"].as_str().unwrap();
+    assert!(msg.contains("mailgated.service came in its place"), "{msg}");
+    assert!(msg.contains("dangles"), "{msg}");
+    assert_eq!(
+        d[0]["fix"],
+        format!(
+            "systemctl enable mailgated.service, then remove the dangling link: \
+             rm {wants}/mailgate.service"
+        )
+    );
+    let h = with_id(&v, "systemd/hardening-lost");
+    assert_eq!(h.len(), 1, "{v:#}");
+    assert_eq!(
+        h[0]["paths"][0], "/usr/lib/systemd/system/mailgated.service",
+        "{v:#}"
+    );
+    let msg = h[0]["message"].as_str().unwrap();
+    for lost in [
+        "User=mailgate",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "applies to no unit",
+    ] {
+        assert!(msg.contains(lost), "{lost}: {msg}");
+    }
+    assert!(
+        h[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("mv /etc/systemd/system/mailgate.service.d/override.conf"),
+        "{:#}",
+        h[0]
+    );
+    // the old unit file is that finding's, not a generic file/vanished too
+    assert!(with_id(&v, "file/vanished").is_empty(), "{v:#}");
+
+    // the admin follows the fixes: nothing of the rename is left to report
+    std::fs::create_dir_all(s.path("/etc/systemd/system/mailgated.service.d")).unwrap();
+    std::fs::rename(
+        s.path("/etc/systemd/system/mailgate.service.d/override.conf"),
+        s.path("/etc/systemd/system/mailgated.service.d/override.conf"),
+    )
+    .unwrap();
+    s.rm(&format!("{wants}/mailgate.service"));
+    s.symlink(
+        "/usr/lib/systemd/system/mailgated.service",
+        &format!("{wants}/mailgated.service"),
+    );
+    let (_, v) = s.check();
+    for id in [
+        "systemd/unit-disabled",
+        "systemd/hardening-lost",
+        "systemd/dropin-vanished",
+    ] {
+        assert!(with_id(&v, id).is_empty(), "{id}: {v:#}");
+    }
+}

@@ -712,7 +712,8 @@ fn leap_42_3_to_15_lost_mail_logins_lead_and_restore_fixes_them() {
         "{v:#}"
     );
 
-    // the warnings: what rpm set aside, once each, and the renamed unit
+    // the warnings: what rpm set aside, once each, and the renamed unit,
+    // the damage first
     let warn: Vec<_> = shape(&v)
         .into_iter()
         .filter(|f| f.1 == "warning")
@@ -730,8 +731,6 @@ fn leap_42_3_to_15_lost_mail_logins_lead_and_restore_fixes_them() {
                 "pkg/pending-merge",
                 &["/etc/cyrus.conf.rpmsave", "/etc/cyrus.conf"]
             ),
-            w2("pkg/pending-merge", &["/etc/pam.d/common-auth.rpmnew"]),
-            w2("pkg/pending-merge", &["/etc/postfix/main.cf.rpmnew"]),
             w2(
                 "systemd/unit-disabled",
                 &[
@@ -739,6 +738,9 @@ fn leap_42_3_to_15_lost_mail_logins_lead_and_restore_fixes_them() {
                     "/usr/lib/systemd/system/cyrus.service"
                 ]
             ),
+            // merges merely waiting come after the damage
+            w2("pkg/pending-merge", &["/etc/pam.d/common-auth.rpmnew"]),
+            w2("pkg/pending-merge", &["/etc/postfix/main.cf.rpmnew"]),
         ],
         "{v:#}"
     );
@@ -928,23 +930,31 @@ fn a_unit_the_package_renamed_still_enabled_by_its_old_name_will_not_start() {
         json!([link, "/usr/lib/systemd/system/cyrus.service"])
     );
     let msg = s(&f["message"]);
-    assert!(msg.starts_with("cyrus.service will not start"), "{msg}");
     assert!(
-        msg.contains("dropped by cyrus-imapd 2.4.18-42.3 -> 3.0.8-lp150.1"),
+        msg.starts_with("cyrus.service is no longer started"),
         "{msg}"
     );
     assert!(
-        msg.ends_with("cyrus-imapd now ships cyrus-imapd.service, not enabled"),
+        msg.contains("cyrus-imapd 2.4.18-42.3 -> 3.0.8-lp150.1 no longer ships it"),
         "{msg}"
     );
+    assert!(
+        msg.contains("cyrus-imapd.service came in its place"),
+        "{msg}"
+    );
+    assert!(msg.ends_with(&format!("the link {link} dangles")), "{msg}");
     assert_eq!(
         f["fix"],
-        format!("systemctl enable cyrus-imapd.service; rm {link}")
+        format!("systemctl enable cyrus-imapd.service, then remove the dangling link: rm {link}")
     );
     // postfix 3.3 still ships its unit: someone deleted it
     let f = only(&v, "/usr/lib/systemd/system/postfix.service");
     assert_eq!(f["id"], "systemd/unit-disabled", "{v:#}");
-    assert!(s(&f["message"]).contains("(owned by postfix)"), "{v:#}");
+    assert!(
+        s(&f["message"]).contains("(owned by postfix, which still ships it)"),
+        "{v:#}"
+    );
+    assert!(!s(&f["message"]).contains("no longer ships"), "{v:#}");
     assert_eq!(
         f["fix"],
         "guard restore /usr/lib/systemd/system/postfix.service; systemctl daemon-reload"

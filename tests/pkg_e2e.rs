@@ -201,6 +201,15 @@ fn scenario(
         let f = one(&check, &["file/vanished"], "/etc/foo/old.conf");
         assert_eq!(f["severity"], "warning", "package-owned: {f:#}");
         assert!(f["message"].as_str().unwrap().contains("owned by foo"));
+        // the package dropped it on purpose, and the check says so as the
+        // restore plan does
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("foo 1.0-1 -> 2.0-1 no longer ships it"),
+            "{f:#}"
+        );
         assert_eq!(f["fix"], "guard restore /etc/foo/old.conf");
     } else {
         assert!(

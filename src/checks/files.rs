@@ -50,6 +50,28 @@ fn in_vendor_tree(p: &SysPath) -> bool {
         && !p.starts_with(&local)
 }
 
+/// Trees a trust-store tool writes wholly from its sources whenever a
+/// certificate package changes (Arch runs `update-ca-trust` as an alpm
+/// hook: `trust extract` into `cadir/`, then links all of it into
+/// `/etc/ssl/certs`): nothing there is an admin's, whose own certificates
+/// go into the sources (`trust-source/anchors/`), and a file there that
+/// went was dropped with its certificate. (tree, the tool)
+const GENERATED: &[(&str, &str)] = &[
+    ("/etc/ca-certificates/extracted", "update-ca-trust"),
+    ("/etc/pki/ca-trust/extracted", "update-ca-trust"),
+];
+
+/// The tool that writes `p`, when it lies in a [`GENERATED`] tree.
+pub fn generated_by(p: &SysPath) -> Option<&'static str> {
+    GENERATED
+        .iter()
+        .find(|(t, _)| {
+            let t = SysPath::new(t);
+            *p != t && p.starts_with(&t)
+        })
+        .map(|(_, by)| *by)
+}
+
 /// A vanished symlink of no package that led to a package's file which is
 /// gone as well: the file it points at, followed through the links the
 /// snapshot recorded that vanished with it (`/etc/ssl/certs/5273a94c.0 ->
@@ -77,8 +99,10 @@ pub fn link_to_removed_file(e: &Entry, base: &Manifest, root: &SysRoot) -> Optio
         }
         match base.entry(&to) {
             Some(next) if next.kind == FileKind::Symlink && !root.exists(&to) => link = next,
-            Some(file) => return (!file.owners.is_empty()).then_some(to),
-            None => return in_vendor_tree(&to).then_some(to),
+            Some(file) => {
+                return (!file.owners.is_empty() || generated_by(&to).is_some()).then_some(to)
+            }
+            None => return (in_vendor_tree(&to) || generated_by(&to).is_some()).then_some(to),
         }
     }
     None
@@ -128,6 +152,27 @@ pub fn link_into_changed_package(
         .filter_map(|p| crate::pkg::version_change(p, &base.packages, &live.packages))
         .collect();
     (!changes.is_empty()).then_some((to, changes))
+}
+
+/// The owners of `e` in the snapshot, when every one of them has since
+/// dropped it: upgraded to a version whose file list no longer names it,
+/// or removed. Empty when any owner still ships it (then someone else
+/// deleted it), kept its version (nothing upgraded it away), or when no
+/// package owned it (an admin's own file).
+pub fn dropped_by(
+    e: &Entry,
+    base: &Manifest,
+    live: &crate::pkg::PackageInfo,
+) -> Vec<crate::pkg::VersionChange> {
+    let now = live.owners_of(&e.path);
+    let mut out = Vec::new();
+    for p in &e.owners {
+        match crate::pkg::version_change(p, &base.packages, &live.packages) {
+            Some(c) if !now.contains(p) => out.push(c),
+            _ => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// The live database's owners of the files the vanished links of no
@@ -181,7 +226,20 @@ impl Check for FileChanges {
                 _ => None,
             })
             .collect();
-        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &[]);
+        // Package files whose every owner changed version since: the live
+        // database says whether the new versions still ship them (pacman
+        // removes what a new version no longer ships, as rpm does).
+        let maybe_dropped: Vec<SysPath> = vanished
+            .iter()
+            .filter(|e| {
+                !e.owners.is_empty()
+                    && e.owners.iter().all(|p| {
+                        crate::pkg::version_change(p, &base.packages, &cx.live.packages).is_some()
+                    })
+            })
+            .map(|e| e.path.clone())
+            .collect();
+        let live_pkgs = live_owners_of_targets(vanished.iter().copied(), cx.root, &maybe_dropped);
         for (top, under) in collapse(vanished) {
             // A package manager's merge leftover (`.rpmnew`, `.pacnew`,
             // `.dpkg-dist`…) is owned by no package but is not the admin's
@@ -203,8 +261,22 @@ impl Check for FileChanges {
                         Severity::Info,
                         &[&top.path],
                         format!(
-                            "{} vanished (a link of no package to {to}, which a package \
+                            "{} vanished (a link of no package to {to}, which {} \
                              removed: the link went with it, and restored it would dangle)",
+                            top.path,
+                            generated_by(&to).unwrap_or("a package")
+                        ),
+                    ));
+                    continue;
+                }
+                if let Some(by) = generated_by(&top.path).filter(|_| top.owners.is_empty()) {
+                    out.push(Finding::new(
+                        "file/vanished",
+                        Severity::Info,
+                        &[&top.path],
+                        format!(
+                            "{} vanished (written by {by} from the trust sources, which no \
+                             longer hold its certificate: restored, it would be stale)",
                             top.path
                         ),
                     ));
@@ -246,7 +318,27 @@ impl Check for FileChanges {
             } else {
                 Severity::Warning
             };
-            let msg = if under.is_empty() {
+            let dropped = match &live_pkgs {
+                Some(live) if under.is_empty() => dropped_by(top, base, live),
+                _ => Vec::new(),
+            };
+            let msg = if !dropped.is_empty() {
+                // said as the restore plan says it: the package dropped it
+                // on purpose, which a bare "owned by" left to guess
+                let how: Vec<String> = dropped
+                    .iter()
+                    .map(|c| match c.to {
+                        Some(_) => format!("{c} no longer ships it"),
+                        None => format!("{} was removed", c.package),
+                    })
+                    .collect();
+                format!(
+                    "{} vanished ({}; {})",
+                    top.path,
+                    owned_by(top),
+                    how.join(", ")
+                )
+            } else if under.is_empty() {
                 format!("{} vanished ({})", top.path, owned_by(top))
             } else {
                 let own = under.iter().filter(|e| e.owners.is_empty()).count();

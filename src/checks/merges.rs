@@ -119,6 +119,13 @@ fn finding(cx: &Context, e: &Entry) -> Option<Finding> {
         )
     };
     let mut f = Finding::new("pkg/pending-merge", Severity::Warning, &paths, msg).fix(fix);
+    // a version waiting to be merged is work to do; settings that no
+    // longer apply (`gone`, or an edited file the package's version
+    // replaced) are damage done
+    let replaced = !is_new && cx.baseline.is_some() && cx.root.exists(&active);
+    if !gone && !replaced {
+        f = f.todo();
+    }
     // Both files are read as the system resolves them: the active file is
     // often a symlink (mode 0777 itself) to a private file, so its own
     // entry cannot vouch for what it leads to; judge where it really is,

@@ -202,11 +202,7 @@ pub fn units_running(files: &dyn Files, binary: &SysPath) -> Vec<(String, Eviden
 /// its template (`getty@.service`), which masks every instance.
 fn mask(m: &Manifest, unit: &str) -> Option<SysPath> {
     let mut names = vec![unit.to_string()];
-    if let Some((prefix, rest)) = unit.split_once('@') {
-        if let Some((_, suffix)) = rest.rsplit_once('.') {
-            names.push(format!("{prefix}@.{suffix}"));
-        }
-    }
+    names.extend(template_of(unit));
     names
         .iter()
         .map(|n| SysPath::new("/etc/systemd/system").join(n))
@@ -219,141 +215,225 @@ fn mask(m: &Manifest, unit: &str) -> Option<SysPath> {
         })
 }
 
-/// The unit file systemd loads for `unit` in `m` (the first unit dir that
-/// has it, or for an instance its template), a link followed within `m`.
-fn unit_file_in(m: &Manifest, unit: &str) -> Option<SysPath> {
+/// The template of an instance (`getty@tty1.service` -> `getty@.service`).
+fn template_of(unit: &str) -> Option<String> {
+    let (prefix, rest) = unit.split_once('@')?;
+    let (inst, suffix) = rest.rsplit_once('.')?;
+    (!inst.is_empty()).then(|| format!("{prefix}@.{suffix}"))
+}
+
+/// The unit file systemd loads for `unit`: by its name in the first unit
+/// dir that has it, else (an instance) its template's.
+fn unit_file(files: &dyn Files, unit: &str) -> Option<SysPath> {
     let mut names = vec![unit.to_string()];
-    if let Some((prefix, rest)) = unit.split_once('@') {
-        if let Some((_, suffix)) = rest.rsplit_once('.') {
-            names.push(format!("{prefix}@.{suffix}"));
-        }
-    }
+    names.extend(template_of(unit));
     names.iter().find_map(|n| {
         UNIT_DIRS
             .iter()
             .map(|d| SysPath::new(d).join(n))
-            .find(|p| super::recorded_file(m, p).is_some())
+            .find(|p| files.text(p).is_some())
     })
 }
 
-/// Units still enabled (their `*.wants/` link is there) whose unit file
-/// vanished: systemd finds no unit by that name and starts nothing, while
-/// every enablement list still names it. A package that renames its unit
-/// (cyrus-imapd's `cyrus.service` became `cyrus-imapd.service` in Leap
-/// 15) leaves exactly this: the admin's link to the old name, and the new
-/// unit not enabled. One finding for the links and the vanished file,
-/// naming the units the same package ships now that nothing enables.
-fn unit_files_gone(cx: &Context, base: &Manifest) -> Vec<Finding> {
-    let mut by_unit: BTreeMap<&str, Vec<&SysPath>> = BTreeMap::new();
-    for u in &base.units {
-        let still = cx
-            .live
-            .units
+/// The program of a unit file's first `ExecStart=` (prefixes like `-` and
+/// `@` stripped).
+fn exec_start(files: &dyn Files, p: &SysPath) -> Option<String> {
+    let text = files.text(p)?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.trim().split_once('=')?;
+        (k.trim() == "ExecStart")
+            .then(|| v.split_whitespace().next())
+            .flatten()
+            .map(|t| t.trim_start_matches(['@', '-', ':', '+', '!']).to_string())
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// A unit whose unit file the snapshot had and the root no longer has
+/// (not masked: a mask says more and is reported as such).
+struct Gone {
+    /// the unit file as the snapshot had it
+    old: SysPath,
+    /// what the packages owning it did (`mailgate 1.0-1 -> 2.0-1`,
+    /// `mailgate removed`); empty when no package changed
+    by: Vec<crate::pkg::VersionChange>,
+    /// the packages that still ship it: someone else deleted it
+    kept_by: Vec<String>,
+    /// units that took its place: (name, unit file)
+    successors: Vec<(String, SysPath)>,
+}
+
+impl Gone {
+    /// `mailgate 1.0-1 -> 2.0-1 no longer ships it`, `mailgate was
+    /// removed`; empty when no owning package changed.
+    fn by(&self, what: &str) -> String {
+        let by: Vec<String> = self
+            .by
             .iter()
-            .any(|n| n.unit == u.unit && n.link == u.link);
-        if still {
-            by_unit.entry(u.unit.as_str()).or_default().push(&u.link);
-        }
-    }
-    let enabled_now: BTreeSet<&str> = cx.live.units.iter().map(|u| u.unit.as_str()).collect();
-    let gone: Vec<(&str, Vec<&SysPath>, SysPath)> = by_unit
-        .into_iter()
-        .filter_map(|(unit, links)| {
-            // masked (now or then) it does not start either way: the mask
-            // has its own finding
-            if mask(cx.live, unit).is_some() || mask(base, unit).is_some() {
-                return None;
-            }
-            // a unit file outside the dirs guard records is not compared
-            let file = unit_file_in(base, unit)?;
-            unit_file_in(cx.live, unit)
-                .is_none()
-                .then_some((unit, links, file))
-        })
-        .collect();
-    if gone.is_empty() {
-        return Vec::new();
-    }
-    // whether the packages dropped the files: the live database, read for
-    // these paths only (it proves nothing when it cannot be read)
-    let files: Vec<SysPath> = gone.iter().map(|(_, _, f)| f.clone()).collect();
-    let live_db = super::files::live_owners_of_targets(std::iter::empty(), cx.root, &files);
-    let mut out = Vec::new();
-    for (unit, links, file) in gone {
-        let Some(e) = base.entry(&file) else { continue };
-        let dropped = live_db
-            .as_ref()
-            .map(|live| crate::restore::dropped_by(e, base, live))
-            .unwrap_or_default();
-        // the units the packages that dropped it ship now and nothing enables
-        let successors: Vec<String> = cx
-            .live
-            .entries
-            .iter()
-            .filter(|n| {
-                n.kind == FileKind::File
-                    && n.owners
-                        .iter()
-                        .any(|o| dropped.iter().any(|c| c.package == *o))
-                    && UNIT_DIRS
-                        .iter()
-                        .any(|d| n.path.parent() == Some(SysPath::new(d)))
-                    && base.entry(&n.path).is_none()
+            .map(|c| match c.to {
+                Some(_) => format!("{c} no longer ships {what}"),
+                None => format!("{} was removed", c.package),
             })
-            .map(|n| String::from_utf8_lossy(n.path.file_name()).into_owned())
-            .filter(|n| n.ends_with(".service") && !enabled_now.contains(n.as_str()))
             .collect();
-        let why = if !dropped.is_empty() {
-            let how: Vec<String> = dropped.iter().map(|c| c.to_string()).collect();
-            format!("dropped by {}", how.join(", "))
-        } else if e.owners.is_empty() {
-            "owned by no package".to_string()
-        } else {
-            format!("owned by {}", e.owners.join(", "))
-        };
-        let mut msg = format!(
-            "{unit} will not start: its unit file {file} vanished ({why}), though {} still \
-             {} it",
-            links
-                .iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if links.len() == 1 {
-                "enables"
-            } else {
-                "enable"
-            }
-        );
-        if !successors.is_empty() {
-            let pkgs: Vec<&str> = dropped.iter().map(|c| c.package.as_str()).collect();
-            msg.push_str(&format!(
-                "; {} now ships {}, not enabled",
-                pkgs.join(", "),
-                successors.join(", ")
-            ));
+        by.join(", ")
+    }
+
+    fn successor_names(&self) -> String {
+        let names: Vec<&str> = self.successors.iter().map(|(n, _)| n.as_str()).collect();
+        names.join(" and ")
+    }
+
+    /// The successors as `systemctl` arguments.
+    fn successor_names_list(&self) -> String {
+        let names: Vec<&str> = self.successors.iter().map(|(n, _)| n.as_str()).collect();
+        names.join(" ")
+    }
+}
+
+/// Whether `unit`'s unit file is gone since the snapshot, and what came in
+/// its place. A package that renames a unit (`mailgate.service` ->
+/// `mailgated.service`) leaves the admin's `*.wants/` link to the old name
+/// dangling and their `mailgate.service.d/` override applying to nothing,
+/// while the new unit runs the same program without either: a successor
+/// is a unit of the same type added since the snapshot that a package
+/// owning the old unit file ships, or whose `Exec*=` runs the program the
+/// old unit's `ExecStart=` ran.
+fn gone(cx: &Context, base: &Manifest, before: &dyn Files, unit: &str) -> Option<Gone> {
+    let live = Live(cx.root);
+    if unit_file(&live, unit).is_some() || mask(cx.live, unit).is_some() {
+        return None;
+    }
+    let old = unit_file(before, unit)?;
+    let entry = super::recorded_file(base, &old);
+    let owners = entry.map(|e| e.owners.clone()).unwrap_or_default();
+    // whether its packages dropped it or still ship it (then someone
+    // deleted it): the live database, read for this path only, says; one
+    // that cannot be read proves neither
+    let live_db = (!owners.is_empty())
+        .then(|| {
+            super::files::live_owners_of_targets(
+                std::iter::empty(),
+                cx.root,
+                std::slice::from_ref(&old),
+            )
+        })
+        .flatten();
+    let (by, kept_by) = match (entry, &live_db) {
+        (Some(e), Some(db)) => {
+            let now = db.owners_of(&old);
+            let kept: Vec<String> = owners.iter().filter(|o| now.contains(o)).cloned().collect();
+            (super::files::dropped_by(e, base, db), kept)
         }
-        let rm = links
-            .iter()
-            .map(|l| crate::exec::shell_quote(l.as_bytes()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let fix = match successors.as_slice() {
-            // deleted, not dropped: the file is what was lost
-            _ if dropped.is_empty() => format!(
-                "guard restore {}; systemctl daemon-reload",
-                crate::exec::shell_quote(file.as_bytes())
-            ),
-            [one] => format!("systemctl enable {one}; rm {rm}"),
-            [] => format!("enable the unit that replaces {unit}, then rm {rm}"),
-            _ => format!(
-                "enable the one of {} that replaces {unit}, then rm {rm}",
-                successors.join(", ")
-            ),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let program = exec_start(before, &old).map(SysPath::new);
+    let suffix = unit.rsplit_once('.').map(|(_, s)| s).unwrap_or("");
+    let mut successors: Vec<(String, SysPath, bool)> = Vec::new();
+    for c in cx.changes {
+        let Change::Added(e) = c else { continue };
+        let Some(parent) = e.path.parent() else {
+            continue;
         };
-        let mut paths = links.clone();
-        paths.push(&file);
-        out.push(Finding::new("systemd/unit-disabled", Severity::Warning, &paths, msg).fix(fix));
+        let name = String::from_utf8_lossy(e.path.file_name()).into_owned();
+        if !UNIT_DIRS.iter().any(|d| parent == SysPath::new(d))
+            || name.rsplit_once('.').map(|(_, s)| s) != Some(suffix)
+            || name.contains('@') != unit.contains('@')
+            || successors.iter().any(|(n, _, _)| *n == name)
+        {
+            continue;
+        }
+        let same_package = e.owners.iter().any(|o| owners.contains(o));
+        let same_program = program
+            .as_ref()
+            .is_some_and(|prog| units_running(&live, prog).iter().any(|(n, _)| *n == name));
+        if same_package || same_program {
+            successors.push((name, e.path.clone(), same_program));
+        }
+    }
+    // a package that adds other services besides the renamed one: the
+    // one running the same program is the successor
+    if successors.iter().any(|s| s.2) {
+        successors.retain(|s| s.2);
+    }
+    let successors = successors.into_iter().map(|(n, p, _)| (n, p)).collect();
+    Some(Gone {
+        old,
+        by,
+        kept_by,
+        successors,
+    })
+}
+
+/// `systemd/hardening-lost` for each unit that took the place of `unit`
+/// (see [`gone`]) and lacks hardening `unit` had.
+fn renamed_unit_hardening(cx: &Context, old: &Hardening, unit: &str, g: &Gone) -> Vec<Finding> {
+    let live = Live(cx.root);
+    // the admin's drop-ins of the old name that are still there, doing nothing
+    let orphans: Vec<SysPath> = unit_files(&live, unit)
+        .into_iter()
+        .filter(is_dropin)
+        .collect();
+    let mut out = Vec::new();
+    for (name, path) in &g.successors {
+        let new = hardening(&live, name);
+        let mut lost = Vec::new();
+        let mut evidence = Vec::new();
+        for (k, (v, srcs)) in old {
+            let now = new.get(k).map(|(v, _)| v.as_str());
+            if now == Some(v.as_str()) {
+                continue;
+            }
+            lost.push(match now {
+                None => format!("{k}={v}"),
+                Some(n) => format!("{k}={v} (now {n})"),
+            });
+            for s in srcs {
+                let note = if orphans.contains(&s.path) {
+                    format!("set here for {unit}, which no longer exists")
+                } else {
+                    "set here in the snapshot; the file is gone".to_string()
+                };
+                evidence.push(line_evidence(&s.path, s.line, &s.text, note));
+            }
+        }
+        if lost.is_empty() {
+            continue;
+        }
+        let mut paths: Vec<&SysPath> = vec![path];
+        paths.extend(orphans.iter());
+        let by = g.by(unit);
+        let mut msg = format!(
+            "{name} replaced {unit}{} and runs without the hardening {unit} had: {}",
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({by})")
+            },
+            lost.join(", ")
+        );
+        if !orphans.is_empty() {
+            let o: Vec<String> = orphans.iter().map(|p| p.to_string()).collect();
+            msg.push_str(&format!(" ({} now applies to no unit)", o.join(", ")));
+        }
+        let fix = if orphans.is_empty() {
+            format!(
+                "put the lost lines in a drop-in: systemctl edit {name}, then systemctl \
+                 daemon-reload && systemctl restart {name}"
+            )
+        } else {
+            let q = |p: &SysPath| crate::exec::shell_quote(p.as_bytes());
+            let new_dir = SysPath::new("/etc/systemd/system").join(format!("{name}.d"));
+            let files: Vec<String> = orphans.iter().map(q).collect();
+            format!(
+                "move the override to the new unit: mkdir -p {d} && mv {} {d}/, then \
+                 systemctl daemon-reload && systemctl restart {name}",
+                files.join(" "),
+                d = q(&new_dir)
+            )
+        };
+        let mut f = Finding::new("systemd/hardening-lost", Severity::Warning, &paths, msg).fix(fix);
+        f.evidence = evidence;
+        out.push(f);
     }
     out
 }
@@ -385,34 +465,15 @@ impl Check for Systemd {
             return Vec::new();
         };
         let mut out = Vec::new();
+        let before = Recorded {
+            manifest: base,
+            store: cx.store,
+        };
+        let live = Live(cx.root);
         // Masked since the snapshot: the unit's `.wants` link may still be
         // there, so it looks enabled, but systemd will not start it; only
         // the mask link itself would show, as an info `file/added`.
         let masked_now = |unit: &str| mask(cx.live, unit).filter(|_| mask(base, unit).is_none());
-        for u in diff::units_disabled(base, cx.live) {
-            // `systemctl enable` refuses a masked unit
-            let fix = match masked_now(&u.unit) {
-                Some(m) => format!(
-                    "systemctl unmask {} && systemctl enable {}",
-                    String::from_utf8_lossy(m.file_name()),
-                    u.unit
-                ),
-                None => format!("systemctl enable {}", u.unit),
-            };
-            out.push(
-                Finding::new(
-                    "systemd/unit-disabled",
-                    Severity::Warning,
-                    &[&u.link],
-                    format!(
-                        "{} is no longer enabled (was wanted by {})",
-                        u.unit, u.wanted_by
-                    ),
-                )
-                .fix(fix),
-            );
-        }
-        out.extend(unit_files_gone(cx, base));
         let mut seen = BTreeSet::new();
         for u in &base.units {
             let Some(m) = masked_now(&u.unit) else {
@@ -448,11 +509,129 @@ impl Check for Systemd {
                 )),
             );
         }
-        let before = Recorded {
-            manifest: base,
-            store: cx.store,
-        };
-        let live = Live(cx.root);
+        // Enabled in the snapshot and no longer: the link is gone, or it
+        // is still there but its unit file is not, and systemd, finding no
+        // unit of that name, starts nothing. pacman leaves the admin's
+        // `*.wants/` link behind when a package drops or renames a unit
+        // (no preset or scriptlet removes it), so a link alone does not say
+        // the unit is enabled.
+        let disabled: BTreeSet<&SysPath> = diff::units_disabled(base, cx.live)
+            .into_iter()
+            .map(|u| &u.link)
+            .collect();
+        let linked_now: BTreeSet<(&str, &str)> = cx
+            .live
+            .units
+            .iter()
+            .map(|u| (u.unit.as_str(), u.wanted_by.as_str()))
+            .collect();
+        for u in &base.units {
+            let link_gone = disabled.contains(&u.link);
+            let dangles = !link_gone
+                && linked_now.contains(&(u.unit.as_str(), u.wanted_by.as_str()))
+                && live.text(&u.link).is_none();
+            if !link_gone && !dangles {
+                continue;
+            }
+            let masked = masked_now(&u.unit);
+            let Some(g) = masked
+                .is_none()
+                .then(|| gone(cx, base, &before, &u.unit))
+                .flatten()
+            else {
+                if dangles {
+                    continue; // its unit file was not there before either
+                }
+                // `systemctl enable` refuses a masked unit
+                let fix = match &masked {
+                    Some(m) => format!(
+                        "systemctl unmask {} && systemctl enable {}",
+                        String::from_utf8_lossy(m.file_name()),
+                        u.unit
+                    ),
+                    None => format!("systemctl enable {}", u.unit),
+                };
+                out.push(
+                    Finding::new(
+                        "systemd/unit-disabled",
+                        Severity::Warning,
+                        &[&u.link],
+                        format!(
+                            "{} is no longer enabled (was wanted by {})",
+                            u.unit, u.wanted_by
+                        ),
+                    )
+                    .fix(fix),
+                );
+                continue;
+            };
+            // renamed, and the unit in its place enabled instead: done
+            if g.successors
+                .iter()
+                .any(|(n, _)| linked_now.contains(&(n.as_str(), u.wanted_by.as_str())))
+            {
+                continue;
+            }
+            let mut why: Vec<String> = vec![g.by("it")];
+            if !g.kept_by.is_empty() {
+                why.push(format!(
+                    "owned by {}, which still ships it",
+                    g.kept_by.join(", ")
+                ));
+            }
+            if !g.successors.is_empty() {
+                why.push(format!("{} came in its place", g.successor_names()));
+            }
+            why.retain(|w| !w.is_empty());
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            };
+            let link = crate::exec::shell_quote(u.link.as_bytes());
+            let fix = match (g.successors.is_empty(), dangles) {
+                // deleted, not dropped: the file is what was lost
+                (true, true) if !g.kept_by.is_empty() => format!(
+                    "guard restore {}; systemctl daemon-reload",
+                    crate::exec::shell_quote(g.old.as_bytes())
+                ),
+                (false, true) => format!(
+                    "systemctl enable {}, then remove the dangling link: rm {link}",
+                    g.successor_names_list()
+                ),
+                (false, false) => format!("systemctl enable {}", g.successor_names_list()),
+                (true, true) => format!(
+                    "rm {link} if {} is no longer wanted; else put its unit back \
+                     (guard restore {}) and systemctl daemon-reload",
+                    u.unit, g.old
+                ),
+                (true, false) => format!(
+                    "if {} is still wanted: guard restore {} && systemctl enable {}",
+                    u.unit, g.old, u.unit
+                ),
+            };
+            let msg = if dangles {
+                format!(
+                    "{} is no longer started (wanted by {}): its unit file {} is gone{why}, \
+                     and the link {} dangles",
+                    u.unit, u.wanted_by, g.old, u.link
+                )
+            } else {
+                format!(
+                    "{} is no longer enabled (was wanted by {}), and its unit file {} is gone{why}",
+                    u.unit, u.wanted_by, g.old
+                )
+            };
+            out.push(
+                Finding::new(
+                    "systemd/unit-disabled",
+                    Severity::Warning,
+                    &[&u.link, &g.old],
+                    msg,
+                )
+                .fix(fix),
+            );
+        }
         // Hardening comes only from files in the unit dirs, which are all in
         // the snapshot's scope: when none of them changed, no unit can have
         // lost any, and re-reading ~200 units twice is skipped.
@@ -474,6 +653,9 @@ impl Check for Systemd {
             }
         }
         let mut lost_by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // renamed units whose successors have all their hardening: an
+        // override of the old name that vanished was moved, not lost
+        let mut moved: BTreeSet<String> = BTreeSet::new();
         for unit in &units {
             if mask(cx.live, unit).is_some() {
                 // it does not run at all (said above when that is new); an
@@ -482,6 +664,17 @@ impl Check for Systemd {
             }
             let old = hardening(&before, unit);
             if old.is_empty() {
+                continue;
+            }
+            // A unit renamed by its package: what it had applies to nothing
+            // now (the admin's override sits in the old name's `.d`), and
+            // the unit in its place runs the program without it.
+            if let Some(g) = gone(cx, base, &before, unit).filter(|g| !g.successors.is_empty()) {
+                let lost = renamed_unit_hardening(cx, &old, unit, &g);
+                if lost.is_empty() {
+                    moved.insert(unit.clone());
+                }
+                out.extend(lost);
                 continue;
             }
             let new = hardening(&live, unit);
@@ -536,6 +729,9 @@ impl Check for Systemd {
                 continue;
             }
             let unit = unit_of_dropin(&e.path);
+            if moved.contains(&unit) {
+                continue;
+            }
             let mut msg = format!("override {} of {unit} vanished", e.path);
             if let Some(l) = lost_by_unit.get(&unit) {
                 msg.push_str(&format!(" (hardening lost: {})", l.join(", ")));
