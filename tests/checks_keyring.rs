@@ -314,3 +314,69 @@ fn without_gpg_the_keyring_is_unknown_not_stale() {
     assert!(u[0]["detail"].as_str().unwrap().contains("gpg"), "{v:#}");
     assert_eq!(out.status.code(), Some(0), "{v:#}");
 }
+
+/// Refreshing the keyring (pacman-key, as archlinux-keyring's install
+/// script and the arch-upgrade playbook's keyring step do) rewrites the
+/// files of /etc/pacman.d/gnupg: the keyring brought up to date, not an
+/// admin's file damaged, and `guard restore` of it would undo the refresh.
+#[test]
+fn a_refreshed_keyring_is_no_admins_file_to_restore() {
+    let s = Sys::new();
+    let signer = Signer::new();
+    let trusted = signer.key("Old Packager <old@example.org>");
+    let known = signer.key("New Packager <new@example.org>");
+    keyring(&s, &signer, &trusted, &known);
+    s.snapshot();
+    let h = s.path("/etc/pacman.d/gnupg");
+    run(&[
+        "pacman-key",
+        "--gpgdir",
+        h.to_str().unwrap(),
+        "--lsign-key",
+        &known,
+    ]);
+    let _ = guard::exec::output(&guard::exec::Cmd::new("gpgconf").args([
+        "--homedir",
+        h.to_str().unwrap(),
+        "--kill",
+        "all",
+    ]));
+    let (code, v) = s.check();
+    let keyring: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().starts_with("/etc/pacman.d/gnupg/"))
+        })
+        .collect();
+    let modified: Vec<_> = keyring
+        .iter()
+        .filter(|f| f["id"] == "file/modified")
+        .collect();
+    assert!(!modified.is_empty(), "the refresh changed no file? {v:#}");
+    for f in &keyring {
+        assert_eq!(f["severity"], "info", "{f:#}");
+        assert!(
+            !f["fix"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("guard restore"),
+            "{f:#}"
+        );
+    }
+    for f in modified {
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("the keyring pacman-key keeps"),
+            "{f:#}"
+        );
+    }
+    assert_eq!(code, 0, "{v:#}");
+}

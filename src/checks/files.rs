@@ -61,6 +61,22 @@ const GENERATED: &[(&str, &str)] = &[
     ("/etc/pki/ca-trust/extracted", "update-ca-trust"),
 ];
 
+/// Keyrings a tool keeps in /etc, which package transactions rewrite:
+/// pacman-key's GnuPG home is refreshed by archlinux-keyring's install
+/// script (`pacman-key --populate`) and by the keyring step of an Arch
+/// upgrade. A change there is the keyring being brought up to date, and
+/// restoring the old files would undo it (incident 4 again: signatures
+/// from "unknown trust"). (tree, the tool)
+const KEYRINGS: &[(&str, &str)] = &[("/etc/pacman.d/gnupg", "pacman-key")];
+
+/// The tool that keeps `p`, when it lies in a [`KEYRINGS`] tree.
+fn keyring_tool(p: &SysPath) -> Option<&'static str> {
+    KEYRINGS
+        .iter()
+        .find(|(t, _)| p.starts_with(&SysPath::new(t)))
+        .map(|(_, by)| *by)
+}
+
 /// The tool that writes `p`, when it lies in a [`GENERATED`] tree.
 pub fn generated_by(p: &SysPath) -> Option<&'static str> {
     GENERATED
@@ -520,6 +536,21 @@ fn modified(
     new: &Entry,
     runs: &std::cell::OnceCell<Vec<crate::pkg::DpkgRun>>,
 ) -> Finding {
+    if let Some(tool) = keyring_tool(&new.path).filter(|_| old.owners.is_empty()) {
+        let mut f = Finding::new(
+            "file/modified",
+            Severity::Info,
+            &[&new.path],
+            format!(
+                "{} was modified (the keyring {tool} keeps: refreshed keys or trust, as \
+                 the keyring package's install script does; restored, the old keyring \
+                 would no longer trust the new packagers)",
+                new.path
+            ),
+        );
+        f.detail = Some(content_diff(cx, old, new));
+        return f;
+    }
     // Ownership in the baseline decides: an admin's own file that a package
     // has since taken over and overwritten is damage, not a package update.
     let (sev, why) = match package_changed(new, base, cx.live) {
