@@ -1064,11 +1064,27 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
     let (plan, applied) = restore_cmd(app, from, what, dry_run)?;
     let failed = applied.as_ref().and_then(|a| a.failed.clone());
     let incomplete = applied.as_ref().map_or(0, |a| a.incomplete.len());
+    let refused = applied.as_ref().map_or(0, |a| a.refused.len());
     let error = if let Some((p, e)) = &failed {
         let left = applied.as_ref().map_or(0, |a| a.not_done.len());
         Some(format!(
-            "restore stopped at {p}: {e}; {} not done, everything else is as it was",
-            crate::plural(left, "item")
+            "restore stopped at {p}: {e}; {} not done, everything else is as it was{}",
+            crate::plural(left, "item"),
+            if refused > 0 {
+                format!(
+                    " ({} refused before it, see above)",
+                    crate::plural(refused, "item")
+                )
+            } else {
+                String::new()
+            }
+        ))
+    } else if refused > 0 {
+        // The others were restored: each refusal concerned its own path
+        // (a symlink on the way), and the rest of the plan went on.
+        Some(format!(
+            "{} not restored (see above); everything else was",
+            crate::plural(refused, "item")
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the
@@ -1096,6 +1112,8 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             "restored": applied.as_ref().map(|a| a.restored.clone()).unwrap_or_default(),
             "incomplete": applied.as_ref().map(|a| &a.incomplete[..]).unwrap_or_default()
                 .iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "refused": applied.as_ref().map(|a| &a.refused[..]).unwrap_or_default()
+                .iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "failed": failed.as_ref().map(|(p, e)| json!({"path": p, "error": e})),
         }), &error))?;
     } else if let Some(a) = &applied {
@@ -1111,6 +1129,9 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
                 None if mtime_only.contains(p) => crate::out!("mtime restored {p}"),
                 None => crate::out!("restored {p}"),
             }
+        }
+        for (p, e) in &a.refused {
+            crate::out!("not restored {p}: {e}");
         }
     } else if plan.items.is_empty() {
         crate::out!("nothing to restore");

@@ -389,10 +389,31 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
             )),
         }
     }
-    plan.items.sort_by(|a, b| a.path.cmp(&b.path));
-    plan.items.dedup_by(|a, b| a.path == b.path);
+    sort_items(&mut plan.items);
     mark_dropped(&mut plan, base, root);
     plan
+}
+
+/// The directories PAM reads service files from.
+const PAM_DIRS: &[&str] = &["/etc/pam.d", "/usr/lib/pam.d", "/usr/etc/pam.d"];
+
+/// Whether `p` is a PAM service file, a PAM directory, or a directory one
+/// lies beneath (which must be made first).
+fn is_pam(p: &SysPath) -> bool {
+    PAM_DIRS.iter().any(|d| {
+        let d = SysPath::new(d);
+        p.starts_with(&d) || d.starts_with(p)
+    })
+}
+
+/// Parents before children, one item per path, and the PAM service files
+/// first (DESIGN §1): they are what the logins that fail after an upgrade
+/// need, and whatever stops the restore later leaves them done.
+fn sort_items(items: &mut Vec<Item>) {
+    items.sort_by(|a, b| a.path.cmp(&b.path));
+    items.dedup_by(|a, b| a.path == b.path);
+    // stable: parents still come before their children in each part
+    items.sort_by_key(|i| !is_pam(&i.path));
 }
 
 /// Marks the items the packages dropped on purpose: after a release
@@ -521,8 +542,7 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
             }
         }
     }
-    plan.items.sort_by(|a, b| a.path.cmp(&b.path));
-    plan.items.dedup_by(|a, b| a.path == b.path);
+    sort_items(&mut plan.items);
     Ok(plan)
 }
 
@@ -583,8 +603,31 @@ pub struct Applied {
     /// xattr the kernel refused on a symlink or device node): the path and
     /// what is missing. Not fatal for the other paths.
     pub incomplete: Vec<(String, String)>,
+    /// Not restored for what guard found at the item's own path (a symlink
+    /// on the way, something swapped in since the plan): the path and why.
+    /// Not fatal for the other paths either.
+    pub refused: Vec<(String, String)>,
+    /// The error that stopped the restore (the disk full, the store
+    /// unreadable…): the items after it were not touched.
     pub failed: Option<(String, String)>,
     pub not_done: Vec<String>,
+}
+
+/// A refusal that concerns one item alone (see [`Applied::refused`]): the
+/// restore goes on with the others, which do not need it.
+#[derive(Debug)]
+struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(msg: String) -> anyhow::Error {
+    anyhow::Error::new(Refused(msg))
 }
 
 fn errno(e: Errno, what: &str, p: &SysPath) -> anyhow::Error {
@@ -606,9 +649,9 @@ fn open_parent(root: &SysRoot, p: &SysPath) -> Result<OwnedFd> {
                 .unwrap_or(false)
         });
         match link {
-            Some(l) => {
-                anyhow!("refusing to write {p}: {l} is a symlink (guard never writes through one)")
-            }
+            Some(l) => refused(format!(
+                "refusing to write {p}: {l} is a symlink (guard never writes through one)"
+            )),
             None => anyhow!("cannot open {}: {e}", parent),
         }
     })
@@ -809,7 +852,23 @@ fn make_dir(root: &SysRoot, e: &Entry, exists: bool, acc: &Accounts) -> Result<(
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|x| errno(x, "open dir", &e.path))?;
+    .map_err(|x| match x {
+        // something else where the directory was (a symlink the upgrade
+        // left, a file): never followed, never replaced unasked
+        Errno::NOTDIR | Errno::LOOP => {
+            let now = root
+                .lstat(&e.path)
+                .ok()
+                .and_then(|st| kind_of(st.st_mode))
+                .map_or("something else", |k| k.as_str());
+            refused(format!(
+                "refusing to restore the directory {}: a {now} is there now (remove it \
+                 and restore again to have the directory back)",
+                e.path
+            ))
+        }
+        x => errno(x, "open dir", &e.path),
+    })?;
     apply_meta(&fd, e, acc)?;
     rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
 }
@@ -860,11 +919,11 @@ fn still_pinned(dir: &OwnedFd, name: &std::ffi::CStr, pinned: &OwnedFd, e: &Entr
     let b = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|x| errno(x, "stat new node", &e.path))?;
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
-        bail!(
+        return Err(refused(format!(
             "{}: the new {} was replaced by something else before it was put in place",
             e.path,
             e.kind.as_str()
-        );
+        )));
     }
     Ok(())
 }
@@ -885,10 +944,10 @@ fn make_symlink(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<Vec<String>
         let pinned = pin(&dir, &name).map_err(|x| errno(x, "open new symlink", &e.path))?;
         let st = rustix::fs::fstat(&pinned).map_err(|x| errno(x, "stat new symlink", &e.path))?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Symlink {
-            bail!(
+            return Err(refused(format!(
                 "{}: the new symlink was replaced by something else before its owner was set",
                 e.path
-            );
+            )));
         }
         rustix::fs::chownat(
             &pinned,
@@ -990,11 +1049,11 @@ fn finish_special(
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != ft
         || (is_dev && Some(st.st_rdev) != e.rdev)
     {
-        bail!(
+        return Err(refused(format!(
             "{}: the new {} was replaced by something else before its owner and mode were set",
             e.path,
             e.kind.as_str()
-        );
+        )));
     }
     rustix::fs::chownat(
         &fd,
@@ -1043,11 +1102,11 @@ fn put_back_mtime(root: &SysRoot, e: &Entry) -> Result<()> {
     let fd = pin(&dir, &name).map_err(|x| errno(x, "open", &e.path))?;
     let st = rustix::fs::fstat(&fd).map_err(|x| errno(x, "stat", &e.path))?;
     if kind_of(st.st_mode) != Some(e.kind) {
-        bail!(
+        return Err(refused(format!(
             "{}: no longer a {} as the plan saw it; mtime not set",
             e.path,
             e.kind.as_str()
-        );
+        )));
     }
     // utimensat by fd refuses an O_PATH fd; the fd's /proc link resolves
     // to the inode itself (see `crate::xattr::Node`).
@@ -1118,6 +1177,9 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
                     out.incomplete
                         .push((item.path.to_string(), refused.join("; ")));
                 }
+            }
+            Err(e) if e.chain().any(|c| c.is::<Refused>()) => {
+                out.refused.push((item.path.to_string(), format!("{e:#}")));
             }
             Err(e) => {
                 out.failed = Some((item.path.to_string(), format!("{e:#}")));

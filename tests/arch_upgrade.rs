@@ -782,8 +782,9 @@ fn a_neglected_arch_box_after_pacman_syu_is_checked_and_restored() {
     assert_eq!(
         marks,
         [
-            ("/etc/oldsync.conf", "oldsync removed"),
+            // PAM service files first (DESIGN §1)
             ("/etc/pam.d/imap", ""),
+            ("/etc/oldsync.conf", "oldsync removed"),
             ("/etc/ssh/moduli", "dropped by openssh 1.0-1 -> 2.0-1"),
             (
                 "/usr/lib/systemd/system/mailgate.service",

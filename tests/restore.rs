@@ -543,3 +543,89 @@ fn after_a_usr_merge_restore_works_where_the_files_moved() {
     );
     assert_eq!(link(&sys.path("/lib")), "usr/lib");
 }
+
+/// DESIGN §1: restore puts back the PAM service files first, and a path it
+/// refuses (an upgrade left a symlink to a host directory where the
+/// admin's directory was) stops nothing else: before, a refusal of
+/// /etc/app/app.conf, listed before /etc/pam.d, ended the restore there and
+/// left the mail logins failing.
+#[test]
+fn pam_files_come_first_and_a_refused_path_stops_nothing_else() {
+    let sys = Sys::new();
+    sys.write("/etc/app/app.conf", "listen = 993\n");
+    sys.write("/etc/pam.d/imap", "auth required pam_sss.so\n");
+    sys.write("/etc/zz.conf", "last\n");
+    sys.snapshot();
+    let outside = tempfile::tempdir().unwrap();
+    sys.rm("/etc/app");
+    sys.symlink(outside.path().to_str().unwrap(), "/etc/app");
+    sys.rm("/etc/pam.d");
+    sys.rm("/etc/zz.conf");
+
+    // the plan: the PAM directory and its file first, then the rest in
+    // path order
+    let out = sys
+        .cmd()
+        .args(["restore", "--vanished", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let items: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().find(|w| w.starts_with('/')).unwrap())
+        .collect();
+    assert_eq!(
+        items,
+        [
+            "/etc/pam.d",
+            "/etc/pam.d/imap",
+            "/etc/app/app.conf",
+            "/etc/zz.conf"
+        ],
+        "{plan}"
+    );
+
+    let out = sys
+        .cmd()
+        .args(["--json", "restore", "--vanished", "--yes"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{doc:#}");
+    assert_eq!(doc["refused"][0]["path"], "/etc/app/app.conf", "{doc:#}");
+    assert!(
+        doc["refused"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/app is a symlink"),
+        "{doc:#}"
+    );
+    assert!(doc["failed"].is_null(), "{doc:#}");
+    assert_eq!(
+        doc["restored"],
+        serde_json::json!(["/etc/pam.d", "/etc/pam.d/imap", "/etc/zz.conf"])
+    );
+    assert!(doc["error"]
+        .as_str()
+        .unwrap()
+        .contains("1 item not restored"));
+    assert_eq!(
+        std::fs::read_to_string(sys.path("/etc/pam.d/imap")).unwrap(),
+        "auth required pam_sss.so\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sys.path("/etc/zz.conf")).unwrap(),
+        "last\n"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // in text: what was and was not restored, on stdout, and exit 3
+    let (code, text) = restore(&sys, &["/etc/app"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("not restored /etc/app: refusing to restore the directory /etc/app: a symlink is there now"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}

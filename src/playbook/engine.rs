@@ -1327,6 +1327,15 @@ fn builtin(
                     if let Some((p, e)) = a.failed {
                         return Err(Failure(format!("restore stopped at {p}: {e}")));
                     }
+                    if !a.refused.is_empty() {
+                        let what: Vec<String> =
+                            a.refused.iter().map(|(p, e)| format!("{p}: {e}")).collect();
+                        return Err(Failure(format!(
+                            "restored {}; not restored: {}",
+                            a.restored.join(" "),
+                            what.join("; ")
+                        )));
+                    }
                     if !a.incomplete.is_empty() {
                         let what: Vec<String> = a
                             .incomplete
