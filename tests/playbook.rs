@@ -1650,3 +1650,42 @@ run = ["touch", "{root}/opened"]
     );
     assert!(!s.contains("test -b /dev/mapper/cr_mailcrypt"), "{s}");
 }
+
+const ADVICE: &str = r#"
+version = 1
+id = "advice"
+title = "advice that names the walk's values"
+
+[vars]
+release = "guardnext"
+
+[[steps]]
+id = "fetch"
+title = "fails"
+explain = "fetches {release}"
+run = ["sh", "-c", "echo \"frontend=$DEBIAN_FRONTEND\"; exit 1"]
+on-failure = "nothing for {release} yet: disable that repository, then resume"
+"#;
+
+/// `on-failure` is advice the admin acts on: its `{variables}` are filled
+/// in as the explanation's are, on the walk's stop and in the dry run.
+#[test]
+fn on_failure_advice_names_the_walks_values() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard(&["--yes", "run", "advice"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(
+            "what to do next: nothing for guardnext yet: disable that repository, then resume"
+        ),
+        "{err}"
+    );
+    let out = e.guard(&["run", "advice", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("# nothing for guardnext yet: disable that repository"),
+        "{s}"
+    );
+}

@@ -868,7 +868,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                         msg.push_str(&format!("\n--- last output ---\n{tail}\n---"));
                     }
                     if let Some(next) = &step.on_failure {
-                        msg.push_str(&format!("\nwhat to do next: {}", next.trim()));
+                        msg.push_str(&format!("\nwhat to do next: {}", fill(next, &vars).trim()));
                     }
                     msg.push_str(&format!(
                         "\nthe walk stopped here; when the cause is fixed, guard run {} --resume asks before retrying this step",
@@ -1520,10 +1520,17 @@ fn builtin(
 
 /// The explanation with what is known filled in.
 fn explain(step: &Step, vars: &Vars) -> String {
-    subst(&step.explain, vars, true)
+    fill(&step.explain, vars)
+}
+
+/// A text for the person (`explain`, `on-failure`) with what is known
+/// filled in and the rest as `<name>`: advice that says "{target_release}"
+/// names nothing the admin can act on.
+fn fill(text: &str, vars: &Vars) -> String {
+    subst(text, vars, true)
         .ok()
         .flatten()
-        .unwrap_or_else(|| step.explain.clone())
+        .unwrap_or_else(|| text.to_string())
 }
 
 fn comment(out: &mut String, text: &str) {
@@ -1742,7 +1749,7 @@ pub fn render_step(
     }
     if let Some(f) = &step.on_failure {
         o.push_str("# on failure the walk stops:\n");
-        comment(&mut o, f);
+        comment(&mut o, &fill(f, vars));
     }
     o
 }
