@@ -1689,3 +1689,28 @@ fn on_failure_advice_names_the_walks_values() {
         "{s}"
     );
 }
+
+/// A command run without the terminal has nobody to answer a debconf
+/// question: debconf's fallback frontend would read the answer from the
+/// command's stdin, taking the `y` fed for apt's "Do you want to
+/// continue?" as the answer to a package's question. guard runs it with
+/// the noninteractive frontend (the questions' defaults), whatever the
+/// admin's own environment says.
+#[test]
+fn a_command_without_the_terminal_gets_debconfs_noninteractive_frontend() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard_with(&["--yes", "run", "advice"], None, |c| {
+        c.env("DEBIAN_FRONTEND", "readline");
+    });
+    let err = text(&out.stderr);
+    assert!(err.contains("frontend=noninteractive"), "{err}");
+    let j = e.journal("advice");
+    assert!(
+        j["steps"][0]["commands"][0]["tail"]
+            .as_str()
+            .unwrap()
+            .contains("frontend=noninteractive"),
+        "{j:#}"
+    );
+}

@@ -1042,6 +1042,13 @@ fn run_cmd(
         Some(f) => cmd.stdin_bytes(f.as_bytes().to_vec()),
         None => cmd,
     };
+    // The command has no terminal, so no person answers what it asks: a
+    // package's debconf question would go to debconf's fallback frontend,
+    // which reads the answer from this stdin, taking the fed `y` (meant
+    // for apt's "Do you want to continue?") as, say, a relay host. The
+    // noninteractive frontend takes each question's default instead
+    // (`dpkg-reconfigure PACKAGE` asks again later).
+    let cmd = cmd.env("DEBIAN_FRONTEND", "noninteractive");
     // A spinner on a terminal; the output streams above it line by line.
     let sp = app.ui.spinner(&format!("running {}", argv[0]));
     let r = exec::run_streaming(&cmd, TAIL, &mut |l| {
