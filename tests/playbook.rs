@@ -1651,6 +1651,46 @@ run = ["touch", "{root}/opened"]
     assert!(!s.contains("test -b /dev/mapper/cr_mailcrypt"), "{s}");
 }
 
+/// A retried step's journal record keeps the failed attempt under
+/// `earlier`: after a resume that went through, the output of the upgrade
+/// that broke half-way (dpkg's error, the postinst's message) is still
+/// what the journal holds of it, not only the "done" of the retry.
+#[test]
+fn a_retried_step_keeps_its_failed_attempt_in_the_journal() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    let ans = "[answers]\nflag = \"yes\"\n";
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    std::fs::write(e.root.join("d-ok"), "").unwrap();
+    let out = e.guard(
+        &["--yes", "run", "walk", "--resume"],
+        Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let j = e.journal("walk");
+    let steps = j["steps"].as_array().unwrap();
+    // one record per step, in the order the walk did them
+    let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"], "{j:#}");
+    let d = &steps[3];
+    assert_eq!(d["status"], "done", "{j:#}");
+    let earlier = d["earlier"].as_array().expect("the failed attempt");
+    assert_eq!(earlier.len(), 1, "{j:#}");
+    assert_eq!(earlier[0]["status"], "failed");
+    assert_eq!(earlier[0]["note"], "exit code 4");
+    assert_eq!(earlier[0]["commands"][0]["exit"], 4);
+    assert!(
+        earlier[0]["commands"][0]["tail"]
+            .as_str()
+            .unwrap()
+            .contains("boom-output"),
+        "{j:#}"
+    );
+    // steps done once carry no history
+    assert!(steps[0].get("earlier").is_none(), "{j:#}");
+}
+
 const ADVICE: &str = r#"
 version = 1
 id = "advice"

@@ -464,6 +464,11 @@ pub struct StepRecord {
     pub ended: String,
     pub note: Option<String>,
     pub commands: Vec<CmdRecord>,
+    /// The attempts before this one, oldest first: a failed step retried
+    /// on `--resume` (or a done one done again) keeps what it did and
+    /// printed then, the evidence of what the upgrade went through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<StepRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -472,6 +477,20 @@ pub struct CmdRecord {
     pub argv: Vec<String>,
     pub exit: Option<i32>,
     pub tail: String,
+}
+
+impl Journal {
+    /// Records `rec` as its step's outcome. The record of an earlier
+    /// attempt (failed, or done before a reboot undid it) moves into
+    /// `rec.earlier`: one record per step, with its history.
+    fn put(&mut self, mut rec: StepRecord) {
+        if let Some(i) = self.steps.iter().position(|r| r.id == rec.id) {
+            let mut old = self.steps.remove(i);
+            rec.earlier = std::mem::take(&mut old.earlier);
+            rec.earlier.push(old);
+        }
+        self.steps.push(rec);
+    }
 }
 
 fn now() -> String {
@@ -717,7 +736,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                                 step.id, pb.id, step.id
                             );
                         }
-                        journal.steps.remove(i);
+                        // (its record stays until this attempt's replaces
+                        // it, as `earlier`: an abort now leaves it failed)
                     }
                     "done" | "already-done"
                         if step
@@ -738,7 +758,6 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                                 app.root.path()
                             )
                         ));
-                        journal.steps.remove(i);
                     }
                     _ => continue,
                 }
@@ -751,6 +770,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                 ended: now(),
                 note,
                 commands: cmds,
+                earlier: vec![],
             };
             app.ui.say(&format!(
                 "\n== step {}/{total}: {} ({})",
@@ -762,7 +782,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                 if !Cond::parse(w)?.eval(&vars) {
                     let why = step.when_text.clone().unwrap_or_else(|| w.clone());
                     app.ui.say(&format!("   not needed: only when {why}"));
-                    journal.steps.push(record(
+                    journal.put(record(
                         "skipped",
                         Some(format!("condition false: {why}")),
                         vec![],
@@ -774,7 +794,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             if let Some(t) = &step.done_if {
                 if test_passes(app, t, &vars)? {
                     app.ui.say("   already done");
-                    journal.steps.push(record("already-done", None, vec![]));
+                    journal.put(record("already-done", None, vec![]));
                     save(app, &journal)?;
                     continue;
                 }
@@ -789,6 +809,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     Cmd::new(&argv[0]).args(&argv[1..]).display()
                 ));
             }
+            let mut skipped = false;
             loop {
                 match app.ui.step_choice(&step.id)? {
                     StepChoice::Run => break,
@@ -803,12 +824,13 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                         ));
                     }
                     StepChoice::Skip => {
-                        journal.steps.push(record(
+                        journal.put(record(
                             "skipped",
                             Some("skipped by the user".into()),
                             vec![],
                         ));
                         save(app, &journal)?;
+                        skipped = true;
                         break;
                     }
                     StepChoice::Abort => {
@@ -821,8 +843,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     }
                 }
             }
-            if journal.steps.last().map(|r| r.id == step.id) == Some(true) {
-                continue; // skipped by the user
+            if skipped {
+                continue;
             }
             if let Some(d) = &step.destructive {
                 let target = subst(&d.target, &vars, false)?.unwrap_or_default();
@@ -833,9 +855,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     Err(e) => Some(format!("{e:#}")),
                 };
                 if let Some(why) = refused {
-                    journal
-                        .steps
-                        .push(record("failed", Some(format!("refused: {why}")), vec![]));
+                    journal.put(record("failed", Some(format!("refused: {why}")), vec![]));
                     save(app, &journal)?;
                     bail!("step {} refused: {why}", step.id);
                 }
@@ -854,14 +874,12 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             }
             match res {
                 Ok(note) => {
-                    journal.steps.push(record("done", note, cmds));
+                    journal.put(record("done", note, cmds));
                     save(app, &journal)?;
                 }
                 Err(Failure(why)) => {
                     let tail = cmds.last().map(|c| c.tail.clone()).unwrap_or_default();
-                    journal
-                        .steps
-                        .push(record("failed", Some(why.clone()), cmds));
+                    journal.put(record("failed", Some(why.clone()), cmds));
                     save(app, &journal)?;
                     let mut msg = format!("step {} ({}) failed: {why}", step.id, step.title);
                     if !tail.is_empty() {
