@@ -689,12 +689,19 @@ run = ["touch", "{root}/ran"]
 fn apt_is_refused_on_another_root() {
     let e = env();
     std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
-    let out = e.guard(&["--yes", "run", "debian-upgrade"], None);
+    // the root's sources already name the next release (this host's are
+    // not what the sources step looks at)
+    let list = e.root.join("etc/apt/sources.list.d/debian.list");
+    std::fs::create_dir_all(list.parent().unwrap()).unwrap();
+    std::fs::write(&list, "deb http://deb.debian.org/debian trixie main\n").unwrap();
+    let ans = "[answers]\ntarget_codename = \"trixie\"\n";
+    let out = e.guard(&["--yes", "run", "debian-upgrade"], Some(ans));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get cannot act on --root"), "{err}");
     let j = e.journal("debian-upgrade");
     assert_eq!(status(&j, "snapshot"), "done");
+    assert_eq!(status(&j, "sources"), "already-done");
     assert_eq!(status(&j, "update"), "failed");
     let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
     assert!(text(&out.stdout).contains("# REFUSED on this root"));
@@ -1465,8 +1472,11 @@ fn off_a_terminal_only_yes_confirms_an_ordinary_step() {
 }
 
 /// Debian's release notes upgrade in two steps: `apt upgrade
-/// --without-new-pkgs`, then `apt full-upgrade`; never the full upgrade
-/// straight after `apt update`.
+/// --without-new-pkgs` (`apt-get upgrade`: apt's interface is not for
+/// scripts), then `apt full-upgrade`; never the full upgrade straight
+/// after `apt update`. Neither says yes to everything (`-y`); both keep a
+/// configuration file the admin modified, whose prompt would otherwise
+/// read end-of-input off a terminal and fail the package.
 #[test]
 fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
     let e = env();
@@ -1478,8 +1488,9 @@ fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
             .unwrap_or_else(|| panic!("{needle} missing: {s}"))
     };
     let update = pos("apt-get update\n");
-    let minimal = pos("apt upgrade --without-new-pkgs\n");
-    let full = pos("apt-get full-upgrade\n");
+    let keep = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold\n";
+    let minimal = pos(&format!("apt-get upgrade {keep}"));
+    let full = pos(&format!("apt-get full-upgrade {keep}"));
     assert!(update < minimal && minimal < full, "{s}");
     assert!(!s.contains(" -y") && !s.contains("--yes"), "{s}");
 }

@@ -136,6 +136,9 @@ pub fn subst(arg: &str, vars: &Vars, dry: bool) -> Result<Option<String>> {
                 bail!("refusing variable {name}: its value contains a newline or NUL byte")
             }
             Some(v) if v.is_empty() && optional => return Ok(None),
+            // `{root}/etc` names /etc inside the root: on the system
+            // itself that is `/etc`, not `//etc`
+            Some(v) if name == "root" && v == "/" && after[j + 1..].starts_with('/') => {}
             Some(v) => out.push_str(v),
             None if optional && !dry => return Ok(None),
             None if dry => {
@@ -253,6 +256,8 @@ pub fn detect_facts(app: &App) -> Vars {
                     "ID" => "os_id",
                     "ID_LIKE" => "os_id_like",
                     "VERSION_ID" => "os_version_id",
+                    // the word apt's sources name the release by (bookworm)
+                    "VERSION_CODENAME" => "os_codename",
                     "PRETTY_NAME" => "os_pretty",
                     _ => continue,
                 };
@@ -1920,6 +1925,14 @@ mod tests {
             subst("{ echo x; }", &v, false).unwrap().unwrap(),
             "{ echo x; }"
         );
+        let on = |root: &str, arg: &str| {
+            subst(arg, &vars(&[("root", root)]), false)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(on("/", "{root}/etc/apt"), "/etc/apt");
+        assert_eq!(on("/", "{root}"), "/");
+        assert_eq!(on("/mnt/sys", "{root}/etc/apt"), "/mnt/sys/etc/apt");
     }
 
     #[test]
