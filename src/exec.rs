@@ -194,6 +194,15 @@ impl Drop for Tracked {
     }
 }
 
+/// A line of output as a terminal leaves it: a progress counter redraws
+/// its line with `\r` (dpkg's "(Reading database ... 5%" up to "100%"),
+/// and on the screen only its last state stays. Kept whole, one such line
+/// is twenty states long on guard's output and in the journal's tail.
+fn last_state(line: &str) -> String {
+    let line = line.trim_end_matches('\n').trim_end_matches('\r');
+    line.rsplit('\r').next().unwrap_or(line).to_string()
+}
+
 /// Runs to completion, capturing stdout and stderr.
 pub fn output(cmd: &Cmd) -> Result<Output> {
     let mut c = cmd.build();
@@ -274,9 +283,7 @@ pub fn run_streaming(cmd: &Cmd, keep: usize, on_line: &mut dyn FnMut(&str)) -> R
             let mut r = BufReader::new(pipe);
             let mut line = Vec::new();
             while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches('\n')
-                    .to_string();
+                let text = last_state(&String::from_utf8_lossy(&line));
                 if tx.send(text).is_err() {
                     break;
                 }
@@ -388,6 +395,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not installed"), "{err}");
+    }
+
+    #[test]
+    fn streaming_keeps_what_a_terminal_shows_of_a_redrawn_line() {
+        let mut seen = Vec::new();
+        let r = run_streaming(
+            &Cmd::new("printf").arg("(Reading 5%%\\r(Reading 100%%)\\nDOS line\\r\\n"),
+            10,
+            &mut |l| seen.push(l.to_string()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["(Reading 100%)", "DOS line"]);
+        assert_eq!(r.tail, "(Reading 100%)\nDOS line");
     }
 
     #[test]

@@ -733,12 +733,19 @@ run = ["touch", "{root}/ran"]
 fn apt_is_refused_on_another_root() {
     let e = env();
     std::fs::write(e.root.join("etc/os-release"), "ID=debian\n").unwrap();
-    let out = e.guard(&["--yes", "run", "debian-upgrade"], None);
+    // the root's sources already name the next release (this host's are
+    // not what the sources step looks at)
+    let list = e.root.join("etc/apt/sources.list.d/debian.list");
+    std::fs::create_dir_all(list.parent().unwrap()).unwrap();
+    std::fs::write(&list, "deb http://deb.debian.org/debian trixie main\n").unwrap();
+    let ans = "[answers]\ntarget_codename = \"trixie\"\n";
+    let out = e.guard(&["--yes", "run", "debian-upgrade"], Some(ans));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get cannot act on --root"), "{err}");
     let j = e.journal("debian-upgrade");
     assert_eq!(status(&j, "snapshot"), "done");
+    assert_eq!(status(&j, "sources"), "already-done");
     assert_eq!(status(&j, "update"), "failed");
     let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
     assert!(text(&out.stdout).contains("# REFUSED on this root"));
@@ -1509,8 +1516,11 @@ fn off_a_terminal_only_yes_confirms_an_ordinary_step() {
 }
 
 /// Debian's release notes upgrade in two steps: `apt upgrade
-/// --without-new-pkgs`, then `apt full-upgrade`; never the full upgrade
-/// straight after `apt update`.
+/// --without-new-pkgs` (`apt-get upgrade`: apt's interface is not for
+/// scripts), then `apt full-upgrade`; never the full upgrade straight
+/// after `apt update`. Neither says yes to everything (`-y`); both keep a
+/// configuration file the admin modified, whose prompt would otherwise
+/// read end-of-input off a terminal and fail the package.
 #[test]
 fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
     let e = env();
@@ -1522,8 +1532,9 @@ fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
             .unwrap_or_else(|| panic!("{needle} missing: {s}"))
     };
     let update = pos("apt-get update\n");
-    let minimal = pos("apt upgrade --without-new-pkgs\n");
-    let full = pos("apt-get full-upgrade\n");
+    let keep = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold\n";
+    let minimal = pos(&format!("apt-get upgrade {keep}"));
+    let full = pos(&format!("apt-get full-upgrade {keep}"));
     assert!(update < minimal && minimal < full, "{s}");
     assert!(!s.contains(" -y") && !s.contains("--yes"), "{s}");
 }
@@ -1754,4 +1765,108 @@ manual = "Nothing to do."
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(marker.exists());
+}
+
+/// A retried step's journal record keeps the failed attempt under
+/// `earlier`: after a resume that went through, the output of the upgrade
+/// that broke half-way (dpkg's error, the postinst's message) is still
+/// what the journal holds of it, not only the "done" of the retry.
+#[test]
+fn a_retried_step_keeps_its_failed_attempt_in_the_journal() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/walk.toml"), WALK).unwrap();
+    let ans = "[answers]\nflag = \"yes\"\n";
+    let out = e.guard(&["--yes", "run", "walk"], Some(ans));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    std::fs::write(e.root.join("d-ok"), "").unwrap();
+    let out = e.guard(
+        &["--yes", "run", "walk", "--resume"],
+        Some("[answers]\nflag = \"yes\"\nretry-d = \"retry\"\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let j = e.journal("walk");
+    let steps = j["steps"].as_array().unwrap();
+    // one record per step, in the order the walk did them
+    let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"], "{j:#}");
+    let d = &steps[3];
+    assert_eq!(d["status"], "done", "{j:#}");
+    let earlier = d["earlier"].as_array().expect("the failed attempt");
+    assert_eq!(earlier.len(), 1, "{j:#}");
+    assert_eq!(earlier[0]["status"], "failed");
+    assert_eq!(earlier[0]["note"], "exit code 4");
+    assert_eq!(earlier[0]["commands"][0]["exit"], 4);
+    assert!(
+        earlier[0]["commands"][0]["tail"]
+            .as_str()
+            .unwrap()
+            .contains("boom-output"),
+        "{j:#}"
+    );
+    // steps done once carry no history
+    assert!(steps[0].get("earlier").is_none(), "{j:#}");
+}
+
+const ADVICE: &str = r#"
+version = 1
+id = "advice"
+title = "advice that names the walk's values"
+
+[vars]
+release = "guardnext"
+
+[[steps]]
+id = "fetch"
+title = "fails"
+explain = "fetches {release}"
+run = ["sh", "-c", "echo \"frontend=$DEBIAN_FRONTEND\"; exit 1"]
+on-failure = "nothing for {release} yet: disable that repository, then resume"
+"#;
+
+/// `on-failure` is advice the admin acts on: its `{variables}` are filled
+/// in as the explanation's are, on the walk's stop and in the dry run.
+#[test]
+fn on_failure_advice_names_the_walks_values() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard(&["--yes", "run", "advice"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(
+            "what to do next: nothing for guardnext yet: disable that repository, then resume"
+        ),
+        "{err}"
+    );
+    let out = e.guard(&["run", "advice", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("# nothing for guardnext yet: disable that repository"),
+        "{s}"
+    );
+}
+
+/// A command run without the terminal has nobody to answer a debconf
+/// question: debconf's fallback frontend would read the answer from the
+/// command's stdin, taking the `y` fed for apt's "Do you want to
+/// continue?" as the answer to a package's question. guard runs it with
+/// the noninteractive frontend (the questions' defaults), whatever the
+/// admin's own environment says.
+#[test]
+fn a_command_without_the_terminal_gets_debconfs_noninteractive_frontend() {
+    let e = env();
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard_with(&["--yes", "run", "advice"], None, |c| {
+        c.env("DEBIAN_FRONTEND", "readline");
+    });
+    let err = text(&out.stderr);
+    assert!(err.contains("frontend=noninteractive"), "{err}");
+    let j = e.journal("advice");
+    assert!(
+        j["steps"][0]["commands"][0]["tail"]
+            .as_str()
+            .unwrap()
+            .contains("frontend=noninteractive"),
+        "{j:#}"
+    );
 }

@@ -593,6 +593,12 @@ fn at(log: &str, needle: &str) -> usize {
 /// /etc/guardtest/local.conf. 3.0-1 is 2.0-1 with a postinst that then
 /// fails: an upgrade that breaks half-way.
 fn guardtest_deb(work: &Path, v: u32, out: &Path) {
+    dpkg_deb(&guardtest_tree(work, v), out);
+}
+
+/// The package tree `guardtest_deb` builds version `v` from, for a test
+/// to add to before `dpkg_deb`.
+fn guardtest_tree(work: &Path, v: u32) -> PathBuf {
     let d = work.join(format!("guardtest-{v}"));
     let put = |p: &str, text: &str, mode: u32| {
         let f = d.join(p);
@@ -649,15 +655,26 @@ fn guardtest_deb(work: &Path, v: u32, out: &Path) {
             0o755,
         );
     }
+    d
+}
+
+/// Builds the package tree `d` into `out` with the real dpkg-deb.
+fn dpkg_deb(d: &Path, out: &Path) {
     let o = run(Command::new("dpkg-deb")
         .args(["--root-owner-group", "--build"])
-        .arg(&d)
+        .arg(d)
         .arg(out));
     assert!(o.status.success(), "{}", text(&o));
 }
 
 /// The installed version of guardtest in the root, or "" when it is not.
 fn guardtest_version(root: &Path) -> String {
+    installed_version(root, "guardtest")
+}
+
+/// The installed version of `package` in the root, as dpkg has it, or ""
+/// when it is not installed (or not completely: half-configured).
+fn installed_version(root: &Path, package: &str) -> String {
     let out = run(&mut in_root(
         root,
         "rw",
@@ -665,7 +682,7 @@ fn guardtest_version(root: &Path) -> String {
             "dpkg-query",
             "-W",
             "-f=${db:Status-Abbrev}${Version}",
-            "guardtest",
+            package,
         ],
     ));
     let s = String::from_utf8_lossy(&out.stdout).to_string();
@@ -767,7 +784,8 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
         // the snapshot this transaction's hook took, seconds before
         &format!("guard: compared with snapshot {second}, taken "),
         "guard:   critical file/vanished: /etc/guardtest/local.conf vanished (owned by no package",
-        "guard:   warning  file/vanished: /etc/guardtest/old.conf vanished (owned by guardtest)",
+        // (a summary line is cut to the terminal's width)
+        "guard:   warning  file/vanished: /etc/guardtest/old.conf vanished (owned by guardtest; guardtest 1.0-1 -> 2.0-1 no lo",
         "guard: details: guard check",
     ] {
         at(summary, line);
@@ -918,6 +936,531 @@ fn a_real_apt_transaction_in_a_debian_root_runs_the_hooks() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let base = t.path().to_string_lossy().to_string();
     assert!(!mounts.contains(&base), "{mounts}");
+}
+
+// ------------------------------- debian-upgrade walked inside a Debian root
+
+/// Writes `text` to `p` with `mode`, making its directories.
+fn put_file(p: &Path, text: &str, mode: u32) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A small package `name` `version` (Architecture: all), with `control`
+/// lines added to its control file and `files` (paths inside the package,
+/// `DEBIAN/…` scripts included), built with the real dpkg-deb into `out`.
+fn small_deb(
+    work: &Path,
+    name: &str,
+    version: &str,
+    control: &str,
+    files: &[(&str, &str, u32)],
+    out: &Path,
+) {
+    let d = work.join(format!("{name}-{version}"));
+    put_file(
+        &d.join("DEBIAN/control"),
+        &format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: all\n{control}\
+             Maintainer: guard tests <root@localhost>\nDescription: guard test package\n"
+        ),
+        0o644,
+    );
+    for (p, text, mode) in files {
+        put_file(&d.join(p), text, *mode);
+    }
+    dpkg_deb(&d, out);
+}
+
+/// One suite of the `file:` repository at /srv/repo in the root: its
+/// packages in pool/CODENAME, their index made by dpkg-scanpackages, and a
+/// Release naming the index by its SHA-256 (apt refuses an index its
+/// Release does not list; `[trusted=yes]` only waives the signature).
+fn apt_suite(root: &Path, codename: &str, debs: &[&Path]) {
+    let repo = root.join("srv/repo");
+    let pool = repo.join("pool").join(codename);
+    std::fs::create_dir_all(&pool).unwrap();
+    for deb in debs {
+        std::fs::copy(deb, pool.join(deb.file_name().unwrap())).unwrap();
+    }
+    let scan = run(Command::new("dpkg-scanpackages")
+        .args(["-m", &format!("pool/{codename}"), "/dev/null"])
+        .current_dir(&repo));
+    assert!(scan.status.success(), "{}", text(&scan));
+    let index = format!("dists/{codename}/main/binary-amd64/Packages");
+    put_file(
+        &repo.join(&index),
+        &String::from_utf8_lossy(&scan.stdout),
+        0o644,
+    );
+    let sum = run(Command::new("sha256sum").arg(repo.join(&index)));
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    put_file(
+        &repo.join(format!("dists/{codename}/Release")),
+        &format!(
+            "Origin: guard-test\nSuite: {codename}\nCodename: {codename}\n\
+             Architectures: amd64 all\nComponents: main\n\
+             Date: Sat, 01 Jun 2024 00:00:00 UTC\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            sum.split_whitespace().next().unwrap(),
+            scan.stdout.len()
+        ),
+        0o644,
+    );
+}
+
+/// The packages of the two releases. "bookworm" (the release debootstrap
+/// made, named the same so that its os-release and the sources agree):
+/// guardtest 1.0-1 and guardtest-data 1.0-1. "guardnext": guardtest-data
+/// 2.0-1, a plain upgrade the minimal upgrade does; guardtest-relay 2.0-1,
+/// new, which asks debconf for a relay host and writes the answer to
+/// /etc/guardtest/relay.conf; and guardtest 2.0-1 (`guardtest_deb`'s:
+/// changes main.conf, drops old.conf, its postinst deletes the admin's
+/// local.conf), which needs guardtest-relay, so only the full upgrade
+/// installs it, and whose postinst then cannot start the service until
+/// the admin creates /etc/guardtest/start-ok.
+fn two_releases(root: &Path, work: &Path) {
+    let deb = |name: &str| work.join(format!("{name}.deb"));
+    guardtest_deb(work, 1, &deb("guardtest_1"));
+    let next = guardtest_tree(work, 2);
+    let control = next.join("DEBIAN/control");
+    let c = std::fs::read_to_string(&control).unwrap();
+    std::fs::write(&control, format!("{c}Depends: guardtest-relay\n")).unwrap();
+    let postinst = next.join("DEBIAN/postinst");
+    let p = std::fs::read_to_string(&postinst).unwrap();
+    std::fs::write(
+        &postinst,
+        format!(
+            "{p}[ -e /etc/guardtest/start-ok ] || {{ echo 'guardtest: cannot start' >&2; exit 1; }}\n"
+        ),
+    )
+    .unwrap();
+    dpkg_deb(&next, &deb("guardtest_2"));
+    for v in ["1.0-1", "2.0-1"] {
+        let data = format!("# guardtest data {v}\n");
+        small_deb(
+            work,
+            "guardtest-data",
+            v,
+            "",
+            &[("usr/share/guardtest/data", &data, 0o644)],
+            &deb(&format!("guardtest-data_{v}")),
+        );
+    }
+    small_deb(
+        work,
+        "guardtest-relay",
+        "2.0-1",
+        "Depends: debconf\n",
+        &[
+            (
+                "DEBIAN/templates",
+                "Template: guardtest-relay/host\nType: string\nDefault: localhost\n\
+                 Description: Relay host for guardtest?\n",
+                0o644,
+            ),
+            (
+                "DEBIAN/config",
+                "#!/bin/sh\nset -e\n. /usr/share/debconf/confmodule\n\
+                 db_input high guardtest-relay/host || true\ndb_go || true\n",
+                0o755,
+            ),
+            (
+                "DEBIAN/postinst",
+                "#!/bin/sh\nset -e\n. /usr/share/debconf/confmodule\n\
+                 db_get guardtest-relay/host\nmkdir -p /etc/guardtest\n\
+                 echo \"relay = $RET\" > /etc/guardtest/relay.conf\n",
+                0o755,
+            ),
+        ],
+        &deb("guardtest-relay_2.0-1"),
+    );
+    apt_suite(
+        root,
+        "bookworm",
+        &[&deb("guardtest_1"), &deb("guardtest-data_1.0-1")],
+    );
+    apt_suite(
+        root,
+        "guardnext",
+        &[
+            &deb("guardtest_2"),
+            &deb("guardtest-data_2.0-1"),
+            &deb("guardtest-relay_2.0-1"),
+        ],
+    );
+}
+
+/// `guard … run debian-upgrade ARGS` inside the root, without a terminal,
+/// as an admin runs it over `ssh -T` or from a script: the admin's shell
+/// sets no DEBIAN_FRONTEND (guard must see to it), and apt's, dpkg's and
+/// guard's lines come interleaved as on that terminal.
+fn walk(root: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut argv = vec!["guard", "--yes", "--no-progress", "run", "debian-upgrade"];
+    argv.extend(args);
+    let mut c = in_root(root, "rw", &argv);
+    c.env_remove("DEBIAN_FRONTEND");
+    run_merged(&mut c)
+}
+
+/// Lines of a walk's output that only a badly fed or badly read apt
+/// prints: each is a defect the real walk showed.
+fn assert_clean_apt_output(log: &str) {
+    for bad in [
+        // `apt` read by a program: guard's steps use apt-get
+        "WARNING: apt does not have a stable CLI interface",
+        // apt's "Do you want to continue?" reading end-of-input
+        "Abort.",
+        // dpkg's question about a modified configuration file, unanswered
+        "end of file on stdin at conffile prompt",
+        // debconf asking nobody, on a frontend that reads the fed `y`
+        "Relay host for guardtest?",
+        "debconf: unable to initialize frontend",
+        "Use of uninitialized value",
+        // dpkg's progress redrawn with \r, every state kept on one line
+        "%(Reading database",
+    ] {
+        assert!(!log.contains(bad), "{bad:?} in the walk's output:\n{log}");
+    }
+}
+
+/// Waits for the next second. dpkg's log counts in whole seconds, so the
+/// check takes a file written in a second a dpkg run logged in for that
+/// run's doing; on the box minutes lie between the admin's edit of the
+/// sources and dpkg's runs before and after it, here milliseconds.
+fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(
+        1050 - u64::from(now.subsec_millis()),
+    ));
+}
+
+/// The journal's record of step `id`.
+fn journal_step<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in the journal: {j:#}"))
+}
+
+/// `guard run debian-upgrade` walked as an admin walks it on the box:
+/// guard installed in a real Debian bookworm (debootstrap) with its apt
+/// hooks, run chrooted there (no `--root`), no terminal, `--yes` and an
+/// answers file; the next release is a `file:` apt repository in the root
+/// with a codename of its own. The walk stops where the admin has to act
+/// (the sources, a postinst that fails) and `--resume` goes on after the
+/// admin did; the check step names the damage against the walk's own
+/// snapshot, not the newer ones the hooks took on the retry.
+#[test]
+fn debian_upgrade_walked_inside_a_real_debian_root() {
+    let start = std::time::Instant::now();
+    let t = debootstrap();
+    let r = &t.path().join("root");
+    let work = t.path().join("work");
+    two_releases(r, &work);
+    // Only the local repository: the walk needs no network after
+    // debootstrap (and "bookworm" on deb.debian.org switched to
+    // "guardnext" would fail the update).
+    std::fs::remove_file(r.join("etc/apt/sources.list")).unwrap();
+    let sources = r.join("etc/apt/sources.list.d/local.list");
+    put_file(
+        &sources,
+        "deb [trusted=yes] file:/srv/repo bookworm main\n",
+        0o644,
+    );
+    std::fs::copy(GUARD, r.join("usr/bin/guard")).unwrap();
+    for argv in [
+        &["apt-get", "update"][..],
+        &["apt-get", "install", "-y", "guardtest", "guardtest-data"],
+        &["guard", "--yes", "hooks", "install"],
+    ] {
+        let (st, log) = run_merged(&mut in_root(r, "rw", argv));
+        assert!(st.success(), "{argv:?}: {log}");
+    }
+    assert_eq!(guardtest_version(r), "1.0-1");
+    // The admin's own file beside the package's, and an edited conffile.
+    put_file(
+        &r.join("etc/guardtest/local.conf"),
+        "relay = mx.example\n",
+        0o644,
+    );
+    let main = r.join("etc/guardtest/main.conf");
+    let edited = format!("{}port = 2525\n", std::fs::read_to_string(&main).unwrap());
+    std::fs::write(&main, &edited).unwrap();
+    put_file(
+        &r.join("root/answers.toml"),
+        "[answers]\ntarget_codename = \"guardnext\"\n",
+        0o600,
+    );
+    let answers = ["--answers", "/root/answers.toml"];
+
+    // 1. The dry run: the plan, in order, with this system's codename
+    // filled in; nothing done.
+    let mut dry = in_root(r, "rw", &["guard", "run", "debian-upgrade", "--dry-run"]);
+    dry.args(answers);
+    let out = run(&mut dry);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut last = 0;
+    for line in [
+        "\ntarget_codename=guardnext\n",
+        "\nguard --root / --store /var/lib/guard snapshot --kind pre --label 'before debian-upgrade'\n",
+        "\n# grep -rlsw bookworm /etc/apt/sources.list /etc/apt/sources.list.d | xargs -r sed -i 's/\\bbookworm\\b/guardnext/g'\n",
+        "\n# verify: grep -rqsw -- guardnext /etc/apt/sources.list /etc/apt/sources.list.d\n",
+        "\napt-get update\n",
+        "\napt-get upgrade -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold\n",
+        "\napt-get full-upgrade -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold\n",
+        "\nguard --root / --store /var/lib/guard check --against '<snapshot_id>'\n",
+    ] {
+        let at = plan[last..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} not in the plan (in order):\n{plan}"));
+        last += at + line.len() - 1;
+    }
+    assert!(snapshots(r).is_empty());
+    assert!(!r.join("var/lib/guard/journals").exists());
+
+    // 2. The walk: the snapshot first, then the sources, which `--yes`
+    // cannot edit: it stops there rather than upgrade nothing and finish.
+    let (st, log) = walk(r, &answers);
+    assert_eq!(st.code(), Some(3), "{log}");
+    let snaps = snapshots(r);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["kind"], "pre");
+    assert_eq!(snaps[0]["label"], "before debian-upgrade");
+    let walk_snap = snaps[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        at(&log, &format!("   snapshot {walk_snap} ("))
+            < at(
+                &log,
+                "== step 3/7: Switch the sources to the next release (sources)"
+            ),
+        "{log}"
+    );
+    at(
+        &log,
+        "guard: step sources (Switch the sources to the next release) failed: verification failed: \
+         grep -rqsw -- guardnext /etc/apt/sources.list /etc/apt/sources.list.d\n",
+    );
+    at(
+        &log,
+        "what to do next: No source names guardnext yet: edit them as shown above, then resume and retry this step.\n",
+    );
+    assert!(!log.contains("apt-get update"), "{log}");
+    assert_eq!(guardtest_version(r), "1.0-1");
+
+    // The admin does what the step shows, in the root's shell, in a second
+    // of its own (`next_second`).
+    next_second();
+    let shown = log[at(&log, "   » ") + "   » ".len()..]
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let (st, out) = run_merged(&mut in_root(r, "rw", &["sh", "-c", &shown]));
+    assert!(st.success(), "{shown}: {out}");
+    assert_eq!(
+        std::fs::read_to_string(&sources).unwrap(),
+        "deb [trusted=yes] file:/srv/repo guardnext main\n"
+    );
+    next_second();
+
+    // 3. Resumed, told to retry the sources: the update, the minimal
+    // upgrade (guardtest-data; guardtest, which needs a new package, kept
+    // back), then the full upgrade, where guardtest's postinst fails after
+    // deleting the admin's file. apt's one question is answered, dpkg keeps
+    // the edited main.conf, debconf asks nobody.
+    put_file(
+        &r.join("root/answers.toml"),
+        "[answers]\ntarget_codename = \"guardnext\"\nretry-sources = \"retry\"\n",
+        0o600,
+    );
+    let resume = ["--resume", "--answers", "/root/answers.toml"];
+    let (st, log) = walk(r, &resume);
+    assert_eq!(st.code(), Some(3), "{log}");
+    assert_clean_apt_output(&log);
+    let minimal = at(&log, "== step 5/7: Minimal upgrade first (minimal-upgrade)");
+    let full = at(&log, "== step 6/7: Full upgrade (upgrade)");
+    let data = at(&log, "Setting up guardtest-data (2.0-1)");
+    assert!(minimal < data && data < full, "{log}");
+    at(
+        &log[minimal..full],
+        "The following packages have been kept back:",
+    );
+    at(&log[full..], "Do you want to continue? [Y/n]");
+    at(&log[full..], "Keeping old config file as default.");
+    let failed = at(&log, "guardtest: cannot start");
+    assert!(full < failed, "{log}");
+    at(
+        &log[failed..],
+        "guard: step upgrade (Full upgrade) failed: exit code 100\n",
+    );
+    at(
+        &log[failed..],
+        "what to do next: Fix what apt or dpkg says above",
+    );
+    assert_eq!(installed_version(r, "guardtest-data"), "2.0-1");
+    assert_eq!(installed_version(r, "guardtest-relay"), "2.0-1");
+    assert_eq!(guardtest_version(r), "", "half-configured");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/guardtest/relay.conf")).unwrap(),
+        "relay = localhost\n",
+        "debconf took the question's default"
+    );
+
+    // A resume is no retry unless told: the failed step is not run again.
+    let (st, log) = walk(r, &resume);
+    assert_eq!(st.code(), Some(3), "{log}");
+    at(
+        &log,
+        "guard: step upgrade failed before and was not retried; fix the cause, then guard run \
+         debian-upgrade --resume and choose retry (answers file: retry-upgrade = \"retry\" under [answers])\n",
+    );
+    assert!(!log.contains("apt-get full-upgrade"), "{log}");
+
+    // 4. The admin fixes the cause and resumes, telling guard to retry
+    // the full upgrade: apt finishes guardtest, the hooks take a newer
+    // `pre` snapshot (the admin's file already gone), and the check still
+    // compares with the walk's own.
+    put_file(&r.join("etc/guardtest/start-ok"), "", 0o644);
+    put_file(
+        &r.join("root/answers.toml"),
+        "[answers]\ntarget_codename = \"guardnext\"\nretry-upgrade = \"retry\"\n",
+        0o600,
+    );
+    let (st, log) = walk(r, &resume);
+    assert_eq!(st.code(), Some(0), "{log}");
+    assert_clean_apt_output(&log);
+    assert_eq!(guardtest_version(r), "2.0-1");
+    assert_eq!(
+        std::fs::read_to_string(&main).unwrap(),
+        edited,
+        "the admin's main.conf kept"
+    );
+    assert!(r.join("etc/guardtest/main.conf.dpkg-dist").is_file());
+    let newest = pre_snapshots(r)
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .max()
+        .unwrap();
+    assert!(newest > walk_snap, "the hooks took their snapshots");
+    let check = &log[at(&log, "== step 7/7: Check the damage (check)")..];
+    for line in [
+        "   │ 1 critical: /etc/guardtest/local.conf vanished\n",
+        &format!("   │ compared with snapshot {walk_snap}\n"),
+        "   │ CRITICAL (1)\n",
+        "   │ * file/vanished: /etc/guardtest/local.conf vanished (owned by no package",
+        "   │     fix: guard restore /etc/guardtest/local.conf\n",
+        "   │ WARNING (",
+        "   │ * pkg/pending-merge: /etc/guardtest/main.conf.dpkg-dist waits to be merged",
+        // (wrapped at 80 columns)
+        "   │ * file/vanished: /etc/guardtest/old.conf vanished (owned by guardtest;",
+        "   │     | upgraded guardtest 1.0-1 -> 2.0-1\n",
+        "\nplaybook debian-upgrade finished\n",
+    ] {
+        at(check, line);
+    }
+    assert!(
+        at(check, "CRITICAL (1)") < at(check, "WARNING (")
+            && at(check, "WARNING (") < at(check, "/etc/guardtest/old.conf vanished"),
+        "{check}"
+    );
+    // The sources edit is the admin's, not a maintainer script's.
+    assert!(
+        !check.contains("a maintainer script or trigger rewrote it"),
+        "{check}"
+    );
+    // What the walk's own snapshot is for: the default baseline, the hook's
+    // newest snapshot, no longer has the admin's file to miss.
+    let out = run(&mut in_root(r, "rw", &["guard", "--json", "check"]));
+    let plain: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plain["snapshot"], newest.as_str(), "{plain:#}");
+    assert!(
+        !plain.to_string().contains("/etc/guardtest/local.conf"),
+        "{plain:#}"
+    );
+
+    // 5. The journal: every step once, in order, with the attempts that
+    // failed before, their commands, exit codes and output.
+    let j: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.join("var/lib/guard/journals/debian-upgrade.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "target",
+            "snapshot",
+            "sources",
+            "update",
+            "minimal-upgrade",
+            "upgrade",
+            "check"
+        ],
+        "{j:#}"
+    );
+    assert!(j["finished"].is_string(), "{j:#}");
+    assert_eq!(j["facts"]["os_codename"], "bookworm", "{j:#}");
+    assert_eq!(j["answers"]["snapshot_id"], walk_snap.as_str(), "{j:#}");
+    assert_eq!(
+        journal_step(&j, "target")["note"],
+        "target_codename = guardnext"
+    );
+    assert_eq!(
+        journal_step(&j, "snapshot")["note"],
+        format!("snapshot {walk_snap}").as_str()
+    );
+    let src = journal_step(&j, "sources");
+    assert_eq!(src["status"], "already-done", "{j:#}");
+    assert_eq!(src["earlier"][0]["status"], "failed", "{j:#}");
+    assert!(src["earlier"][0]["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("verification failed: grep"));
+    let update = journal_step(&j, "update");
+    assert_eq!(
+        update["commands"][0]["argv"],
+        serde_json::json!(["apt-get", "update"])
+    );
+    assert_eq!(update["commands"][0]["exit"], 0);
+    let tail = |s: &serde_json::Value| s["commands"][0]["tail"].as_str().unwrap().to_string();
+    let m = journal_step(&j, "minimal-upgrade");
+    assert_eq!(m["commands"][0]["exit"], 0);
+    at(&tail(m), "The following packages have been kept back:");
+    let up = journal_step(&j, "upgrade");
+    assert_eq!(up["status"], "done", "{j:#}");
+    assert_eq!(up["commands"][0]["exit"], 0);
+    let first = &up["earlier"][0];
+    assert_eq!(first["status"], "failed", "{j:#}");
+    assert_eq!(first["note"], "exit code 100");
+    assert_eq!(first["commands"][0]["exit"], 100);
+    at(&tail(first), "guardtest: cannot start");
+    at(
+        &tail(first),
+        "guard:   critical file/vanished: /etc/guardtest/local.conf",
+    );
+    assert_eq!(
+        journal_step(&j, "check")["note"],
+        "check: 1 critical, 3 warnings",
+        "{j:#}"
+    );
+    assert_eq!(j["answers"]["check_critical"], "yes");
+
+    // Nothing the test mounted is left on this machine.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let base = t.path().to_string_lossy().to_string();
+    assert!(!mounts.contains(&base), "{mounts}");
+    eprintln!("debian-upgrade walk test took {:?}", start.elapsed());
 }
 
 /// `guard hooks uninstall` (no `--manager`, as the README shows it) takes

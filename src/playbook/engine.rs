@@ -136,6 +136,9 @@ pub fn subst(arg: &str, vars: &Vars, dry: bool) -> Result<Option<String>> {
                 bail!("refusing variable {name}: its value contains a newline or NUL byte")
             }
             Some(v) if v.is_empty() && optional => return Ok(None),
+            // `{root}/etc` names /etc inside the root: on the system
+            // itself that is `/etc`, not `//etc`
+            Some(v) if name == "root" && v == "/" && after[j + 1..].starts_with('/') => {}
             Some(v) => out.push_str(v),
             None if optional && !dry => return Ok(None),
             None if dry => {
@@ -253,6 +256,8 @@ pub fn detect_facts(app: &App) -> Vars {
                     "ID" => "os_id",
                     "ID_LIKE" => "os_id_like",
                     "VERSION_ID" => "os_version_id",
+                    // the word apt's sources name the release by (bookworm)
+                    "VERSION_CODENAME" => "os_codename",
                     "PRETTY_NAME" => "os_pretty",
                     _ => continue,
                 };
@@ -464,6 +469,11 @@ pub struct StepRecord {
     pub ended: String,
     pub note: Option<String>,
     pub commands: Vec<CmdRecord>,
+    /// The attempts before this one, oldest first: a failed step retried
+    /// on `--resume` (or a done one done again) keeps what it did and
+    /// printed then, the evidence of what the upgrade went through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<StepRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -472,6 +482,20 @@ pub struct CmdRecord {
     pub argv: Vec<String>,
     pub exit: Option<i32>,
     pub tail: String,
+}
+
+impl Journal {
+    /// Records `rec` as its step's outcome. The record of an earlier
+    /// attempt (failed, or done before a reboot undid it) moves into
+    /// `rec.earlier`: one record per step, with its history.
+    fn put(&mut self, mut rec: StepRecord) {
+        if let Some(i) = self.steps.iter().position(|r| r.id == rec.id) {
+            let mut old = self.steps.remove(i);
+            rec.earlier = std::mem::take(&mut old.earlier);
+            rec.earlier.push(old);
+        }
+        self.steps.push(rec);
+    }
 }
 
 fn now() -> String {
@@ -765,7 +789,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                                 step.id, pb.id, step.id
                             );
                         }
-                        journal.steps.remove(i);
+                        // (its record stays until this attempt's replaces
+                        // it, as `earlier`: an abort now leaves it failed)
                     }
                     "done" | "already-done"
                         if step
@@ -786,7 +811,6 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                                 app.root.path()
                             )
                         ));
-                        journal.steps.remove(i);
                     }
                     _ => continue,
                 }
@@ -799,6 +823,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                 ended: now(),
                 note,
                 commands: cmds,
+                earlier: vec![],
             };
             app.ui.say(&format!(
                 "\n== step {}/{total}: {} ({})",
@@ -810,7 +835,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                 if !Cond::parse(w)?.eval(&vars) {
                     let why = step.when_text.clone().unwrap_or_else(|| w.clone());
                     app.ui.say(&format!("   not needed: only when {why}"));
-                    journal.steps.push(record(
+                    journal.put(record(
                         "skipped",
                         Some(format!("condition false: {why}")),
                         vec![],
@@ -822,7 +847,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             if let Some(t) = &step.done_if {
                 if test_passes(app, t, &vars)? {
                     app.ui.say("   already done");
-                    journal.steps.push(record("already-done", None, vec![]));
+                    journal.put(record("already-done", None, vec![]));
                     save(app, &journal)?;
                     continue;
                 }
@@ -837,6 +862,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     Cmd::new(&argv[0]).args(&argv[1..]).display()
                 ));
             }
+            let mut skipped = false;
             loop {
                 match app.ui.step_choice(&step.id)? {
                     StepChoice::Run => break,
@@ -851,12 +877,13 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                         ));
                     }
                     StepChoice::Skip => {
-                        journal.steps.push(record(
+                        journal.put(record(
                             "skipped",
                             Some("skipped by the user".into()),
                             vec![],
                         ));
                         save(app, &journal)?;
+                        skipped = true;
                         break;
                     }
                     StepChoice::Abort => {
@@ -869,8 +896,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     }
                 }
             }
-            if journal.steps.last().map(|r| r.id == step.id) == Some(true) {
-                continue; // skipped by the user
+            if skipped {
+                continue;
             }
             if let Some(d) = &step.destructive {
                 let target = subst(&d.target, &vars, false)?.unwrap_or_default();
@@ -881,9 +908,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     Err(e) => Some(format!("{e:#}")),
                 };
                 if let Some(why) = refused {
-                    journal
-                        .steps
-                        .push(record("failed", Some(format!("refused: {why}")), vec![]));
+                    journal.put(record("failed", Some(format!("refused: {why}")), vec![]));
                     save(app, &journal)?;
                     bail!("step {} refused: {why}", step.id);
                 }
@@ -902,21 +927,19 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
             }
             match res {
                 Ok(note) => {
-                    journal.steps.push(record("done", note, cmds));
+                    journal.put(record("done", note, cmds));
                     save(app, &journal)?;
                 }
                 Err(Failure(why)) => {
                     let tail = cmds.last().map(|c| c.tail.clone()).unwrap_or_default();
-                    journal
-                        .steps
-                        .push(record("failed", Some(why.clone()), cmds));
+                    journal.put(record("failed", Some(why.clone()), cmds));
                     save(app, &journal)?;
                     let mut msg = format!("step {} ({}) failed: {why}", step.id, step.title);
                     if !tail.is_empty() {
                         msg.push_str(&format!("\n--- last output ---\n{tail}\n---"));
                     }
                     if let Some(next) = &step.on_failure {
-                        msg.push_str(&format!("\nwhat to do next: {}", next.trim()));
+                        msg.push_str(&format!("\nwhat to do next: {}", fill(next, &vars).trim()));
                     }
                     msg.push_str(&format!(
                         "\nthe walk stopped here; when the cause is fixed, guard run {} --resume asks before retrying this step",
@@ -1090,6 +1113,13 @@ fn run_cmd(
         Some(f) => cmd.stdin_bytes(f.as_bytes().to_vec()),
         None => cmd,
     };
+    // The command has no terminal, so no person answers what it asks: a
+    // package's debconf question would go to debconf's fallback frontend,
+    // which reads the answer from this stdin, taking the fed `y` (meant
+    // for apt's "Do you want to continue?") as, say, a relay host. The
+    // noninteractive frontend takes each question's default instead
+    // (`dpkg-reconfigure PACKAGE` asks again later).
+    let cmd = cmd.env("DEBIAN_FRONTEND", "noninteractive");
     // A spinner on a terminal; the output streams above it line by line.
     let sp = app.ui.spinner(&format!("running {}", argv[0]));
     let r = exec::run_streaming(&cmd, TAIL, &mut |l| {
@@ -1577,10 +1607,17 @@ fn builtin(
 
 /// The explanation with what is known filled in.
 fn explain(step: &Step, vars: &Vars) -> String {
-    subst(&step.explain, vars, true)
+    fill(&step.explain, vars)
+}
+
+/// A text for the person (`explain`, `on-failure`) with what is known
+/// filled in and the rest as `<name>`: advice that says "{target_release}"
+/// names nothing the admin can act on.
+fn fill(text: &str, vars: &Vars) -> String {
+    subst(text, vars, true)
         .ok()
         .flatten()
-        .unwrap_or_else(|| step.explain.clone())
+        .unwrap_or_else(|| text.to_string())
 }
 
 fn comment(out: &mut String, text: &str) {
@@ -1799,7 +1836,7 @@ pub fn render_step(
     }
     if let Some(f) = &step.on_failure {
         o.push_str("# on failure the walk stops:\n");
-        comment(&mut o, f);
+        comment(&mut o, &fill(f, vars));
     }
     o
 }
@@ -1945,6 +1982,14 @@ mod tests {
             subst("{ echo x; }", &v, false).unwrap().unwrap(),
             "{ echo x; }"
         );
+        let on = |root: &str, arg: &str| {
+            subst(arg, &vars(&[("root", root)]), false)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(on("/", "{root}/etc/apt"), "/etc/apt");
+        assert_eq!(on("/", "{root}"), "/");
+        assert_eq!(on("/mnt/sys", "{root}/etc/apt"), "/mnt/sys/etc/apt");
     }
 
     #[test]
