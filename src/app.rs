@@ -242,12 +242,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore {
             from,
             vanished,
+            pam,
             caps,
             paths,
             dry_run,
         } => {
             let what = if vanished {
                 What::Vanished
+            } else if pam {
+                What::Pam
             } else if caps {
                 What::Caps
             } else {
@@ -942,6 +945,8 @@ fn cmd_check(app: &App, against: Option<&str>) -> Result<i32> {
 
 pub enum What {
     Vanished,
+    /// the vanished PAM service files no package dropped on purpose
+    Pam,
     Caps,
     Paths(Vec<SysPath>),
 }
@@ -996,6 +1001,11 @@ pub fn restore_in(
     };
     let mut plan = match what {
         What::Vanished => restore::plan_vanished(&base, &app.root, &app.scope()?),
+        What::Pam => {
+            let mut p = restore::plan_vanished(&base, &app.root, &app.scope()?);
+            restore::keep_lost_pam_files(&mut p);
+            p
+        }
         What::Caps => restore::plan_caps(&base, &app.root),
         What::Paths(ps) => restore::plan_paths(&base, &app.root, &ps)?,
     };
@@ -1079,12 +1089,13 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
                 String::new()
             }
         ))
-    } else if refused > 0 {
+    } else if let Some((p, e)) = applied.as_ref().and_then(|a| a.refused.first()) {
         // The others were restored: each refusal concerned its own path
         // (a symlink on the way), and the rest of the plan went on.
         Some(format!(
-            "{} not restored (see above); everything else was",
-            crate::plural(refused, "item")
+            "{} not restored ({}{p}: {e}); everything else was",
+            crate::plural(refused, "item"),
+            if refused > 1 { "see above; the first: " } else { "" }
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the

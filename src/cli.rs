@@ -130,7 +130,7 @@ pub enum Command {
         acks: bool,
     },
     /// Put back what an upgrade removed or changed: plan, show, confirm, apply
-    #[command(group = clap::ArgGroup::new("what").required(true).args(["vanished", "caps", "paths"]))]
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["vanished", "pam", "caps", "paths"]))]
     Restore {
         /// Restore from this snapshot instead of the baseline
         #[arg(long, value_name = "ID")]
@@ -138,6 +138,10 @@ pub enum Command {
         /// Every path of the snapshot that no longer exists
         #[arg(long)]
         vanished: bool,
+        /// The vanished PAM service files no package dropped on purpose
+        /// (the admin's own imap, smtp …), and nothing else
+        #[arg(long)]
+        pam: bool,
         /// Re-apply recorded file capabilities to files that lost them
         #[arg(long)]
         caps: bool,

@@ -406,6 +406,28 @@ fn is_pam(p: &SysPath) -> bool {
     })
 }
 
+/// Keeps the vanished PAM service files no package dropped on purpose, and
+/// the directories they need: incident 1's imap and smtp, not the files a
+/// new version moved to /usr/lib/pam.d, which restored into /etc would
+/// shadow the vendor's newer ones.
+pub fn keep_lost_pam_files(plan: &mut Plan) {
+    plan.items
+        .retain(|i| is_pam(&i.path) && i.dropped.is_none());
+    // a directory kept for files that are all gone from the plan: nothing
+    // to make it for, unless it is a PAM dir that itself vanished
+    let files: Vec<SysPath> = plan
+        .items
+        .iter()
+        .filter(|i| !matches!(i.action, Action::Dir { .. }))
+        .map(|i| i.path.clone())
+        .collect();
+    plan.items.retain(|i| {
+        !matches!(i.action, Action::Dir { .. })
+            || PAM_DIRS.iter().any(|d| i.path == SysPath::new(d))
+            || files.iter().any(|f| f.starts_with(&i.path))
+    });
+}
+
 /// Parents before children, one item per path, and the PAM service files
 /// first (DESIGN §1): they are what the logins that fail after an upgrade
 /// need, and whatever stops the restore later leaves them done.

@@ -1011,3 +1011,52 @@ fn an_edited_config_rpm_replaced_says_the_edits_no_longer_apply() {
     assert!(s(&f["detail"]).contains("-  imaps cmd="), "{v:#}");
     assert_eq!(code, 1, "{v:#}");
 }
+
+/// `guard restore --pam` (and the leap-upgrade walk's restore step, which
+/// uses it) puts back the admin's own vanished PAM files and nothing else:
+/// not the package files the new release moved to /usr/lib/pam.d and
+/// /usr/etc/pam.d, which, back in /etc, would hide the vendor's newer ones
+/// (`--vanished --yes` takes those too), nor anything outside PAM.
+#[test]
+fn restore_pam_brings_back_only_the_admins_pam_files() {
+    let w = world();
+    install(&w, &leap(false));
+    admins_42_3(&w);
+    snapshot(&w);
+    upgrade(&w, &leap(true));
+    assert!(!w.at("/etc/pam.d/imap").exists());
+    assert!(!w.at("/etc/pam.d/other").exists(), "the new pam moved it");
+
+    let (code, plan, err) = guard_text(&w, &["restore", "--pam", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let items: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .collect();
+    assert_eq!(items, ["/etc/pam.d/imap", "/etc/pam.d/smtp"], "{plan}");
+
+    let (code, out, err) = guard_text(&w, &["--yes", "restore", "--pam"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(w.at("/etc/pam.d/imap")).unwrap(),
+        IMAP
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.at("/etc/pam.d/smtp")).unwrap(),
+        SMTP
+    );
+    for p in ["/etc/pam.d/other", "/etc/pam.d/login", "/etc/pam.d/sshd"] {
+        assert!(!w.at(p).exists(), "{p} restored over the vendor's: {out}");
+    }
+    assert!(!w.at("/usr/lib/systemd/system/cyrus.service").exists());
+    let (_, v) = check(&w);
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["id"] != "pam/service-vanished"),
+        "{v:#}"
+    );
+}

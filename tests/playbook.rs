@@ -816,6 +816,9 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
     // The admin fixes the cause and runs zypper dup again by hand: guard's
     // zypp hook takes a `pre` snapshot first, one that lacks imap.
     std::fs::write(e.root.join("dup-fixed"), "").unwrap();
+    // and the upgrade took a file that is no PAM service file: the walk's
+    // PAM step is not the place to bring it back unasked
+    std::fs::remove_file(e.root.join("etc/imapd.conf")).unwrap();
     let out = e.guard(&["snapshot", "--kind", "pre", "--label", "zypp hook"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
@@ -839,11 +842,21 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
         err.contains(&format!("restore plan from snapshot {walk_snapshot}")),
         "{err}"
     );
+    assert!(
+        !e.root.join("etc/imapd.conf").exists(),
+        "the PAM step restored more than PAM files: {err}"
+    );
     // The final check, against the walk's snapshot, finds nothing missing.
     assert_eq!(j["answers"]["pam_vanished"], "no", "{err}");
 
-    // The dry run shows which snapshot the check compares with.
+    // The dry run shows which snapshot the check compares with, and that
+    // the restore step puts back the PAM files alone.
     let out = e.guard(&["run", "leap-upgrade", "--dry-run"], None);
+    assert!(
+        text(&out.stdout).contains("restore --pam"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stdout).contains("check --against '<snapshot_id>'")
             || text(&out.stdout).contains("check --against <snapshot_id>"),

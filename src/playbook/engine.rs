@@ -1339,6 +1339,7 @@ fn builtin(
         "restore" => {
             let what = match arg(step, vars, "what")?.as_deref() {
                 Some("caps") => app::What::Caps,
+                Some("pam") => app::What::Pam,
                 _ => app::What::Vanished,
             };
             // `from` names the walk's own snapshot: a package manager's hook

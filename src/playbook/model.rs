@@ -228,6 +228,16 @@ impl Playbook {
                         BUILTINS.join(", ")
                     );
                 }
+                // what a restore step puts back is fixed in the playbook, and
+                // a misspelt one must not fall back to every vanished path
+                if let Some(w) = s.with.get("what").filter(|_| b == "restore") {
+                    if !["vanished", "pam", "caps"].contains(&w.as_str()) {
+                        bail!(
+                            "step {}: restore what = {w:?} (known: vanished, pam, caps)",
+                            s.id
+                        );
+                    }
+                }
             }
             for c in s
                 .when
@@ -238,5 +248,30 @@ impl Playbook {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Playbook;
+
+    /// A restore step's `what` is one of the three it knows: a misspelt one
+    /// used to mean every vanished path.
+    #[test]
+    fn a_restore_step_names_what_it_restores() {
+        let pb = |what: &str| {
+            format!(
+                "version = 1\nid = \"p\"\ntitle = \"t\"\n[[steps]]\nid = \"r\"\ntitle = \"r\"\n\
+                 explain = \"r\"\nbuiltin = \"restore\"\nwith = {{ what = \"{what}\" }}\n"
+            )
+        };
+        for ok in ["vanished", "pam", "caps"] {
+            assert!(Playbook::parse(&pb(ok), "test").is_ok(), "{ok}");
+        }
+        let e = Playbook::parse(&pb("pam-files"), "test").unwrap_err();
+        assert!(
+            e.to_string().contains("restore what = \"pam-files\""),
+            "{e}"
+        );
     }
 }
