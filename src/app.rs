@@ -1095,7 +1095,11 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
         Some(format!(
             "{} not restored ({}{p}: {e}); everything else was",
             crate::plural(refused, "item"),
-            if refused > 1 { "see above; the first: " } else { "" }
+            if refused > 1 {
+                "see above; the first: "
+            } else {
+                ""
+            }
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the

@@ -846,6 +846,12 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
         !e.root.join("etc/imapd.conf").exists(),
         "the PAM step restored more than PAM files: {err}"
     );
+    // that file is still gone, so the last check found critical damage:
+    // the last line says so, not just "finished"
+    assert!(
+        err.contains("playbook leap-upgrade finished, but its last check found critical damage"),
+        "{err}"
+    );
     // The final check, against the walk's snapshot, finds nothing missing.
     assert_eq!(j["answers"]["pam_vanished"], "no", "{err}");
 

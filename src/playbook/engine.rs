@@ -964,7 +964,18 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     }
     journal.finished = Some(now());
     save(app, &journal)?;
-    app.ui.say(&format!("\nplaybook {} finished", pb.id));
+    // The last check's verdict is above, among the steps' output; the
+    // line a tired admin reads last must not sound like all is well when
+    // that check found critical damage.
+    if journal.answers.get("check_critical").map(String::as_str) == Some("yes") {
+        app.ui.say(&format!(
+            "\nplaybook {} finished, but its last check found critical damage (see above; \
+             guard check shows it again)",
+            pb.id
+        ));
+    } else {
+        app.ui.say(&format!("\nplaybook {} finished", pb.id));
+    }
     if app.json {
         app.print_json(&walk_document(pb, &journal))?;
     }
