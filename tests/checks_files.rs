@@ -659,3 +659,105 @@ fn certificates_update_ca_trust_dropped_are_not_an_admins_loss() {
         );
     }
 }
+
+/// One `useradd` on a lived-in Debian box was ten warnings: the two
+/// `accounts/changed`, a `file/modified` each for `/etc/shadow`,
+/// `/etc/gshadow`, `/etc/subuid`, `/etc/subgid`, and four more for the
+/// backups (`/etc/passwd-` …) the shadow tools rewrite at every change,
+/// each with a fix restoring one file alone (`/etc/passwd` without
+/// `/etc/shadow` leaves them disagreeing). Now one finding per table,
+/// naming the files written with it, whose fix restores them together;
+/// the backups are not recorded. Done with the real `useradd --root`; a
+/// first user makes the backups exist in the snapshot, as they do on any
+/// system that ever had a user added.
+#[test]
+fn one_useradd_is_one_finding_per_accounts_table() {
+    let s = Sys::new();
+    s.write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+    )
+    .write("/etc/group", "root:x:0:\ndaemon:x:1:\nusers:x:100:\n")
+    .write(
+        "/etc/shadow",
+        "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+    )
+    .write("/etc/gshadow", "root:*::\ndaemon:*::\nusers:*::\n")
+    .write("/etc/subuid", "")
+    .write("/etc/subgid", "")
+    // a group of its own per user, as Debian's login.defs has it
+    .write("/etc/login.defs", "USERGROUPS_ENAB yes\n");
+    s.chmod("/etc/shadow", 0o640);
+    s.chmod("/etc/gshadow", 0o640);
+    let root = s.root().to_str().unwrap().to_string();
+    let useradd = |name: &str| {
+        run(&["useradd", "--root", &root, "-M", "-s", "/bin/sh", name]);
+    };
+    useradd("alice");
+    assert!(s.path("/etc/passwd-").exists() && s.path("/etc/gshadow-").exists());
+    s.snapshot();
+    useradd("bob");
+
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let all = v["findings"].as_array().unwrap();
+    assert!(
+        all.iter()
+            .all(|f| f["id"] == "accounts/changed" && f["severity"] == "warning"),
+        "{v:#}"
+    );
+    assert_eq!(all.len(), 2, "{v:#}");
+    let of = |table: &str| {
+        all.iter()
+            .find(|f| f["paths"][0] == table)
+            .unwrap_or_else(|| panic!("no finding for {table}: {v:#}"))
+    };
+    let users = of("/etc/passwd");
+    assert_eq!(
+        users["paths"],
+        serde_json::json!(["/etc/passwd", "/etc/shadow", "/etc/subuid"])
+    );
+    let msg = users["message"].as_str().unwrap();
+    assert!(msg.contains("bob added"), "{msg}");
+    assert!(
+        msg.ends_with("(/etc/shadow and /etc/subuid changed with it)"),
+        "{msg}"
+    );
+    assert_eq!(
+        users["fix"],
+        "guard diff; guard restore /etc/passwd /etc/shadow /etc/subuid if the change was not intended"
+    );
+    let groups = of("/etc/group");
+    assert_eq!(
+        groups["paths"],
+        serde_json::json!(["/etc/group", "/etc/gshadow", "/etc/subgid"])
+    );
+    let (_, text) = s.check_text();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "2 warnings, nothing critical",
+        "{text}"
+    );
+
+    // the fix as written undoes the useradd, every table consistent again
+    let fix = users["fix"].as_str().unwrap();
+    let paths: Vec<&str> = fix
+        .trim_start_matches("guard diff; guard restore ")
+        .trim_end_matches(" if the change was not intended")
+        .split(' ')
+        .collect();
+    s.cmd()
+        .arg("--yes")
+        .arg("restore")
+        .args(&paths)
+        .args(["/etc/group", "/etc/gshadow", "/etc/subgid"])
+        .assert()
+        .success();
+    let (code, v) = s.check();
+    assert_eq!(code, 0, "{v:#}");
+    let passwd = std::fs::read_to_string(s.path("/etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("alice") && !passwd.contains("bob"),
+        "{passwd}"
+    );
+}
