@@ -401,9 +401,35 @@ impl Check for FileChanges {
             } else if under.is_empty() {
                 format!("{} vanished ({})", top.path, owned_by(top))
             } else {
-                let own = under.iter().filter(|e| e.owners.is_empty()).count();
+                // "(0 owned by no package)" left a purged package's
+                // config directory unexplained: say whose it was and that
+                // the package is gone, as a single file's finding does
+                let own = under.iter().filter(|e| admins(e)).count();
+                let mut removed: Vec<String> = std::iter::once(top)
+                    .chain(under.iter().copied())
+                    .flat_map(|e| e.owners.iter())
+                    .filter_map(|p| {
+                        crate::pkg::version_change(p, &base.packages, &cx.live.packages)
+                            .filter(|c| c.to.is_none())
+                            .map(|c| c.to_string())
+                    })
+                    .collect();
+                removed.sort();
+                removed.dedup();
+                let whose = match own {
+                    0 => "none of them an admin's own file".to_string(),
+                    n => format!(
+                        "{} owned by no package: an admin's own",
+                        crate::plural(n, "file")
+                    ),
+                };
+                let gone = if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", removed.join(", "))
+                };
                 format!(
-                    "{} vanished with {} beneath it ({own} owned by no package)",
+                    "{} vanished with {} beneath it ({whose}{gone})",
                     top.path,
                     crate::plural(under.len(), "entry")
                 )
