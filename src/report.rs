@@ -214,14 +214,24 @@ impl Report {
             let what = headlines(&crit);
             let lead = format!("{} critical: ", s.critical);
             fit_headlines(&lead, &what, 80)
-        } else if s.warning > 0 {
-            format!(
-                "OK with {}, {} info",
-                crate::plural(s.warning, "warning"),
-                s.info
-            )
         } else {
-            format!("OK: nothing damaged ({} info)", s.info)
+            // "OK" leads only when the exit code says OK: a tired admin (and
+            // a monitoring plugin's status line) reads the first word, and
+            // "OK with 10 warnings" under exit 1 (WARNING) said the opposite
+            // of the state. "(0 info)" said nothing.
+            let info = if s.info > 0 {
+                format!(" ({} info)", s.info)
+            } else {
+                String::new()
+            };
+            if s.warning > 0 {
+                format!(
+                    "{}, nothing critical{info}",
+                    crate::plural(s.warning, "warning")
+                )
+            } else {
+                format!("OK: nothing damaged{info}")
+            }
         }
     }
 
@@ -616,6 +626,34 @@ mod tests {
             "{one}"
         );
         assert!(one.chars().count() <= 80, "{one}");
+    }
+
+    /// The first word of the verdict agrees with the exit code: a
+    /// warning-only report said "OK with 1 warning, 0 info" under exit 1.
+    #[test]
+    fn the_verdict_without_criticals_says_what_the_exit_code_says() {
+        let p = SysPath::new("/etc/resolv.conf");
+        let f = |sev| Finding::new("file/modified", sev, &[&p], "x");
+        let r = Report::new(None, "/".into(), vec![f(Severity::Warning)]);
+        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.verdict(), "1 warning, nothing critical");
+        let r = Report::new(
+            None,
+            "/".into(),
+            vec![
+                f(Severity::Warning),
+                f(Severity::Warning),
+                f(Severity::Info),
+            ],
+        );
+        assert_eq!(r.verdict(), "2 warnings, nothing critical (1 info)");
+        let r = Report::new(None, "/".into(), vec![]);
+        assert_eq!(
+            (r.exit_code(), r.verdict().as_str()),
+            (0, "OK: nothing damaged")
+        );
+        let r = Report::new(None, "/".into(), vec![f(Severity::Info)]);
+        assert_eq!(r.verdict(), "OK: nothing damaged (1 info)");
     }
 
     #[test]

@@ -44,6 +44,16 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "/etc/ld.so.cache",
     "/etc/adjtime",
     "/etc/.pwd.lock",
+    // the previous version the shadow tools (useradd, usermod, passwd,
+    // vipw, groupadd …) keep at every change of the real file: one useradd
+    // was four `file/modified` warnings for copies nothing reads, and the
+    // real files are in every snapshot
+    "/etc/passwd-",
+    "/etc/group-",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+    "/etc/subuid-",
+    "/etc/subgid-",
     "/etc/.updated",
     "/etc/*.lock",
     "/etc/pacman.d/gnupg/S.*",

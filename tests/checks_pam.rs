@@ -148,6 +148,62 @@ fn missing_module_and_include_are_found_without_a_snapshot() {
     assert!(!with_id(&v, "baseline/none").is_empty());
 }
 
+/// The fix of a missing include names what can bring it back. On a
+/// Debian box an admin mistyped `@include common-authx` in
+/// /etc/pam.d/sshd: the fix said `guard restore /etc/pam.d/common-authx`,
+/// a file no snapshot ever held (the restore fails), when restoring the
+/// edited /etc/pam.d/sshd is what undoes it. Without a snapshot it
+/// offered a restore too; only a vanished target is restored.
+#[test]
+fn missing_include_fix_restores_what_the_snapshot_had() {
+    // no snapshot: nothing to restore from
+    let s = mail_server();
+    s.write("/etc/pam.d/sshd", "@include common-authx\n");
+    let (_, v) = s.check();
+    let i = with_id(&v, "pam/include-missing");
+    assert_eq!(i.len(), 1, "{v:#}");
+    let fix = i[0]["fix"].as_str().unwrap();
+    assert!(!fix.contains("guard restore"), "{fix}");
+    assert!(fix.contains("/etc/pam.d/sshd"), "{fix}");
+
+    // the include was edited since the snapshot: restore the file holding it
+    let s = mail_server();
+    s.write("/etc/pam.d/sshd", "@include common-auth\n");
+    s.snapshot();
+    s.write("/etc/pam.d/sshd", "@include common-authx\n");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let i = with_id(&v, "pam/include-missing");
+    assert_eq!(i.len(), 1, "{v:#}");
+    let fix = i[0]["fix"].as_str().unwrap();
+    assert!(fix.contains("guard restore /etc/pam.d/sshd "), "{fix}");
+    assert!(!fix.contains("common-authx ("), "{fix}");
+    assert!(
+        !fix.contains("guard restore /etc/pam.d/common-authx"),
+        "{fix}"
+    );
+    s.cmd()
+        .args(["--yes", "restore", "/etc/pam.d/sshd"])
+        .assert()
+        .success();
+    let (code, v) = s.check();
+    assert!(with_id(&v, "pam/include-missing").is_empty(), "{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+
+    // the target vanished: restore the target
+    s.rm("/etc/pam.d/common-auth");
+    let (_, v) = s.check();
+    let i: Vec<_> = with_id(&v, "pam/include-missing");
+    assert!(!i.is_empty(), "{v:#}");
+    for f in i {
+        let fix = f["fix"].as_str().unwrap();
+        assert!(
+            fix.starts_with("guard restore /etc/pam.d/common-auth,"),
+            "{fix}"
+        );
+    }
+}
+
 #[test]
 fn vanished_services_of_dovecot_vsftpd_and_sshd() {
     let s = Sys::new();

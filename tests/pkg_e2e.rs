@@ -1317,3 +1317,48 @@ fn findings_without_a_path_are_acknowledged_by_their_id() {
         "{v:#}"
     );
 }
+
+/// A package purged with the real `dpkg --purge`: its configuration
+/// directory goes with it. The finding said "/etc/foo vanished with 3
+/// entries beneath it (0 owned by no package)", leaving a tired admin to
+/// work out that nothing of theirs was in it and why it went; now it says
+/// both, as the finding of a single file does.
+#[test]
+fn dpkg_purged_package_config_dir_says_the_package_was_removed() {
+    let w = world();
+    dpkg_root_with_foo(&w);
+    snapshot_id(&w, "manual");
+    run(dpkg(&w).arg("--purge").arg("foo"));
+    assert!(!w.root.join("etc/foo").exists());
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 1, "{v:#}");
+    let dir = findings_for(&v, "/etc/foo");
+    assert_eq!(dir.len(), 1, "{v:#}");
+    assert_eq!(dir[0]["id"], "file/vanished");
+    assert_eq!(dir[0]["severity"], "warning");
+    let msg = dir[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("/etc/foo vanished with 2 entries beneath it")
+            && msg.ends_with("(none of them an admin's own file; foo removed)"),
+        "{msg}"
+    );
+
+    // an admin's own file in it is counted as theirs, and decides
+    let w = world();
+    dpkg_root_with_foo(&w);
+    write(&w.root.join("etc/foo/local.conf"), "relay = mx.example\n");
+    snapshot_id(&w, "manual");
+    run(dpkg(&w).arg("--purge").arg("foo"));
+    // dpkg leaves a directory holding a file of no package: remove it all
+    std::fs::remove_dir_all(w.root.join("etc/foo")).unwrap();
+    let (code, v) = guard(&w.root, &w.store, &["check"]);
+    assert_eq!(code, 2, "{v:#}");
+    let msg = findings_for(&v, "/etc/foo")[0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.ends_with("(1 file owned by no package: an admin's own; foo removed)"),
+        "{msg}"
+    );
+}

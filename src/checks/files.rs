@@ -69,6 +69,40 @@ const GENERATED: &[(&str, &str)] = &[
 /// from "unknown trust"). (tree, the tool)
 const KEYRINGS: &[(&str, &str)] = &[("/etc/pacman.d/gnupg", "pacman-key")];
 
+/// Trees in /etc a tool writes, rewrites and prunes by itself, with no
+/// admin's hand in them. LVM archives a volume group's metadata before
+/// each change to it (`/etc/lvm/archive/VG_NNNNN-RANDOM.vg`) and deletes
+/// the oldest archives past `retain_min` and `retain_days` (lvm.conf: 10
+/// and 30); it rewrites `/etc/lvm/backup/VG` after each change. On a
+/// server whose backup script takes a nightly LVM snapshot an archive
+/// went every night, each an admin's own file vanished: critical, a page.
+/// Their churn is info without a fix; they are still recorded (for
+/// `vgcfgrestore`; `guard restore PATH` brings one back by name).
+/// (tree, what it is)
+const TOOL_STATE: &[(&str, &str)] = &[
+    (
+        "/etc/lvm/archive",
+        "LVM's metadata archive: lvm adds one before each change to a volume \
+         group and prunes the old ones itself (retain_min, retain_days in lvm.conf)",
+    ),
+    (
+        "/etc/lvm/backup",
+        "LVM's metadata backup: lvm rewrites it after each change to the volume \
+         group and removes it with the group",
+    ),
+];
+
+/// What `p` is, when it lies in a [`TOOL_STATE`] tree.
+fn tool_state(p: &SysPath) -> Option<&'static str> {
+    TOOL_STATE
+        .iter()
+        .find(|(t, _)| {
+            let t = SysPath::new(t);
+            *p != t && p.starts_with(&t)
+        })
+        .map(|(_, what)| *what)
+}
+
 /// The tool that keeps `p`, when it lies in a [`KEYRINGS`] tree.
 fn keyring_tool(p: &SysPath) -> Option<&'static str> {
     KEYRINGS
@@ -265,6 +299,7 @@ impl Check for FileChanges {
                 e.owners.is_empty()
                     && e.kind != FileKind::Dir
                     && super::merges::classify(&e.path).is_none()
+                    && tool_state(&e.path).is_none()
             };
             let unowned = std::iter::once(top)
                 .chain(under.iter().copied())
@@ -282,6 +317,15 @@ impl Check for FileChanges {
                             top.path,
                             generated_by(&to).unwrap_or("a package")
                         ),
+                    ));
+                    continue;
+                }
+                if let Some(what) = tool_state(&top.path).filter(|_| top.owners.is_empty()) {
+                    out.push(Finding::new(
+                        "file/vanished",
+                        Severity::Info,
+                        &[&top.path],
+                        format!("{} vanished ({what})", top.path),
                     ));
                     continue;
                 }
@@ -357,9 +401,35 @@ impl Check for FileChanges {
             } else if under.is_empty() {
                 format!("{} vanished ({})", top.path, owned_by(top))
             } else {
-                let own = under.iter().filter(|e| e.owners.is_empty()).count();
+                // "(0 owned by no package)" left a purged package's
+                // config directory unexplained: say whose it was and that
+                // the package is gone, as a single file's finding does
+                let own = under.iter().filter(|e| admins(e)).count();
+                let mut removed: Vec<String> = std::iter::once(top)
+                    .chain(under.iter().copied())
+                    .flat_map(|e| e.owners.iter())
+                    .filter_map(|p| {
+                        crate::pkg::version_change(p, &base.packages, &cx.live.packages)
+                            .filter(|c| c.to.is_none())
+                            .map(|c| c.to_string())
+                    })
+                    .collect();
+                removed.sort();
+                removed.dedup();
+                let whose = match own {
+                    0 => "none of them an admin's own file".to_string(),
+                    n => format!(
+                        "{} owned by no package: an admin's own",
+                        crate::plural(n, "file")
+                    ),
+                };
+                let gone = if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", removed.join(", "))
+                };
                 format!(
-                    "{} vanished with {} beneath it ({own} owned by no package)",
+                    "{} vanished with {} beneath it ({whose}{gone})",
                     top.path,
                     crate::plural(under.len(), "entry")
                 )
@@ -547,6 +617,16 @@ fn modified(
                  would no longer trust the new packagers)",
                 new.path
             ),
+        );
+        f.detail = Some(content_diff(cx, old, new));
+        return f;
+    }
+    if let Some(what) = tool_state(&new.path).filter(|_| old.owners.is_empty()) {
+        let mut f = Finding::new(
+            "file/modified",
+            Severity::Info,
+            &[&new.path],
+            format!("{} was rewritten ({what})", new.path),
         );
         f.detail = Some(content_diff(cx, old, new));
         return f;

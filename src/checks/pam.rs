@@ -535,6 +535,44 @@ fn walk(files: &dyn Files, mods: &BTreeSet<String>, check_modules: bool) -> Miss
     m
 }
 
+/// The fix for an include whose target is missing, from what the snapshot
+/// says went wrong. Only a target the snapshot recorded can be restored:
+/// `guard restore` of a name that was never there fails, and an include
+/// edited since (a typo, `common-auth` turned into `common-authx`) is
+/// undone by restoring the file that holds it. Without a snapshot, or
+/// when the snapshot had the same broken include, only the hand fixes it.
+fn include_fix(cx: &Context, path: &SysPath, target: &str) -> String {
+    let q = |p: &SysPath| crate::exec::shell_quote(p.as_bytes());
+    let create = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        format!("/etc/pam.d/{target}")
+    };
+    let Some(base) = cx.baseline else {
+        return format!("fix the include in {path}, or create {create}");
+    };
+    let rec = super::Recorded {
+        manifest: base,
+        store: cx.store,
+    };
+    if let Some((was, _)) = find_service(&rec, target) {
+        return format!("guard restore {}, or fix the include in {path}", q(&was));
+    }
+    let included_then = rec.text(path).is_some_and(|t| {
+        parse(&t)
+            .iter()
+            .any(|l| l.include.as_deref() == Some(target))
+    });
+    match rec.text(path) {
+        Some(_) if !included_then => format!(
+            "guard diff; guard restore {} (it did not include {target} in the \
+             snapshot), or fix the include",
+            q(path)
+        ),
+        _ => format!("fix the include in {path}, or create {create}"),
+    }
+}
+
 fn list(v: &BTreeSet<String>) -> String {
     v.iter().cloned().collect::<Vec<_>>().join(", ")
 }
@@ -850,6 +888,7 @@ impl Check for Pam {
             out.push(f);
         }
         for ((path, target), (l, services)) in missing.includes {
+            let fix = include_fix(cx, &path, &target);
             out.push(
                 Finding::new(
                     "pam/include-missing",
@@ -861,9 +900,7 @@ impl Check for Pam {
                     ),
                 )
                 .evidence(line_evidence(&path, l.line, &l.text, "the include"))
-                .fix(format!(
-                    "restore /etc/pam.d/{target} (guard restore /etc/pam.d/{target}) or fix the include"
-                )),
+                .fix(fix),
             );
         }
         out

@@ -136,6 +136,13 @@ struct Spec {
     id: &'static str,
     what: &'static str,
     parse: fn(&str) -> Table,
+    /// Files the shadow tools (`useradd`, `usermod`, `userdel`,
+    /// `groupadd` …) write together with this one: one `useradd` rewrites
+    /// `/etc/passwd`, `/etc/shadow` and `/etc/subuid`. Changed too, they
+    /// are part of this finding (not a `file/modified` warning each), and
+    /// its fix restores them together: `/etc/passwd` restored without
+    /// `/etc/shadow` leaves the two disagreeing about who exists.
+    companions: &'static [&'static str],
 }
 
 const SPECS: &[Spec] = &[
@@ -146,6 +153,7 @@ const SPECS: &[Spec] = &[
         id: "nss/changed",
         what: "name service sources",
         parse: nss,
+        companions: &[],
     },
     Spec {
         path: "/etc/crypttab",
@@ -154,6 +162,7 @@ const SPECS: &[Spec] = &[
         id: "storage/crypttab-changed",
         what: "encrypted volumes",
         parse: |t| table(t, 0),
+        companions: &[],
     },
     Spec {
         path: "/etc/fstab",
@@ -162,6 +171,7 @@ const SPECS: &[Spec] = &[
         id: "storage/fstab-changed",
         what: "mounts",
         parse: fstab,
+        companions: &[],
     },
     Spec {
         path: "/etc/passwd",
@@ -170,6 +180,7 @@ const SPECS: &[Spec] = &[
         id: "accounts/changed",
         what: "users",
         parse: |t| accounts(t, true),
+        companions: &["/etc/shadow", "/etc/subuid"],
     },
     Spec {
         path: "/etc/group",
@@ -178,6 +189,7 @@ const SPECS: &[Spec] = &[
         id: "accounts/changed",
         what: "groups",
         parse: |t| accounts(t, false),
+        companions: &["/etc/gshadow", "/etc/subgid"],
     },
 ];
 
@@ -335,9 +347,32 @@ impl Check for SysFiles {
             } else {
                 msg
             };
-            let mut f = Finding::new(s.id, sev, &[&p], msg).fix(format!(
+            // the files written with it that changed since as well
+            let along: Vec<SysPath> = s
+                .companions
+                .iter()
+                .map(SysPath::new)
+                .filter(|c| matches!(touched(cx, c), Some((_, Some(_)))))
+                .collect();
+            let msg = if along.is_empty() {
+                msg
+            } else {
+                let names: Vec<String> = along.iter().map(|c| c.to_string()).collect();
+                format!(
+                    "{msg} ({} changed with it)",
+                    if names.len() == 1 {
+                        names[0].clone()
+                    } else {
+                        names.join(" and ")
+                    }
+                )
+            };
+            let mut paths: Vec<&SysPath> = vec![&p];
+            paths.extend(along.iter());
+            let restore: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            let mut f = Finding::new(s.id, sev, &paths, msg).fix(format!(
                 "guard diff; guard restore {} if the change was not intended",
-                s.path
+                restore.join(" ")
             ));
             if !lines.is_empty() {
                 f = f.detail(lines.join("\n"));
