@@ -1241,11 +1241,23 @@ impl Store {
     }
 
     /// Re-hashes every object and manifest the given snapshots need.
+    ///
+    /// One manifest at a time: each is read, its objects checked, and it
+    /// is dropped before the next is read. Holding them all made verify's
+    /// memory the sum of every manifest (1.8 GB for 1,000 snapshots of a
+    /// 2,500-entry /etc); what is kept across them is one verdict per
+    /// distinct object. Problems are reported as before: the manifests
+    /// that could not be read first, then the objects, snapshot by
+    /// snapshot.
     pub fn verify(&self, ids: &[String], progress: &dyn crate::ui::Progress) -> VerifyReport {
         let mut rep = VerifyReport::default();
-        let mut good: BTreeMap<String, Result<(), (ProblemKind, String)>> = BTreeMap::new();
-        let mut manifests = Vec::new();
-        for id in ids {
+        let mut good: foldhash::HashMap<String, Result<(), (ProblemKind, String)>> =
+            foldhash::HashMap::default();
+        let mut object_problems = Vec::new();
+        // The bar counts the objects each snapshot needs; the count of
+        // those not read yet is estimated from the ones read so far.
+        let (mut counted, mut loaded_n) = (0u64, 0u64);
+        for (i, id) in ids.iter().enumerate() {
             rep.snapshots.push(id.clone());
             // Read here rather than through `load`, to tell a manifest that
             // cannot be read from one that reads and is wrong.
@@ -1270,21 +1282,25 @@ impl Store {
                     format!("snapshot {id} is unreadable: {e}"),
                 )),
             };
-            match loaded {
-                Ok(m) => manifests.push(m),
-                Err((kind, problem)) => rep.problems.push(VerifyProblem {
-                    snapshot: id.clone(),
-                    object: None,
-                    kind,
-                    problem,
-                    paths: vec![],
-                }),
-            }
-        }
-        let total: u64 = manifests.iter().map(|m| m.objects().len() as u64).sum();
-        progress.set_length(total);
-        for m in &manifests {
-            for (hash, paths) in m.objects() {
+            let m = match loaded {
+                Ok(m) => m,
+                Err((kind, problem)) => {
+                    rep.problems.push(VerifyProblem {
+                        snapshot: id.clone(),
+                        object: None,
+                        kind,
+                        problem,
+                        paths: vec![],
+                    });
+                    continue;
+                }
+            };
+            let objects = m.objects();
+            counted += objects.len() as u64;
+            loaded_n += 1;
+            let left = (ids.len() - i - 1) as u64;
+            progress.set_length(counted + counted / loaded_n * left);
+            for (hash, paths) in objects {
                 let res = good
                     .entry(hash.to_string())
                     .or_insert_with(|| {
@@ -1294,7 +1310,7 @@ impl Store {
                     .clone();
                 progress.inc(1);
                 if let Err((kind, problem)) = res {
-                    rep.problems.push(VerifyProblem {
+                    object_problems.push(VerifyProblem {
                         snapshot: m.id.clone(),
                         object: Some(hash.to_string()),
                         kind,
@@ -1304,6 +1320,8 @@ impl Store {
                 }
             }
         }
+        progress.set_length(counted);
+        rep.problems.extend(object_problems);
         progress.finish();
         // Verify takes no lock (a long one must not hold off a hook's
         // snapshot), so a `forget` may have removed a snapshot listed
