@@ -12,7 +12,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -771,15 +771,19 @@ fn copy_object(store: &Store, e: &Entry, out: &mut std::fs::File) -> Result<()> 
     let mut src = store.open_object(hash)?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
+    // (the holes of a sparse file stay holes: a restored 3 GB image with
+    // no data would otherwise take 3 GB of the target's filesystem)
+    let mut w = crate::store::SparseWriter::new(out);
     loop {
         let n = src.read(&mut buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
-        out.write_all(&buf[..n])
+        w.write(&buf[..n])
             .map_err(|x| anyhow!("write {}: {x}", e.path))?;
     }
+    w.finish().map_err(|x| anyhow!("write {}: {x}", e.path))?;
     if h.finalize().to_hex().as_str() != hash {
         bail!(
             "object {hash} for {} is corrupt in the store; run guard verify",

@@ -374,6 +374,73 @@ pub fn is_hash(s: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// Writes a stream of content into a fresh file, leaving whole blocks of
+/// zeros as holes (the content reads back the same). A sparse disk image
+/// or database in an include is mostly holes: written out densely, a 3 GB
+/// image with no data took 3 GB in the store and 9.9 s to snapshot, and
+/// its restore filled 3 GB of the target's filesystem too.
+pub struct SparseWriter<'a> {
+    f: &'a mut File,
+    len: u64,
+    /// Zeros seeked over and not yet followed by data.
+    hole: u64,
+}
+
+/// The unit checked for zeros: the common filesystem block, so the holes
+/// left are ones the filesystem can keep.
+const SPARSE_BLOCK: usize = 4096;
+
+/// Compared with as a slice (one `memcmp`, not a loop over bytes).
+static ZEROS: [u8; SPARSE_BLOCK] = [0; SPARSE_BLOCK];
+
+impl<'a> SparseWriter<'a> {
+    /// The file must be empty, its offset at 0.
+    pub fn new(f: &'a mut File) -> SparseWriter<'a> {
+        SparseWriter { f, len: 0, hole: 0 }
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let mut rest = data;
+        while !rest.is_empty() {
+            // a run of data blocks is written at once, a run of zero
+            // blocks skipped at once
+            let zero = |b: &[u8]| b == &ZEROS[..b.len()];
+            let first = &rest[..rest.len().min(SPARSE_BLOCK)];
+            let is_zero = zero(first);
+            let mut n = first.len();
+            while n < rest.len() {
+                let next = &rest[n..rest.len().min(n + SPARSE_BLOCK)];
+                if zero(next) != is_zero {
+                    break;
+                }
+                n += next.len();
+            }
+            if is_zero {
+                self.hole += n as u64;
+            } else {
+                if self.hole > 0 {
+                    self.f.seek(SeekFrom::Current(self.hole as i64))?;
+                    self.hole = 0;
+                }
+                self.f.write_all(&rest[..n])?;
+            }
+            self.len += n as u64;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// Gives the file its full length (a trailing hole is not written);
+    /// returns that length.
+    pub fn finish(self) -> io::Result<u64> {
+        if self.hole > 0 {
+            self.f.set_len(self.len)?;
+        }
+        Ok(self.len)
+    }
+}
+
 impl Store {
     /// Opens the store for reading. A store that does not exist yet reads as
     /// empty; nothing is created.
@@ -955,16 +1022,16 @@ impl Store {
         let res = (|| -> Result<(String, u64, bool)> {
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
+            let mut w = SparseWriter::new(&mut f);
             loop {
                 let k = r.read(&mut buf)?;
                 if k == 0 {
                     break;
                 }
                 h.update(&buf[..k]);
-                f.write_all(&buf[..k]).map_err(|e| self.write_err(e))?;
-                n += k as u64;
+                w.write(&buf[..k]).map_err(|e| self.write_err(e))?;
             }
+            let n = w.finish().map_err(|e| self.write_err(e))?;
             let hash = h.finalize().to_hex().to_string();
             let fan = self.fan_out_dir(&hash)?;
             if self.have_object(&fan, &hash, n)? {
@@ -1714,6 +1781,32 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// What SparseWriter leaves reads back byte for byte, whatever the
+    /// pieces it is given and wherever zeros start and end in them.
+    #[test]
+    fn sparse_writes_read_back_as_written() {
+        let mut data = vec![0u8; 40_000];
+        data[5] = 1;
+        data[9000..9100].fill(7);
+        data[20_480..24_576].fill(9); // one aligned block of data
+        let mut data2 = data.clone();
+        data2.extend(vec![0u8; 70_000]); // a trailing hole
+        for content in [data, data2, vec![0u8; 10_000], vec![]] {
+            let t = tempfile::tempfile().unwrap();
+            let mut f = t.try_clone().unwrap();
+            let mut w = SparseWriter::new(&mut f);
+            for piece in content.chunks(3001) {
+                w.write(piece).unwrap();
+            }
+            assert_eq!(w.finish().unwrap(), content.len() as u64);
+            let mut back = Vec::new();
+            let mut r = t;
+            std::io::Seek::rewind(&mut r).unwrap();
+            r.read_to_end(&mut back).unwrap();
+            assert!(back == content, "{} bytes", content.len());
+        }
+    }
 
     #[test]
     fn ids_encode_their_time() {
