@@ -246,55 +246,105 @@ impl Report {
                 continue;
             }
             let _ = writeln!(out, "\n{} ({})", sev.as_str().to_uppercase(), group.len());
-            for f in group {
-                let ack = if f.acknowledged {
-                    " [acknowledged]"
-                } else {
-                    ""
+            let mut rest = &group[..];
+            while let Some(first) = rest.first() {
+                let key = run_key(first);
+                let len = match &key {
+                    Some(k) => rest
+                        .iter()
+                        .take_while(|f| run_key(f).as_ref() == Some(k))
+                        .count(),
+                    None => 1,
                 };
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    wrap(&format!("* {}{}: {}", f.id, ack, f.message), 80, "  ")
-                );
-                for e in &f.evidence {
-                    let loc = match e.line {
-                        Some(l) => format!("{}:{}", e.path, l),
-                        None => e.path.clone(),
-                    };
-                    let text = e
-                        .text
-                        .as_deref()
-                        .map(|t| format!(" `{}`", t.trim()))
-                        .unwrap_or_default();
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        wrap(&format!("    {loc}{text} - {}", e.note), 80, "      ")
-                    );
-                }
-                if let Some(fix) = &f.fix {
-                    let _ = writeln!(out, "{}", wrap(&format!("    fix: {fix}"), 80, "         "));
-                }
-                if let Some(d) = &f.detail {
-                    // diffs are not reflowed: long lines are cut into
-                    // 74-column pieces so the output stays 80 wide
-                    for l in crate::diff::display_lines(d) {
-                        let chars: Vec<char> = l.chars().collect();
-                        let mut first = true;
-                        for piece in chars.chunks(74) {
-                            let lead = if first { "    | " } else { "    |+" };
-                            first = false;
-                            let _ = writeln!(out, "{lead}{}", piece.iter().collect::<String>());
+                let (run, after) = rest.split_at(len);
+                rest = after;
+                match key {
+                    Some((id, ack, dir)) if run.len() > RUN_LONG => {
+                        for f in &run[..RUN_SHOWN] {
+                            write_finding(&mut out, f);
                         }
-                        if chars.is_empty() {
-                            let _ = writeln!(out, "    |");
-                        }
+                        let ack = if ack { " [acknowledged]" } else { "" };
+                        let line = format!(
+                            "* {id}{ack}: {} more in {dir}/ like the {RUN_SHOWN} above \
+                             (guard check --json lists every one)",
+                            run.len() - RUN_SHOWN
+                        );
+                        let _ = writeln!(out, "{}", wrap(&line, 80, "  "));
                     }
+                    _ => run.iter().for_each(|f| write_finding(&mut out, f)),
                 }
             }
         }
         out
+    }
+}
+
+/// A run of generic findings longer than this, of one id in one
+/// directory, is shown as its first [`RUN_SHOWN`] and a line that counts
+/// the rest: 50,000 files vanished from `/etc/postfix/maps` printed
+/// 150,000 lines (8 MB), one finding after another. `--json` keeps every
+/// finding.
+const RUN_LONG: usize = 20;
+const RUN_SHOWN: usize = 5;
+
+/// What makes consecutive findings one run for the text report: the
+/// generic `file/*` findings of one path each, by id, acknowledgement and
+/// directory. The semantic checks' findings, each of which says what the
+/// damage does, are always shown in full.
+fn run_key(f: &Finding) -> Option<(&str, bool, &str)> {
+    let [path] = f.paths.as_slice() else {
+        return None;
+    };
+    let dir = path.rsplit_once('/')?.0;
+    f.id.starts_with("file/")
+        .then_some((f.id.as_str(), f.acknowledged, dir))
+}
+
+fn write_finding(out: &mut String, f: &Finding) {
+    let ack = if f.acknowledged {
+        " [acknowledged]"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        wrap(&format!("* {}{}: {}", f.id, ack, f.message), 80, "  ")
+    );
+    for e in &f.evidence {
+        let loc = match e.line {
+            Some(l) => format!("{}:{}", e.path, l),
+            None => e.path.clone(),
+        };
+        let text = e
+            .text
+            .as_deref()
+            .map(|t| format!(" `{}`", t.trim()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}",
+            wrap(&format!("    {loc}{text} - {}", e.note), 80, "      ")
+        );
+    }
+    if let Some(fix) = &f.fix {
+        let _ = writeln!(out, "{}", wrap(&format!("    fix: {fix}"), 80, "         "));
+    }
+    if let Some(d) = &f.detail {
+        // diffs are not reflowed: long lines are cut into
+        // 74-column pieces so the output stays 80 wide
+        for l in crate::diff::display_lines(d) {
+            let chars: Vec<char> = l.chars().collect();
+            let mut first = true;
+            for piece in chars.chunks(74) {
+                let lead = if first { "    | " } else { "    |+" };
+                first = false;
+                let _ = writeln!(out, "{lead}{}", piece.iter().collect::<String>());
+            }
+            if chars.is_empty() {
+                let _ = writeln!(out, "    |");
+            }
+        }
     }
 }
 
@@ -506,6 +556,73 @@ mod tests {
         acked.acknowledged = true;
         let r = Report::new(None, "/".into(), vec![acked]);
         assert_eq!(r.exit_code(), 0);
+    }
+
+    /// A long run of generic findings in one directory is shown as its
+    /// first few and a count; shorter runs, other directories and the
+    /// semantic checks' findings are shown in full, and JSON keeps all.
+    #[test]
+    fn a_long_run_of_file_findings_in_one_directory_is_counted_not_listed() {
+        let mut fs: Vec<Finding> = Vec::new();
+        for i in 0..3 {
+            let p = SysPath::new(format!("/etc/pam.d/svc{i}"));
+            fs.push(Finding::new(
+                "pam/service-vanished",
+                Severity::Critical,
+                &[&p],
+                format!("logins through svc{i} will fail"),
+            ));
+        }
+        for i in 0..30 {
+            let p = SysPath::new(format!("/etc/postfix/maps/m{i:02}"));
+            fs.push(
+                Finding::new(
+                    "file/vanished",
+                    Severity::Critical,
+                    &[&p],
+                    format!("{p} vanished"),
+                )
+                .fix(format!("guard restore {p}")),
+            );
+        }
+        for i in 0..RUN_LONG {
+            let p = SysPath::new(format!("/etc/cm/c{i:02}"));
+            fs.push(Finding::new(
+                "file/vanished",
+                Severity::Critical,
+                &[&p],
+                format!("{p} vanished"),
+            ));
+        }
+        let r = Report::new(None, "/".into(), fs);
+        let text = r.to_text();
+        assert!(text.contains("CRITICAL (53)"), "{text}");
+        for i in 0..3 {
+            assert!(text.contains(&format!("svc{i} will fail")), "{text}");
+        }
+        for i in 0..RUN_SHOWN {
+            assert!(text.contains(&format!("/etc/postfix/maps/m{i:02} vanished")));
+        }
+        assert!(
+            !text.contains(&format!("/etc/postfix/maps/m{RUN_SHOWN:02}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "* file/vanished: {} more in /etc/postfix/maps/ like the {RUN_SHOWN} above",
+                30 - RUN_SHOWN
+            )),
+            "{text}"
+        );
+        // a run of RUN_LONG is still listed whole
+        for i in 0..RUN_LONG {
+            assert!(
+                text.contains(&format!("/etc/cm/c{i:02} vanished")),
+                "{text}"
+            );
+        }
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        assert_eq!(r.findings.len(), 53);
     }
 
     #[test]
