@@ -248,31 +248,18 @@ impl Report {
             let _ = writeln!(out, "\n{} ({})", sev.as_str().to_uppercase(), group.len());
             let mut rest = &group[..];
             while let Some(first) = rest.first() {
-                let key = run_key(first);
-                let len = match &key {
-                    Some(k) => rest
-                        .iter()
-                        .take_while(|f| run_key(f).as_ref() == Some(k))
-                        .count(),
-                    None => 1,
+                let Some((id, ack, _)) = run_key(first) else {
+                    write_finding(&mut out, first);
+                    rest = &rest[1..];
+                    continue;
                 };
+                let len = rest
+                    .iter()
+                    .take_while(|f| run_key(f).is_some_and(|(i, a, _)| i == id && a == ack))
+                    .count();
                 let (run, after) = rest.split_at(len);
                 rest = after;
-                match key {
-                    Some((id, ack, dir)) if run.len() > RUN_LONG => {
-                        for f in &run[..RUN_SHOWN] {
-                            write_finding(&mut out, f);
-                        }
-                        let ack = if ack { " [acknowledged]" } else { "" };
-                        let line = format!(
-                            "* {id}{ack}: {} more in {dir}/ like the {RUN_SHOWN} above \
-                             (guard check --json lists every one)",
-                            run.len() - RUN_SHOWN
-                        );
-                        let _ = writeln!(out, "{}", wrap(&line, 80, "  "));
-                    }
-                    _ => run.iter().for_each(|f| write_finding(&mut out, f)),
-                }
+                write_run(&mut out, run);
             }
         }
         out
@@ -286,11 +273,15 @@ impl Report {
 /// finding.
 const RUN_LONG: usize = 20;
 const RUN_SHOWN: usize = 5;
+/// After this many entries (findings and counting lines) of one id in a
+/// row, whatever the directories, one line counts the rest: 50,000 files
+/// added ten to a directory make no long run in any one of them.
+const RUN_ENTRIES: usize = 100;
 
 /// What makes consecutive findings one run for the text report: the
-/// generic `file/*` findings of one path each, by id, acknowledgement and
-/// directory. The semantic checks' findings, each of which says what the
-/// damage does, are always shown in full.
+/// generic `file/*` findings of one path each, by id and acknowledgement,
+/// and their directory. The semantic checks' findings, each of which says
+/// what the damage does, are always shown in full.
 fn run_key(f: &Finding) -> Option<(&str, bool, &str)> {
     let [path] = f.paths.as_slice() else {
         return None;
@@ -298,6 +289,58 @@ fn run_key(f: &Finding) -> Option<(&str, bool, &str)> {
     let dir = path.rsplit_once('/')?.0;
     f.id.starts_with("file/")
         .then_some((f.id.as_str(), f.acknowledged, dir))
+}
+
+/// Writes a run of generic findings of one id: directory by directory,
+/// a long stretch in one directory counted after its first few, and
+/// everything after [`RUN_ENTRIES`] entries counted in one line.
+fn write_run(out: &mut String, run: &[&Finding]) {
+    let Some((id, ack, _)) = run.first().and_then(|f| run_key(f)) else {
+        return;
+    };
+    let ack = if ack { " [acknowledged]" } else { "" };
+    fn dir_of(f: &Finding) -> &str {
+        run_key(f).map_or("", |k| k.2)
+    }
+    let mut entries = 0;
+    let mut rest = run;
+    while let Some(first) = rest.first() {
+        if entries >= RUN_ENTRIES {
+            // the deepest directory all the rest lie beneath
+            let mut under = dir_of(first);
+            for f in rest {
+                let d = dir_of(f);
+                while !(d == under || d.starts_with(&format!("{under}/"))) {
+                    under = under.rsplit_once('/').map_or("", |(u, _)| u);
+                }
+            }
+            let line = format!(
+                "* {id}{ack}: {} more under {under}/ (guard check --json lists every one)",
+                rest.len()
+            );
+            let _ = writeln!(out, "{}", wrap(&line, 80, "  "));
+            return;
+        }
+        let dir = dir_of(first);
+        let n = rest.iter().take_while(|f| dir_of(f) == dir).count();
+        let (here, after) = rest.split_at(n);
+        rest = after;
+        if n > RUN_LONG {
+            for f in &here[..RUN_SHOWN] {
+                write_finding(out, f);
+            }
+            let line = format!(
+                "* {id}{ack}: {} more in {dir}/ like the {RUN_SHOWN} above \
+                 (guard check --json lists every one)",
+                n - RUN_SHOWN
+            );
+            let _ = writeln!(out, "{}", wrap(&line, 80, "  "));
+            entries += RUN_SHOWN + 1;
+        } else {
+            here.iter().for_each(|f| write_finding(out, f));
+            entries += n;
+        }
+    }
 }
 
 fn write_finding(out: &mut String, f: &Finding) {
@@ -623,6 +666,31 @@ mod tests {
         }
         assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
         assert_eq!(r.findings.len(), 53);
+
+        // spread two to a directory, no directory has a long run: after
+        // RUN_ENTRIES of them one line counts the rest, under the
+        // directory they share
+        let many: Vec<Finding> = (0..150)
+            .flat_map(|d| {
+                (0..2).map(move |i| {
+                    let p = SysPath::new(format!("/etc/many/d{d:03}/sub/f{i}"));
+                    Finding::new(
+                        "file/added",
+                        Severity::Info,
+                        &[&p],
+                        format!("{p} was added"),
+                    )
+                })
+            })
+            .collect();
+        let text = Report::new(None, "/".into(), many).to_text();
+        assert!(text.contains("INFO (300)"), "{text}");
+        assert!(text.contains("/etc/many/d049/sub/f1 was added"), "{text}");
+        assert!(!text.contains("/etc/many/d050/"), "{text}");
+        assert!(
+            text.contains("* file/added: 200 more under /etc/many/ (guard check --json"),
+            "{text}"
+        );
     }
 
     #[test]
