@@ -824,6 +824,12 @@ fn cmd_diff(app: &App, from: Option<&str>, to: Option<&str>) -> Result<i32> {
                     // a directory closed to others) is shown on neither
                     if !old.world_readable(o) || !new.world_readable(n) {
                         d.push("content changed (not shown: not world-readable)".into());
+                    } else if o.size > checks::files::DIFF_LIMIT
+                        || n.size > checks::files::DIFF_LIMIT
+                    {
+                        // as `check` says it: both sides were read whole
+                        // to be diffed, 2 GB of memory for a 1 GB image
+                        d.push(format!("content changed ({} -> {} bytes)", o.size, n.size));
                     } else {
                         match (text_of(&old, o), text_of(&new, n)) {
                             (Some(a), Some(b)) => d.push(

@@ -10,8 +10,10 @@ use crate::sysroot::{SysPath, SysRoot};
 
 pub struct FileChanges;
 
-/// Largest file whose diff goes into a finding's detail.
-const DIFF_LIMIT: u64 = 256 * 1024;
+/// Largest file whose diff goes into a finding's detail (or `guard
+/// diff`'s output): both sides are read whole into memory and diffed line
+/// by line, which a multi-GB image or log in an include must not cost.
+pub const DIFF_LIMIT: u64 = 256 * 1024;
 
 fn owned_by(e: &Entry) -> String {
     if e.owners.is_empty() {
