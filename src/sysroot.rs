@@ -308,16 +308,21 @@ pub(crate) fn walk_at(
             .collect()
     };
     let mut todo: VecDeque<Vec<u8>> = parts(rel).into();
-    if todo.is_empty() {
-        return Ok(rustix::fs::openat(
-            base,
+    // the directories entered below `base`: `..` steps back one
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    // the directory reached so far, opened itself (a path that ends there)
+    let this_dir = |stack: &[OwnedFd]| -> io::Result<OwnedFd> {
+        let here = stack.last().map_or(base, |d| d.as_fd());
+        Ok(rustix::fs::openat(
+            here,
             ".",
             oflags | OFlags::CLOEXEC,
             mode,
-        )?);
+        )?)
+    };
+    if todo.is_empty() {
+        return this_dir(&stack);
     }
-    // the directories entered below `base`: `..` steps back one
-    let mut stack: Vec<OwnedFd> = Vec::new();
     let mut links = 0;
     while let Some(name) = todo.pop_front() {
         let last = todo.is_empty();
@@ -330,13 +335,7 @@ pub(crate) fn walk_at(
                 return Err(Errno::XDEV.into());
             }
             if last {
-                let here = stack.last().map_or(base, |d| d.as_fd());
-                return Ok(rustix::fs::openat(
-                    here,
-                    ".",
-                    oflags | OFlags::CLOEXEC,
-                    mode,
-                )?);
+                return this_dir(&stack);
             }
             continue;
         }
@@ -387,13 +386,7 @@ pub(crate) fn walk_at(
             }
             if todo.is_empty() {
                 // a link to `/` (or to `.`): the directory reached so far
-                let here = stack.last().map_or(base, |d| d.as_fd());
-                return Ok(rustix::fs::openat(
-                    here,
-                    ".",
-                    oflags | OFlags::CLOEXEC,
-                    mode,
-                )?);
+                return this_dir(&stack);
             }
             continue;
         }

@@ -578,25 +578,6 @@ fn sshd_t(r: &Path, keyword: &str) -> String {
         .to_string()
 }
 
-/// `guard --root R --store S --no-progress ARGS` as text: (code, stdout, stderr).
-fn guard_text(r: &Path, store: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = exec::output(
-        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
-            .arg("--root")
-            .arg(r)
-            .arg("--store")
-            .arg(store)
-            .arg("--no-progress")
-            .args(args),
-    )
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// (id, paths) of the findings of one severity, in the report's order.
 fn of(check: &Value, severity: &str) -> Vec<(String, Vec<String>)> {
     findings(check)

@@ -3,6 +3,8 @@
 //! truncated manifests, symlinks out of the root, names that are not UTF-8.
 //! Every test works on a temporary root and store; the tmpfs tests need root.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -14,6 +16,8 @@ use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use guard::exec::{self, Cmd};
+
+use common::{mount_tmpfs, Unmount};
 
 const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 
@@ -309,25 +313,6 @@ fn kill_9_during_forget_or_prune_leaves_every_listed_snapshot_whole() {
         rep["objects_checked"].as_u64(),
         "orphans left"
     );
-}
-
-fn mount_tmpfs(dir: &Path, size: &str) {
-    fs::create_dir_all(dir).unwrap();
-    exec::stdout_of(
-        &Cmd::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0755"))
-            .arg("tmpfs")
-            .arg(dir),
-    )
-    .expect("mounting a tmpfs needs root (CI runs as root)");
-}
-
-struct Unmount(PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = exec::output(&Cmd::new("umount").arg("-l").arg(&self.0));
-    }
 }
 
 #[test]

@@ -227,21 +227,7 @@ fn upgrade(w: &World, pkgs: &[Pkg]) -> String {
 /// `guard ARGS…` as the admin runs it (no `--json`): exit code, stdout,
 /// stderr.
 fn guard_text(w: &World, args: &[&str]) -> (i32, String, String) {
-    let out = guard::exec::output(
-        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
-            .arg("--root")
-            .arg(&w.root)
-            .arg("--store")
-            .arg(&w.store)
-            .arg("--no-progress")
-            .args(args),
-    )
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::guard_text(&w.root, &w.store, args)
 }
 
 fn snapshot(w: &World) {

@@ -66,6 +66,12 @@ fn old_kernel_guard(root: &Path, store: Option<&Path>, args: &[&str]) -> Output 
         .env_remove("GUARD_ROOT")
         .env_remove("GUARD_STORE")
         .stdin(Stdio::null());
+    as_on_linux_4_4(&mut c);
+    c.output().unwrap()
+}
+
+/// Runs `c` under [`enosys_filter`] of [`NEWER_THAN_4_4`].
+fn as_on_linux_4_4(c: &mut Command) {
     let prog = enosys_filter(&NEWER_THAN_4_4);
     // SAFETY: between fork and exec only async-signal-safe calls (prctl,
     // syscall) on memory prepared before the fork.
@@ -88,7 +94,6 @@ fn old_kernel_guard(root: &Path, store: Option<&Path>, args: &[&str]) -> Output 
             Ok(())
         });
     }
-    c.output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -124,27 +129,7 @@ print("open", os.open("/", os.O_RDONLY) >= 0)
     #[allow(clippy::disallowed_methods)]
     let mut c = Command::new("python3");
     c.args(["-c", probe]);
-    let prog = enosys_filter(&NEWER_THAN_4_4);
-    // SAFETY: as in old_kernel_guard
-    unsafe {
-        c.pre_exec(move || {
-            let fprog = libc::sock_fprog {
-                len: prog.len() as u16,
-                filter: prog.as_ptr() as *mut libc::sock_filter,
-            };
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            if libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &fprog as *const libc::sock_fprog,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    as_on_linux_4_4(&mut c);
     let o = c.output().expect("python3");
     let out = String::from_utf8_lossy(&o.stdout);
     let enosys = libc::ENOSYS.to_string();

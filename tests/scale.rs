@@ -7,29 +7,9 @@ mod common;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-use guard::exec::{self, Cmd};
-
-fn mount_tmpfs(dir: &Path, size: &str) {
-    fs::create_dir_all(dir).unwrap();
-    exec::stdout_of(
-        &Cmd::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0755"))
-            .arg("tmpfs")
-            .arg(dir),
-    )
-    .expect("mounting a tmpfs needs root (CI runs as root)");
-}
-
-struct Unmount(PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = exec::output(&Cmd::new("umount").arg("-l").arg(&self.0));
-    }
-}
 
 /// `guard diff` of a file larger than a finding's diff limit says the
 /// content changed and how big it is, as `check` does, instead of reading

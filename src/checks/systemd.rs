@@ -364,6 +364,33 @@ fn gone(cx: &Context, base: &Manifest, before: &dyn Files, unit: &str) -> Option
     })
 }
 
+/// What of `old`'s hardening `new` lacks or sets otherwise: one
+/// `Key=value` (or `Key=value (now other)`) per directive, each with the
+/// lines that had set it, and `note` saying of each such line what became
+/// of it.
+fn lost_hardening(
+    old: &Hardening,
+    new: &Hardening,
+    note: impl Fn(&Source) -> String,
+) -> (Vec<String>, Vec<Evidence>) {
+    let mut lost = Vec::new();
+    let mut evidence = Vec::new();
+    for (k, (v, srcs)) in old {
+        let now = new.get(k).map(|(v, _)| v.as_str());
+        if now == Some(v.as_str()) {
+            continue;
+        }
+        lost.push(match now {
+            None => format!("{k}={v}"),
+            Some(n) => format!("{k}={v} (now {n})"),
+        });
+        for s in srcs {
+            evidence.push(line_evidence(&s.path, s.line, &s.text, note(s)));
+        }
+    }
+    (lost, evidence)
+}
+
 /// `systemd/hardening-lost` for each unit that took the place of `unit`
 /// (see [`gone`]) and lacks hardening `unit` had.
 fn renamed_unit_hardening(cx: &Context, old: &Hardening, unit: &str, g: &Gone) -> Vec<Finding> {
@@ -375,27 +402,13 @@ fn renamed_unit_hardening(cx: &Context, old: &Hardening, unit: &str, g: &Gone) -
         .collect();
     let mut out = Vec::new();
     for (name, path) in &g.successors {
-        let new = hardening(&live, name);
-        let mut lost = Vec::new();
-        let mut evidence = Vec::new();
-        for (k, (v, srcs)) in old {
-            let now = new.get(k).map(|(v, _)| v.as_str());
-            if now == Some(v.as_str()) {
-                continue;
+        let (lost, evidence) = lost_hardening(old, &hardening(&live, name), |s| {
+            if orphans.contains(&s.path) {
+                format!("set here for {unit}, which no longer exists")
+            } else {
+                "set here in the snapshot; the file is gone".to_string()
             }
-            lost.push(match now {
-                None => format!("{k}={v}"),
-                Some(n) => format!("{k}={v} (now {n})"),
-            });
-            for s in srcs {
-                let note = if orphans.contains(&s.path) {
-                    format!("set here for {unit}, which no longer exists")
-                } else {
-                    "set here in the snapshot; the file is gone".to_string()
-                };
-                evidence.push(line_evidence(&s.path, s.line, &s.text, note));
-            }
-        }
+        });
         if lost.is_empty() {
             continue;
         }
@@ -677,31 +690,14 @@ impl Check for Systemd {
                 out.extend(lost);
                 continue;
             }
-            let new = hardening(&live, unit);
-            let mut lost = Vec::new();
-            let mut evidence = Vec::new();
-            for (k, (v, srcs)) in &old {
-                let now = new.get(k).map(|(v, _)| v.as_str());
-                if now == Some(v.as_str()) {
-                    continue;
+            let (lost, evidence) = lost_hardening(&old, &hardening(&live, unit), |s| {
+                if cx.root.exists(&s.path) {
+                    "set here in the snapshot"
+                } else {
+                    "set here in the snapshot; the file is gone"
                 }
-                lost.push(match now {
-                    None => format!("{k}={v}"),
-                    Some(n) => format!("{k}={v} (now {n})"),
-                });
-                for s in srcs {
-                    evidence.push(line_evidence(
-                        &s.path,
-                        s.line,
-                        &s.text,
-                        if cx.root.exists(&s.path) {
-                            "set here in the snapshot"
-                        } else {
-                            "set here in the snapshot; the file is gone"
-                        },
-                    ));
-                }
-            }
+                .to_string()
+            });
             if lost.is_empty() {
                 continue;
             }

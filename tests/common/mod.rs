@@ -147,3 +147,27 @@ pub fn run(argv: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Mounts a tmpfs of `size` on `dir` (made if missing): a small one is a
+/// disk that fills up, for the ENOSPC tests. Needs root, as CI runs.
+pub fn mount_tmpfs(dir: &Path, size: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    guard::exec::stdout_of(
+        &guard::exec::Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir),
+    )
+    .expect("mounting a tmpfs needs root (CI runs as root)");
+}
+
+/// Unmounts (lazily) what [`mount_tmpfs`] mounted when dropped, whatever
+/// becomes of the test.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = guard::exec::output(&guard::exec::Cmd::new("umount").arg("-l").arg(&self.0));
+    }
+}

@@ -28,6 +28,26 @@ pub fn guard(root: &Path, store: &Path, args: &[&str]) -> (i32, Value) {
     guard_env(root, store, &[], args)
 }
 
+/// `guard --root ROOT --store STORE --no-progress ARGS…` as the admin runs
+/// it (text, no `--json`): (exit code, stdout, stderr).
+pub fn guard_text(root: &Path, store: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = guard::exec::output(
+        &Cmd::new(env!("CARGO_BIN_EXE_guard"))
+            .arg("--root")
+            .arg(root)
+            .arg("--store")
+            .arg(store)
+            .arg("--no-progress")
+            .args(args),
+    )
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// [`guard`] with extra environment variables.
 pub fn guard_env(root: &Path, store: &Path, env: &[(&str, &Path)], args: &[&str]) -> (i32, Value) {
     let mut cmd = Cmd::new(env!("CARGO_BIN_EXE_guard"))
