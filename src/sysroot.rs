@@ -320,6 +320,16 @@ pub(crate) fn walk_at(
             mode,
         )?)
     };
+    // the last component opened for real, never through a link (one
+    // swapped in since it was looked at fails with ELOOP)
+    let open_last = |here: BorrowedFd, name: &OsStr| -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            here,
+            name,
+            oflags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        )?)
+    };
     if todo.is_empty() {
         return this_dir(&stack);
     }
@@ -350,12 +360,7 @@ pub(crate) fn walk_at(
             Ok(fd) => fd,
             // nothing there yet: the last one may be created
             Err(Errno::NOENT) if last && oflags.contains(OFlags::CREATE) => {
-                return Ok(rustix::fs::openat(
-                    here,
-                    name,
-                    oflags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    mode,
-                )?);
+                return open_last(here, name);
             }
             Err(e) => return Err(e.into()),
         };
@@ -403,12 +408,7 @@ pub(crate) fn walk_at(
             }
             return Ok(fd);
         }
-        return Ok(rustix::fs::openat(
-            here,
-            name,
-            oflags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            mode,
-        )?);
+        return open_last(here, name);
     }
     unreachable!("the loop returns at the last component")
 }

@@ -316,22 +316,7 @@ fn packages() -> Arc<Built> {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("PKGBUILD"), pkgbuild).unwrap();
         std::fs::write(d.join("dovecot.install"), DOVECOT_INSTALL).unwrap();
-        run(cmd("chown", ["-R", &format!("{NOBODY}:{NOBODY}")]).arg(&d));
-        run(Cmd::new("setpriv")
-            .arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .args(["--clear-groups", "--"])
-            .args([
-                "makepkg",
-                "--nodeps",
-                "--skipinteg",
-                "--noconfirm",
-                "--noprogressbar",
-            ])
-            .env("HOME", &d)
-            .env("PKGEXT", ".pkg.tar.zst")
-            .env("PKGDEST", &d)
-            .cwd(&d));
+        makepkg_as(NOBODY, &d);
     }
     let b = Arc::new(Built { dir });
     *held = Arc::downgrade(&b);

@@ -295,22 +295,7 @@ fn makepkg(w: &World, version: &str, main: &str, ctl: &str, with_old: bool) -> P
     // nobody must reach its build dir: the test's temp dir is root's
     chmod(w.work.parent().unwrap(), 0o711);
     chmod(&w.work, 0o711);
-    run(cmd("chown", ["-R", &format!("{NOBODY}:{NOBODY}")]).arg(&dir));
-    run(Cmd::new("setpriv")
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .args(["--clear-groups", "--"])
-        .args([
-            "makepkg",
-            "--nodeps",
-            "--skipinteg",
-            "--noconfirm",
-            "--noprogressbar",
-        ])
-        .env("HOME", &dir)
-        .env("PKGEXT", ".pkg.tar.zst")
-        .env("PKGDEST", &dir)
-        .cwd(&dir));
+    makepkg_as(NOBODY, &dir);
     let pkg = dir.join(format!("foo-{version}-1-any.pkg.tar.zst"));
     assert!(pkg.is_file(), "makepkg built {}", pkg.display());
     pkg

@@ -185,3 +185,25 @@ where
 {
     Cmd::new(program).args(args)
 }
+
+/// Runs the real `makepkg` in `dir` (holding a PKGBUILD) as the
+/// unprivileged user `nobody_id`, since makepkg refuses root; the packages
+/// land in `dir`. The caller makes `dir` reachable for that user.
+pub fn makepkg_as(nobody_id: u32, dir: &Path) {
+    run(cmd("chown", ["-R", &format!("{nobody_id}:{nobody_id}")]).arg(dir));
+    run(Cmd::new("setpriv")
+        .arg(format!("--reuid={nobody_id}"))
+        .arg(format!("--regid={nobody_id}"))
+        .args(["--clear-groups", "--"])
+        .args([
+            "makepkg",
+            "--nodeps",
+            "--skipinteg",
+            "--noconfirm",
+            "--noprogressbar",
+        ])
+        .env("HOME", dir)
+        .env("PKGEXT", ".pkg.tar.zst")
+        .env("PKGDEST", dir)
+        .cwd(dir));
+}
