@@ -753,9 +753,10 @@ fn apt_is_refused_on_another_root() {
 
 /// A stand-in for zypper: `dup` deletes /etc/pam.d/imap, as the real
 /// upgrade did, and fails until ROOT/dup-fixed exists; everything else
-/// succeeds.
+/// succeeds. Every call is logged to ROOT/zypper.log.
 const FAKE_ZYPPER: &str = r#"#!/bin/sh
 root="$2"
+shift 2; echo "$*" >> "$root/zypper.log"; set -- --root "$root" "$@"
 case " $* " in
 *" dup --download-only "*) exit 0 ;;
 *" dup "*)
@@ -784,6 +785,8 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
     std::fs::write(e.root.join("etc/group"), "root:x:0:\n").unwrap();
     let imap = "auth required pam_sss.so\naccount required pam_sss.so\n";
     std::fs::write(e.root.join("etc/pam.d/imap"), imap).unwrap();
+    // the repositories already follow the release variable
+    leap_repos(&e.root, "$releasever");
     std::fs::write(
         e.root.join("etc/imapd.conf"),
         "sasl_pwcheck_method: saslauthd\n",
@@ -868,6 +871,131 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
             || text(&out.stdout).contains("check --against <snapshot_id>"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+/// A Leap repository file, as Leap 42.3 wrote them (a fixed version in the
+/// URL) or as 15.x does (`$releasever`).
+fn leap_repos(root: &Path, version: &str) {
+    let d = root.join("etc/zypp/repos.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("repo-oss.repo"),
+        format!(
+            "[repo-oss]\nname=Main Repository\nenabled=1\nautorefresh=1\n\
+             baseurl=http://download.opensuse.org/distribution/leap/{version}/repo/oss/\ntype=rpm-md\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("repo-update.repo"),
+        format!(
+            "[repo-update]\nname=Main Update Repository\nenabled=1\n\
+             baseurl=http://download.opensuse.org/update/leap/{version}/oss/\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The repo switch is a manual step, which `--yes` confirms unread. With
+/// repositories that still name 42.3, `zypper --releasever 15.0 dup` would
+/// "upgrade" to 42.3 again and the walk would end as if it had upgraded:
+/// the step's check stops the walk before zypper refreshes anything, says
+/// which release is still named, and `--resume` goes on once the files are
+/// fixed. Repositories that already follow `$releasever` skip the step.
+#[test]
+fn leap_repositories_that_name_the_old_release_stop_the_walk() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    std::fs::write(
+        e.root.join("etc/os-release"),
+        "NAME=\"openSUSE Leap\"\nID=opensuse-leap\nVERSION_ID=\"42.3\"\n",
+    )
+    .unwrap();
+    leap_repos(&e.root, "42.3");
+    std::fs::write(e.root.join("dup-fixed"), "").unwrap();
+    let bin = e.base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
+    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_path = |c: &mut Command| {
+        c.env("PATH", &path);
+    };
+    let zypper_log = || std::fs::read_to_string(e.root.join("zypper.log")).unwrap_or_default();
+
+    let ans = "[answers]\ntarget_release = \"15.0\"\n";
+    let out = e.guard_with(&["--yes", "run", "leap-upgrade"], Some(ans), with_path);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("step switch-repos (Switch the repositories to the target release) failed: verification failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("A repository URL still names 42.3"),
+        "the advice does not name the release: {err}"
+    );
+    assert_eq!(status(&e.journal("leap-upgrade"), "switch-repos"), "failed");
+    assert_eq!(zypper_log(), "lr -u\n", "zypper ran past the repo switch");
+
+    // Resumed without fixing them: the same stop, nothing refreshed.
+    let retry = "[answers]\ntarget_release = \"15.0\"\nretry-switch-repos = \"retry\"\n";
+    let out = e.guard_with(
+        &["--yes", "run", "leap-upgrade", "--resume"],
+        Some(retry),
+        with_path,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(zypper_log(), "lr -u\n");
+
+    // The admin follows the step (one file to $releasever, the other
+    // straight to the target) and resumes: the upgrade runs.
+    leap_repos(&e.root, "$releasever");
+    let upd = e.root.join("etc/zypp/repos.d/repo-update.repo");
+    let t = std::fs::read_to_string(&upd)
+        .unwrap()
+        .replace("$releasever", "15.0");
+    std::fs::write(&upd, t).unwrap();
+    let out = e.guard_with(
+        &["--yes", "run", "leap-upgrade", "--resume"],
+        Some(retry),
+        with_path,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let j = e.journal("leap-upgrade");
+    // (its check passes now, so the retried step counts as done already)
+    assert_eq!(status(&j, "switch-repos"), "already-done", "{err}");
+    assert!(
+        zypper_log().contains("--releasever 15.0 dup\n"),
+        "{}",
+        zypper_log()
+    );
+
+    // A system whose repositories follow $releasever: the step is done
+    // already and the walk goes straight to zypper.
+    let e2 = env();
+    std::fs::write(
+        e2.root.join("etc/os-release"),
+        "ID=opensuse-leap\nVERSION_ID=\"15.5\"\n",
+    )
+    .unwrap();
+    leap_repos(&e2.root, "$releasever");
+    std::fs::write(e2.root.join("dup-fixed"), "").unwrap();
+    let out = e2.guard_with(
+        &["--yes", "run", "leap-upgrade"],
+        Some("[answers]\ntarget_release = \"15.6\"\n"),
+        with_path,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        status(&e2.journal("leap-upgrade"), "switch-repos"),
+        "already-done"
     );
 }
 

@@ -1056,7 +1056,7 @@ fn test_passes(app: &App, t: &Test, vars: &Vars) -> Result<bool> {
             Ok(o) => o,
             Err(_) => return Ok(false),
         };
-        if !out.status.success() {
+        if out.status.code() != Some(t.status.unwrap_or(0)) {
             return Ok(false);
         }
         if let Some(want) = &t.output {
@@ -1084,6 +1084,9 @@ fn describe_test(t: &Test, vars: &Vars, root: &Path) -> String {
                 .flatten()
                 .unwrap_or_else(|| o.clone());
             s.push_str(&format!(" (output contains {o:?})"));
+        }
+        if let Some(code) = t.status {
+            s.push_str(&format!(" exits {code}"));
         }
         parts.push(s);
     }

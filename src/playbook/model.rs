@@ -101,11 +101,17 @@ pub struct Step {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Test {
-    /// Passes when the command exits 0 (and its output contains `output`).
+    /// Passes when the command exits 0 (or `status`) and its output
+    /// contains `output`.
     #[serde(default)]
     pub run: Option<Vec<String>>,
     #[serde(default)]
     pub output: Option<String>,
+    /// With `run`: the exit code that passes instead of 0, for a test that
+    /// something is absent (`grep` exits 1 when no line matched, 2 on an
+    /// error, which never passes).
+    #[serde(default)]
+    pub status: Option<i32>,
     /// Passes when the condition holds.
     #[serde(default)]
     pub cond: Option<String>,
@@ -239,11 +245,21 @@ impl Playbook {
                     }
                 }
             }
-            for c in s
-                .when
-                .iter()
-                .chain(s.done_if.iter().filter_map(|t| t.cond.as_ref()))
-            {
+            for (name, t) in [("done-if", &s.done_if), ("verify", &s.verify)] {
+                let Some(t) = t else { continue };
+                if t.run.as_ref().is_some_and(|r| r.is_empty()) {
+                    bail!("step {}: {name} runs an empty argv", s.id);
+                }
+                if (t.output.is_some() || t.status.is_some()) && t.run.is_none() {
+                    bail!("step {}: {name}'s output and status go with run", s.id);
+                }
+            }
+            for c in s.when.iter().chain(
+                [&s.done_if, &s.verify]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.cond.as_ref()),
+            ) {
                 super::engine::Cond::parse(c).map_err(|e| anyhow::anyhow!("step {}: {e}", s.id))?;
             }
         }
@@ -273,5 +289,34 @@ mod tests {
             e.to_string().contains("restore what = \"pam-files\""),
             "{e}"
         );
+    }
+
+    /// A test's exit status or expected output without a command to run
+    /// would pass unchecked; a verify condition is parsed as done-if's is.
+    #[test]
+    fn a_test_is_checked_when_the_playbook_is_read() {
+        let pb = |test: &str| {
+            format!(
+                "version = 1\nid = \"p\"\ntitle = \"t\"\n[[steps]]\nid = \"m\"\ntitle = \"m\"\n\
+                 explain = \"m\"\nmanual = \"m\"\n{test}\n"
+            )
+        };
+        assert!(Playbook::parse(
+            &pb("verify = { run = [\"grep\", \"-q\", \"x\", \"f\"], status = 1 }"),
+            "t"
+        )
+        .is_ok());
+        let e = Playbook::parse(&pb("verify = { status = 1 }"), "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("verify's output and status go with run"),
+            "{e}"
+        );
+        let e = Playbook::parse(&pb("done-if = { run = [] }"), "t").unwrap_err();
+        assert!(e.to_string().contains("done-if runs an empty argv"), "{e}");
+        let e = Playbook::parse(&pb("verify = { cond = \"a ==\" }"), "t").unwrap_err();
+        assert!(e.to_string().starts_with("playbook t: step m:"), "{e}");
+        let e = Playbook::parse(&pb("verify = { run = [\"true\"], exit = 1 }"), "t").unwrap_err();
+        assert!(e.to_string().contains("unknown field `exit`"), "{e}");
     }
 }
