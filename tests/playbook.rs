@@ -953,14 +953,25 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(zypper_log(), "lr -u\n");
 
-    // The admin follows the step (one file to $releasever, the other
-    // straight to the target) and resumes: the upgrade runs.
-    leap_repos(&e.root, "$releasever");
+    // The admin follows the step (the step's own sed for one file, the
+    // other edited straight to the target) and resumes: the upgrade runs.
     let upd = e.root.join("etc/zypp/repos.d/repo-update.repo");
     let t = std::fs::read_to_string(&upd)
         .unwrap()
-        .replace("$releasever", "15.0");
+        .replace("/42.3/", "/15.0/");
     std::fs::write(&upd, t).unwrap();
+    let sed = Command::new("sed")
+        .arg("-i")
+        .arg("s|/42.3/|/$releasever/|g")
+        .arg(e.root.join("etc/zypp/repos.d/repo-oss.repo"))
+        .status()
+        .unwrap();
+    assert!(sed.success());
+    assert!(
+        std::fs::read_to_string(e.root.join("etc/zypp/repos.d/repo-oss.repo"))
+            .unwrap()
+            .contains("leap/$releasever/repo/oss/")
+    );
     let out = e.guard_with(
         &["--yes", "run", "leap-upgrade", "--resume"],
         Some(retry),
