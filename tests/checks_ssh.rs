@@ -419,3 +419,112 @@ fn a_dropin_whose_name_is_not_utf8_is_read_like_sshd_does() {
     // explained by the specific finding, not file/added as well
     assert_eq!(for_path(&v, name).len(), 1, "{v:#}");
 }
+
+/// A release upgrade or image tool that regenerates the host keys (here
+/// the real `ssh-keygen -A`, what Arch's sshdgenkeys.service and
+/// openSUSE's sshd-gen-keys-start run) changes the server's identity:
+/// one warning naming every key type, not a `file/modified` per key file;
+/// its fix brings the old identity back byte-exact. A private key gone is
+/// critical (sshd may not start), one finding for all of them.
+#[test]
+fn regenerated_host_keys_are_one_finding_and_restore_brings_the_identity_back() {
+    let s = Sys::new();
+    s.write("/etc/ssh/sshd_config", "PasswordAuthentication no\n");
+    let root = s.root().to_str().unwrap();
+    run(&["ssh-keygen", "-A", "-f", root]);
+    let keys: Vec<String> = std::fs::read_dir(s.path("/etc/ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("ssh_host_"))
+        .collect();
+    assert!(keys.len() >= 4, "ssh-keygen -A made {keys:?}");
+    let before: Vec<(String, Vec<u8>)> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                std::fs::read(s.path(&format!("/etc/ssh/{k}"))).unwrap(),
+            )
+        })
+        .collect();
+    s.snapshot();
+
+    for k in &keys {
+        s.rm(&format!("/etc/ssh/{k}"));
+    }
+    run(&["ssh-keygen", "-A", "-f", root]);
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    let f = with_id(&v, "ssh/host-keys-changed");
+    assert_eq!(f.len(), 1, "{v:#}");
+    let msg = f[0]["message"].as_str().unwrap();
+    for t in ["ed25519", "rsa", "ecdsa"] {
+        assert!(msg.contains(t), "{msg}");
+    }
+    assert!(
+        msg.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{msg}"
+    );
+    assert_eq!(f[0]["paths"].as_array().unwrap().len(), keys.len(), "{v:#}");
+    assert!(
+        with_id(&v, "file/modified").is_empty(),
+        "the key files are also reported one by one: {v:#}"
+    );
+    // the private keys' content is never shown
+    assert!(!v.to_string().contains("PRIVATE KEY"), "{v:#}");
+
+    // The fix, as written: `guard restore PATH…`, then the identity is the
+    // one clients know.
+    let fix = f[0]["fix"].as_str().unwrap();
+    let paths: Vec<&str> = fix
+        .split_once("guard restore ")
+        .unwrap()
+        .1
+        .split(", then")
+        .next()
+        .unwrap()
+        .split(' ')
+        .collect();
+    let out = s
+        .cmd()
+        .arg("--yes")
+        .arg("restore")
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (k, bytes) in &before {
+        assert_eq!(
+            &std::fs::read(s.path(&format!("/etc/ssh/{k}"))).unwrap(),
+            bytes,
+            "{k}"
+        );
+    }
+    assert_eq!(s.check().0, 0);
+
+    // A private key gone: critical, one finding, and the verdict says so.
+    s.rm("/etc/ssh/ssh_host_rsa_key");
+    s.rm("/etc/ssh/ssh_host_rsa_key.pub");
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/host-keys-vanished");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "critical");
+    assert!(with_id(&v, "file/vanished").is_empty(), "{v:#}");
+    assert_eq!(s.verdict(), "1 critical: sshd's host keys vanished");
+
+    // Only a public half gone: sshd still has its key, a warning.
+    run(&["ssh-keygen", "-A", "-f", root]);
+    s.snapshot();
+    s.rm("/etc/ssh/ssh_host_ed25519_key.pub");
+    let (code, v) = s.check();
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(
+        with_id(&v, "ssh/host-keys-vanished")[0]["severity"],
+        "warning"
+    );
+}

@@ -3,13 +3,17 @@
 //! /etc/ssh, the openSUSE vendor file when /etc has none, `Match` blocks
 //! apart), and `ssh/password-auth-effective` (incident 2: a cloud-init
 //! drop-in included first turns password logins back on) and
-//! `ssh/pubkey-auth-off` (a drop-in turning key logins off).
+//! `ssh/pubkey-auth-off` (a drop-in turning key logins off); and the host
+//! keys, replaced or gone since the snapshot, as one finding
+//! (`ssh/host-keys-changed`, `ssh/host-keys-vanished`) instead of a
+//! `file/*` finding per key file.
 //!
 //! `tests/ssh_corpus.rs` holds this parser to the real `sshd -T`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Check, Context, Files, Live, Recorded};
+use crate::diff::Change;
 use crate::report::{Evidence, Finding, Severity};
 use crate::sysroot::SysPath;
 
@@ -382,9 +386,10 @@ impl Check for Ssh {
     }
 
     fn run(&self, cx: &Context) -> Vec<Finding> {
+        let mut out = host_keys(cx);
         let live = Live(cx.root);
         let Some(main) = main_config(&live) else {
-            return Vec::new();
+            return out;
         };
         let now = effective(&live, &main);
         let before = cx.baseline.and_then(|b| {
@@ -394,7 +399,6 @@ impl Check for Ssh {
             };
             main_config(&rec).map(|m| effective(&rec, &m))
         });
-        let mut out = Vec::new();
         for (key, name) in JUDGED {
             let v = now.value(key);
             let winner = now.global.get(*key);
@@ -483,6 +487,125 @@ impl Check for Ssh {
         out.extend(match_findings(cx, &main, &now, before.as_ref()));
         out
     }
+}
+
+/// The key type of a host key file in /etc/ssh (`ssh_host_ed25519_key`,
+/// or its `.pub`): `ed25519`.
+fn host_key_type(p: &SysPath) -> Option<String> {
+    if p.parent()? != SysPath::new(SSHDIR) {
+        return None;
+    }
+    let name = std::str::from_utf8(p.file_name()).ok()?;
+    let t = name.strip_prefix("ssh_host_")?;
+    let t = t
+        .strip_suffix("_key.pub")
+        .or_else(|| t.strip_suffix("_key"))?;
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Host keys replaced or gone since the snapshot. A release upgrade or an
+/// image tool that regenerates them changes the server's identity: every
+/// client that knew it stops at "REMOTE HOST IDENTIFICATION HAS CHANGED"
+/// (and scripts using ssh fail) until its known_hosts entry is replaced. One
+/// finding says that for all key types at once, where a `file/modified` for
+/// each private key and each `.pub` (six on a usual host) said less. Keys
+/// only added (a new type) are no change of identity and stay `file/added`;
+/// a whole /etc/ssh gone stays the one `file/vanished` that says so.
+fn host_keys(cx: &Context) -> Vec<Finding> {
+    if cx.baseline.is_none() || !cx.root.exists(&SysPath::new(SSHDIR)) {
+        return Vec::new();
+    }
+    let mut replaced: Vec<&SysPath> = Vec::new();
+    let mut gone: Vec<&SysPath> = Vec::new();
+    let (mut replaced_types, mut gone_types) = (BTreeSet::new(), BTreeSet::new());
+    let mut meta = Vec::new();
+    for c in cx.changes {
+        let Some(t) = host_key_type(c.path()) else {
+            continue;
+        };
+        match c {
+            Change::Modified {
+                content: true,
+                meta: m,
+                new,
+                ..
+            } => {
+                replaced.push(&new.path);
+                replaced_types.insert(t);
+                meta.extend(m.iter().map(|m| format!("{}: {m}", new.path)));
+            }
+            Change::Vanished(e) => {
+                gone.push(&e.path);
+                gone_types.insert(t);
+            }
+            _ => {}
+        }
+    }
+    let list = |types: &BTreeSet<String>| types.iter().cloned().collect::<Vec<_>>().join(", ");
+    let restore = |paths: &[&SysPath]| {
+        paths
+            .iter()
+            .map(|p| crate::exec::shell_quote(p.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = Vec::new();
+    if !replaced.is_empty() {
+        let mut f = Finding::new(
+            "ssh/host-keys-changed",
+            Severity::Warning,
+            &replaced,
+            format!(
+                "sshd's host keys were replaced ({}): clients that knew this server \
+                 refuse to connect (\"REMOTE HOST IDENTIFICATION HAS CHANGED\") until \
+                 their known_hosts entry is replaced",
+                list(&replaced_types)
+            ),
+        )
+        .fix(format!(
+            "to keep the server's identity: guard restore {}, then restart sshd; \
+             or give clients the new fingerprints (ssh-keygen -lf FILE.pub)",
+            restore(&replaced)
+        ));
+        if !meta.is_empty() {
+            f = f.detail(meta.join("\n"));
+        }
+        out.push(f);
+    }
+    if !gone.is_empty() {
+        // sshd needs a private key to start (Debian's exits with "no
+        // hostkeys available"; Arch's and openSUSE's units generate new
+        // ones, a new identity)
+        let left = Live(cx.root)
+            .names(&SysPath::new(SSHDIR))
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok())
+            .any(|n| n.starts_with("ssh_host_") && n.ends_with("_key"));
+        let private_gone = gone.iter().any(|p| !p.file_name().ends_with(b".pub"));
+        let why = if !private_gone {
+            "only the public halves: sshd still has the keys, but tools that \
+             read the .pub files (ssh-keyscan of the host's own, cloud-init) see none"
+        } else if left {
+            "clients that knew the server by those keys see another key or none"
+        } else {
+            "no private host key is left: sshd will not start, or (Arch, openSUSE) \
+             generates new keys at start, a new identity for every client"
+        };
+        out.push(
+            Finding::new(
+                "ssh/host-keys-vanished",
+                if private_gone {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                &gone,
+                format!("sshd's host keys vanished ({}): {why}", list(&gone_types)),
+            )
+            .fix(format!("guard restore {}", restore(&gone))),
+        );
+    }
+    out
 }
 
 /// How a finding names a Match block: by its criteria (`Match User
