@@ -1226,7 +1226,7 @@ fn show_gc(
     what: &str,
     ids: Vec<String>,
     dry_run: bool,
-    apply: impl FnOnce(&Store, &[String]) -> Result<crate::store::GcReport>,
+    apply: impl FnOnce(&Store, &[String], &crate::store::GcReport) -> Result<crate::store::GcReport>,
 ) -> Result<i32> {
     // (with no snapshot to drop, what a killed `forget` left is still
     // collected: objects no snapshot needs go, whatever dropped them)
@@ -1282,7 +1282,7 @@ fn show_gc(
         bail!("nothing removed");
     }
     let store = app.store_write()?;
-    let rep = apply(&store, &plan.snapshots)?;
+    let rep = apply(&store, &plan.snapshots, &plan)?;
     if rep.snapshots.len() < plan.snapshots.len() {
         app.ui.say(&format!(
             "{} of them kept: the store changed since the plan was shown (another guard)",
@@ -1330,18 +1330,20 @@ fn cmd_forget(app: &App, ids: &[String], dry_run: bool) -> Result<i32> {
         .map(|i| store.resolve(i))
         .collect::<Result<_>>()?;
     // (under the lock, `forget` refuses the lot when one of them has gone)
-    show_gc(app, "forget", ids, dry_run, |s, shown| s.forget(shown))
+    show_gc(app, "forget", ids, dry_run, |s, shown, plan| {
+        s.forget_as_planned(shown, plan)
+    })
 }
 
 fn cmd_prune(app: &App, keep: usize, dry_run: bool) -> Result<i32> {
     let ids = prune_plan(&app.store_read()?, keep)?;
-    show_gc(app, "prune", ids, dry_run, |s, shown| {
+    show_gc(app, "prune", ids, dry_run, |s, shown, plan| {
         // The plan again, under the lock: another guard may have forgotten
         // a newer snapshot since, so that one shown now falls among the
         // newest N. Only what both plans drop goes.
         let now = prune_plan(s, keep)?;
         let ids: Vec<String> = shown.iter().filter(|i| now.contains(i)).cloned().collect();
-        s.forget(&ids)
+        s.forget_as_planned(&ids, plan)
     })
 }
 

@@ -19,6 +19,7 @@
 
 pub mod manifest;
 
+use foldhash::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -198,6 +199,19 @@ pub struct GcReport {
     /// never delete a guest: the clones stay, and this is the last record
     /// of them, so it is said (with how to remove them).
     pub kept_clones: Vec<KeptClone>,
+    /// What the plan was decided from: the snapshots kept and the objects
+    /// found unneeded. Under the lock, `forget_as_planned` reuses it when
+    /// the store still lists exactly the same snapshots (a snapshot never
+    /// changes once listed, so the same ones need the same objects),
+    /// instead of reading every kept manifest a second time.
+    basis: Option<GcBasis>,
+}
+
+#[derive(Debug)]
+struct GcBasis {
+    dropped: Vec<String>,
+    kept: Vec<String>,
+    objects: Vec<(ObjectName, u64)>,
 }
 
 /// A guest clone that outlives its dropped snapshot.
@@ -1443,14 +1457,27 @@ impl Store {
     /// snapshots (each once) and every object no other snapshot needs,
     /// with their bytes. Refused like `forget` itself.
     pub fn forget_plan(&self, ids: &[String]) -> Result<GcReport> {
-        let (ids, objects) = self.gc_plan(ids)?;
+        let (ids, kept, objects) = self.gc_plan(ids, None)?;
         let kept_clones = self.clones_of(&ids);
         Ok(GcReport {
-            snapshots: ids,
             objects: objects.len() as u64,
             bytes: objects.iter().map(|(_, n)| n).sum(),
             kept_clones,
+            basis: Some(GcBasis {
+                dropped: ids.clone(),
+                kept,
+                objects,
+            }),
+            snapshots: ids,
         })
+    }
+
+    /// [`Self::forget`] of `ids` after `plan` (a [`Self::forget_plan`]
+    /// made without the lock) was shown: the same, but when the store
+    /// lists the snapshots the plan was made from, its objects are taken
+    /// from the plan instead of reading every kept manifest again.
+    pub fn forget_as_planned(&self, ids: &[String], plan: &GcReport) -> Result<GcReport> {
+        self.forget_with(ids, plan.basis.as_ref())
     }
 
     /// Removes snapshot files, then every object no remaining snapshot
@@ -1460,10 +1487,14 @@ impl Store {
     /// files are made durable before any object goes, so a crash or power
     /// cut at any moment leaves every listed snapshot whole.
     pub fn forget(&self, ids: &[String]) -> Result<GcReport> {
+        self.forget_with(ids, None)
+    }
+
+    fn forget_with(&self, ids: &[String], basis: Option<&GcBasis>) -> Result<GcReport> {
         if !self.is_writable() {
             bail!("internal: forget on a read-only store handle");
         }
-        let (ids, objects) = self.gc_plan(ids)?;
+        let (ids, _, objects) = self.gc_plan(ids, basis)?;
         // read before the snapshot files go: they are the only record
         let kept_clones = self.clones_of(&ids);
         let snapshots = io_ctx(self.dir_in("snapshots"), || {
@@ -1542,9 +1573,14 @@ impl Store {
     }
 
     /// The snapshots of `ids` (sorted, each once: `forget ID ID` removes
-    /// it once) and the objects that go with them.
+    /// it once), the snapshots kept, and the objects that go. `basis`, a
+    /// plan made earlier, is reused when it dropped and kept exactly these.
     #[allow(clippy::type_complexity)]
-    fn gc_plan(&self, ids: &[String]) -> Result<(Vec<String>, Vec<(ObjectName, u64)>)> {
+    fn gc_plan(
+        &self,
+        ids: &[String],
+        basis: Option<&GcBasis>,
+    ) -> Result<(Vec<String>, Vec<String>, Vec<(ObjectName, u64)>)> {
         let drop: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
         let all = self.ids()?;
         if let Some(gone) = drop.iter().find(|id| !all.iter().any(|a| a == *id)) {
@@ -1553,17 +1589,58 @@ impl Store {
                 self.dir.display()
             );
         }
-        let mut needed: BTreeSet<String> = BTreeSet::new();
-        for id in all.iter().filter(|id| !drop.contains(id.as_str())) {
-            // A manifest we cannot read may need any object: refuse to
-            // guess, before anything is removed.
-            let m = self.load(id).with_context(|| {
-                format!("cannot decide which objects are still needed (run `guard verify`, or `guard forget {id}`); nothing removed")
-            })?;
-            needed.extend(m.objects().keys().map(|k| k.to_string()));
+        let dropped: Vec<String> = drop.iter().map(|s| s.to_string()).collect();
+        let kept: Vec<String> = all
+            .into_iter()
+            .filter(|id| !drop.contains(id.as_str()))
+            .collect();
+        if let Some(b) = basis.filter(|b| b.dropped == dropped && b.kept == kept) {
+            // Objects stored since the plan belong to no listed snapshot
+            // (a snapshot that committed would be listed): they stay, for
+            // the next forget to collect.
+            return Ok((dropped, kept, b.objects.clone()));
         }
+        let needed = self.objects_needed_by(&kept)?;
         let objects = self.unreferenced(&needed);
-        Ok((drop.into_iter().map(str::to_string).collect(), objects))
+        Ok((dropped, kept, objects))
+    }
+
+    /// Every object the snapshots `ids` name, their manifests read on
+    /// every core (with 1,000 snapshots that read is most of a `forget`).
+    /// A manifest that cannot be read may need any object: that is an
+    /// error, and the caller removes nothing.
+    fn objects_needed_by(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = ids.len().div_ceil(cores).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = ids
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || -> Result<HashSet<String>> {
+                        let mut needed = HashSet::default();
+                        for id in chunk {
+                            let m = self.load(id).with_context(|| {
+                                format!("cannot decide which objects are still needed (run `guard verify`, or `guard forget {id}`); nothing removed")
+                            })?;
+                            needed.extend(m.entries.into_iter().filter_map(|e| e.blake3));
+                        }
+                        Ok(needed)
+                    })
+                })
+                .collect();
+            let mut needed = HashSet::default();
+            for w in workers {
+                let part = w
+                    .join()
+                    .map_err(|_| anyhow!("internal: a manifest reader panicked"))??;
+                if needed.is_empty() {
+                    needed = part;
+                } else {
+                    needed.extend(part);
+                }
+            }
+            Ok(needed)
+        })
     }
 
     /// Which snapshots the retention policy drops (DESIGN §4): all but the
@@ -1603,7 +1680,7 @@ impl Store {
     /// fan-out directory. A fan-out directory that cannot be read is passed
     /// over: nothing in it is removed; so is anything else there (a symlink
     /// to a directory would have its target's files removed).
-    fn unreferenced(&self, needed: &BTreeSet<String>) -> Vec<(ObjectName, u64)> {
+    fn unreferenced(&self, needed: &HashSet<String>) -> Vec<(ObjectName, u64)> {
         let mut out = Vec::new();
         let Ok(objects) = self.dir_in("objects") else {
             return out;
@@ -2375,6 +2452,76 @@ mod tests {
             (rep.snapshots, rep.objects, rep.bytes),
             (plan.snapshots, 1, 4)
         );
+    }
+
+    /// The plan shown before the confirmation is reused under the lock
+    /// only while the store lists the same snapshots: one committed in
+    /// between (a hook's, during the question) that needs an object the
+    /// plan found unneeded keeps it.
+    #[test]
+    fn a_shown_plan_is_reused_only_while_the_store_is_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let a = manifest(
+            "20260101-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "AAAA"), ("/etc/s", "same")],
+            &s,
+        );
+        let b = manifest(
+            "20260102-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "B"), ("/etc/s", "same")],
+            &s,
+        );
+        s.commit(&a).unwrap();
+        s.commit(&b).unwrap();
+        let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
+        assert_eq!(plan.objects, 1);
+        // a new snapshot holds A's content again, committed after the plan
+        let c = manifest(
+            "20260103-000000-000",
+            SnapshotKind::Timer,
+            &[("/etc/a", "AAAA")],
+            &s,
+        );
+        s.commit(&c).unwrap();
+        let rep = s
+            .forget_as_planned(std::slice::from_ref(&a.id), &plan)
+            .unwrap();
+        assert_eq!(rep.objects, 0, "the plan's object is needed again");
+        assert_eq!(
+            s.read_object(c.entries[0].blake3.as_deref().unwrap())
+                .unwrap(),
+            b"AAAA"
+        );
+
+        // unchanged since its plan: the plan's objects go, the rest stays
+        let plan = s.forget_plan(std::slice::from_ref(&b.id)).unwrap();
+        // ("B" and "same": c holds only A's content)
+        assert_eq!((plan.objects, plan.bytes), (2, 5));
+        let rep = s
+            .forget_as_planned(std::slice::from_ref(&b.id), &plan)
+            .unwrap();
+        assert_eq!((rep.objects, rep.bytes), (2, 5));
+        assert_eq!(s.ids().unwrap(), vec![c.id.clone()]);
+        assert!(s
+            .read_object(b.entries[0].blake3.as_deref().unwrap())
+            .is_err());
+        assert_eq!(
+            s.read_object(c.entries[0].blake3.as_deref().unwrap())
+                .unwrap(),
+            b"AAAA"
+        );
+        // a plan for other snapshots than those forgotten is not reused
+        let plan = s.forget_plan(&[]).unwrap();
+        assert!(
+            s.forget_as_planned(std::slice::from_ref(&c.id), &plan)
+                .unwrap()
+                .objects
+                >= 1
+        );
+        assert!(s.ids().unwrap().is_empty());
     }
 
     #[test]
