@@ -221,8 +221,15 @@ pub enum Command {
     Push {
         /// Snapshot id [default: all]
         id: Option<String>,
-        /// restic repository (e.g. rest:http://backup:8000/host)
-        #[arg(long, value_name = "REPO")]
+        /// restic repository (e.g. rest:http://backup:8000/host); a URL with
+        /// a password belongs in RESTIC_REPOSITORY, since every user can
+        /// read guard's arguments while it pushes
+        #[arg(
+            long,
+            value_name = "REPO",
+            env = "RESTIC_REPOSITORY",
+            hide_env_values = true
+        )]
         to: String,
     },
     /// Shell completions for bash, zsh, fish, …

@@ -640,7 +640,8 @@ pub fn post(app: &App) -> Result<()> {
     {
         use std::io::Write as _;
         let now = jiff::Timestamp::now();
-        let _ = write!(std::io::stderr().lock(), "{}", summary(&report, now));
+        let text = summary(&report, now);
+        let _ = write!(std::io::stderr().lock(), "{}", crate::printable(&text));
     }
     Ok(())
 }

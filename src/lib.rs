@@ -12,7 +12,11 @@
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            $crate::printable(&format!($($arg)*))
+        );
     }};
 }
 
@@ -22,7 +26,11 @@ macro_rules! out {
 macro_rules! err_out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            $crate::printable(&format!($($arg)*))
+        );
     }};
 }
 
@@ -31,8 +39,36 @@ macro_rules! err_out {
 macro_rules! out_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
+        let _ = write!(
+            std::io::stdout().lock(),
+            "{}",
+            $crate::printable(&format!($($arg)*))
+        );
     }};
+}
+
+/// Text as guard may print it to a terminal: every control character but
+/// the newline and the tab written `\xNN`. Names and content come from the
+/// guarded system, which an unprivileged user (a file named
+/// `/etc/\x1b]2;…\x07`) or a hostile guest image writes; printed raw, an
+/// escape sequence in them could retitle, recolour or rewrite the screen
+/// the administrator decides on, or hide a line of a restore plan. `out!`,
+/// `err_out!` and the terminal UI print through this; JSON needs none of
+/// it (serde writes control characters as `\uNNNN`).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `1 item`, `2 items`, `0 entries`: a count with its noun in the number

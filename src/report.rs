@@ -484,6 +484,8 @@ fn headlines(crit: &[&Finding]) -> Vec<String> {
         } else {
             headline(f)
         };
+        // escaped before the columns are counted (see `wrap`)
+        let h = crate::printable(&h).into_owned();
         if had.insert(h.clone()) {
             out.push(h);
         }
@@ -511,7 +513,11 @@ fn headline(f: &Finding) -> String {
 }
 
 /// Wraps at word boundaries to `width`, indenting continuation lines.
+/// Control characters are escaped first ([`crate::printable`]), so the
+/// columns counted are the columns printed.
 pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let text = crate::printable(text);
+    let text = text.as_ref();
     let mut out = String::new();
     let lead = text.len() - text.trim_start_matches(' ').len();
     let mut line = " ".repeat(lead);

@@ -174,6 +174,49 @@ fn cloud_init_dropin_that_wins_is_critical() {
     assert_eq!(s.verdict(), "1 critical: ssh accepts passwords");
 }
 
+/// A guarded root's drop-ins that include their own directory: sshd stops
+/// at its 16th level ("Too many recursive configuration includes"); guard
+/// went on with every sibling at every level, 3^16 reads for three
+/// files, and `check` never ended.
+#[test]
+fn drop_ins_that_include_each_other_do_not_hang_the_check() {
+    let s = Sys::new();
+    s.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n",
+    );
+    for n in ["a", "b", "c"] {
+        s.write(
+            &format!("/etc/ssh/sshd_config.d/{n}.conf"),
+            "Include /etc/ssh/sshd_config.d/*.conf\n",
+        );
+    }
+    #[allow(clippy::disallowed_methods)] // the binary, to be killed if it hangs
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
+        .arg("--root")
+        .arg(s.root())
+        .arg("--store")
+        .arg(s.store.path())
+        .args(["--no-progress", "check", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("guard check still running after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.code().is_some_and(|c| c < 3), "{status}");
+}
+
 #[test]
 fn found_without_a_snapshot_and_quiet_when_safe() {
     let s = cloud_box();

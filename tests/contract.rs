@@ -363,6 +363,64 @@ fn non_utf8_names_are_escaped_in_show_and_restore_documents() {
     assert!(all.iter().all(|(k, _)| k != "hex"), "{doc}");
 }
 
+/// A name or content from the guarded system is data, never terminal
+/// control: an unprivileged user can name a file in a directory guard
+/// scans `evil ESC]2;…BEL`, a hostile guest image can hold anything, and
+/// printed raw an escape sequence retitles, recolours or rewrites the
+/// screen the administrator decides a restore on. Text output writes every
+/// control character but newline and tab `\xNN`; JSON keeps the name
+/// exact (serde escapes it as `\u001b`).
+#[test]
+fn control_characters_from_the_system_are_escaped_in_text_output() {
+    let sys = sandbox();
+    let name = "/etc/evil\x1b]2;owned\x07\x1b[2K\rname.conf";
+    sys.write(name, "a=1\n");
+    sys.write("/etc/app.conf", "a=1\n");
+    let (code, _, err) = guard(&sys, &["snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    sys.rm(name);
+    sys.write("/etc/app.conf", "a=2\n\x1b]2;owned\x07\n");
+
+    let mut all = String::new();
+    for args in [
+        &["check"][..],
+        &["diff"],
+        &["restore", "--vanished", "--dry-run"],
+        &["restore", "--dry-run", name],
+    ] {
+        let (_, out, err) = guard(&sys, args);
+        all.push_str(&out);
+        all.push_str(&err);
+    }
+    let (_, out, err) = guard(&sys, &["check"]);
+    for l in out.lines() {
+        assert!(l.chars().count() <= 80, "wider than 80 columns: {l:?}");
+    }
+    assert!(
+        !all.contains(['\x1b', '\x07', '\r']),
+        "a control character printed raw:\n{all}"
+    );
+    assert!(
+        out.contains("/etc/evil\\x1b]2;owned\\x07\\x1b[2K\\x0dname.conf"),
+        "{out}{err}"
+    );
+    assert!(
+        all.contains("restore") && all.contains("name.conf"),
+        "{all}"
+    );
+
+    let (_, out, _) = guard(&sys, &["--json", "check"]);
+    let doc = one_document(&out);
+    let paths: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["paths"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(paths.contains(&name), "{doc}");
+}
+
 /// A command with subcommands of its own, given none (`guard vm`), is a
 /// usage error like any other: clap answers it with the command's help,
 /// which has no error message, so the error document must not carry the

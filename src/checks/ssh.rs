@@ -213,10 +213,19 @@ struct State<'a> {
     /// Inside a Match block that is not `Match all`: index into matches.
     in_match: Option<usize>,
     depth: usize,
+    /// An include went deeper than sshd allows: sshd stops there with a
+    /// fatal error, and so does the walk. Going on with the siblings, as
+    /// it did, made a drop-in dir whose files include `*.conf` (three of
+    /// them: 3^16 reads) a `check` that never ends.
+    too_deep: bool,
 }
 
 fn read(st: &mut State, path: &SysPath) {
+    // sshd's SERVCONF_MAX_DEPTH: "Too many recursive configuration includes"
     if st.depth > 16 {
+        st.too_deep = true;
+    }
+    if st.too_deep {
         return;
     }
     let Some(text) = st.files.text(path) else {
@@ -249,6 +258,9 @@ fn read(st: &mut State, path: &SysPath) {
             let outer = st.in_match;
             for a in &args {
                 for p in expand(st.files, a) {
+                    if st.too_deep {
+                        return;
+                    }
                     st.depth += 1;
                     read(st, &p);
                     st.depth -= 1;
@@ -290,6 +302,7 @@ pub fn effective(files: &dyn Files, main: &SysPath) -> Effective {
         eff: Effective::default(),
         in_match: None,
         depth: 0,
+        too_deep: false,
     };
     read(&mut st, main);
     st.eff

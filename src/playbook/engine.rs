@@ -251,16 +251,19 @@ pub fn detect_facts(app: &App) -> Vars {
     if let Some(text) = osr {
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
-                let v = v.trim().trim_matches('"').to_string();
-                let key = match k.trim() {
-                    "ID" => "os_id",
-                    "ID_LIKE" => "os_id_like",
-                    "VERSION_ID" => "os_version_id",
+                let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+                let (key, word) = match k.trim() {
+                    "ID" => ("os_id", true),
+                    "ID_LIKE" => ("os_id_like", true),
+                    "VERSION_ID" => ("os_version_id", true),
                     // the word apt's sources name the release by (bookworm)
-                    "VERSION_CODENAME" => "os_codename",
-                    "PRETTY_NAME" => "os_pretty",
+                    "VERSION_CODENAME" => ("os_codename", true),
+                    "PRETTY_NAME" => ("os_pretty", false),
                     _ => continue,
                 };
+                if word && !os_release_words(&v) {
+                    continue;
+                }
                 f.insert(key.into(), v);
             }
         }
@@ -347,6 +350,25 @@ pub fn detect_facts(app: &App) -> Vars {
         }
     }
     f
+}
+
+/// Whether an os-release value is what os-release(5) allows for `ID`,
+/// `ID_LIKE` (a list of them), `VERSION_ID` and `VERSION_CODENAME`: words
+/// of `0-9 a-z . _ -` (upper case let through). On a `--root` the file is
+/// the guarded system's, a hostile guest image's if need be, and these
+/// values are substituted into the commands a walk runs and the manual
+/// commands it shows to be pasted into a root shell (`grep -rlsw
+/// {os_codename} …`): `bookworm; curl …|sh` or a word taken for an option
+/// (`-f/etc/shadow`) must not get there. A value that is not such a word
+/// is left out, so it shows as `<os_codename>` and a step needing it stops.
+fn os_release_words(v: &str) -> bool {
+    !v.is_empty()
+        && v.split(' ').all(|w| {
+            !w.is_empty()
+                && !w.starts_with('-')
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
 }
 
 fn free_mib(p: &Path) -> Option<u64> {

@@ -27,13 +27,13 @@ impl Progress for Bar {
         self.0.inc(n);
     }
     fn set_message(&self, msg: &str) {
-        self.0.set_message(msg.to_string());
+        self.0.set_message(crate::printable(msg).into_owned());
     }
     fn finish(&self) {
         self.0.finish_and_clear();
     }
     fn println(&self, line: &str) {
-        self.0.println(line);
+        self.0.println(crate::printable(line));
     }
 }
 
@@ -41,6 +41,15 @@ impl Progress for Bar {
 /// terminal sees what was decided for them.
 fn from_answers(prompt: &str, answer: &str) {
     crate::err_out!("{prompt} {answer} (from the answers file)");
+}
+
+/// The items of a list prompt as they may be shown (see [`crate::printable`]):
+/// a restore plan's items are paths from the guarded system.
+fn printable_items(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| crate::printable(i).into_owned())
+        .collect()
 }
 
 fn interrupted(e: dialoguer::Error) -> anyhow::Error {
@@ -62,7 +71,7 @@ impl Ui for Terminal {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        pb.set_prefix(what.to_string());
+        pb.set_prefix(crate::printable(what).into_owned());
         Box::new(Bar(pb))
     }
 
@@ -72,7 +81,7 @@ impl Ui for Terminal {
         }
         let pb = ProgressBar::new_spinner();
         pb.set_draw_target(ProgressDrawTarget::stderr());
-        pb.set_message(what.to_string());
+        pb.set_message(crate::printable(what).into_owned());
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         Box::new(Bar(pb))
     }
@@ -82,7 +91,7 @@ impl Ui for Terminal {
             return Ok(true);
         }
         Confirm::with_theme(&ColorfulTheme::default())
-            .with_prompt(prompt)
+            .with_prompt(crate::printable(prompt))
             .default(false)
             .interact()
             .map_err(interrupted)
@@ -93,8 +102,10 @@ impl Ui for Terminal {
             return Ok((0..items.len()).collect());
         }
         MultiSelect::with_theme(&ColorfulTheme::default())
-            .with_prompt(format!("{prompt} (space toggles, enter accepts)"))
-            .items(items)
+            .with_prompt(crate::printable(&format!(
+                "{prompt} (space toggles, enter accepts)"
+            )))
+            .items(&printable_items(items))
             .defaults(checked)
             .interact()
             .map_err(interrupted)
@@ -112,7 +123,9 @@ impl Ui for Terminal {
         }
         crate::err_out!("DESTRUCTIVE: {what}");
         let typed: String = Input::with_theme(&ColorfulTheme::default())
-            .with_prompt(format!("Type {target} to go on (anything else stops)"))
+            .with_prompt(crate::printable(&format!(
+                "Type {target} to go on (anything else stops)"
+            )))
             .allow_empty(true)
             .interact_text()
             .map_err(interrupted)?;
@@ -128,8 +141,8 @@ impl Ui for Terminal {
             bail!("answer {a:?} for {id} is not one of: {}", items.join(", "));
         }
         Select::with_theme(&ColorfulTheme::default())
-            .with_prompt(prompt)
-            .items(items)
+            .with_prompt(crate::printable(prompt))
+            .items(&printable_items(items))
             .default(default)
             .interact()
             .map_err(interrupted)
@@ -141,7 +154,7 @@ impl Ui for Terminal {
             return Ok(a.clone());
         }
         let theme = ColorfulTheme::default();
-        let mut i = Input::<String>::with_theme(&theme).with_prompt(prompt);
+        let mut i = Input::<String>::with_theme(&theme).with_prompt(crate::printable(prompt));
         if let Some(d) = default {
             i = i.default(d.to_string());
         }
