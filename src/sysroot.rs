@@ -489,12 +489,29 @@ impl SysRoot {
     }
 
     /// Reads live configuration as the system would (see [`Self::open_follow`]).
-    /// `Ok(None)` when the file does not exist.
+    /// `Ok(None)` when the file does not exist. A file larger than
+    /// [`READ_MAX`] is not read (`InvalidData`): configuration and the logs
+    /// the checks look at are far smaller, and a guarded root can hold a
+    /// sparse 6 GiB "drop-in" that would otherwise be read whole into
+    /// memory by every `check`.
     pub fn read_follow(&self, p: &SysPath) -> io::Result<Option<Vec<u8>>> {
         match self.open_follow(p) {
-            Ok(mut f) => {
+            Ok(f) => {
+                let too_big = || {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("larger than {} MiB: not read", READ_MAX >> 20),
+                    )
+                };
+                if f.metadata()?.len() > READ_MAX {
+                    return Err(too_big());
+                }
+                // (and should it grow while read)
                 let mut buf = Vec::new();
-                f.read_to_end(&mut buf)?;
+                f.take(READ_MAX + 1).read_to_end(&mut buf)?;
+                if buf.len() as u64 > READ_MAX {
+                    return Err(too_big());
+                }
                 Ok(Some(buf))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -588,6 +605,9 @@ impl SysRoot {
     }
 }
 
+/// The most [`SysRoot::read_follow`] reads of one file.
+pub const READ_MAX: u64 = 64 << 20;
+
 /// Fails when the root is not usable at all (so commands say so at once).
 pub fn check_root(path: &Path) -> Result<()> {
     let md = std::fs::metadata(path)
@@ -601,6 +621,38 @@ pub fn check_root(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sparse "config file" of 6 GiB in a guarded root is refused
+    /// without being read (it took 16 s and 6 GB of memory per `check`);
+    /// one of exactly the limit is read.
+    #[test]
+    fn a_huge_file_is_not_read_as_configuration() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/ssh/sshd_config.d")).unwrap();
+        let huge = d.path().join("etc/ssh/sshd_config.d/a.conf");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(6 << 30)
+            .unwrap();
+        let limit = d.path().join("etc/limit");
+        std::fs::File::create(&limit)
+            .unwrap()
+            .set_len(READ_MAX)
+            .unwrap();
+        let r = SysRoot::open(d.path()).unwrap();
+        let t = std::time::Instant::now();
+        let e = r
+            .read_follow(&"/etc/ssh/sshd_config.d/a.conf".into())
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("larger than 64 MiB"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(r.read_text("/etc/ssh/sshd_config.d/a.conf"), None);
+        assert_eq!(
+            r.read_follow(&"/etc/limit".into()).unwrap().unwrap().len() as u64,
+            READ_MAX
+        );
+    }
 
     #[test]
     fn syspath_normalises_and_relates() {
