@@ -177,17 +177,19 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     // Commands that need no root.
     match &cli.command {
+        // Both are made in memory and written like every other output: a
+        // reader that goes away (`guard completions bash | head`) must not
+        // turn them into clap_complete's panic (exit 101) or an error.
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut crate::cli::public_command(),
-                "guard",
-                &mut std::io::stdout(),
-            );
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut crate::cli::public_command(), "guard", &mut buf);
+            crate::out_raw!("{}", String::from_utf8_lossy(&buf));
             return Ok(0);
         }
         Command::Man => {
-            crate::cli::man_page(&mut std::io::stdout())?;
+            let mut buf = Vec::new();
+            crate::cli::man_page(&mut buf)?;
+            crate::out_raw!("{}", String::from_utf8_lossy(&buf));
             return Ok(0);
         }
         Command::Run {
