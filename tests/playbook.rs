@@ -1697,6 +1697,22 @@ fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
     assert!(!s.contains(" -y") && !s.contains("--yes"), "{s}");
 }
 
+/// The guests `luks-guest-move` offers to move are the ones `guard-vm
+/// list` finds (libvirt's built-in test driver, whose one guest is named
+/// `test`): the fact read a key the listing does not have, and the
+/// question said "Guests found: " with nothing after it.
+#[test]
+fn the_guests_found_are_the_ones_libvirt_lists() {
+    let e = env();
+    let out = e.guard_with(&["run", "luks-guest-move", "--dry-run"], None, |c| {
+        c.env("GUARD_LIBVIRT_URI", "test:///default");
+    });
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.contains("#   vm_guests = test\n"), "{s}");
+    assert!(s.contains("Guests found: test\n"), "{s}");
+}
+
 /// A stand-in for virsh: `domstate` prints ROOT/state, `shutdown` only asks
 /// (the guest takes a while to go down), as the real one does.
 fn fake_virsh(e: &Env) -> PathBuf {

@@ -335,7 +335,9 @@ pub fn detect_facts(app: &App) -> Vars {
     if vm.is_file() {
         if let Ok(out) = exec::stdout_of(&Cmd::new(&vm).args(["--json", "list"])) {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) {
-                let list = v.get("domains").unwrap_or(&v);
+                // (`guard-vm --json list` gives `{"guests": [...]}`; this
+                // looked for `domains`, so the fact was always empty)
+                let list = &v["guests"];
                 let names: Vec<String> = list
                     .as_array()
                     .into_iter()
