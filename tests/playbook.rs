@@ -1713,6 +1713,45 @@ fn the_guests_found_are_the_ones_libvirt_lists() {
     assert!(s.contains("Guests found: test\n"), "{s}");
 }
 
+/// What the walk tells the admin to run next acts on the walk's root and
+/// store: `guard run NAME --resume` pasted bare would look for the journal
+/// in the host's default store, and the arch preflight's `find /etc` listed
+/// the host's pending merges, not the root's.
+#[test]
+fn the_commands_a_walk_suggests_name_its_root_and_store() {
+    let e = env();
+    let guard = format!(
+        "guard --root {} --store {} run",
+        e.root.display(),
+        e.store.display()
+    );
+    let out = e.guard(&["run", "arch-upgrade", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        s.contains(&format!("Review, then: {guard} arch-upgrade\n")),
+        "{s}"
+    );
+    let find = format!("#   find {}/etc -name '*.pacnew'\n", e.root.display());
+    assert!(s.contains(&find), "{s}");
+    assert!(!s.contains("find /etc"), "{s}");
+
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard(&["--yes", "run", "advice"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("when the cause is fixed, {guard} advice --resume")),
+        "{err}"
+    );
+    let out = e.guard(&["run", "advice", "--resume", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("Review, then: {guard} advice --resume\n")),
+        "{s}"
+    );
+}
+
 /// A stand-in for virsh: `domstate` prints ROOT/state, `shutdown` only asks
 /// (the guest takes a while to go down), as the real one does.
 fn fake_virsh(e: &Env) -> PathBuf {
