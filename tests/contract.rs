@@ -584,6 +584,28 @@ fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(" (1 item):\n"), "{out}");
     assert!(out.contains("/etc/motd (6 bytes, "), "{out}");
+    // foo purged: its /etc/foo.conf is one of the two vanished paths, and
+    // the line that counts what packages dropped says so in the singular
+    common::run(&[
+        "dpkg",
+        &format!("--root={root}"),
+        &format!("--admindir={root}/var/lib/dpkg"),
+        &format!("--log={root}/var/log/dpkg.log"),
+        "--force-not-root",
+        "--force-remove-essential",
+        "--purge",
+        "foo",
+    ]);
+    let (code, out, err) = guard(
+        &sys,
+        &["restore", "--from", id.trim(), "--vanished", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" (2 items):\n"), "{out}");
+    assert!(
+        out.contains("1 of these 2 items is a path its package dropped on purpose (upgraded to a version that no longer ships it, or removed)"),
+        "{out}"
+    );
     let (code, out, err) = guard(&sys, &["verify"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("1 snapshot, "), "{out}");
