@@ -177,17 +177,19 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     // Commands that need no root.
     match &cli.command {
+        // Both are made in memory and written like every other output: a
+        // reader that goes away (`guard completions bash | head`) must not
+        // turn them into clap_complete's panic (exit 101) or an error.
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut crate::cli::public_command(),
-                "guard",
-                &mut std::io::stdout(),
-            );
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut crate::cli::public_command(), "guard", &mut buf);
+            crate::out_raw!("{}", String::from_utf8_lossy(&buf));
             return Ok(0);
         }
         Command::Man => {
-            crate::cli::man_page(&mut std::io::stdout())?;
+            let mut buf = Vec::new();
+            crate::cli::man_page(&mut buf)?;
+            crate::out_raw!("{}", String::from_utf8_lossy(&buf));
             return Ok(0);
         }
         Command::Run {
@@ -1040,9 +1042,16 @@ pub fn restore_in(
     }
     let dropped = plan.items.iter().filter(|i| i.dropped.is_some()).count();
     if dropped > 0 {
+        // (in the number it takes: "1 of these 3 items is a path", never
+        // "1 … are paths")
+        let (what, ships) = if dropped == 1 {
+            ("is a path its package", "it")
+        } else {
+            ("are paths their packages", "them")
+        };
         show(&format!(
-            "{dropped} of these {} are paths their packages dropped on purpose \
-             (upgraded to a version that no longer ships them, or removed), not an admin's loss",
+            "{dropped} of these {} {what} dropped on purpose \
+             (upgraded to a version that no longer ships {ships}, or removed), not an admin's loss",
             crate::plural(plan.items.len(), "item")
         ));
     }
@@ -1054,7 +1063,14 @@ pub fn restore_in(
     // item (`--vanished` is every vanished path), told so by the line above.
     let checked: Vec<bool> = plan.items.iter().map(|i| i.dropped.is_none()).collect();
     let prompt = if dropped > 0 {
-        format!("Restore these? (the {dropped} their packages dropped start unchecked)")
+        format!(
+            "Restore these? (the {dropped} {})",
+            if dropped == 1 {
+                "its package dropped starts unchecked"
+            } else {
+                "their packages dropped start unchecked"
+            }
+        )
     } else {
         "Restore these?".to_string()
     };

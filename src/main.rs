@@ -39,7 +39,17 @@ fn main() {
             match blame_the_environment(&e) {
                 Some(msg) => fail(json, &msg),
                 None => {
-                    let _ = e.print();
+                    // clap's own text for a missing subcommand lists the
+                    // hidden `hook-run` (and `help`): a user who typed
+                    // `guard` alone is offered the public commands instead
+                    if e.kind() == clap::error::ErrorKind::MissingSubcommand {
+                        guard::err_out!(
+                            "error: {}\n\nFor more information, try '--help'.",
+                            usage_message(&e)
+                        );
+                    } else {
+                        let _ = e.print();
+                    }
                     if json {
                         guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
                     }

@@ -94,11 +94,26 @@ pub fn command(app: &App, action: InstallAction) -> Result<i32> {
     }
     let code = install_files(app, "systemd units", &unit_files(), action)?;
     if action == InstallAction::Install && !app.json {
-        app.ui.say(
-            "enable them with: systemctl enable --now guard-snapshot.timer guard-check.service",
-        );
+        app.ui.say(&format!(
+            "enable them with: {} guard-snapshot.timer guard-check.service",
+            systemctl(app, "enable")
+        ));
     }
     Ok(code)
+}
+
+/// The `systemctl VERB` that acts on the root guard was given. With a
+/// `--root` other than `/` (a guest's disk mounted to be prepared) a bare
+/// `systemctl enable --now` would enable and start units on this host:
+/// `--root` links them in that system instead, where they start when it
+/// boots (`--now` cannot reach a system that is not running).
+fn systemctl(app: &App, verb: &str) -> String {
+    let root = app.root.path();
+    if root == std::path::Path::new("/") {
+        format!("systemctl {verb} --now")
+    } else {
+        format!("systemctl --root={} {verb}", root.display())
+    }
 }
 
 /// Where `systemctl enable` links guard's units (their `WantedBy=`).
@@ -119,8 +134,9 @@ fn warn_still_enabled(app: &App) {
         .collect();
     if !enabled.is_empty() {
         app.ui.say(&format!(
-            "warning: {} still enabled: run systemctl disable --now {} first, or the links in /etc/systemd/system/*.wants stay behind, dangling",
+            "warning: {} still enabled: run {} {} first, or the links in /etc/systemd/system/*.wants stay behind, dangling",
             enabled.join(" and "),
+            systemctl(app, "disable"),
             enabled.join(" ")
         ));
     }

@@ -182,7 +182,15 @@ run = ["echo", "again"]
 fn a_reader_that_goes_away_does_not_change_the_exit_code() {
     let sys = sandbox();
     sys.snapshot();
-    for args in [&["--json", "check"][..], &["check"], &["list"]] {
+    // (`completions` and `man` too: clap_complete panicked on the closed
+    // pipe of `guard completions bash | head`, exit 101)
+    for args in [
+        &["--json", "check"][..],
+        &["check"],
+        &["list"],
+        &["completions", "bash"],
+        &["man"],
+    ] {
         #[allow(clippy::disallowed_methods)] // the binary, with its stdout piped
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
             .arg("--root")
@@ -443,7 +451,15 @@ fn a_missing_subcommand_is_named_in_the_error_document() {
             assert!(msg.contains(n), "{args:?}: {n} not in {msg}");
         }
         assert!(!msg.contains("hook-run"), "{args:?}: {msg}");
+        // nor in what a person reads on stderr (a command's help, or the
+        // same line)
+        assert!(!err.contains("hook-run"), "{args:?}: {err}");
     }
+    // (the same without --json)
+    let (code, _, err) = guard(&sys, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("snapshot, list, show"), "{err}");
+    assert!(!err.contains("hook-run"), "{err}");
 }
 
 /// DESIGN §2: on an error, `{"error": MESSAGE}` is on stdout. A command
@@ -626,6 +642,28 @@ fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(" (1 item):\n"), "{out}");
     assert!(out.contains("/etc/motd (6 bytes, "), "{out}");
+    // foo purged: its /etc/foo.conf is one of the two vanished paths, and
+    // the line that counts what packages dropped says so in the singular
+    common::run(&[
+        "dpkg",
+        &format!("--root={root}"),
+        &format!("--admindir={root}/var/lib/dpkg"),
+        &format!("--log={root}/var/log/dpkg.log"),
+        "--force-not-root",
+        "--force-remove-essential",
+        "--purge",
+        "foo",
+    ]);
+    let (code, out, err) = guard(
+        &sys,
+        &["restore", "--from", id.trim(), "--vanished", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" (2 items):\n"), "{out}");
+    assert!(
+        out.contains("1 of these 2 items is a path its package dropped on purpose (upgraded to a version that no longer ships it, or removed)"),
+        "{out}"
+    );
     let (code, out, err) = guard(&sys, &["verify"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("1 snapshot, "), "{out}");

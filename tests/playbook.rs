@@ -1721,6 +1721,61 @@ fn debian_upgrade_does_a_minimal_upgrade_before_the_full_one() {
     assert!(!s.contains(" -y") && !s.contains("--yes"), "{s}");
 }
 
+/// The guests `luks-guest-move` offers to move are the ones `guard-vm
+/// list` finds (libvirt's built-in test driver, whose one guest is named
+/// `test`): the fact read a key the listing does not have, and the
+/// question said "Guests found: " with nothing after it.
+#[test]
+fn the_guests_found_are_the_ones_libvirt_lists() {
+    let e = env();
+    let out = e.guard_with(&["run", "luks-guest-move", "--dry-run"], None, |c| {
+        c.env("GUARD_LIBVIRT_URI", "test:///default");
+    });
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.contains("#   vm_guests = test\n"), "{s}");
+    assert!(s.contains("Guests found: test\n"), "{s}");
+}
+
+/// What the walk tells the admin to run next acts on the walk's root and
+/// store: `guard run NAME --resume` pasted bare would look for the journal
+/// in the host's default store, and the arch preflight's `find /etc` listed
+/// the host's pending merges, not the root's.
+#[test]
+fn the_commands_a_walk_suggests_name_its_root_and_store() {
+    let e = env();
+    let guard = format!(
+        "guard --root {} --store {} run",
+        e.root.display(),
+        e.store.display()
+    );
+    let out = e.guard(&["run", "arch-upgrade", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        s.contains(&format!("Review, then: {guard} arch-upgrade\n")),
+        "{s}"
+    );
+    let find = format!("#   find {}/etc -name '*.pacnew'\n", e.root.display());
+    assert!(s.contains(&find), "{s}");
+    assert!(!s.contains("find /etc"), "{s}");
+
+    std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
+    let out = e.guard(&["--yes", "run", "advice"], None);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("when the cause is fixed, {guard} advice --resume")),
+        "{err}"
+    );
+    let out = e.guard(&["run", "advice", "--resume", "--dry-run"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("Review, then: {guard} advice --resume\n")),
+        "{s}"
+    );
+}
+
 /// A stand-in for virsh: `domstate` prints ROOT/state, `shutdown` only asks
 /// (the guest takes a while to go down), as the real one does.
 fn fake_virsh(e: &Env) -> PathBuf {

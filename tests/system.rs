@@ -1726,6 +1726,14 @@ fn units_uninstall_warns_while_they_are_enabled() {
     let r = t.path();
     let out = run(guard(r).args(["--yes", "units", "install"]));
     assert!(out.status.success(), "{}", text(&out));
+    // The root is not `/`: what guard says to run must act on that root,
+    // never enable (or, with --now, start) the units on this host.
+    let enable = format!(
+        "systemctl --root={} enable guard-snapshot.timer guard-check.service",
+        r.display()
+    );
+    assert!(text(&out).contains(&enable), "{}", text(&out));
+    assert!(!text(&out).contains("--now"), "{}", text(&out));
     let systemctl = |verb: &str| {
         let out = run(Command::new("systemctl")
             .arg(format!("--root={}", r.display()))
@@ -1733,11 +1741,14 @@ fn units_uninstall_warns_while_they_are_enabled() {
         assert!(out.status.success(), "{}", text(&out));
     };
     systemctl("enable");
-    let warning = "systemctl disable --now guard-snapshot.timer guard-check.service first";
+    let warning = format!(
+        "systemctl --root={} disable guard-snapshot.timer guard-check.service first",
+        r.display()
+    );
     // without --yes: warned before anything is asked, nothing removed
     let out = run(guard(r).args(["units", "uninstall"]));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(text(&out).contains(warning), "{}", text(&out));
+    assert!(text(&out).contains(&warning), "{}", text(&out));
     assert!(r.join("etc/systemd/system/guard-snapshot.timer").exists());
     systemctl("disable");
     let out = run(guard(r).args(["--yes", "units", "uninstall"]));

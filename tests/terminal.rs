@@ -241,7 +241,7 @@ fn restore_on_a_terminal_starts_with_what_packages_dropped_unchecked() {
     );
     let s = t.wait_for("Restore these?");
     assert!(
-        s.contains("the 1 their packages dropped start unchecked"),
+        s.contains("the 1 its package dropped starts unchecked"),
         "{s}"
     );
     assert!(s.contains("(dropped by foo 1.0-1 -> 2.0-1)"), "{s}");

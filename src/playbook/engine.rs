@@ -338,7 +338,9 @@ pub fn detect_facts(app: &App) -> Vars {
     if vm.is_file() {
         if let Ok(out) = exec::stdout_of(&Cmd::new(&vm).args(["--json", "list"])) {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) {
-                let list = v.get("domains").unwrap_or(&v);
+                // (`guard-vm --json list` gives `{"guests": [...]}`; this
+                // looked for `domains`, so the fact was always empty)
+                let list = &v["guests"];
                 let names: Vec<String> = list
                     .as_array()
                     .into_iter()
@@ -746,8 +748,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
         if let Some(old) = load_journal(app, &pb.id)? {
             if old.finished.is_none() && !old.steps.is_empty() {
                 bail!(
-                    "an unfinished run of {} (started {}) is in the journal: continue it with guard run {} --resume",
-                    pb.id, old.started, pb.id
+                    "an unfinished run of {} (started {}) is in the journal: continue it with {} --resume",
+                    pb.id, old.started, guard_run(app.root.path(), &app.store_dir, &pb.id)
                 );
             }
             // Keep the finished run's record next to the new one.
@@ -807,8 +809,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                                 _ => String::new(),
                             };
                             bail!(
-                                "step {} failed before and was not retried{why}; fix the cause, then guard run {} --resume and choose retry (answers file: retry-{} = \"retry\" under [answers])",
-                                step.id, pb.id, step.id
+                                "step {} failed before and was not retried{why}; fix the cause, then {} --resume and choose retry (answers file: retry-{} = \"retry\" under [answers])",
+                                step.id, guard_run(app.root.path(), &app.store_dir, &pb.id), step.id
                             );
                         }
                         // (its record stays until this attempt's replaces
@@ -911,9 +913,9 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                     StepChoice::Abort => {
                         save(app, &journal)?;
                         bail!(
-                            "aborted at step {}; guard run {} --resume continues there",
+                            "aborted at step {}; {} --resume continues there",
                             step.id,
-                            pb.id
+                            guard_run(app.root.path(), &app.store_dir, &pb.id)
                         );
                     }
                 }
@@ -964,8 +966,8 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
                         msg.push_str(&format!("\nwhat to do next: {}", fill(next, &vars).trim()));
                     }
                     msg.push_str(&format!(
-                        "\nthe walk stopped here; when the cause is fixed, guard run {} --resume asks before retrying this step",
-                        pb.id
+                        "\nthe walk stopped here; when the cause is fixed, {} --resume asks before retrying this step",
+                        guard_run(app.root.path(), &app.store_dir, &pb.id)
                     ));
                     bail!(msg);
                 }
@@ -1113,6 +1115,25 @@ fn describe_test(t: &Test, vars: &Vars, root: &Path) -> String {
         parts.push(s);
     }
     parts.join(" and ")
+}
+
+/// `guard run ID`, as the walk's own hints say it: with a `--root` other
+/// than `/` or a store of its own, pasted bare it would walk (or look for a
+/// journal in) the host's default store and root, not this walk's.
+fn guard_run(root: &Path, store: &Path, id: &str) -> String {
+    if root == Path::new("/") && store == Path::new("/var/lib/guard") {
+        return format!("guard run {id}");
+    }
+    let argv: Vec<String> = vec![
+        "guard".into(),
+        "--root".into(),
+        root.display().to_string(),
+        "--store".into(),
+        store.display().to_string(),
+        "run".into(),
+        id.into(),
+    ];
+    display(&argv)
 }
 
 fn display(argv: &[String]) -> String {
@@ -1894,8 +1915,9 @@ pub fn render_script(
     o.push_str("#!/bin/sh\n");
     o.push_str(&format!("# guard playbook {}: {}\n", pb.id, pb.title));
     o.push_str(&format!(
-        "# dry run: nothing was changed. Review, then: guard run {}\n",
-        pb.id
+        "# dry run: nothing was changed. Review, then: {}{}\n",
+        guard_run(root, store, &pb.id),
+        if recorded.is_some() { " --resume" } else { "" }
     ));
     comment(&mut o, &pb.description);
     o.push_str("# facts and answers:\n");
