@@ -43,7 +43,30 @@ pub struct Settings {
     pub progress: bool,
 }
 
+/// How a command guard suggests names guard for this root and store:
+/// `guard` for the host's own (`/`, `/var/lib/guard`), else `guard --root
+/// R`, with `--store S` unless it is the root's default. A fix pasted as a
+/// bare `guard restore …` after `guard --root /mnt/sys check` would look
+/// in the host's store and write into the host's /etc.
+pub fn guard_invocation(root: &Path, store: &Path) -> String {
+    let mut out = String::from("guard");
+    if root != Path::new("/") {
+        out.push_str(" --root ");
+        out.push_str(&crate::exec::shell_quote(root.as_os_str().as_bytes()));
+    }
+    if store != root.join("var/lib/guard") {
+        out.push_str(" --store ");
+        out.push_str(&crate::exec::shell_quote(store.as_os_str().as_bytes()));
+    }
+    out
+}
+
 impl App {
+    /// [`guard_invocation`] of this run.
+    pub fn guard_cmd(&self) -> String {
+        guard_invocation(self.root.path(), &self.store_dir)
+    }
+
     pub fn new(s: &Settings, ui_opts: UiOptions) -> Result<App> {
         crate::sysroot::check_root(&s.root)?;
         let root = SysRoot::open(&s.root)?;
@@ -934,11 +957,13 @@ pub fn check(app: &App, against: Option<&str>) -> Result<Report> {
         f.fingerprint = crate::acks::fingerprint(f, base.as_ref(), &live);
     }
     crate::acks::apply(&store, &mut findings)?;
-    Ok(Report::new(
+    let mut report = Report::new(
         base.map(|b| b.id),
         app.root.path().display().to_string(),
         findings,
-    ))
+    );
+    report.invocation = Some(app.guard_cmd()).filter(|g| g != "guard");
+    Ok(report)
 }
 
 fn cmd_check(app: &App, against: Option<&str>) -> Result<i32> {

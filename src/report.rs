@@ -141,6 +141,14 @@ pub struct Report {
     pub root: String,
     pub findings: Vec<Finding>,
     pub summary: Summary,
+    /// How guard is to be called for this root and store, when not bare
+    /// `guard` ([`crate::app::guard_invocation`]). The fixes stay
+    /// `guard restore …` (the contract's form, relative to the root the
+    /// report names); the text report says how to run them here, since a
+    /// bare one pasted after `guard --root /mnt/sys check` would act on
+    /// the host's store and /etc.
+    #[serde(skip)]
+    pub invocation: Option<String>,
 }
 
 impl Report {
@@ -188,6 +196,7 @@ impl Report {
             root,
             findings,
             summary,
+            invocation: None,
         }
     }
 
@@ -245,6 +254,18 @@ impl Report {
             None => {
                 let _ = writeln!(out, "no baseline snapshot");
             }
+        }
+        if let Some(g) = self.invocation.as_ref().filter(|_| {
+            self.findings
+                .iter()
+                .any(|f| f.fix.as_deref().is_some_and(|x| x.contains("guard ")))
+        }) {
+            // (the command on a line of its own, unwrapped, to be copied)
+            let _ = writeln!(
+                out,
+                "the fixes below act on this root and store: where one says guard, run\n    {}",
+                crate::printable(g)
+            );
         }
         for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
             let group: Vec<&Finding> = self
@@ -541,6 +562,7 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

@@ -112,7 +112,10 @@ fn systemctl(app: &App, verb: &str) -> String {
     if root == std::path::Path::new("/") {
         format!("systemctl {verb} --now")
     } else {
-        format!("systemctl --root={} {verb}", root.display())
+        format!(
+            "systemctl --root={} {verb}",
+            crate::exec::shell_quote(root.as_os_str().as_encoded_bytes())
+        )
     }
 }
 

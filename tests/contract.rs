@@ -857,3 +857,51 @@ run = ["false"]
     assert!(msg.starts_with("step two (fails) failed"), "{doc}");
     assert!(err.contains("step two (fails) failed"), "{err}");
 }
+
+/// After `guard --root R --store S check`, a fix pasted as written
+/// (`guard restore /etc/pam.d/imap`) would restore from the host's store
+/// into the host's /etc. The fixes keep the contract's form (JSON
+/// unchanged: paths and commands as seen inside the root), and the text
+/// report says, once, how to run them for this root; pasted that way the
+/// fix restores the file in the root.
+#[test]
+fn the_text_report_says_how_to_run_its_fixes_for_this_root() {
+    let sys = sandbox();
+    sys.write("/etc/pam.d/imap", "auth required pam_sss.so\n");
+    sys.snapshot();
+    sys.rm("/etc/pam.d/imap");
+    let (code, v) = sys.check();
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(
+        common::for_path(&v, "/etc/pam.d/imap")[0]["fix"],
+        "guard restore /etc/pam.d/imap"
+    );
+    let (_, text) = sys.check_text();
+    let root = sys.root().to_str().unwrap();
+    let store = sys.store.path().to_str().unwrap();
+    let want = format!("    guard --root {root} --store {store}\n");
+    assert!(text.contains(&want), "{text}");
+    // the fix, run the way the report says, acts on the root
+    let mut c = assert_cmd::Command::cargo_bin("guard").unwrap();
+    let out = c
+        .args([
+            "--root",
+            root,
+            "--store",
+            store,
+            "--yes",
+            "restore",
+            "/etc/pam.d/imap",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sys.path("/etc/pam.d/imap").exists());
+    // with nothing to fix, or on the host's own root, no such line
+    let (_, text) = sys.check_text();
+    assert!(!text.contains("where one says guard"), "{text}");
+}

@@ -1121,19 +1121,11 @@ fn describe_test(t: &Test, vars: &Vars, root: &Path) -> String {
 /// than `/` or a store of its own, pasted bare it would walk (or look for a
 /// journal in) the host's default store and root, not this walk's.
 fn guard_run(root: &Path, store: &Path, id: &str) -> String {
-    if root == Path::new("/") && store == Path::new("/var/lib/guard") {
-        return format!("guard run {id}");
-    }
-    let argv: Vec<String> = vec![
-        "guard".into(),
-        "--root".into(),
-        root.display().to_string(),
-        "--store".into(),
-        store.display().to_string(),
-        "run".into(),
-        id.into(),
-    ];
-    display(&argv)
+    format!(
+        "{} run {}",
+        crate::app::guard_invocation(root, store),
+        exec::shell_quote(id.as_bytes())
+    )
 }
 
 fn display(argv: &[String]) -> String {
