@@ -881,18 +881,13 @@ fn the_text_report_says_how_to_run_its_fixes_for_this_root() {
     let store = sys.store.path().to_str().unwrap();
     let want = format!("    guard --root {root} --store {store}\n");
     assert!(text.contains(&want), "{text}");
-    // the fix, run the way the report says, acts on the root
-    let mut c = assert_cmd::Command::cargo_bin("guard").unwrap();
-    let out = c
-        .args([
-            "--root",
-            root,
-            "--store",
-            store,
-            "--yes",
-            "restore",
-            "/etc/pam.d/imap",
-        ])
+    // the fix, run the way the report says (that line, then the fix's
+    // words after `guard`), acts on the root
+    let printed: Vec<&str> = want.split_whitespace().skip(1).collect();
+    let out = assert_cmd::Command::cargo_bin("guard")
+        .unwrap()
+        .args(&printed)
+        .args(["--yes", "restore", "/etc/pam.d/imap"])
         .output()
         .unwrap();
     assert!(

@@ -797,7 +797,6 @@ exit 0
 /// walk's check must still see imap vanished and its restore bring it back.
 #[test]
 fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
-    use std::os::unix::fs::PermissionsExt;
     let e = env();
     std::fs::write(
         e.root.join("etc/os-release"),
@@ -816,15 +815,7 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
         "sasl_pwcheck_method: saslauthd\n",
     )
     .unwrap();
-    let bin = e.base.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
-    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = fake_zypper(&e);
     let with_path = |c: &mut Command| {
         c.env("PATH", &path);
     };
@@ -898,6 +889,20 @@ fn a_retried_upgrade_is_checked_against_the_walks_own_snapshot() {
     );
 }
 
+/// Puts FAKE_ZYPPER first on a PATH for the walk: the PATH to give it.
+fn fake_zypper(e: &Env) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = e.base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
+    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// A Leap repository file, as Leap 42.3 wrote them (a fixed version in the
 /// URL) or as 15.x does (`$releasever`).
 fn leap_repos(root: &Path, version: &str) {
@@ -929,7 +934,6 @@ fn leap_repos(root: &Path, version: &str) {
 /// fixed. Repositories that already follow `$releasever` skip the step.
 #[test]
 fn leap_repositories_that_name_the_old_release_stop_the_walk() {
-    use std::os::unix::fs::PermissionsExt;
     let e = env();
     std::fs::write(
         e.root.join("etc/os-release"),
@@ -938,15 +942,7 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
     .unwrap();
     leap_repos(&e.root, "42.3");
     std::fs::write(e.root.join("dup-fixed"), "").unwrap();
-    let bin = e.base.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("zypper"), FAKE_ZYPPER).unwrap();
-    std::fs::set_permissions(bin.join("zypper"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = fake_zypper(&e);
     let with_path = |c: &mut Command| {
         c.env("PATH", &path);
     };

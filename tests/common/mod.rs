@@ -77,6 +77,17 @@ impl Sys {
         c
     }
 
+    /// `guard ARGS…` on this root and store, which must succeed.
+    pub fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "guard {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     pub fn snapshot(&self) {
         self.cmd()
             .args(["snapshot", "--label", "baseline"])
