@@ -271,15 +271,22 @@ impl Playbook {
 mod tests {
     use super::Playbook;
 
+    /// A playbook of one step whose body is `step` (TOML lines).
+    fn one_step(step: &str) -> String {
+        format!(
+            "version = 1\nid = \"p\"\ntitle = \"t\"\n[[steps]]\nid = \"m\"\ntitle = \"m\"\n\
+             explain = \"m\"\n{step}\n"
+        )
+    }
+
     /// A restore step's `what` is one of the three it knows: a misspelt one
     /// used to mean every vanished path.
     #[test]
     fn a_restore_step_names_what_it_restores() {
         let pb = |what: &str| {
-            format!(
-                "version = 1\nid = \"p\"\ntitle = \"t\"\n[[steps]]\nid = \"r\"\ntitle = \"r\"\n\
-                 explain = \"r\"\nbuiltin = \"restore\"\nwith = {{ what = \"{what}\" }}\n"
-            )
+            one_step(&format!(
+                "builtin = \"restore\"\nwith = {{ what = \"{what}\" }}"
+            ))
         };
         for ok in ["vanished", "pam", "caps"] {
             assert!(Playbook::parse(&pb(ok), "test").is_ok(), "{ok}");
@@ -295,12 +302,7 @@ mod tests {
     /// would pass unchecked; a verify condition is parsed as done-if's is.
     #[test]
     fn a_test_is_checked_when_the_playbook_is_read() {
-        let pb = |test: &str| {
-            format!(
-                "version = 1\nid = \"p\"\ntitle = \"t\"\n[[steps]]\nid = \"m\"\ntitle = \"m\"\n\
-                 explain = \"m\"\nmanual = \"m\"\n{test}\n"
-            )
-        };
+        let pb = |test: &str| one_step(&format!("manual = \"m\"\n{test}"));
         assert!(Playbook::parse(
             &pb("verify = { run = [\"grep\", \"-q\", \"x\", \"f\"], status = 1 }"),
             "t"
