@@ -1936,10 +1936,7 @@ fn restic_snapshots(repo: &str, pw: &Path) -> Vec<serde_json::Value> {
 fn push_lands_in_an_append_only_repository() {
     let t = make_root();
     let r = t.path();
-    let work = tempfile::Builder::new()
-        .prefix("guard-push-")
-        .tempdir()
-        .unwrap();
+    let work = push_work();
     let pw = work.path().join("password");
     std::fs::write(&pw, "correct horse\n").unwrap();
     let port = free_port();
@@ -2062,6 +2059,14 @@ fn serve_append_only(dir: &Path, extra: &[&str]) -> (Server, u16) {
 }
 
 /// A local restic repository in `work` and its password file.
+/// A directory for a push test's repository and restic cache.
+fn push_work() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("guard-push-")
+        .tempdir()
+        .unwrap()
+}
+
 fn local_repo(work: &Path) -> (String, PathBuf) {
     let pw = work.join("password");
     std::fs::write(&pw, "correct horse\n").unwrap();
@@ -2081,10 +2086,7 @@ fn push_cmd(c: &mut Command, pw: &Path, repo: &str) {
 fn push_never_shows_the_repository_password() {
     let t = make_root();
     let r = t.path();
-    let work = tempfile::Builder::new()
-        .prefix("guard-push-")
-        .tempdir()
-        .unwrap();
+    let work = push_work();
     let w = work.path();
     // rest-server's basic auth reaches restic 0.14 only inside the URL.
     let (server, port) = serve_append_only(&w.join("repo"), &["--user", "u", "--pass", "s3cret"]);
@@ -2177,10 +2179,7 @@ fn push_never_shows_the_repository_password() {
 fn push_takes_the_repository_from_restic_repository() {
     let t = make_root();
     let r = t.path();
-    let work = tempfile::Builder::new()
-        .prefix("guard-push-")
-        .tempdir()
-        .unwrap();
+    let work = push_work();
     let (repo, pw) = local_repo(work.path());
     assert!(run(guard(r).arg("snapshot")).status.success());
     let mut c = guard(r);
@@ -2199,10 +2198,7 @@ fn push_takes_the_repository_from_restic_repository() {
 fn a_push_restic_could_not_finish_is_sent_again() {
     let t = make_root();
     let r = t.path();
-    let work = tempfile::Builder::new()
-        .prefix("guard-push-")
-        .tempdir()
-        .unwrap();
+    let work = push_work();
     let (repo, pw) = local_repo(work.path());
     let out = run(guard(r).args(["snapshot", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -2254,10 +2250,7 @@ fn a_push_restic_could_not_finish_is_sent_again() {
 fn push_sends_nothing_a_snapshot_names_outside_the_store() {
     let t = make_root();
     let r = t.path();
-    let work = tempfile::Builder::new()
-        .prefix("guard-push-")
-        .tempdir()
-        .unwrap();
+    let work = push_work();
     let (repo, pw) = local_repo(work.path());
     let elsewhere = work.path().join("host-secret");
     std::fs::write(&elsewhere, "not guard's to send\n").unwrap();
