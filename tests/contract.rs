@@ -609,15 +609,20 @@ fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
     let (deb, pkg) = (deb.to_str().unwrap(), pkg.to_str().unwrap());
     common::run(&["dpkg-deb", "--root-owner-group", "--build", deb, pkg]);
     let root = sys.root().display().to_string();
-    common::run(&[
-        "dpkg",
-        &format!("--root={root}"),
-        &format!("--admindir={root}/var/lib/dpkg"),
-        &format!("--log={root}/var/log/dpkg.log"),
-        "--force-not-root",
-        "-i",
-        pkg,
-    ]);
+    // dpkg acting on the sandbox, never on this machine
+    let dpkg = |args: &[&str]| {
+        let opts = [
+            format!("--root={root}"),
+            format!("--admindir={root}/var/lib/dpkg"),
+            format!("--log={root}/var/log/dpkg.log"),
+        ];
+        let mut argv: Vec<&str> = vec!["dpkg"];
+        argv.extend(opts.iter().map(String::as_str));
+        argv.push("--force-not-root");
+        argv.extend(args);
+        common::run(&argv);
+    };
+    dpkg(&["-i", pkg]);
     // a snapshot without a label
     let (code, id, err) = guard(&sys, &["snapshot"]);
     assert_eq!(code, 0, "{err}");
@@ -644,16 +649,7 @@ fn text_counts_agree_with_their_number_and_list_lines_end_clean() {
     assert!(out.contains("/etc/motd (6 bytes, "), "{out}");
     // foo purged: its /etc/foo.conf is one of the two vanished paths, and
     // the line that counts what packages dropped says so in the singular
-    common::run(&[
-        "dpkg",
-        &format!("--root={root}"),
-        &format!("--admindir={root}/var/lib/dpkg"),
-        &format!("--log={root}/var/log/dpkg.log"),
-        "--force-not-root",
-        "--force-remove-essential",
-        "--purge",
-        "foo",
-    ]);
+    dpkg(&["--force-remove-essential", "--purge", "foo"]);
     let (code, out, err) = guard(
         &sys,
         &["restore", "--from", id.trim(), "--vanished", "--dry-run"],
