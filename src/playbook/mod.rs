@@ -1,9 +1,16 @@
 //! Playbooks: step-by-step, resumable walks through upgrades and migrations.
 //! This file owns finding playbooks (built in, then ROOT/etc/guard/playbooks)
-//! and the three commands; `model` is the format, `engine` the walk.
+//! and the three commands; `model` is the format, `engine` the walk, and
+//! what the walk reads and writes besides has a file each: `facts`,
+//! `vars` (substitution, conditions, who may set what), `journal` and
+//! `script` (the dry run).
 
 pub mod engine;
+mod facts;
+mod journal;
 pub mod model;
+mod script;
+mod vars;
 
 use std::collections::BTreeMap;
 use std::path::Path;
