@@ -701,24 +701,31 @@ mod tests {
         assert_eq!(s.ids().unwrap(), vec![a.id.clone()]);
     }
 
-    #[test]
-    fn the_plan_counts_what_forget_then_removes() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open_write(d.path()).unwrap();
+    /// Two committed snapshots: `a` (`/etc/a` 4 bytes) and `b` (`/etc/a`
+    /// 1 byte), both with the same `/etc/s`.
+    fn two_sharing(s: &Store) -> (crate::store::Manifest, crate::store::Manifest) {
         let a = manifest(
             "20260101-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "AAAA"), ("/etc/s", "same")],
-            &s,
+            s,
         );
         let b = manifest(
             "20260102-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "B"), ("/etc/s", "same")],
-            &s,
+            s,
         );
         s.commit(&a).unwrap();
         s.commit(&b).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn the_plan_counts_what_forget_then_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_write(d.path()).unwrap();
+        let (a, b) = two_sharing(&s);
         let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
         assert_eq!(
             (plan.objects, plan.bytes),
@@ -741,20 +748,7 @@ mod tests {
     fn a_shown_plan_is_reused_only_while_the_store_is_unchanged() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let a = manifest(
-            "20260101-000000-000",
-            SnapshotKind::Timer,
-            &[("/etc/a", "AAAA"), ("/etc/s", "same")],
-            &s,
-        );
-        let b = manifest(
-            "20260102-000000-000",
-            SnapshotKind::Timer,
-            &[("/etc/a", "B"), ("/etc/s", "same")],
-            &s,
-        );
-        s.commit(&a).unwrap();
-        s.commit(&b).unwrap();
+        let (a, b) = two_sharing(&s);
         let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
         assert_eq!(plan.objects, 1);
         // a new snapshot holds A's content again, committed after the plan
