@@ -725,7 +725,7 @@ mod tests {
     fn the_plan_counts_what_forget_then_removes() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let (a, b) = two_sharing(&s);
+        let (a, _) = two_sharing(&s);
         let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
         assert_eq!(
             (plan.objects, plan.bytes),
