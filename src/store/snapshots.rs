@@ -342,7 +342,9 @@ fn parse_doc_fast(id: &str, raw: &[u8]) -> Option<Manifest> {
     if blake3::hash(body).to_hex().as_str() != h.blake3.as_deref()? {
         return None;
     }
-    let m: Manifest = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    // (from the bytes: serde_json checks each string's UTF-8 as it reads
+    // it, so a separate pass over the whole body would be a second read)
+    let m: Manifest = serde_json::from_slice(body).ok()?;
     (m.id == h.id && m.kind == h.kind).then_some(m)
 }
 
