@@ -1104,6 +1104,11 @@ pub fn restore_in(
         bail!("nothing selected; nothing restored");
     }
     plan.select(&keep);
+    // From the answer on, SIGTERM, SIGINT and SIGHUP (a systemd stop, the
+    // admin's Ctrl-C, a dropped ssh session) stop the restore between two
+    // items, reported like any other stop, instead of ending it unseen
+    // with nothing said about what was done.
+    let _caught = crate::interrupt::catch_for_now()?;
     let safety = snapshot(
         app,
         store,

@@ -93,6 +93,7 @@ pub mod cli;
 pub mod diff;
 pub mod exec;
 pub mod hooks;
+pub mod interrupt;
 pub mod pkg;
 pub mod playbook;
 pub mod privs;

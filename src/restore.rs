@@ -68,6 +68,9 @@ pub struct Item {
     /// Set when the packages dropped this vanished path on purpose since
     /// the snapshot; `None`: nothing says it is not a loss.
     pub dropped: Option<Dropped>,
+    /// Set when the recorded user or group no longer exists here: what
+    /// the path will get instead (see `owner`).
+    pub owner: Option<String>,
 }
 
 impl Item {
@@ -76,6 +79,7 @@ impl Item {
             path,
             action,
             dropped: None,
+            owner: None,
         }
     }
 }
@@ -119,6 +123,9 @@ impl fmt::Display for Dropped {
 impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.action_line(f)?;
+        if let Some(o) = &self.owner {
+            write!(f, " ({o})")?;
+        }
         match &self.dropped {
             Some(d) => write!(f, " ({d})"),
             None => Ok(()),
@@ -418,6 +425,7 @@ pub fn plan_vanished(base: &Manifest, root: &SysRoot, scope: &Scope) -> Plan {
     }
     sort_items(&mut plan.items);
     mark_dropped(&mut plan, base, root);
+    mark_owners(&mut plan, root);
     plan
 }
 
@@ -596,6 +604,7 @@ pub fn plan_paths(base: &Manifest, root: &SysRoot, paths: &[SysPath]) -> Result<
         }
     }
     sort_items(&mut plan.items);
+    mark_owners(&mut plan, root);
     Ok(plan)
 }
 
@@ -684,7 +693,80 @@ fn refused(msg: String) -> anyhow::Error {
 }
 
 fn errno(e: Errno, what: &str, p: &SysPath) -> anyhow::Error {
-    anyhow!("{what} {p}: {}", io::Error::from(e))
+    // The errno stays in the chain (shown as before: "what p: message"):
+    // `own_cause` reads it to tell a cause at the item's own path from one
+    // that concerns the whole restore.
+    anyhow::Error::new(io::Error::from(e)).context(format!("{what} {p}"))
+}
+
+/// The errno of the first OS error in `err`'s chain.
+fn errno_of(err: &anyhow::Error) -> Option<Errno> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<io::Error>())
+        .and_then(io::Error::raw_os_error)
+        .map(Errno::from_raw_os_error)
+}
+
+/// The `statx` attributes of `p` itself (not followed) that the kernel
+/// reports, or none where it cannot say (no `statx` before Linux 4.11, a
+/// filesystem that does not report them).
+fn attributes(root: &SysRoot, p: &SysPath) -> rustix::fs::StatxAttributes {
+    use rustix::fs::{StatxAttributes as A, StatxFlags};
+    let Some(parent) = p.parent() else {
+        return A::empty();
+    };
+    root.open_dir(&parent)
+        .ok()
+        .and_then(|dir| {
+            rustix::fs::statx(
+                &dir,
+                OsStr::from_bytes(p.file_name()),
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS,
+            )
+            .ok()
+        })
+        .map_or(A::empty(), |x| x.stx_attributes & x.stx_attributes_mask)
+}
+
+/// Why an item failed, when the cause lies at the item's own path and
+/// concerns no other item: the file or its directory made immutable or
+/// append-only (`chattr +i`/`+a`, which even root cannot write through;
+/// the kernel says only EPERM), or something mounted on the path (EBUSY:
+/// a rename never replaces a mount point). `None` for everything else (the
+/// disk full, a read-only filesystem, an I/O error), which stops the
+/// restore.
+fn own_cause(root: &SysRoot, p: &SysPath, err: &anyhow::Error) -> Option<String> {
+    use rustix::fs::StatxAttributes as A;
+    match errno_of(err)? {
+        Errno::PERM | Errno::ACCESS => {
+            let dir = p.parent()?;
+            [(p.clone(), ""), (dir, "its directory ")]
+                .into_iter()
+                .find_map(|(at, whose)| {
+                    let a = attributes(root, &at);
+                    let (flag, what) = if a.contains(A::IMMUTABLE) {
+                        ("i", "immutable")
+                    } else if a.contains(A::APPEND) {
+                        ("a", "append-only")
+                    } else {
+                        return None;
+                    };
+                    Some(format!(
+                        "{whose}{at} is {what} (chattr +{flag}), which even root cannot \
+                         write through: {err:#}; run chattr -{flag} {at} and restore again"
+                    ))
+                })
+        }
+        Errno::BUSY if attributes(root, p).contains(A::MOUNT_ROOT) => Some(format!(
+            "{p} is a mount point (something is mounted on it), which guard does not \
+             replace: {err:#}; unmount it and restore again"
+        )),
+        Errno::BUSY => Some(format!(
+            "{p} is busy (a mount point?): {err:#}; not replaced"
+        )),
+        _ => None,
+    }
 }
 
 fn open_parent(root: &SysRoot, p: &SysPath) -> Result<OwnedFd> {
@@ -701,29 +783,116 @@ fn open_parent(root: &SysRoot, p: &SysPath) -> Result<OwnedFd> {
                 })
                 .unwrap_or(false)
         });
-        match link {
-            Some(l) => refused(format!(
+        if let Some(l) = link {
+            return refused(format!(
                 "refusing to write {p}: {l} is a symlink (guard never writes through one)"
-            )),
-            None => anyhow!("cannot open {}: {e}", parent),
+            ));
         }
+        // An upgrade that put a file where a directory was: that concerns
+        // the paths beneath it alone, and guard does not replace it unasked
+        // (as `make_dir` refuses the directory itself).
+        if e.kind() == io::ErrorKind::NotADirectory {
+            let mut on_the_way = p.ancestors();
+            on_the_way.push(parent.clone());
+            let now = on_the_way.into_iter().find_map(|a| {
+                let kind = kind_of(root.lstat(&a).ok()?.st_mode)?;
+                (kind != FileKind::Dir).then_some((a, kind))
+            });
+            if let Some((a, kind)) = now {
+                return refused(format!(
+                    "refusing to write {p}: {a} is a {} now, where the snapshot has a \
+                     directory (not replaced unasked: remove it and restore {a} to have \
+                     the directory back)",
+                    kind.as_str()
+                ));
+            }
+        }
+        anyhow!("cannot open {}: {e}", parent)
     })
 }
 
-fn ids(e: &Entry, acc: &Accounts) -> (u32, u32) {
-    // Names first: an upgrade may have recreated a system user with another
-    // uid, and the file belongs to the user, not the number.
-    let uid = e
-        .user
-        .as_deref()
-        .and_then(|n| acc.uid_of(n))
-        .unwrap_or(e.uid);
-    let gid = e
-        .group
-        .as_deref()
-        .and_then(|n| acc.gid_of(n))
-        .unwrap_or(e.gid);
-    (uid, gid)
+/// The owner to give a restored path, and what its line must say when that
+/// is not the recorded user or group. Names first: an upgrade may have
+/// recreated a system user with another uid, and the file belongs to the
+/// user, not the number. A recorded name that no longer exists (the
+/// package that made the user was removed) keeps its number while no
+/// account holds it, as the snapshot has it, said so: a user made later
+/// with that uid would own the file. A number now another account's is not
+/// given to it (it would read what the snapshot kept from it, a key, a
+/// password map): root gets the path instead, said so.
+fn owner(e: &Entry, acc: &Accounts) -> (u32, u32, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut pick = |kind: &str,
+                    id_kind: &str,
+                    name: Option<&str>,
+                    id: u32,
+                    known: &std::collections::BTreeMap<u32, String>,
+                    by_name: Option<u32>| {
+        // (0 is root whatever it is called; a root with no account file
+        // to go by, or whose own /etc/passwd is among what vanished, says
+        // nothing about anyone)
+        let Some(name) = name.filter(|_| id != 0 && !known.is_empty()) else {
+            return id;
+        };
+        if let Some(n) = by_name {
+            return n;
+        }
+        match known.get(&id) {
+            None => {
+                notes.push(format!(
+                    "{kind} {name} no longer exists: {id_kind} {id} kept, which no {kind} has now"
+                ));
+                id
+            }
+            Some(other) => {
+                notes.push(format!(
+                    "{kind} {name} no longer exists and {id_kind} {id} is now {other}'s: \
+                     given to root instead"
+                ));
+                0
+            }
+        }
+    };
+    let uid = pick(
+        "user",
+        "uid",
+        e.user.as_deref(),
+        e.uid,
+        &acc.users,
+        e.user.as_deref().and_then(|n| acc.uid_of(n)),
+    );
+    let gid = pick(
+        "group",
+        "gid",
+        e.group.as_deref(),
+        e.gid,
+        &acc.groups,
+        e.group.as_deref().and_then(|n| acc.gid_of(n)),
+    );
+    (uid, gid, notes)
+}
+
+/// Marks the items whose recorded user or group no longer exists in the
+/// root's accounts (see [`owner`]), so the plan says so before the
+/// question: the admin may want to create the user first.
+fn mark_owners(plan: &mut Plan, root: &SysRoot) {
+    if plan.items.is_empty() {
+        return;
+    }
+    let acc = Accounts::load(root);
+    for item in &mut plan.items {
+        let e = match &item.action {
+            Action::Dir { entry, .. }
+            | Action::File { entry, .. }
+            | Action::Symlink { entry, .. }
+            | Action::Special { entry } => entry,
+            Action::Caps { .. } | Action::Mtime { .. } => continue,
+        };
+        let (_, _, notes) = owner(e, &acc);
+        if !notes.is_empty() {
+            item.owner = Some(notes.join("; "));
+        }
+    }
 }
 
 fn ts(t: crate::store::Time) -> Timespec {
@@ -735,10 +904,13 @@ fn ts(t: crate::store::Time) -> Timespec {
 
 /// Owner, mode, xattrs on an open fd, in the order the kernel needs: chown
 /// clears capabilities and set-id bits, so it comes first; ACLs after the
-/// mode (they carry the group bits); capabilities last.
-fn apply_meta(fd: impl AsFd, e: &Entry, acc: &Accounts) -> Result<()> {
+/// mode (they carry the group bits); capabilities last. Returns what the
+/// path got other than recorded (an owner gone, an xattr the filesystem
+/// refused): the path is still restored with the rest, as a symlink or node
+/// is (`set_node_xattrs`), and its line says what is missing.
+fn apply_meta(fd: impl AsFd, e: &Entry, acc: &Accounts) -> Result<Vec<String>> {
     let fd = fd.as_fd();
-    let (uid, gid) = ids(e, acc);
+    let (uid, gid, mut notes) = owner(e, acc);
     rustix::fs::fchown(
         fd,
         Some(rustix::fs::Uid::from_raw(uid)),
@@ -757,10 +929,55 @@ fn apply_meta(fd: impl AsFd, e: &Entry, acc: &Accounts) -> Result<()> {
     for name in names {
         let v =
             hex::decode(&e.xattrs[name]).map_err(|_| anyhow!("bad xattr value for {}", e.path))?;
-        rustix::fs::fsetxattr(fd, name.as_str(), &v, rustix::fs::XattrFlags::empty())
-            .map_err(|x| errno(x, &format!("set xattr {name} on"), &e.path))?;
+        match rustix::fs::fsetxattr(fd, name.as_str(), &v, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            // What this filesystem or kernel does not take (an ACL where it
+            // is mounted without ACLs or has none, a security.* label it
+            // refuses, a name it does not know) concerns this path alone.
+            // A full disk (ENOSPC), a read-only or failing one still stops
+            // the restore.
+            Err(
+                x @ (Errno::OPNOTSUPP
+                | Errno::PERM
+                | Errno::ACCESS
+                | Errno::INVAL
+                | Errno::TOOBIG
+                | Errno::RANGE),
+            ) => {
+                let err = io::Error::from(x);
+                if name == "system.posix_acl_access" {
+                    // The mode's group bits are the ACL's mask: without the
+                    // ACL they would go to the owning group, which the ACL
+                    // may have given less. Give it its own entry's bits: no
+                    // one gets more than the snapshot gave.
+                    let own = acl_group_obj(&v).unwrap_or(0);
+                    let mode = (e.mode & !0o070) | (own << 3);
+                    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+                        .map_err(|x| errno(x, "chmod", &e.path))?;
+                    notes.push(format!(
+                        "ACL refused: {err}; mode {mode:04o} instead of {:04o}, so the users \
+                         and groups it named lose their access",
+                        e.mode
+                    ));
+                } else {
+                    notes.push(format!("xattr {name} refused: {err}"));
+                }
+            }
+            Err(x) => return Err(errno(x, &format!("set xattr {name} on"), &e.path)),
+        }
     }
-    Ok(())
+    Ok(notes)
+}
+
+/// The permission bits of the owning group's entry (`ACL_GROUP_OBJ`) in a
+/// `system.posix_acl_access` value: a 4-byte version, then 8-byte entries
+/// of tag (u16), perm (u16) and id (u32), little-endian.
+fn acl_group_obj(v: &[u8]) -> Option<u32> {
+    const ACL_GROUP_OBJ: u16 = 0x04;
+    v.get(4..)?.chunks_exact(8).find_map(|c| {
+        (u16::from_le_bytes([c[0], c[1]]) == ACL_GROUP_OBJ)
+            .then(|| u32::from(u16::from_le_bytes([c[2], c[3]]) & 0o7))
+    })
 }
 
 fn copy_object(store: &Store, e: &Entry, out: &mut std::fs::File) -> Result<()> {
@@ -817,6 +1034,21 @@ fn tmp_name(p: &SysPath) -> Vec<u8> {
     n
 }
 
+/// Fails with EPERM, before a temp name is made in `dir`, when `dir` is
+/// append-only or immutable (`chattr +a`/`+i`): an append-only directory
+/// takes a new name but lets none be renamed or removed, so the temp name
+/// would stay beside the target for good. `own_cause` then names the flag.
+fn temp_name_allowed(dir: &OwnedFd, p: &SysPath) -> Result<()> {
+    use rustix::fs::{StatxAttributes as A, StatxFlags};
+    let locked = rustix::fs::statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+        .map(|x| x.stx_attributes & x.stx_attributes_mask)
+        .is_ok_and(|a| a.intersects(A::APPEND | A::IMMUTABLE));
+    if locked {
+        return Err(errno(Errno::PERM, "rename onto", p));
+    }
+    Ok(())
+}
+
 /// Puts a fully written fd in place under `name` in `dir`.
 fn install(
     dir: &OwnedFd,
@@ -835,6 +1067,7 @@ fn install(
         None => match rustix::fs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH) {
             Ok(()) => Ok(()),
             Err(Errno::EXIST) => {
+                temp_name_allowed(dir, p)?;
                 let t = tmp_name(p);
                 rustix::fs::linkat(fd, "", dir, OsStr::from_bytes(&t), AtFlags::EMPTY_PATH)
                     .map_err(|x| errno(x, "link", p))?;
@@ -848,7 +1081,7 @@ fn install(
     }
 }
 
-fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Result<()> {
+fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Result<Vec<String>> {
     let dir = open_parent(root, &e.path)?;
     let (fd, tmp) = match rustix::fs::openat(
         &dir,
@@ -858,6 +1091,7 @@ fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Resul
     ) {
         Ok(fd) => (fd, None),
         Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) => {
+            temp_name_allowed(&dir, &e.path)?;
             let t = tmp_name(&e.path);
             let fd = rustix::fs::openat(
                 &dir,
@@ -870,10 +1104,10 @@ fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Resul
         }
         Err(x) => return Err(errno(x, "create temp file for", &e.path)),
     };
-    let res = (|| -> Result<()> {
+    let res = (|| -> Result<Vec<String>> {
         let mut f = std::fs::File::from(fd.try_clone()?);
         copy_object(store, e, &mut f)?;
-        apply_meta(&fd, e, acc)?;
+        let notes = apply_meta(&fd, e, acc)?;
         rustix::fs::futimens(
             &fd,
             &Timestamps {
@@ -884,7 +1118,8 @@ fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Resul
         .map_err(|x| errno(x, "set mtime of", &e.path))?;
         rustix::fs::fsync(&fd).map_err(|x| errno(x, "fsync", &e.path))?;
         install(&dir, tmp.as_deref(), &fd, e.path.file_name(), &e.path)?;
-        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+        rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))?;
+        Ok(notes)
     })();
     if res.is_err() {
         if let Some(t) = &tmp {
@@ -894,7 +1129,7 @@ fn write_file(root: &SysRoot, store: &Store, e: &Entry, acc: &Accounts) -> Resul
     res
 }
 
-fn make_dir(root: &SysRoot, e: &Entry, exists: bool, acc: &Accounts) -> Result<()> {
+fn make_dir(root: &SysRoot, e: &Entry, exists: bool, acc: &Accounts) -> Result<Vec<String>> {
     let dir = open_parent(root, &e.path)?;
     let name = OsStr::from_bytes(e.path.file_name());
     if !exists {
@@ -926,8 +1161,9 @@ fn make_dir(root: &SysRoot, e: &Entry, exists: bool, acc: &Accounts) -> Result<(
         }
         x => errno(x, "open dir", &e.path),
     })?;
-    apply_meta(&fd, e, acc)?;
-    rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))
+    let notes = apply_meta(&fd, e, acc)?;
+    rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))?;
+    Ok(notes)
 }
 
 fn set_dir_mtime(root: &SysRoot, e: &Entry) {
@@ -991,10 +1227,11 @@ fn make_symlink(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<Vec<String>
         .target
         .as_ref()
         .ok_or_else(|| anyhow!("{}: no recorded target", e.path))?;
+    temp_name_allowed(&dir, &e.path)?;
     let t = tmp_name(&e.path);
     rustix::fs::symlinkat(OsStr::from_bytes(&target.0), &dir, OsStr::from_bytes(&t))
         .map_err(|x| errno(x, "symlink", &e.path))?;
-    let (uid, gid) = ids(e, acc);
+    let (uid, gid, notes) = owner(e, acc);
     let res = (|| -> Result<Vec<String>> {
         // Temp names are built from a path's bytes, which hold no NUL.
         let name = CString::new(t.clone())?;
@@ -1014,14 +1251,15 @@ fn make_symlink(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<Vec<String>
             AtFlags::EMPTY_PATH,
         )
         .map_err(|x| errno(x, "chown", &e.path))?;
-        let refused = set_node_xattrs(
+        let mut refused = notes;
+        refused.extend(set_node_xattrs(
             &Node {
                 dir: dir.as_fd(),
                 name: &name,
                 pinned: pinned.as_fd(),
             },
             e,
-        )?;
+        )?);
         let _ = rustix::fs::utimensat(
             &dir,
             OsStr::from_bytes(&t),
@@ -1059,6 +1297,7 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<Vec<String>
     // Made under a temp name and renamed over the target, like a symlink:
     // a node that names another device (or a file where a fifo was) is
     // replaced in one step, and the target never stands half made.
+    temp_name_allowed(&dir, &e.path)?;
     let t = tmp_name(&e.path);
     let name = OsStr::from_bytes(&t);
     rustix::fs::mknodat(
@@ -1069,9 +1308,10 @@ fn make_special(root: &SysRoot, e: &Entry, acc: &Accounts) -> Result<Vec<String>
         e.rdev.unwrap_or(0),
     )
     .map_err(|x| errno(x, "mknod", &e.path))?;
-    let (uid, gid) = ids(e, acc);
+    let (uid, gid, notes) = owner(e, acc);
     let res = (|| -> Result<Vec<String>> {
-        let refused = finish_special(&dir, name, ft, e, uid, gid)?;
+        let mut refused = notes;
+        refused.extend(finish_special(&dir, name, ft, e, uid, gid)?);
         rustix::fs::renameat(&dir, name, &dir, OsStr::from_bytes(e.path.file_name()))
             .map_err(|x| errno(x, "rename onto", &e.path))?;
         rustix::fs::fsync(&dir).map_err(|x| errno(x, "fsync dir of", &e.path))?;
@@ -1204,17 +1444,30 @@ fn set_caps(root: &SysRoot, c: &CapEntry) -> Result<()> {
 /// kernel refuses on a symlink or node is no such failure: the node is
 /// restored without it, listed in `incomplete`, and the plan goes on.
 pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress) -> Applied {
-    let acc = Accounts::load(root);
+    let mut acc = Accounts::load(root);
     let mut out = Applied::default();
     let mut dirs: Vec<&Entry> = Vec::new();
     for (i, item) in plan.items.iter().enumerate() {
+        // SIGTERM or Ctrl-C (caught by the caller): stop between two items,
+        // where every path is either restored or as it was, and say so.
+        if let Some(sig) = crate::interrupt::arrived() {
+            out.failed = Some((
+                item.path.to_string(),
+                format!("interrupted by {sig} before it was restored"),
+            ));
+            out.not_done = plan.items[i + 1..]
+                .iter()
+                .map(|it| it.path.to_string())
+                .collect();
+            break;
+        }
         progress.set_message(&item.path.to_string());
         let res = match &item.action {
             Action::Dir { entry, exists } => {
                 dirs.push(entry);
-                make_dir(root, entry, *exists, &acc).map(|()| Vec::new())
+                make_dir(root, entry, *exists, &acc)
             }
-            Action::File { entry, .. } => write_file(root, store, entry, &acc).map(|()| Vec::new()),
+            Action::File { entry, .. } => write_file(root, store, entry, &acc),
             Action::Symlink { entry, .. } => make_symlink(root, entry, &acc),
             Action::Special { entry } => make_special(root, entry, &acc),
             Action::Caps { cap, .. } => set_caps(root, cap).map(|()| Vec::new()),
@@ -1229,6 +1482,10 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
         progress.inc(1);
         match res {
             Ok(refused) => {
+                // the accounts the paths after it are given to by name
+                if ["/etc/passwd", "/etc/group"].contains(&item.path.to_string().as_str()) {
+                    acc = Accounts::load(root);
+                }
                 out.restored.push(item.path.to_string());
                 if !refused.is_empty() {
                     out.incomplete
@@ -1239,6 +1496,10 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
                 out.refused.push((item.path.to_string(), format!("{e:#}")));
             }
             Err(e) => {
+                if let Some(why) = own_cause(root, &item.path, &e) {
+                    out.refused.push((item.path.to_string(), why));
+                    continue;
+                }
                 out.failed = Some((item.path.to_string(), format!("{e:#}")));
                 out.not_done = plan.items[i + 1..]
                     .iter()

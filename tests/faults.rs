@@ -1288,3 +1288,277 @@ fn restore_never_waits_on_or_streams_from_an_object_that_is_no_file() {
         assert!(!sb.root.join("etc/pam.d/imap").exists(), "{planted}");
     }
 }
+
+/// A small ext4 image in `dir`, loop-mounted on `dir/mnt` (real `chattr`
+/// flags need a filesystem that keeps them); unmounted when the guard drops.
+fn ext4_mount(dir: &Path) -> (PathBuf, Unmount) {
+    let img = dir.join("ext4.img");
+    fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    exec::stdout_of(&Cmd::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))
+        .expect("mkfs.ext4 (e2fsprogs) is needed");
+    let mnt = dir.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    exec::stdout_of(&Cmd::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt))
+        .expect("mounting a loop device needs root (CI runs as root)");
+    (mnt.clone(), Unmount(mnt))
+}
+
+/// `guard restore --yes ARGS…` on `sb`: (exit code, stdout, stderr).
+fn restore_out(sb: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["restore", "--yes"];
+    all.extend_from_slice(args);
+    let o = sb.run(&all);
+    (
+        code(&o),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr(&o),
+    )
+}
+
+#[test]
+fn an_immutable_or_append_only_path_or_a_mount_on_it_refuses_that_path_alone() {
+    // What an admin meets after an upgrade: a file they had locked with
+    // chattr +i, a log-like directory set +a, a file with a bind mount on
+    // it. Each is one `not restored PATH: why` naming the cause; the rest
+    // of the plan is still applied; exit 3. (Before: EPERM or EBUSY
+    // stopped the whole restore at that path.)
+    let dir = tempfile::tempdir().unwrap();
+    let (mnt, _unmount) = ext4_mount(dir.path());
+    let sb = Sandbox {
+        _dir: tempfile::tempdir().unwrap(),
+        root: mnt.join("root"),
+        store: mnt.join("store"),
+    };
+    let etc = sb.root.join("etc");
+    for d in ["locked", "log", "app"] {
+        fs::create_dir_all(etc.join(d)).unwrap();
+    }
+    for f in [
+        "locked/a.conf",
+        "locked/b.conf",
+        "log/l.conf",
+        "app/c.conf",
+        "app/d.conf",
+    ] {
+        fs::write(etc.join(f), format!("{f} as recorded\n")).unwrap();
+    }
+    sb.snapshot();
+    for f in [
+        "locked/a.conf",
+        "locked/b.conf",
+        "log/l.conf",
+        "app/c.conf",
+        "app/d.conf",
+    ] {
+        fs::write(etc.join(f), "upgraded\n").unwrap();
+    }
+    let chattr = |flag: &str, p: &Path| {
+        exec::stdout_of(&Cmd::new("chattr").arg(flag).arg(p)).expect("chattr (e2fsprogs)");
+    };
+    chattr("+i", &etc.join("locked/a.conf"));
+    chattr("+a", &etc.join("log"));
+    let host = dir.path().join("host.conf");
+    fs::write(&host, "the host's own\n").unwrap();
+    exec::stdout_of(
+        &Cmd::new("mount")
+            .arg("--bind")
+            .arg(&host)
+            .arg(etc.join("app/c.conf")),
+    )
+    .unwrap();
+    let _unbind = Unmount(etc.join("app/c.conf"));
+    // (unset even if an assertion fails, so the image unmounts cleanly)
+    struct Unflag(PathBuf, PathBuf);
+    impl Drop for Unflag {
+        fn drop(&mut self) {
+            let _ = exec::output(&Cmd::new("chattr").arg("-i").arg(&self.0));
+            let _ = exec::output(&Cmd::new("chattr").arg("-a").arg(&self.1));
+        }
+    }
+    let _unflag = Unflag(etc.join("locked/a.conf"), etc.join("log"));
+
+    let (c, out, err) = restore_out(&sb, &["/etc/locked", "/etc/log", "/etc/app"]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert!(err.contains("safety snapshot"), "{err}");
+    assert!(
+        out.contains(
+            "not restored /etc/locked/a.conf: /etc/locked/a.conf is immutable (chattr +i)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("chattr -i /etc/locked/a.conf and restore again"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "not restored /etc/log/l.conf: its directory /etc/log is append-only (chattr +a)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("not restored /etc/app/c.conf: /etc/app/c.conf is a mount point"),
+        "{out}"
+    );
+    // everything else was restored, after the refusals too
+    for f in ["locked/b.conf", "app/d.conf"] {
+        assert!(out.contains(&format!("restored /etc/{f}\n")), "{out}");
+        assert_eq!(
+            fs::read_to_string(etc.join(f)).unwrap(),
+            format!("{f} as recorded\n")
+        );
+    }
+    // the refused ones as they were, nothing written through the mount,
+    // no temp name left anywhere
+    for f in ["locked/a.conf", "log/l.conf"] {
+        assert_eq!(fs::read_to_string(etc.join(f)).unwrap(), "upgraded\n");
+    }
+    assert_eq!(fs::read_to_string(&host).unwrap(), "the host's own\n");
+    for d in ["locked", "log", "app"] {
+        for e in fs::read_dir(etc.join(d)).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!n.as_bytes().starts_with(b".guard"), "{n:?}");
+        }
+    }
+}
+
+#[test]
+fn xattrs_and_an_acl_the_filesystem_refuses_leave_the_file_restored_without_them() {
+    // Snapshotted on ext4 with a security label and an ACL that gives the
+    // owning group nothing and uid 65534 read; restored onto a ramfs,
+    // which takes no xattrs at all: the file comes back, its line names
+    // what is missing, the group gets its own entry's bits (not the ACL
+    // mask's, which would give it read), exit 3, the next file restored.
+    let dir = tempfile::tempdir().unwrap();
+    let (mnt, _unmount) = ext4_mount(dir.path());
+    let src = mnt.join("root");
+    let store = mnt.join("store");
+    fs::create_dir_all(src.join("etc/acl")).unwrap();
+    let secret = src.join("etc/acl/secret.conf");
+    fs::write(&secret, "password = 1\n").unwrap();
+    fs::write(src.join("etc/acl/next.conf"), "next\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o640)).unwrap();
+    exec::stdout_of(
+        &Cmd::new("setfacl")
+            .args(["-m", "u:65534:r,g::-"])
+            .arg(&secret),
+    )
+    .expect("setfacl (acl)");
+    exec::stdout_of(
+        &Cmd::new("setfattr")
+            .args(["-n", "security.guardtest", "-v", "label"])
+            .arg(&secret),
+    )
+    .expect("setfattr (attr)");
+    assert_eq!(fs::metadata(&secret).unwrap().mode() & 0o777, 0o640);
+    let taken = Sandbox {
+        _dir: tempfile::tempdir().unwrap(),
+        root: src,
+        store: store.clone(),
+    };
+    taken.snapshot();
+
+    let ram = dir.path().join("ram");
+    fs::create_dir_all(&ram).unwrap();
+    exec::stdout_of(&Cmd::new("mount").args(["-t", "ramfs", "ramfs"]).arg(&ram)).unwrap();
+    let _unram = Unmount(ram.clone());
+    fs::create_dir_all(ram.join("etc/acl")).unwrap();
+    let sb = Sandbox {
+        _dir: tempfile::tempdir().unwrap(),
+        root: ram.clone(),
+        store,
+    };
+    let (c, out, err) = restore_out(&sb, &["/etc/acl"]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert!(
+        out.contains(
+            "restored /etc/acl/secret.conf, but not all of it: xattr security.guardtest refused"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("ACL refused"), "{out}");
+    assert!(out.contains("mode 0600 instead of 0640"), "{out}");
+    assert!(out.contains("restored /etc/acl/next.conf\n"), "{out}");
+    let restored = ram.join("etc/acl/secret.conf");
+    assert_eq!(fs::read_to_string(&restored).unwrap(), "password = 1\n");
+    assert_eq!(fs::metadata(&restored).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::read_to_string(ram.join("etc/acl/next.conf")).unwrap(),
+        "next\n"
+    );
+    assert_eq!(fs::read_dir(ram.join("etc/acl")).unwrap().count(), 2);
+}
+
+#[test]
+fn sigterm_or_ctrl_c_stops_a_restore_between_items_and_says_what_was_done() {
+    use rustix::process::Signal;
+    for (sig, name) in [(Signal::TERM, "SIGTERM"), (Signal::INT, "SIGINT")] {
+        let sb = Sandbox::new();
+        sb.bulk(3000);
+        let before = tree(&sb.root);
+        sb.snapshot();
+        fs::remove_dir_all(sb.root.join("etc/bulk")).unwrap();
+        // (to files: a pipe nobody reads yet would hold it at the plan)
+        let (out_f, err_f) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let mut child = sb
+            .cmd(&["restore", "--vanished", "--yes"])
+            .stdout(out_f.try_clone().unwrap())
+            .stderr(err_f.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        // once the safety snapshot is taken, the items are being written
+        let bulk = sb.root.join("etc/bulk");
+        let start = std::time::Instant::now();
+        // (items go in path order: d0 and its 81 files, then d1, …)
+        while !bulk.join("d1").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{name}: no progress"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), sig).unwrap();
+        let status = child.wait().unwrap();
+        let read = |mut f: &fs::File| {
+            let mut s = String::new();
+            std::io::Seek::rewind(&mut f).unwrap();
+            std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+            s
+        };
+        let (out, err) = (read(&out_f), read(&err_f));
+        assert_eq!(status.code(), Some(3), "{name}: {err}");
+        assert!(
+            err.contains(&format!("interrupted by {name} before it was restored")),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains("items not done, everything else is as it was"),
+            "{name}: {err}"
+        );
+        // what it says it restored is there, whole; nothing else is, and no
+        // temp name is left
+        let restored: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("restored "))
+            .collect();
+        assert!(!restored.is_empty(), "{name}: {out}");
+        let now = tree(&sb.root);
+        for (p, content) in &now {
+            let name_b = p.file_name().unwrap().as_bytes();
+            assert!(
+                !name_b.starts_with(b".guard-restore"),
+                "{name}: {}",
+                p.display()
+            );
+            assert_eq!(Some(content), before.get(p), "{name}: {} torn", p.display());
+        }
+        let files_in_bulk = now.keys().filter(|p| p.starts_with("etc/bulk")).count();
+        let said = restored.iter().filter(|p| p.ends_with(".conf")).count();
+        assert_eq!(files_in_bulk, said, "{name}: {out}");
+        assert!(files_in_bulk < 3000, "{name}: finished before the signal");
+        // and the next restore finishes it
+        let o = sb.run(&["restore", "--vanished", "--yes"]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        assert_eq!(tree(&sb.root), before);
+    }
+}

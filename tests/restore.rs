@@ -629,3 +629,100 @@ fn pam_files_come_first_and_a_refused_path_stops_nothing_else() {
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_file_where_a_directory_was_refuses_the_paths_beneath_it_alone() {
+    // An upgrade put a file where the admin's directory was: each path
+    // beneath it is `not restored`, naming the file, and the rest of the
+    // plan is applied (before: the first of them stopped the restore).
+    let sys = Sys::new();
+    sys.write("/etc/app/a.conf", "a\n")
+        .write("/etc/app/b.conf", "b\n")
+        .write("/etc/zz.conf", "z\n");
+    sys.snapshot();
+    sys.rm("/etc/app");
+    sys.write("/etc/app", "the upgrade's file\n");
+    sys.rm("/etc/zz.conf");
+    let (code, out) = restore(&sys, &["--vanished"]);
+    assert_eq!(code, 3, "{out}");
+    for f in ["a", "b"] {
+        assert!(
+            out.contains(&format!(
+                "not restored /etc/app/{f}.conf: refusing to write /etc/app/{f}.conf: \
+                 /etc/app is a file now, where the snapshot has a directory"
+            )),
+            "{out}"
+        );
+    }
+    assert!(out.contains("restored /etc/zz.conf\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(sys.path("/etc/zz.conf")).unwrap(),
+        "z\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sys.path("/etc/app")).unwrap(),
+        "the upgrade's file\n"
+    );
+}
+
+#[test]
+fn an_owner_gone_from_passwd_is_said_and_its_uid_never_given_to_another_user() {
+    let sys = Sys::new();
+    sys.write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\npostfix:x:105:110::/:/bin/false\nsasl:x:106:111::/:/bin/false\n",
+    )
+    .write("/etc/group", "root:x:0:\npostfix:x:110:\nsasl:x:111:\n")
+    .write("/etc/postfix/sasl_passwd", "smtp secret\n")
+    .write("/etc/postfix/key", "key\n");
+    let chown = |p: &str, ids: &str| run(&["chown", ids, sys.path(p).to_str().unwrap()]);
+    chown("/etc/postfix/sasl_passwd", "105:110");
+    chown("/etc/postfix/key", "106:111");
+    sys.chmod("/etc/postfix/sasl_passwd", 0o640);
+    sys.chmod("/etc/postfix/key", 0o640);
+    sys.snapshot();
+    sys.rm("/etc/postfix/sasl_passwd");
+    sys.rm("/etc/postfix/key");
+    // postfix and sasl removed; uid 106 went to a new user since
+    sys.write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\nresolve:x:106:999::/:/bin/false\n",
+    )
+    .write("/etc/group", "root:x:0:\nsasl:x:111:\n");
+
+    let (code, out) = restore(&sys, &["/etc/postfix"]);
+    assert_eq!(code, 3, "{out}");
+    // in the plan, before the question, and on the result line
+    let kept = "user postfix no longer exists: uid 105 kept, which no user has now; \
+                group postfix no longer exists: gid 110 kept, which no group has now";
+    let rooted = "user sasl no longer exists and uid 106 is now resolve's: given to root instead";
+    assert!(
+        out.contains(&format!("0640 postfix:postfix) ({kept})")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "restored /etc/postfix/sasl_passwd, but not all of it: {kept}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "restored /etc/postfix/key, but not all of it: {rooted}"
+        )),
+        "{out}"
+    );
+    let md = |p: &str| std::fs::metadata(sys.path(p)).unwrap();
+    assert_eq!(
+        (
+            md("/etc/postfix/sasl_passwd").uid(),
+            md("/etc/postfix/sasl_passwd").gid()
+        ),
+        (105, 110)
+    );
+    // root, not resolve; the group sasl is still there, by name
+    assert_eq!(
+        (md("/etc/postfix/key").uid(), md("/etc/postfix/key").gid()),
+        (0, 111)
+    );
+}

@@ -6,7 +6,7 @@
 
 pub mod blockdev;
 pub mod copy;
-pub mod interrupt;
+pub use crate::interrupt;
 pub mod xml;
 
 use std::collections::{BTreeMap, BTreeSet};
