@@ -299,7 +299,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Vm { command } => cmd_vm(&app, command),
         Command::Hooks { action, manager } => crate::hooks::command(&app, action, manager),
         Command::Units { action } => crate::units::command(&app, action),
-        Command::Push { id, to } => crate::push::command(&app, id.as_deref(), &to),
+        Command::Push { id, to } => {
+            // (restic would answer "Please specify repository location
+            // (-r …)", flags guard does not have)
+            if to.is_empty() {
+                if typed("--to") {
+                    bail!("--to needs a restic repository, not an empty string");
+                }
+                bail!(empty_variable("RESTIC_REPOSITORY", "--to"));
+            }
+            crate::push::command(&app, id.as_deref(), &to)
+        }
         Command::HookRun {
             phase,
             manager,
@@ -1152,6 +1162,10 @@ fn cmd_restore(app: &App, from: Option<&str>, what: What, dry_run: bool) -> Resu
             } else {
                 ""
             }
+        ))
+    } else if let Some(sig) = applied.as_ref().and_then(|a| a.interrupted.as_ref()) {
+        Some(format!(
+            "interrupted by {sig} as the last item was written: every item of the plan was restored"
         ))
     } else if incomplete > 0 {
         // A path put back without an xattr it had is not as in the

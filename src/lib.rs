@@ -47,14 +47,26 @@ macro_rules! out_raw {
     }};
 }
 
+/// One JSON document on stdout, never panicking (see [`out!`]), written as
+/// serde made it: [`printable`] would turn the DEL and C1 characters serde
+/// leaves raw into `\xNN`, which is no JSON escape.
+#[macro_export]
+macro_rules! json_out {
+    ($doc:expr) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{}", $doc);
+    }};
+}
+
 /// Text as guard may print it to a terminal: every control character but
 /// the newline and the tab written `\xNN`. Names and content come from the
 /// guarded system, which an unprivileged user (a file named
 /// `/etc/\x1b]2;…\x07`) or a hostile guest image writes; printed raw, an
 /// escape sequence in them could retitle, recolour or rewrite the screen
-/// the administrator decides on, or hide a line of a restore plan. `out!`,
-/// `err_out!` and the terminal UI print through this; JSON needs none of
-/// it (serde writes control characters as `\uNNNN`).
+/// the administrator decides on. `out!`, `err_out!` and the terminal UI
+/// print through this. A newline in a name is escaped where the name is
+/// written ([`crate::sysroot::escape_bytes`]), so it cannot add a line to a
+/// restore plan. JSON does not go through this ([`json_out!`]).
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !text.chars().any(unsafe_char) {

@@ -21,10 +21,7 @@ fn main() {
         Err(e) if !e.use_stderr() => {
             let json = std::env::args_os().skip(1).any(|a| a == "--json");
             if json && e.kind() == clap::error::ErrorKind::DisplayVersion {
-                guard::out!(
-                    "{}",
-                    serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })
-                );
+                guard::json_out!(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }));
             } else {
                 let _ = e.print();
             }
@@ -51,7 +48,7 @@ fn main() {
                         let _ = e.print();
                     }
                     if json {
-                        guard::out!("{}", serde_json::json!({ "error": usage_message(&e) }));
+                        guard::json_out!(serde_json::json!({ "error": usage_message(&e) }));
                     }
                     3
                 }
@@ -73,7 +70,7 @@ fn main() {
 /// stdout; exit 3.
 fn fail(json: bool, msg: &str) -> i32 {
     if json {
-        guard::out!("{}", serde_json::json!({ "error": msg }));
+        guard::json_out!(serde_json::json!({ "error": msg }));
     }
     guard::err_out!("guard: {msg}");
     3

@@ -673,6 +673,10 @@ pub struct Applied {
     /// unreadable…): the items after it were not touched.
     pub failed: Option<(String, String)>,
     pub not_done: Vec<String>,
+    /// A signal (SIGTERM, Ctrl-C) that came while the last item was being
+    /// written, so that the plan was done when it was seen: the admin
+    /// still asked guard to stop, and is told the plan was done whole.
+    pub interrupted: Option<String>,
 }
 
 /// A refusal that concerns one item alone (see [`Applied::refused`]): the
@@ -1513,6 +1517,12 @@ pub fn apply(plan: &Plan, root: &SysRoot, store: &Store, progress: &dyn Progress
     // deepest first.
     for d in dirs.iter().rev() {
         set_dir_mtime(root, d);
+    }
+    // A signal seen by no item (it came during the last one) still ends
+    // the command as one: taken for nothing, a walk would go on to its
+    // next step after the admin pressed Ctrl-C.
+    if out.failed.is_none() {
+        out.interrupted = crate::interrupt::arrived().map(|sig| sig.to_string());
     }
     progress.finish();
     out

@@ -124,11 +124,28 @@ impl SysPath {
     }
 }
 
-/// Writes bytes that are not UTF-8 as `\xNN` (DESIGN §2).
+/// Writes bytes that are not UTF-8 as `\xNN` (DESIGN §2), and so the bytes
+/// of a control character too (a newline or an escape sequence in a file
+/// name): a name is shown on one line as it is, and one named
+/// `z\n  write /etc/shadow` cannot add a line to a restore plan or a
+/// report.
 pub fn escape_bytes(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        s.push_str(chunk.valid());
+        let valid = chunk.valid();
+        if valid.chars().any(char::is_control) {
+            for c in valid.chars() {
+                if c.is_control() {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        s.push_str(&format!("\\x{b:02x}"));
+                    }
+                } else {
+                    s.push(c);
+                }
+            }
+        } else {
+            s.push_str(valid);
+        }
         for b in chunk.invalid() {
             s.push_str(&format!("\\x{b:02x}"));
         }
@@ -621,6 +638,21 @@ pub fn check_root(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name is shown on one line, as it is: control characters (a
+    /// newline, a tab, an escape, C1) and bytes that are not UTF-8 as
+    /// `\xNN`, everything else untouched.
+    #[test]
+    fn names_are_escaped_onto_one_line() {
+        assert_eq!(escape_bytes(b"/etc/pam.d/imap"), "/etc/pam.d/imap");
+        assert_eq!(
+            escape_bytes("/etc/z\n  write /etc/shadow".as_bytes()),
+            "/etc/z\\x0a  write /etc/shadow"
+        );
+        assert_eq!(escape_bytes(b"/a\tb\x1b]0;x\x07"), "/a\\x09b\\x1b]0;x\\x07");
+        assert_eq!(escape_bytes("/c\u{85}é".as_bytes()), "/c\\xc2\\x85é");
+        assert_eq!(escape_bytes(b"/d\xff"), "/d\\xff");
+    }
 
     /// A sparse "config file" of 6 GiB in a guarded root is refused
     /// without being read (it took 16 s and 6 GB of memory per `check`);

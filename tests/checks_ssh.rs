@@ -198,7 +198,7 @@ fn drop_ins_that_include_each_other_do_not_hang_the_check() {
         .arg("--store")
         .arg(s.store.path())
         .args(["--no-progress", "check", "--json"])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -214,7 +214,60 @@ fn drop_ins_that_include_each_other_do_not_hang_the_check() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert!(status.code().is_some_and(|c| c < 3), "{status}");
+    // sshd itself refuses this ("Too many recursive configuration
+    // includes") and does not start: that is the finding, not a guess at
+    // what it would accept
+    let mut doc = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut doc).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(status.code(), Some(2), "{v:#}");
+    let f = with_id(&v, "ssh/config-refused");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert!(
+        f[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sshd will not start"),
+        "{v:#}"
+    );
+    assert!(
+        with_id(&v, "ssh/password-auth-effective").is_empty(),
+        "{v:#}"
+    );
+}
+
+/// A drop-in larger than guard reads (a sparse 65 MiB one in a hostile
+/// image) is read whole by sshd, which takes its `PasswordAuthentication
+/// yes`: guard cannot say what sshd accepts then, and must not say OK.
+#[test]
+fn a_dropin_too_large_to_read_is_never_taken_for_absent() {
+    let s = Sys::new();
+    s.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n",
+    );
+    s.write(
+        "/etc/ssh/sshd_config.d/00-big.conf",
+        "PasswordAuthentication yes\n",
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.path("/etc/ssh/sshd_config.d/00-big.conf"))
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let (code, v) = s.check();
+    assert_eq!(code, 2, "{v:#}");
+    let f = with_id(&v, "ssh/config-unreadable");
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["paths"][0], "/etc/ssh/sshd_config.d/00-big.conf");
+    assert!(
+        f[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 64 MiB"),
+        "{v:#}"
+    );
 }
 
 #[test]

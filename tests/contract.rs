@@ -417,6 +417,8 @@ fn control_characters_from_the_system_are_escaped_in_text_output() {
         "{all}"
     );
 
+    // JSON names the path as text does, `\xNN` for what is no plain
+    // text (as for bytes that are not UTF-8), and stays one document
     let (_, out, _) = guard(&sys, &["--json", "check"]);
     let doc = one_document(&out);
     let paths: Vec<&str> = doc["findings"]
@@ -426,7 +428,35 @@ fn control_characters_from_the_system_are_escaped_in_text_output() {
         .flat_map(|f| f["paths"].as_array().unwrap())
         .filter_map(Value::as_str)
         .collect();
-    assert!(paths.contains(&name), "{doc}");
+    assert!(
+        paths.contains(&"/etc/evil\\x1b]2;owned\\x07\\x1b[2K\\x0dname.conf"),
+        "{doc}"
+    );
+
+    // A newline in a name cannot add a line: not to the restore plan
+    // (a fake `write /etc/shadow` item), not to the check's verdict.
+    let fake = "/etc/z\n  write       \u{2215}etc\u{2215}shadow (2 bytes, 0644 0:0)";
+    sys.write(fake, "x\n");
+    let (code, _, err) = guard(&sys, &["snapshot"]);
+    assert_eq!(code, 0, "{err}");
+    sys.rm(fake);
+    let (_, out, _) = guard(&sys, &["restore", "--vanished", "--dry-run"]);
+    let writes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("write"))
+        .collect();
+    assert!(
+        writes.iter().all(|l| l.contains("/etc/z\\x0a  write")),
+        "a name made a line of its own:\n{out}"
+    );
+    let (_, out, _) = guard(&sys, &["check"]);
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("write")),
+        "a name made a line of its own:\n{out}"
+    );
+    // and a JSON document with a DEL or a C1 character in it is still JSON
+    let (_, out, _) = guard(&sys, &["--json", "show", "ab\x7fcd\u{85}"]);
+    one_document(&out);
 }
 
 /// A command with subcommands of its own, given none (`guard vm`), is a
@@ -741,6 +771,10 @@ fn an_empty_environment_variable_is_named_as_such() {
         (
             "GUARD_LIBVIRT_URI",
             &["--root", root, "--store", store, "--json", "vm", "list"],
+        ),
+        (
+            "RESTIC_REPOSITORY",
+            &["--root", root, "--store", store, "--json", "--yes", "push"],
         ),
     ] {
         let (code, out, err) = bare(&[(var, "")], args);

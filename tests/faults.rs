@@ -1562,3 +1562,51 @@ fn sigterm_or_ctrl_c_stops_a_restore_between_items_and_says_what_was_done() {
         assert_eq!(tree(&sb.root), before);
     }
 }
+
+/// A signal that comes while the last item is being written is seen by no
+/// item: the plan is done whole, but the admin asked guard to stop (and a
+/// walk must not go on to its next step), so the restore says it was
+/// interrupted, that everything was restored, and exits 3. Held at that
+/// moment by a permission event on the last item's object in the store.
+#[test]
+fn a_signal_during_the_last_item_is_still_said() {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
+    let sb = Sandbox::new();
+    fs::write(sb.root.join("etc/a.conf"), "a = 1\n").unwrap();
+    fs::write(sb.root.join("etc/zz.conf"), "the last item\n").unwrap();
+    sb.snapshot();
+    fs::remove_file(sb.root.join("etc/a.conf")).unwrap();
+    fs::remove_file(sb.root.join("etc/zz.conf")).unwrap();
+    let hash = blake3::hash(b"the last item\n").to_hex().to_string();
+    let object = sb.store.join("objects").join(&hash[..2]).join(&hash[2..]);
+    let pid = Arc::new(AtomicI32::new(0));
+    let p = pid.clone();
+    let armed = on_first_open(&object, move || {
+        let pid = rustix::process::Pid::from_raw(p.load(Ordering::SeqCst)).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    });
+    let child = sb
+        .cmd(&["restore", "--vanished", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pid.store(child.id() as i32, Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    armed.join().unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 3, "{err}");
+    assert!(
+        err.contains("interrupted by SIGTERM as the last item was written: every item of the plan was restored"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(sb.root.join("etc/zz.conf")).unwrap(),
+        "the last item\n"
+    );
+    assert_eq!(
+        fs::read_to_string(sb.root.join("etc/a.conf")).unwrap(),
+        "a = 1\n"
+    );
+}

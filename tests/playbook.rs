@@ -924,6 +924,14 @@ fn leap_repos(root: &Path, version: &str) {
         ),
     )
     .unwrap();
+    std::fs::write(
+        d.join("packman.repo"),
+        format!(
+            "[packman]\nname=Packman\nenabled=1\n\
+             baseurl=https://packman.inode.at/suse/openSUSE_Leap_{version}/\n"
+        ),
+    )
+    .unwrap();
 }
 
 /// The repo switch is a manual step, which `--yes` confirms unread. With
@@ -980,17 +988,40 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
         .unwrap()
         .replace("/42.3/", "/15.0/");
     std::fs::write(&upd, t).unwrap();
-    let sed = Command::new("sed")
-        .arg("-i")
-        .arg("s|/42.3/|/$releasever/|g")
-        .arg(e.root.join("etc/zypp/repos.d/repo-oss.repo"))
-        .status()
-        .unwrap();
-    assert!(sed.success());
+    // the step's own sed
+    let sed = |repo: &str| {
+        let ok = Command::new("sed")
+            .args([
+                "-i",
+                "-e",
+                "s|/42.3/|/$releasever/|g",
+                "-e",
+                "s|_42.3/|_$releasever/|g",
+            ])
+            .arg(e.root.join("etc/zypp/repos.d").join(repo))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    sed("repo-oss.repo");
     assert!(
         std::fs::read_to_string(e.root.join("etc/zypp/repos.d/repo-oss.repo"))
             .unwrap()
             .contains("leap/$releasever/repo/oss/")
+    );
+    // Packman's project still names 42.3 (openSUSE_Leap_42.3/): still no
+    let out = e.guard_with(
+        &["--yes", "run", "leap-upgrade", "--resume"],
+        Some(retry),
+        with_path,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(zypper_log(), "lr -u\n");
+    sed("packman.repo");
+    assert!(
+        std::fs::read_to_string(e.root.join("etc/zypp/repos.d/packman.repo"))
+            .unwrap()
+            .contains("openSUSE_Leap_$releasever/")
     );
     let out = e.guard_with(
         &["--yes", "run", "leap-upgrade", "--resume"],
@@ -1755,6 +1786,14 @@ fn the_commands_a_walk_suggests_name_its_root_and_store() {
     let find = format!("#   find {}/etc -name '*.pacnew'\n", e.root.display());
     assert!(s.contains(&find), "{s}");
     assert!(!s.contains("find /etc"), "{s}");
+    // the playbooks' own texts too: the reboot step's resume line
+    assert!(
+        s.contains(&format!(
+            "Reboot now, then: {guard} arch-upgrade --resume\n"
+        )),
+        "{s}"
+    );
+    assert!(!s.contains(" guard run "), "a bare guard run: {s}");
 
     std::fs::write(e.root.join("etc/guard/playbooks/advice.toml"), ADVICE).unwrap();
     let out = e.guard(&["--yes", "run", "advice"], None);

@@ -69,7 +69,7 @@ fn main() {
         Err(e) => {
             let msg = format!("{e:#}");
             if json {
-                guard::out!("{}", json!({ "error": msg }));
+                guard::json_out!(json!({ "error": msg }));
             }
             guard::err_out!("guard-vm: {msg}");
             3
@@ -209,10 +209,7 @@ fn list(conn: &Connect, as_json: bool) -> Result<i32> {
         );
     }
     if as_json {
-        guard::out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "guests": out }))?
-        );
+        guard::json_out!(serde_json::to_string_pretty(&json!({ "guests": out }))?);
         return Ok(0);
     }
     for g in &out {
@@ -435,7 +432,7 @@ fn print_plan(
         if let Some(c) = &copies {
             v["copies"] = serde_json::to_value(c)?;
         }
-        guard::out!("{}", serde_json::to_string_pretty(&v)?);
+        guard::json_out!(serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if copies.is_none() {

@@ -63,6 +63,12 @@ pub trait Files {
     /// Text of a regular file (symlinks followed inside the root); `None`
     /// when absent or unreadable.
     fn text(&self, p: &SysPath) -> Option<String>;
+    /// Why a file that is there could not be read (too large, not a
+    /// regular file, no permission); `None` when it is simply absent, or
+    /// when this side cannot tell.
+    fn unreadable(&self, _p: &SysPath) -> Option<String> {
+        None
+    }
     /// Names in a directory as they are (bytes), sorted. A name that is
     /// not UTF-8 is still a file the program reads: sshd's `Include` glob
     /// matches it, so a path to open is joined from these.
@@ -86,6 +92,12 @@ pub struct Live<'a>(pub &'a SysRoot);
 impl Files for Live<'_> {
     fn text(&self, p: &SysPath) -> Option<String> {
         self.0.read_text(p.clone())
+    }
+    fn unreadable(&self, p: &SysPath) -> Option<String> {
+        match self.0.read_follow(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(e.to_string()),
+            _ => None,
+        }
     }
     fn names(&self, dir: &SysPath) -> Vec<Vec<u8>> {
         self.0.list_dir(dir)

@@ -52,6 +52,12 @@ pub struct Effective {
     pub matches: Vec<MatchBlock>,
     /// Files read, in order.
     pub files: Vec<SysPath>,
+    /// Files sshd reads that could not be read here (larger than guard
+    /// reads, not a regular file, no permission): the verdict misses them.
+    pub unread: Vec<(SysPath, String)>,
+    /// Includes nest deeper than sshd allows: sshd refuses the whole
+    /// configuration ("Too many recursive configuration includes").
+    pub too_deep: bool,
 }
 
 impl Effective {
@@ -229,6 +235,10 @@ fn read(st: &mut State, path: &SysPath) {
         return;
     }
     let Some(text) = st.files.text(path) else {
+        // (an Include of a name that is not there is no error for sshd)
+        if let Some(why) = st.files.unreadable(path) {
+            st.eff.unread.push((path.clone(), why));
+        }
         return;
     };
     st.eff.files.push(path.clone());
@@ -305,6 +315,7 @@ pub fn effective(files: &dyn Files, main: &SysPath) -> Effective {
         too_deep: false,
     };
     read(&mut st, main);
+    st.eff.too_deep = st.too_deep;
     st.eff
 }
 
@@ -405,6 +416,47 @@ impl Check for Ssh {
             return out;
         };
         let now = effective(&live, &main);
+        if now.too_deep {
+            // sshd will not start: what it would accept is moot
+            out.push(
+                Finding::new(
+                    "ssh/config-refused",
+                    Severity::Critical,
+                    &[&main],
+                    format!(
+                        "sshd refuses its configuration: the Includes of {main} nest deeper \
+                         than the 16 levels sshd allows (\"Too many recursive configuration \
+                         includes\"), so sshd will not start"
+                    ),
+                )
+                .fix(
+                    "remove the Include that reads its own directory again (a drop-in \
+                     including sshd_config.d/*.conf), then confirm with: sshd -t",
+                ),
+            );
+            return out;
+        }
+        if !now.unread.is_empty() {
+            let paths: Vec<&SysPath> = now.unread.iter().map(|(p, _)| p).collect();
+            let what: Vec<String> = now
+                .unread
+                .iter()
+                .map(|(p, why)| format!("{p} ({why})"))
+                .collect();
+            out.push(
+                Finding::new(
+                    "ssh/config-unreadable",
+                    Severity::Critical,
+                    &paths,
+                    format!(
+                        "sshd's configuration was not judged whole: sshd reads {}, which guard \
+                         could not",
+                        what.join(", ")
+                    ),
+                )
+                .fix("look at what that file sets, then confirm with: sshd -T"),
+            );
+        }
         let before = cx.baseline.and_then(|b| {
             let rec = Recorded {
                 manifest: b,

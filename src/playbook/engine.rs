@@ -773,6 +773,12 @@ fn builtin(
                     if let Some((p, e)) = a.failed {
                         return Err(Failure(format!("restore stopped at {p}: {e}")));
                     }
+                    if let Some(sig) = a.interrupted {
+                        return Err(Failure(format!(
+                            "interrupted by {sig}; restored {} (the whole plan)",
+                            a.restored.join(" ")
+                        )));
+                    }
                     if !a.refused.is_empty() {
                         let what: Vec<String> =
                             a.refused.iter().map(|(p, e)| format!("{p}: {e}")).collect();

@@ -17,6 +17,7 @@ pub fn detect_facts(app: &App) -> Vars {
     // GUARD_VARS: neither answers nor a playbook can override these two
     f.insert("root".into(), root.display().to_string());
     f.insert("store".into(), app.store_dir.display().to_string());
+    f.insert("guard".into(), app.guard_cmd());
     let osr = app
         .root
         .read_text(SysPath::new("/etc/os-release"))

@@ -250,7 +250,14 @@ pub const BUILTIN_VARS: &[(&str, &str)] = &[
 /// `--store` whatever the variables say, so a preset `root = "/"` would
 /// point the steps' `{root}` commands at the host while the walk's snapshot
 /// and check look at the guarded root.
-pub const GUARD_VARS: &[(&str, &str)] = &[("root", "--root"), ("store", "--store")];
+pub const GUARD_VARS: &[(&str, &str)] = &[
+    ("root", "--root"),
+    ("store", "--store"),
+    // `guard`, or `guard --root R --store S`: how a playbook's text tells
+    // the admin to run guard for this walk (`{guard} run ID --resume`
+    // after a reboot), pasted bare it would look in the host's store
+    ("guard", "--root and --store"),
+];
 
 /// Who sets a variable that only guard sets: one of its options, or a
 /// builtin step.
