@@ -135,7 +135,12 @@ P\tbash\t1:5.2-3\nF\tbash\t/usr/bin/with\ttab\n";
         assert_eq!(db.installed["gpg-pubkey"], "abc-123");
         assert_eq!(db.installed["kernel"], "6.1-1, 6.2-1");
         assert_eq!(db.installed["bash"], "1:5.2-3");
-        let files: Vec<String> = db.files.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        // (the path's bytes: shown, the tab would be `\x09`)
+        let files: Vec<String> = db
+            .files
+            .iter()
+            .map(|(p, n)| format!("{} {n}", String::from_utf8_lossy(p.as_bytes())))
+            .collect();
         assert_eq!(
             files,
             [
