@@ -973,11 +973,14 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
 
     // Resumed without fixing them: the same stop, nothing refreshed.
     let retry = "[answers]\ntarget_release = \"15.0\"\nretry-switch-repos = \"retry\"\n";
-    let out = e.guard_with(
-        &["--yes", "run", "leap-upgrade", "--resume"],
-        Some(retry),
-        with_path,
-    );
+    let resume = || {
+        e.guard_with(
+            &["--yes", "run", "leap-upgrade", "--resume"],
+            Some(retry),
+            with_path,
+        )
+    };
+    let out = resume();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(zypper_log(), "lr -u\n");
 
@@ -1010,11 +1013,7 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
             .contains("leap/$releasever/repo/oss/")
     );
     // Packman's project still names 42.3 (openSUSE_Leap_42.3/): still no
-    let out = e.guard_with(
-        &["--yes", "run", "leap-upgrade", "--resume"],
-        Some(retry),
-        with_path,
-    );
+    let out = resume();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(zypper_log(), "lr -u\n");
     sed("packman.repo");
@@ -1023,11 +1022,7 @@ fn leap_repositories_that_name_the_old_release_stop_the_walk() {
             .unwrap()
             .contains("openSUSE_Leap_$releasever/")
     );
-    let out = e.guard_with(
-        &["--yes", "run", "leap-upgrade", "--resume"],
-        Some(retry),
-        with_path,
-    );
+    let out = resume();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let j = e.journal("leap-upgrade");
