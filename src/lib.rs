@@ -83,6 +83,17 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A message fragment that goes after a colon or a word: its first letter
+/// lower case (the OS's "No such file or directory" reads "included, but
+/// no such file or directory").
+pub fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// `1 item`, `2 items`, `0 entries`: a count with its noun in the number
 /// it takes. Output read by people says "1 package", not "1 packages"
 /// or "1 package(s)".

@@ -652,7 +652,10 @@ pub fn walk_while<T>(root: &SysRoot, scope: &Scope, meanwhile: impl FnOnce() -> 
                 }
             }
             (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound && !included => {}
-            (Err(e), _) if included => errors.push(fail(format!("included, but {e}"))),
+            (Err(e), _) if included => errors.push(fail(format!(
+                "included, but {}",
+                crate::lowercase_first(&e.to_string())
+            ))),
             (Err(e), _) => errors.push(fail(e.to_string())),
         }
     }

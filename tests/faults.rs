@@ -1100,7 +1100,8 @@ fn a_snapshot_names_what_it_could_not_read() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("1 path could not be read") && err.contains("/srv/mail/ect: included, but"),
+        err.contains("1 path could not be read")
+            && err.contains("/srv/mail/ect: included, but no such file or directory"),
         "{err}"
     );
     // stdout stays the id alone, and with --json one document

@@ -137,7 +137,7 @@ pub fn render_step(
         }
         if let Some(f) = &step.feed {
             o.push_str(&format!(
-                "# without a terminal guard answers {f:?} to the first question only; later questions get no\n"
+                "# without a terminal guard answers {f:?} to the command's first question only; it reads end-of-input at any later one, which pacman and zypper take as no\n"
             ));
         }
         if let Err(e) = subst_argv(r, vars, true).and_then(|a| check_rootable(&a, root)) {
