@@ -1757,6 +1757,17 @@ fn the_guests_found_are_the_ones_libvirt_lists() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(s.contains("#   vm_guests = test\n"), "{s}");
     assert!(s.contains("Guests found: test\n"), "{s}");
+    // the connection the walk is told to use is the one listed
+    let out = e.guard_with(
+        &["run", "luks-guest-move", "--dry-run"],
+        Some("[answers]\nlibvirt_uri = \"test:///default\"\n"),
+        |c| {
+            c.env_remove("GUARD_LIBVIRT_URI");
+        },
+    );
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.contains("Guests found: test\n"), "{s}");
 }
 
 /// What the walk tells the admin to run next acts on the walk's root and

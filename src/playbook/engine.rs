@@ -102,7 +102,7 @@ pub fn walk(app: &App, pb: &Playbook, opts: &RunOpts) -> Result<i32> {
     };
     refuse_reserved(&opts.answers, &file, true)?;
     refuse_root_playbook(app, pb, opts)?;
-    let facts = detect_facts(app);
+    let facts = detect_facts(app, &opts.answers);
     if !pb.applies_to.is_empty() {
         let os = facts.get("os_id").cloned().unwrap_or_default();
         let like = facts.get("os_id_like").cloned().unwrap_or_default();

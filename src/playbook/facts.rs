@@ -11,7 +11,7 @@ use crate::sysroot::SysPath;
 
 /// What guard finds out about the system before the walk. Anything it cannot
 /// detect is simply absent (and shows as `<name>` in a dry run).
-pub fn detect_facts(app: &App) -> Vars {
+pub fn detect_facts(app: &App, answers: &Vars) -> Vars {
     let mut f = Vars::new();
     let root = app.root.path().to_path_buf();
     // GUARD_VARS: neither answers nor a playbook can override these two
@@ -110,7 +110,14 @@ pub fn detect_facts(app: &App) -> Vars {
     }
     let vm = app::guard_vm_path();
     if vm.is_file() {
-        if let Ok(out) = exec::stdout_of(&Cmd::new(&vm).args(["--json", "list"])) {
+        // The guests of the connection the walk will use: an answered
+        // `libvirt_uri` (qemu:///session, another host), else guard-vm's
+        // own default (GUARD_LIBVIRT_URI, or qemu:///system).
+        let mut list = Cmd::new(&vm).args(["--json", "list"]);
+        if let Some(uri) = answers.get("libvirt_uri").filter(|u| !u.is_empty()) {
+            list = list.args(["--connect", uri.as_str()]);
+        }
+        if let Ok(out) = exec::stdout_of(&list) {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) {
                 // (`guard-vm --json list` gives `{"guests": [...]}`; this
                 // looked for `domains`, so the fact was always empty)

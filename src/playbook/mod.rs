@@ -248,7 +248,7 @@ pub fn cmd_run(
             engine::refuse_reserved(&answers, &format!("answers file {}", p.display()), true)?;
         }
         let mut vars = pb.vars.clone();
-        vars.extend(engine::detect_facts(app));
+        vars.extend(engine::detect_facts(app, &answers));
         // The dry run of a resume shows the rest of the walk as the resume
         // would see it: the journal's answers (under this answers file's),
         // and what becomes of each step it recorded.
