@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 [ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 RUNS=${1:-7}
 for t in zstd getcap git; do command -v $t >/dev/null || { echo "bench needs $t" >&2; exit 1; }; done
-cargo build --release --quiet --no-default-features --bin guard
+# the binary the README installs (static; scripts/build.sh)
+bash scripts/build.sh
 G=$PWD/target/release/guard
 W=$(mktemp -d /tmp/guard-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
 
@@ -110,7 +111,6 @@ $(GUARD_TIMINGS=1 "$G" --root / --store "$W/re" snapshot 2>&1 >/dev/null | grep 
 TXT
 # the guest clone benchmark needs the libvirt helper
 if pkg-config --exists libvirt 2>/dev/null; then
-  cargo build --release --quiet --bin guard-vm
   bash scripts/bench-vm.sh
 else
   echo "(clone benchmark skipped: libvirt-dev not installed)"

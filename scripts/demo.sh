@@ -24,7 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 say "building guard (core binary, no libvirt needed)"
-cargo build --release --quiet --no-default-features --bin guard
+cargo rustc --release --quiet --no-default-features --bin guard -- -C target-feature=+crt-static
 GUARD=$PWD/target/release/guard
 
 work=$(mktemp -d /tmp/guard-demo.XXXXXX)

@@ -29,7 +29,8 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== core without libvirt"
-cargo build --no-default-features --bin guard
+echo "== the installed build: guard static, without libvirt (scripts/build.sh)"
+bash scripts/build.sh --debug
+target/debug/guard --version
 echo "== tests"
 cargo test --all-targets -- --test-threads="${GUARD_TEST_THREADS:-2}"
