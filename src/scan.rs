@@ -1646,7 +1646,7 @@ mod tests {
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors["/srv/out"].contains("/srv/out is a symlink"));
         assert!(errors["/lnk/app"].contains("/lnk is a symlink"));
-        assert!(errors["/srv/missing"].contains("No such file"));
+        assert!(errors["/srv/missing"].contains("included, but no such file"));
     }
 
     #[test]
