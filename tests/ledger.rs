@@ -8,16 +8,7 @@ use common::{run, Sys};
 use serde_json::Value;
 
 fn snapshot(s: &Sys, kind: &str) -> String {
-    let out = s
-        .cmd()
-        .args(["snapshot", "--json", "--kind", kind])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = s.ok(&["snapshot", "--json", "--kind", kind]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["id"].as_str().unwrap().to_string()
 }

@@ -522,19 +522,18 @@ mod tests {
     use rustix::fs::Mode;
 
     use super::*;
-    use crate::store::tests::{commit_kinds, manifest};
+    use crate::store::tests::{commit_kinds, committed, manifest};
 
     #[test]
     fn corrupt_manifest_and_object_are_detected() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let m = manifest(
+        let m = committed(
             "20260101-000000-000",
             SnapshotKind::Manual,
             &[("/etc/a", "A"), ("/etc/b", "B")],
             &s,
         );
-        s.commit(&m).unwrap();
         assert_eq!(s.load(&m.id).unwrap(), m);
         let ids = vec![m.id.clone()];
         assert!(s.verify(&ids, &crate::ui::NoProgress).problems.is_empty());
@@ -563,13 +562,12 @@ mod tests {
     fn an_object_that_is_not_a_file_is_damage_not_unreadable() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let m = manifest(
+        let m = committed(
             "20260101-000000-000",
             SnapshotKind::Manual,
             &[("/etc/a", "A")],
             &s,
         );
-        s.commit(&m).unwrap();
         let ids = vec![m.id.clone()];
         let kinds = || {
             let rep = s.verify(&ids, &crate::ui::NoProgress);
@@ -607,20 +605,18 @@ mod tests {
     fn forget_takes_a_snapshot_named_twice_once() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let a = manifest(
+        let a = committed(
             "20260101-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "A")],
             &s,
         );
-        let b = manifest(
+        let b = committed(
             "20260102-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "B")],
             &s,
         );
-        s.commit(&a).unwrap();
-        s.commit(&b).unwrap();
         // `guard forget ID ID` (or an id and its prefix, resolved): the
         // second removal found nothing and failed before the objects went
         let rep = s.forget(&[a.id.clone(), a.id.clone()]).unwrap();
@@ -637,20 +633,18 @@ mod tests {
     fn forget_removes_nothing_while_another_manifest_cannot_be_read() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let a = manifest(
+        let a = committed(
             "20260101-000000-000",
             SnapshotKind::Manual,
             &[("/etc/a", "A")],
             &s,
         );
-        let b = manifest(
+        let b = committed(
             "20260102-000000-000",
             SnapshotKind::Timer,
             &[("/etc/b", "B")],
             &s,
         );
-        s.commit(&a).unwrap();
-        s.commit(&b).unwrap();
         // a flipped byte in b's manifest: its header still reads
         let sp = s.snapshot_path(&b.id);
         let text = fs::read_to_string(&sp).unwrap().replace("/etc/b", "/etc/c");
@@ -686,13 +680,12 @@ mod tests {
     fn forget_refuses_an_id_that_is_not_there_and_removes_nothing() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(d.path()).unwrap();
-        let a = manifest(
+        let a = committed(
             "20260101-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "A")],
             &s,
         );
-        s.commit(&a).unwrap();
         let err = s
             .forget(&[a.id.clone(), "20260102-000000-000".into()])
             .unwrap_err()
@@ -704,20 +697,18 @@ mod tests {
     /// Two committed snapshots: `a` (`/etc/a` 4 bytes) and `b` (`/etc/a`
     /// 1 byte), both with the same `/etc/s`.
     fn two_sharing(s: &Store) -> (crate::store::Manifest, crate::store::Manifest) {
-        let a = manifest(
+        let a = committed(
             "20260101-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "AAAA"), ("/etc/s", "same")],
             s,
         );
-        let b = manifest(
+        let b = committed(
             "20260102-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "B"), ("/etc/s", "same")],
             s,
         );
-        s.commit(&a).unwrap();
-        s.commit(&b).unwrap();
         (a, b)
     }
 
@@ -752,13 +743,12 @@ mod tests {
         let plan = s.forget_plan(std::slice::from_ref(&a.id)).unwrap();
         assert_eq!(plan.objects, 1);
         // a new snapshot holds A's content again, committed after the plan
-        let c = manifest(
+        let c = committed(
             "20260103-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "AAAA")],
             &s,
         );
-        s.commit(&c).unwrap();
         let rep = s
             .forget_as_planned(std::slice::from_ref(&a.id), &plan)
             .unwrap();
@@ -801,13 +791,12 @@ mod tests {
     fn forget_removes_nothing_through_a_symlink_in_objects() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open_write(&d.path().join("store")).unwrap();
-        let a = manifest(
+        let a = committed(
             "20260101-000000-000",
             SnapshotKind::Timer,
             &[("/etc/a", "A")],
             &s,
         );
-        s.commit(&a).unwrap();
         let elsewhere = d.path().join("elsewhere");
         fs::create_dir(&elsewhere).unwrap();
         fs::write(elsewhere.join("precious"), b"not the store's").unwrap();

@@ -540,6 +540,18 @@ mod tests {
         }
     }
 
+    /// [`manifest`], committed.
+    pub(super) fn committed(
+        id: &str,
+        kind: SnapshotKind,
+        data: &[(&str, &str)],
+        store: &Store,
+    ) -> Manifest {
+        let m = manifest(id, kind, data, store);
+        store.commit(&m).unwrap();
+        m
+    }
+
     pub(super) fn manifest(
         id: &str,
         kind: SnapshotKind,
